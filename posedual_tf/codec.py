@@ -1,0 +1,209 @@
+"""Keypoints <-> heatmaps: target encoding, argmax decoding with 'shift' / DARK refinement, flip.
+
+Heatmaps are channels-last ``[..., h, w, J]``. Every function is TensorFlow and works eagerly on
+numpy inputs or inside a graph (the SavedModel uses the decode side).
+
+Example:
+    >>> hm, weight = encode_heatmaps(joints, vis, (192, 256), (48, 64), sigma=2.0)
+    >>> coords, maxvals = decode_heatmaps(hm[None], center, scale, rotation=tf.zeros([1]))
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from posedual_tf import geometry, joints as joint_sets
+
+
+# ------------------------------------------------------------------------------ encode
+
+def encode_heatmaps(joints, joints_vis, image_size: Sequence[int], heatmap_size: Sequence[int],
+                    sigma: float, floor_rounding: bool = False):
+    """Reference Gaussian targets (REFERENCE.md section 3 step 10).
+
+    Args:
+      joints: ``[..., J, 2]`` crop-space joint coordinates.
+      joints_vis: ``[..., J]`` visibility (0/1).
+      image_size, heatmap_size: ``[W, H]`` and ``[w, h]``.
+      sigma: Gaussian sigma in heatmap pixels; the patch is cut at ``3 sigma``.
+      floor_rounding: round centres with ``floor(x + 0.5)`` (fix of oddity 11) instead of the
+        reference's ``int()``, which truncates toward zero.
+
+    Returns:
+      heatmaps ``[..., h, w, J]`` float32 and target weights ``[..., J]`` float32.
+    """
+    joints = tf.convert_to_tensor(joints, tf.float32)
+    vis = tf.convert_to_tensor(joints_vis, tf.float32)
+    w, h = int(heatmap_size[0]), int(heatmap_size[1])
+    stride = tf.constant([image_size[0] / w, image_size[1] / h], tf.float32)
+    tmp = 3.0 * sigma
+    size = int(2 * tmp + 1)
+    half = size // 2
+
+    def to_int(v):
+        return tf.cast(tf.floor(v), tf.int32) if floor_rounding else tf.cast(v, tf.int32)
+
+    mu = to_int(joints / stride + 0.5)                       # [..., J, 2]
+    mu_f = tf.cast(mu, tf.float32)
+    ul = tf.cast(mu_f - tmp, tf.int32)                       # int() truncation as the reference
+    br = tf.cast(mu_f + tmp + 1.0, tf.int32)
+    outside = (ul[..., 0] >= w) | (ul[..., 1] >= h) | (br[..., 0] < 0) | (br[..., 1] < 0)
+    weight = tf.where(outside, 0.0, vis)
+    centre = tf.cast(ul + half, tf.float32)                  # patch peak in map pixels
+
+    def axis_profile(axis: int, length: int):
+        p = tf.range(length, dtype=tf.int32)                 # [L]
+        lo, hi = ul[..., axis, None], br[..., axis, None]    # [..., J, 1]
+        inside = (p >= lo) & (p < hi)
+        d = tf.cast(p, tf.float32) - centre[..., axis, None]
+        return tf.where(inside, tf.exp(-(d * d) / (2.0 * sigma * sigma)), 0.0)  # [..., J, L]
+
+    gx = axis_profile(0, w)
+    gy = axis_profile(1, h)
+    draw = tf.cast(weight > 0.5, tf.float32)[..., None, None]             # [..., J, 1, 1]
+    maps = gy[..., :, None] * gx[..., None, :] * draw                      # [..., J, h, w]
+    rank = len(maps.shape)
+    perm = list(range(rank - 3)) + [rank - 2, rank - 1, rank - 3]
+    return tf.transpose(maps, perm), weight
+
+
+# ------------------------------------------------------------------------------ flip
+
+def flip_back(heatmaps, shift_heatmap: bool = True):
+    """Map heatmaps of a mirrored input back: mirror the width, swap union flip pairs, shift.
+
+    ``shift_heatmap`` moves the result right by one pixel (column 0 kept), as the reference's
+    default; otherwise it is resampled at ``x - 0.75`` px (bilinear, zero fill).
+    """
+    heatmaps = tf.convert_to_tensor(heatmaps)
+    flipped = tf.reverse(heatmaps, axis=[-2])
+    perm = joint_sets.union_flip_permutation() if heatmaps.shape[-1] == joint_sets.NUM_UNION else None
+    if perm is not None:
+        flipped = tf.gather(flipped, perm, axis=-1)
+    if shift_heatmap:
+        return tf.concat([flipped[..., :, :1, :], flipped[..., :, :-1, :]], axis=-2)
+    # out(x) = 0.25 in(x) + 0.75 in(x - 1), zero for x - 1 < 0
+    prev = tf.concat([tf.zeros_like(flipped[..., :, :1, :]), flipped[..., :, :-1, :]], axis=-2)
+    return 0.25 * flipped + 0.75 * prev
+
+
+def flip_joints(joints, joints_vis, image_width, flip_pairs: Sequence[tuple[int, int]]):
+    """Mirror ``[J, 2]`` image joints: ``x <- W - 1 - x``, swap pairs, zero invisible joints."""
+    joints = tf.convert_to_tensor(joints, tf.float32)
+    vis = tf.convert_to_tensor(joints_vis, tf.float32)
+    perm = np.arange(joints.shape[-2])
+    for a, b in flip_pairs:
+        perm[a], perm[b] = b, a
+    x = tf.cast(image_width, tf.float32) - 1.0 - joints[..., 0]
+    mirrored = tf.stack([x, joints[..., 1]], axis=-1)
+    mirrored = tf.gather(mirrored, perm, axis=-2)
+    vis = tf.gather(vis, perm, axis=-1)
+    return mirrored * vis[..., None], vis
+
+
+# ------------------------------------------------------------------------------ decode
+
+def argmax_coords(heatmaps):
+    """``[B, h, w, J]`` -> integer-valued coords ``[B, J, 2]`` (x, y) and maxvals ``[B, J]``.
+
+    The first maximum in row-major order wins; coordinates are zero where the max is <= 0.
+    """
+    heatmaps = tf.convert_to_tensor(heatmaps, tf.float32)
+    shape = tf.shape(heatmaps)
+    b, h, w, j = shape[0], shape[1], shape[2], shape[3]
+    flat = tf.reshape(tf.transpose(heatmaps, [0, 3, 1, 2]), [b, j, h * w])
+    idx = tf.argmax(flat, axis=-1, output_type=tf.int32)
+    maxvals = tf.reduce_max(flat, axis=-1)
+    coords = tf.cast(tf.stack([idx % w, idx // w], axis=-1), tf.float32)
+    coords = tf.where((maxvals > 0.0)[..., None], coords, 0.0)
+    return coords, maxvals
+
+
+def _gather_map(maps_bjhw, x, y):
+    """Values of ``[B, J, h, w]`` maps at integer ``x, y`` ``[B, J]`` (clamped)."""
+    h, w = tf.shape(maps_bjhw)[2], tf.shape(maps_bjhw)[3]
+    x = tf.clip_by_value(x, 0, w - 1)
+    y = tf.clip_by_value(y, 0, h - 1)
+    idx = tf.stack([y, x], axis=-1)
+    return tf.gather_nd(maps_bjhw, idx, batch_dims=2)
+
+
+def shift_refine(heatmaps, coords, wide_bound: bool = False):
+    """The reference quarter-pixel 'shift' toward the higher neighbour (REFERENCE.md section 10).
+
+    The reference bound ``1 < p < size - 1`` excludes p = 1; ``wide_bound`` (fix of oddity 14)
+    uses ``0 < p < size - 1``.
+    """
+    maps = tf.transpose(tf.convert_to_tensor(heatmaps, tf.float32), [0, 3, 1, 2])
+    h, w = tf.shape(maps)[2], tf.shape(maps)[3]
+    p = tf.cast(tf.floor(coords + 0.5), tf.int32)
+    px, py = p[..., 0], p[..., 1]
+    lo = 0 if wide_bound else 1
+    ok = (px > lo) & (px < w - 1) & (py > lo) & (py < h - 1)
+    dx = _gather_map(maps, px + 1, py) - _gather_map(maps, px - 1, py)
+    dy = _gather_map(maps, px, py + 1) - _gather_map(maps, px, py - 1)
+    delta = 0.25 * tf.sign(tf.stack([dx, dy], axis=-1))
+    return coords + tf.where(ok[..., None], delta, 0.0)
+
+
+def _dark_blur(heatmaps):
+    """The reference DARK blur: 11x11 Gaussian (sigma 2), zero border, max restored per map."""
+    k1 = np.exp(-((np.arange(11) - 5.0) ** 2) / (2 * 2.0 ** 2))
+    k1 /= k1.sum()
+    j = heatmaps.shape[-1]
+    kernel = tf.constant(np.outer(k1, k1)[:, :, None, None] * np.ones([1, 1, j, 1]), tf.float32)
+    blurred = tf.nn.depthwise_conv2d(heatmaps, kernel, [1, 1, 1, 1], "SAME")
+    orig_max = tf.reduce_max(heatmaps, axis=[1, 2], keepdims=True)
+    new_max = tf.reduce_max(blurred, axis=[1, 2], keepdims=True)
+    return tf.math.divide_no_nan(blurred * orig_max, new_max)
+
+
+def dark_refine(heatmaps, coords):
+    """DARK: Taylor step on the log of the blurred map at ``int(coord)`` (REFERENCE.md section 10)."""
+    heatmaps = tf.convert_to_tensor(heatmaps, tf.float32)
+    logm = tf.math.log(tf.maximum(_dark_blur(heatmaps), 1e-10))
+    maps = tf.transpose(logm, [0, 3, 1, 2])
+    h, w = tf.shape(maps)[2], tf.shape(maps)[3]
+    p = tf.cast(coords, tf.int32)
+    x, y = p[..., 0], p[..., 1]
+    ok = (x > 1) & (x < w - 2) & (y > 1) & (y < h - 2)
+
+    def at(dx, dy):
+        return _gather_map(maps, x + dx, y + dy)
+
+    c = at(0, 0)
+    dx = 0.5 * (at(1, 0) - at(-1, 0))
+    dy = 0.5 * (at(0, 1) - at(0, -1))
+    dxx = 0.25 * (at(2, 0) - 2 * c + at(-2, 0))
+    dyy = 0.25 * (at(0, 2) - 2 * c + at(0, -2))
+    dxy = 0.25 * (at(1, 1) - at(1, -1) - at(-1, 1) + at(-1, -1))
+    det = dxx * dyy - dxy * dxy
+    safe = tf.where(det != 0, det, 1.0)
+    step_x = (dyy * dx - dxy * dy) / safe
+    step_y = (dxx * dy - dxy * dx) / safe
+    step = tf.stack([step_x, step_y], axis=-1)
+    return coords - tf.where((ok & (det != 0))[..., None], step, 0.0)
+
+
+def decode_heatmaps(heatmaps, center, scale, rotation=None, post_process: str = "shift",
+                    wide_shift_bound: bool = False):
+    """Heatmaps ``[B, h, w, J]`` -> image coordinates ``[B, J, 2]`` and scores ``[B, J]``.
+
+    ``post_process`` is 'shift' (reference default), 'dark' or 'none'. ``center``/``scale``
+    ``[B, 2]`` and ``rotation`` ``[B]`` (degrees, default 0) are those of the crop.
+    """
+    heatmaps = tf.convert_to_tensor(heatmaps, tf.float32)
+    coords, maxvals = argmax_coords(heatmaps)
+    if post_process == "shift":
+        coords = shift_refine(heatmaps, coords, wide_shift_bound)
+    elif post_process == "dark":
+        coords = dark_refine(heatmaps, coords)
+    elif post_process != "none":
+        raise ValueError(f"post_process: expected 'shift', 'dark' or 'none', got {post_process!r}")
+    hm_size = (int(heatmaps.shape[2]), int(heatmaps.shape[1]))
+    if rotation is None:
+        rotation = tf.zeros(tf.shape(heatmaps)[:1], tf.float32)
+    inv = geometry.tf_affine_matrix(center, scale, rotation, hm_size, inverse=True)
+    return geometry.tf_transform_points(coords, inv), maxvals

@@ -1,0 +1,401 @@
+"""Typed experiment configs.
+
+A named experiment is a YAML file in ``configs/``; it may start with ``base: other_name`` to
+inherit another file and state only what differs. Values are checked against the dataclass
+schema below; an unknown key, a wrong type or a bad choice is a one-line
+:class:`ConfigError` naming the file and the key.
+
+Example:
+    >>> from posedual_tf import config
+    >>> cfg = config.load("coco1k_dual", overrides=["train.batch_size=8"])
+    >>> cfg.train.batch_size
+    8
+
+``python -m posedual_tf.config --config coco1k_dual [--set a.b=c ...]`` prints the resolved config.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import typing
+from typing import Any, Literal
+
+import yaml
+
+CONFIG_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not fit the schema."""
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    backbone: Literal["resnet", "hrnet"] = "resnet"
+    #: ResNet depth (18, 34, 50, 101, 152).
+    depth: int = 18
+    #: HRNet width (32 or 48).
+    hrnet_width: int = 32
+    num_joints: int = 24
+    style: Literal["pytorch", "caffe"] = "pytorch"
+    num_deconv_layers: int = 3
+    deconv_filters: list[int] = dataclasses.field(default_factory=lambda: [256, 256, 256])
+    deconv_kernels: list[int] = dataclasses.field(default_factory=lambda: [4, 4, 4])
+    final_conv_kernel: int = 1
+    #: Multiplies every channel count; 1.0 is the reference network. Smaller for tests/demos.
+    width_multiplier: float = 1.0
+    #: Local ImageNet weights (a .pth file or a converted Keras .weights.h5); "" = none.
+    pretrained: str = ""
+    #: Reference file name of the ImageNet/initial weights, for the record only.
+    pretrained_reference: str = ""
+
+
+@dataclasses.dataclass
+class DatasetConfig:
+    #: TFRecord prefix made by tfrecords_tools (``PREFIX-*-of-*.tfrecord`` + ``PREFIX.json``).
+    records: str = ""
+    #: Source dataset, for messages and the converter command: coco, coco_wild, aic, mpii, custom.
+    source: Literal["coco", "coco_wild", "coco_det", "aic", "mpii", "custom", "synthetic"] = "coco"
+    #: Keep only the first N person instances in file order (reference TRAIN_LEN); 0 = all.
+    max_instances: int = 0
+    #: Ground-truth annotation file, needed by COCO evaluation.
+    annotations: str = ""
+
+
+@dataclasses.dataclass
+class DataConfig:
+    labelled: DatasetConfig = dataclasses.field(default_factory=DatasetConfig)
+    #: Unlabelled set; empty records = supervised training only.
+    unlabelled: DatasetConfig = dataclasses.field(default_factory=DatasetConfig)
+    val: DatasetConfig = dataclasses.field(default_factory=DatasetConfig)
+    #: Network input [W, H].
+    image_size: list[int] = dataclasses.field(default_factory=lambda: [192, 256])
+    #: Heatmap [w, h].
+    heatmap_size: list[int] = dataclasses.field(default_factory=lambda: [48, 64])
+    sigma: float = 2.0
+    color_rgb: bool = False
+    mean: list[float] = dataclasses.field(default_factory=lambda: [0.485, 0.456, 0.406])
+    std: list[float] = dataclasses.field(default_factory=lambda: [0.229, 0.224, 0.225])
+    flip: bool = True
+    scale_factor: float = 0.25
+    rot_factor: float = 30.0
+    rot_prob: float = 0.6
+    prob_half_body: float = 0.0
+    num_joints_half_body: int = 8
+    shuffle_buffer: int = 2048
+    num_parallel_calls: int = -1
+
+
+@dataclasses.dataclass
+class MethodConfig:
+    name: Literal["supervised", "cons", "dual"] = "dual"
+    #: Joint cutout patches per hard view (reference MASK_JOINT_NUM).
+    mask_joint_num: int = 0
+    #: RandAugment on the hard view (reference CONS_RAND_AUG).
+    rand_aug: bool = False
+    rand_aug_num_ops: int = 2
+    rand_magnitude: int = 10
+    #: Batch affine between easy and hard view (reference UNSUP_TRANSFORM).
+    unsup_transform: bool = True
+    unsup_rot_prob: float = 0.8
+    align_corners: bool = False
+    #: Weight of each network's supervised loss (0.5 for PoseDual, 1 for PoseCons/Supervised).
+    sup_weight: float = 1.0
+    cons_weight: float = 1.0
+
+
+@dataclasses.dataclass
+class FixesConfig:
+    """Switches that fix reference oddities (REFERENCE.md section 13). All off = the reference."""
+
+    #: 1: cutout clamps x to W and y to H (the reference swaps them for non-square inputs).
+    cutout_axes: bool = False
+    #: 2: cutout picks joints only among the labelled set's ids, without replacement.
+    cutout_supervised_joints: bool = False
+    #: 4: teacher passes use BN running statistics and do not update them.
+    teacher_bn_inference: bool = False
+    #: 6: apply train.weight_decay (decoupled, AdamW) instead of ignoring it.
+    weight_decay: bool = False
+    #: 11: round heatmap centres with floor(x + 0.5) instead of int() truncation.
+    target_rounding: bool = False
+    #: 14: 'shift' post-process accepts p = 1 (bound 0 < p < size - 1).
+    shift_bound: bool = False
+    #: 19: PCKh "Mean@0.1" at threshold 0.10 (the reference uses 0.11).
+    pckh_at_0_1: bool = False
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 1e-3
+    lr_step: list[int] = dataclasses.field(default_factory=lambda: [20, 25])
+    lr_factor: float = 0.1
+    weight_decay: float = 1e-4
+    #: Steps per epoch; 0 = the reference epoch (the unlabelled set, or the labelled set).
+    steps_per_epoch: int = 0
+    mixed_precision: Literal["none", "mixed_bfloat16", "mixed_float16"] = "none"
+    jit_compile: Literal["auto", "true", "false"] = "auto"
+    strategy: Literal["auto", "default", "mirrored", "multi_worker"] = "auto"
+    seed: int = 1314
+    resume: bool = True
+    keep_checkpoints: int = 3
+    #: Validate every N epochs (and after the last).
+    val_interval: int = 1
+    log_every: int = 50
+    image_summary_every: int = 500
+
+
+@dataclasses.dataclass
+class TestConfig:
+    batch_size: int = 32
+    flip_test: bool = False
+    shift_heatmap: bool = True
+    post_process: Literal["shift", "dark", "none"] = "shift"
+    use_gt_bbox: bool = True
+    #: COCO-format person detections for detected-box evaluation (records in data.val).
+    bbox_file: str = ""
+    image_thre: float = 0.0
+    bbox_thre: float = 1.0
+    in_vis_thre: float = 0.2
+    oks_thre: float = 0.9
+    nms: Literal["oks", "soft_oks", "none"] = "oks"
+    #: Checkpoint evaluated by default (reference TEST.MODEL_FILE, for the record).
+    model_file: str = ""
+    #: Evaluate at most this many batches (0 = all), for quick checks.
+    max_batches: int = 0
+
+
+@dataclasses.dataclass
+class Config:
+    #: Name of the experiment (the YAML file's stem).
+    name: str = ""
+    description: str = ""
+    workdir: str = ""
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    method: MethodConfig = dataclasses.field(default_factory=MethodConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    test: TestConfig = dataclasses.field(default_factory=TestConfig)
+    fixes: FixesConfig = dataclasses.field(default_factory=FixesConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# --------------------------------------------------------------------------- validation
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if typing.get_origin(tp) is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, source: str, key: str) -> Any:
+    """Check ``value`` against type ``tp``; errors name ``source`` (file) and ``key``."""
+    def fail() -> ConfigError:
+        return ConfigError(f"{source}: {key or '<top>'}: expected {_type_name(tp)}, got {value!r}")
+
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise fail()
+        return value
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise fail()
+        (item,) = typing.get_args(tp)
+        return [_coerce(v, item, source, f"{key}[{i}]") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {key or '<top>'}: expected a mapping, got {value!r}")
+        hints = typing.get_type_hints(tp)
+        names = [f.name for f in dataclasses.fields(tp)]
+        kwargs = {}
+        for k, v in value.items():
+            sub = f"{key}.{k}" if key else str(k)
+            if k not in names:
+                raise ConfigError(f"{source}: unknown key '{sub}'; expected one of {names}")
+            kwargs[k] = _coerce(v, hints[k], source, sub)
+        return tp(**kwargs)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise fail()
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise fail()
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise fail()
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise fail()
+        return value
+    raise ConfigError(f"{source}: {key}: unsupported schema type {tp}")
+
+
+def _validate(cfg: Config, source: str) -> None:
+    """Cross-field checks that a type cannot express."""
+    d, m, t = cfg.data, cfg.model, cfg.train
+    checks = [
+        (len(d.image_size) == 2 and all(v > 0 for v in d.image_size), "data.image_size",
+         "two positive ints [W, H]"),
+        (len(d.heatmap_size) == 2 and all(v > 0 for v in d.heatmap_size), "data.heatmap_size",
+         "two positive ints [w, h]"),
+        (len(d.image_size) != 2 or len(d.heatmap_size) != 2
+         or d.image_size[0] * d.heatmap_size[1] == d.image_size[1] * d.heatmap_size[0],
+         "data.heatmap_size", "the same aspect ratio as data.image_size"),
+        (d.sigma > 0, "data.sigma", "a positive float"),
+        (len(d.mean) == 3 and len(d.std) == 3 and all(s > 0 for s in d.std), "data.std",
+         "3 positive floats (and data.mean 3 floats)"),
+        (m.backbone != "resnet" or m.depth in (18, 34, 50, 101, 152), "model.depth",
+         "one of 18, 34, 50, 101, 152"),
+        (m.backbone != "hrnet" or m.hrnet_width in (32, 48), "model.hrnet_width", "32 or 48"),
+        (m.num_joints > 0, "model.num_joints", "a positive int"),
+        (len(m.deconv_filters) == m.num_deconv_layers == len(m.deconv_kernels),
+         "model.deconv_filters", "num_deconv_layers entries (and as many deconv_kernels)"),
+        (all(k in (2, 3, 4) for k in m.deconv_kernels), "model.deconv_kernels", "kernels in {2, 3, 4}"),
+        (m.final_conv_kernel in (1, 3), "model.final_conv_kernel", "1 or 3"),
+        (m.width_multiplier > 0, "model.width_multiplier", "a positive float"),
+        (t.batch_size > 0, "train.batch_size", "a positive int"),
+        (t.epochs > 0, "train.epochs", "a positive int"),
+        (t.lr > 0, "train.lr", "a positive float"),
+        (t.lr_step == sorted(t.lr_step), "train.lr_step", "ascending epochs"),
+        (cfg.method.mask_joint_num >= 0, "method.mask_joint_num", "an int >= 0"),
+        (0 <= cfg.method.rand_magnitude <= 30, "method.rand_magnitude", "an int in [0, 30]"),
+        (cfg.test.batch_size > 0, "test.batch_size", "a positive int"),
+    ]
+    for ok, key, expected in checks:
+        if not ok:
+            raise ConfigError(f"{source}: {key}: expected {expected}")
+
+
+# --------------------------------------------------------------------------- loading
+
+def find(name_or_path: str) -> pathlib.Path:
+    """Resolve an experiment name (``coco1k_dual``) or a path to a YAML file."""
+    p = pathlib.Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") and p.exists():
+        return p
+    candidate = CONFIG_DIR / f"{name_or_path}.yaml"
+    if candidate.exists():
+        return candidate
+    names = sorted(x.stem for x in CONFIG_DIR.glob("*.yaml"))
+    raise ConfigError(f"{name_or_path}: no such config; expected a YAML path or one of {names}")
+
+
+def _read_yaml(path: pathlib.Path) -> dict[str, Any]:
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path.name}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path.name}: expected a mapping at the top level")
+    return data
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _resolve_file(path: pathlib.Path, seen: tuple[str, ...] = ()) -> tuple[dict[str, Any], list[tuple[str, dict]]]:
+    """Merged raw mapping and the chain of (file, mapping) layers, base first."""
+    if str(path) in seen:
+        raise ConfigError(f"{path.name}: base: cycle through {' -> '.join(seen)}")
+    raw = _read_yaml(path)
+    base_name = raw.pop("base", None)
+    layers: list[tuple[str, dict]] = []
+    merged: dict[str, Any] = {}
+    if base_name is not None:
+        if not isinstance(base_name, str):
+            raise ConfigError(f"{path.name}: base: expected a config name, got {base_name!r}")
+        try:
+            base_path = find(base_name) if not base_name.endswith((".yaml", ".yml")) else path.parent / base_name
+        except ConfigError as e:
+            raise ConfigError(f"{path.name}: base: {e}") from None
+        merged, layers = _resolve_file(base_path, seen + (str(path),))
+    layers.append((path.name, raw))
+    return _merge(merged, raw), layers
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``a.b=c`` -> (['a', 'b'], value), the value parsed as YAML (ints, floats, bools, lists)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text}: expected key.path=value")
+    key, value = text.split("=", 1)
+    keys = [k for k in key.strip().split(".") if k]
+    if not keys:
+        raise ConfigError(f"--set {text}: empty key")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        parsed = value
+    return keys, parsed
+
+
+def _check_layer(layer: dict[str, Any], source: str) -> None:
+    """Validate one file's keys and types against the schema, naming the file."""
+    _coerce(layer, Config, source, "")
+
+
+def load(name_or_path: str, overrides: list[str] | None = None) -> Config:
+    """Load a named experiment (or YAML path), apply ``a.b=c`` overrides and validate."""
+    path = find(name_or_path)
+    merged, layers = _resolve_file(path)
+    for fname, layer in layers:
+        _check_layer(layer, fname)
+    for text in overrides or []:
+        keys, value = parse_override(text)
+        layer: dict[str, Any] = {}
+        node = layer
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+        node[keys[-1]] = value
+        _check_layer(layer, f"--set {text}")
+        merged = _merge(merged, layer)
+    merged.setdefault("name", path.stem)
+    cfg = _coerce(merged, Config, path.name, "")
+    _validate(cfg, path.name)
+    if not cfg.workdir:
+        cfg.workdir = os.path.join("runs", cfg.name)
+    return cfg
+
+
+def dump(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+
+
+def available() -> list[str]:
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m posedual_tf.config",
+                                 description="Print a resolved experiment config.")
+    ap.add_argument("--config", required=True, help=f"name ({', '.join(available())}) or YAML path")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override")
+    args = ap.parse_args(argv)
+    try:
+        cfg = load(args.config, args.set)
+    except ConfigError as e:
+        raise SystemExit(f"config error: {e}")
+    print(dump(cfg), end="")
+
+
+if __name__ == "__main__":
+    main()

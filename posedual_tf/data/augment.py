@@ -1,0 +1,240 @@
+"""Batch augmentations of the hard view (pure TF): batch affine, joint cutout, RandAugment.
+
+* :func:`batch_affine_theta` / :func:`affine_grid_warp`: the reference ``UNSUP_TRANSFORM``
+  (``getRotationMatrix2D`` theta used with ``affine_grid`` + ``grid_sample``, bilinear, zero
+  padding), applied identically to the hard images and to the teacher heatmaps.
+* :func:`joint_cutout`: ``MASK_JOINT_NUM`` boxes around teacher-predicted joints.
+* :func:`rand_augment`: the reference's 11 colour ops on a uint8 crop.
+
+All randomness comes from a ``tf.random.Generator`` passed in, so a train step is reproducible
+and its RNG state is checkpointed with the model.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from posedual_tf import geometry
+
+
+class StatelessRng:
+    """A ``tf.random.Generator``-like source of stateless draws from one ``[2]`` seed.
+
+    Each call folds a Python counter into the seed, so a traced function makes a fixed,
+    reproducible sequence of draws per seed (what a tf.data map needs).
+    """
+
+    def __init__(self, seed):
+        self.seed = tf.cast(seed, tf.int64)
+        self.count = 0
+
+    def _next(self):
+        self.count += 1
+        return tf.random.experimental.stateless_fold_in(self.seed, self.count)
+
+    def uniform(self, shape, minval=0, maxval=None, dtype=tf.float32):
+        if maxval is None:
+            maxval = 1.0 if dtype.is_floating else None
+        return tf.random.stateless_uniform(shape, self._next(), minval, maxval, dtype)
+
+    def normal(self, shape):
+        return tf.random.stateless_normal(shape, self._next())
+
+
+# ------------------------------------------------------------------------------ batch affine
+
+def batch_affine_theta(gen: tf.random.Generator, batch_size, scale_factor: float = 0.25,
+                       rot_factor: float = 30.0, rot_prob: float = 0.8):
+    """Per-sample ``[B, 2, 3]`` theta = getRotationMatrix2D((0, 0), r, s) (REFERENCE.md 5.1)."""
+    s = tf.clip_by_value(gen.normal([batch_size]) * scale_factor + 1.0, 1 - scale_factor, 1 + scale_factor)
+    r = tf.clip_by_value(gen.normal([batch_size]) * rot_factor, -2 * rot_factor, 2 * rot_factor)
+    r = tf.where(gen.uniform([batch_size]) <= rot_prob, r, 0.0)
+    t = r * (math.pi / 180.0)
+    c, sn, z = s * tf.cos(t), s * tf.sin(t), tf.zeros_like(s)
+    return tf.stack([tf.stack([c, sn, z], -1), tf.stack([-sn, c, z], -1)], axis=-2)
+
+
+def theta_to_pixel_map(theta, size: Sequence[int], align_corners: bool = False):
+    """``affine_grid`` theta ``[B, 2, 3]`` -> pixel-space output->input affine for ``size [W, H]``."""
+    w, h = float(size[0]), float(size[1])
+    if align_corners:
+        n = np.array([[2 / (w - 1), 0, -1], [0, 2 / (h - 1), -1], [0, 0, 1]])
+        p = np.array([[(w - 1) / 2, 0, (w - 1) / 2], [0, (h - 1) / 2, (h - 1) / 2]])
+    else:
+        n = np.array([[2 / w, 0, 1 / w - 1], [0, 2 / h, 1 / h - 1], [0, 0, 1]])
+        p = np.array([[w / 2, 0, (w - 1) / 2], [0, h / 2, (h - 1) / 2]])
+    theta = tf.convert_to_tensor(theta, tf.float32)
+    bottom = tf.broadcast_to(tf.constant([[0.0, 0.0, 1.0]]), [tf.shape(theta)[0], 1, 3])
+    theta3 = tf.concat([theta, bottom], axis=1)
+    return tf.constant(p, tf.float32)[None] @ theta3 @ tf.constant(n, tf.float32)[None]
+
+
+def affine_grid_warp(images, theta, align_corners: bool = False):
+    """``grid_sample(images, affine_grid(theta))`` for channels-last ``[B, H, W, C]``, zero padding."""
+    images = tf.convert_to_tensor(images)
+    size = (int(images.shape[2]), int(images.shape[1]))
+    inv = theta_to_pixel_map(theta, size, align_corners)
+    out = geometry.tf_warp(images, inv, size, fill_value=0.0)
+    return tf.cast(out, images.dtype)
+
+
+# ------------------------------------------------------------------------------ joint cutout
+
+def joint_cutout(gen: tf.random.Generator, images, teacher_heatmaps, num_boxes: int,
+                 allowed_joints: Sequence[int] | None = None, swap_axes: bool = True,
+                 stride: int = 4, jitter: float = 10.0, half_size: tuple[int, int] = (10, 19)):
+    """Zero ``num_boxes`` boxes per image around the teacher's argmax joints (REFERENCE.md 5.2).
+
+    Args:
+      images: ``[B, H, W, C]`` normalised hard-view inputs.
+      teacher_heatmaps: ``[B, h, w, J]``; joints are their argmax times ``stride``.
+      allowed_joints: joint ids to draw from *without* replacement (fix of oddity 2); None =
+        the reference: ``num_boxes`` draws with replacement from all J channels.
+      swap_axes: the reference clamps x to [0, H] and y to [0, W] (oddity 1); False clamps x to
+        [0, W] and y to [0, H].
+    Returns:
+      the masked images and the ``[B, H, W, 1]`` mask that was zeroed (1 = cut).
+    """
+    images = tf.convert_to_tensor(images)
+    b = tf.shape(images)[0]
+    h_img, w_img = int(images.shape[1]), int(images.shape[2])
+    hm = tf.convert_to_tensor(teacher_heatmaps, tf.float32)
+    j, w_hm = int(hm.shape[3]), tf.shape(hm)[2]
+    flat = tf.reshape(tf.transpose(hm, [0, 3, 1, 2]), [b, j, -1])
+    idx = tf.argmax(flat, axis=-1, output_type=tf.int32)
+    pts = tf.cast(tf.stack([idx % w_hm, idx // w_hm], -1), tf.float32) * stride         # [B, J, 2]
+    q = tf.cast(pts + jitter * gen.normal([b, j, 2]), tf.int32)                           # trunc to 0
+    sizes = gen.uniform([b, j, 2], half_size[0], half_size[1] + 1, dtype=tf.int32)
+    x_lim, y_lim = (h_img, w_img) if swap_axes else (w_img, h_img)
+    x0 = tf.clip_by_value(q[..., 0] - sizes[..., 0], 0, x_lim)
+    x1 = tf.clip_by_value(q[..., 0] + sizes[..., 0], 0, x_lim)
+    y0 = tf.clip_by_value(q[..., 1] - sizes[..., 1], 0, y_lim)
+    y1 = tf.clip_by_value(q[..., 1] + sizes[..., 1], 0, y_lim)
+    if allowed_joints is None:
+        choice = gen.uniform([b, num_boxes], 0, j, dtype=tf.int32)
+    else:
+        allowed = tf.constant(list(allowed_joints), tf.int32)
+        keys = gen.uniform([b, len(allowed_joints)])
+        order = tf.argsort(keys, axis=-1)[:, :num_boxes]
+        choice = tf.gather(allowed, order)
+    gather = lambda v: tf.gather(v, choice, batch_dims=1)                                  # [B, K]
+    x0, x1, y0, y1 = gather(x0), gather(x1), gather(y0), gather(y1)
+    cols = tf.range(w_img)[None, None, :]
+    rows = tf.range(h_img)[None, None, :]
+    in_x = tf.cast((cols >= x0[..., None]) & (cols < x1[..., None]), tf.float32)          # [B, K, W]
+    in_y = tf.cast((rows >= y0[..., None]) & (rows < y1[..., None]), tf.float32)          # [B, K, H]
+    mask = tf.reduce_max(in_y[..., :, None] * in_x[..., None, :], axis=1)[..., None]       # [B, H, W, 1]
+    return images * tf.cast(1.0 - mask, images.dtype), mask
+
+
+# ------------------------------------------------------------------------------ RandAugment
+
+RAND_AUG_OPS = ("AutoContrast", "Equalize", "Invert", "Posterize", "Solarize", "SolarizeAdd",
+                "Color", "Contrast", "Brightness", "Sharpness", "CutoutAbs")
+CUTOUT_FILL = (125.0, 123.0, 114.0)
+
+
+def _blend(a, b, factor):
+    """PIL ImageEnhance: ``b + factor * (a - b)`` clipped to [0, 255] (a = image, b = degenerate)."""
+    return tf.clip_by_value(b + factor * (a - b), 0.0, 255.0)
+
+
+def _grey(img):
+    g = 0.299 * img[..., 0] + 0.587 * img[..., 1] + 0.114 * img[..., 2]
+    return tf.floor(g + 0.5)[..., None]
+
+
+def _autocontrast(img):
+    lo = tf.reduce_min(img, axis=[0, 1], keepdims=True)
+    hi = tf.reduce_max(img, axis=[0, 1], keepdims=True)
+    scale = tf.math.divide_no_nan(255.0, hi - lo)
+    out = tf.floor((img - lo) * scale + 0.5)
+    return tf.where(hi > lo, tf.clip_by_value(out, 0.0, 255.0), img)
+
+
+def _equalize_channel(ch):
+    """PIL ImageOps.equalize for one uint8-valued channel."""
+    ch_i = tf.cast(ch, tf.int32)
+    hist = tf.math.bincount(tf.reshape(ch_i, [-1]), minlength=256, maxlength=256)
+    nonzero = tf.boolean_mask(hist, hist > 0)
+    step = (tf.reduce_sum(hist) - nonzero[-1]) // 255
+
+    def apply():
+        lut = (tf.cumsum(hist, exclusive=True) + step // 2) // step
+        lut = tf.clip_by_value(lut, 0, 255)
+        return tf.cast(tf.gather(lut, ch_i), tf.float32)
+
+    return tf.cond(step > 0, apply, lambda: ch)
+
+
+def _equalize(img):
+    return tf.stack([_equalize_channel(img[..., c]) for c in range(3)], axis=-1)
+
+
+def _posterize(img, bits):
+    shift = 8 - bits
+    return tf.cast(tf.bitwise.left_shift(tf.bitwise.right_shift(tf.cast(img, tf.int32), shift), shift), tf.float32)
+
+
+def _solarize(img, threshold):
+    return tf.where(img >= threshold, 255.0 - img, img)
+
+
+def _sharpen_degenerate(img):
+    kernel = tf.constant([[1, 1, 1], [1, 5, 1], [1, 1, 1]], tf.float32) / 13.0
+    k = tf.tile(kernel[:, :, None, None], [1, 1, 3, 1])
+    smooth = tf.nn.depthwise_conv2d(img[None], k, [1, 1, 1, 1], "VALID")[0]
+    smooth = tf.floor(smooth + 0.5)
+    inner = tf.pad(smooth, [[1, 1], [1, 1], [0, 0]])
+    h, w = tf.shape(img)[0], tf.shape(img)[1]
+    border = tf.pad(tf.ones([h - 2, w - 2, 1]), [[1, 1], [1, 1], [0, 0]])
+    return tf.where(border > 0, inner, img)
+
+
+def _cutout_abs(img, size, gen):
+    h, w = tf.shape(img)[0], tf.shape(img)[1]
+    # The reference calls np.random.uniform(w), i.e. uniform(low=w, high=1): a centre in (1, w].
+    cx = 1.0 + gen.uniform([]) * tf.cast(w - 1, tf.float32)
+    cy = 1.0 + gen.uniform([]) * tf.cast(h - 1, tf.float32)
+    x0 = tf.cast(tf.maximum(0.0, cx - size / 2.0), tf.int32)
+    y0 = tf.cast(tf.maximum(0.0, cy - size / 2.0), tf.int32)
+    x1 = tf.minimum(w, x0 + tf.cast(size, tf.int32))
+    y1 = tf.minimum(h, y0 + tf.cast(size, tf.int32))
+    cols, rows = tf.range(w), tf.range(h)
+    box = ((rows >= y0) & (rows <= y1))[:, None] & ((cols >= x0) & (cols <= x1))[None, :]
+    return tf.where(box[..., None], tf.constant(CUTOUT_FILL, tf.float32), img)
+
+
+def rand_augment(img, gen: tf.random.Generator, num_ops: int = 2, magnitude: int = 10):
+    """RandAugment of one ``[H, W, 3]`` uint8-valued float crop (REFERENCE.md section 7)."""
+    img = tf.convert_to_tensor(img, tf.float32)
+    m = magnitude / 30.0
+
+    def level(lo, hi):
+        return m * (hi - lo) + lo
+
+    def signed(v):
+        return 1.0 + tf.where(gen.uniform([]) < 0.5, -v, v)
+
+    for _ in range(num_ops):
+        op = gen.uniform([], 0, len(RAND_AUG_OPS), dtype=tf.int32)
+        fac = signed(level(0.0, 0.9))
+        branches = [
+            lambda: _autocontrast(img),
+            lambda: _equalize(img),
+            lambda: 255.0 - img,
+            lambda: _posterize(img, max(2, 6 - int(level(0, 4)))),
+            lambda: _solarize(img, 256.0 - level(0, 256)),
+            lambda: _solarize(tf.floor(tf.clip_by_value(img + level(0, 110), 0.0, 255.0)), 128.0),
+            lambda: tf.floor(_blend(img, _grey(img), fac)),
+            lambda: tf.floor(_blend(img, tf.floor(tf.reduce_mean(_grey(img)) + 0.5), fac)),
+            lambda: tf.floor(_blend(img, tf.zeros_like(img), fac)),
+            lambda: tf.floor(_blend(img, _sharpen_degenerate(img), fac)),
+            lambda: _cutout_abs(img, level(0, 80), gen),
+        ]
+        img = tf.switch_case(op, branches)
+        img.set_shape([None, None, 3])
+    return img

@@ -1,0 +1,306 @@
+"""tf.data input pipelines: person crops, Gaussian targets, labelled + unlabelled mixing, eval crops.
+
+* :func:`instances` turns the per-image records of a dataset into per-person elements (union-24
+  joints), in file order, keeping the first ``max_instances``.
+* :func:`labelled_parser`, :func:`unlabelled_parser` and :func:`eval_parser` make one sample.
+* :func:`train_dataset` mixes the streams as the reference: an epoch is the unlabelled set,
+  each unlabelled person is paired with a labelled one drawn from an endlessly reshuffled
+  labelled stream; :func:`eval_dataset` serves GT or detected boxes with decode meta.
+
+Every random draw is stateless and seeded per element, so the same seed gives the same batches.
+
+Example:
+    >>> cfg = config.load("coco1k_dual")
+    >>> ds, steps = train_dataset(cfg, seed=1314)
+    >>> labelled, unlabelled = next(iter(ds))
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from posedual_tf import codec, geometry, joints as joint_sets
+from posedual_tf.config import Config, DatasetConfig
+from posedual_tf.data import augment, records
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+CONVERT_COMMANDS = {
+    "coco": "python -m tfrecords_tools.coco --annotations person_keypoints_<split>.json --images <split> --output {prefix}",
+    "custom": "python -m tfrecords_tools.coco --annotations <your_keypoints>.json --images <images> --output {prefix}",
+    "synthetic": "python -m tfrecords_tools.coco --annotations <synthetic>/annotations.json --images <synthetic>/images --output {prefix}",
+    "coco_wild": "python -m tfrecords_tools.detections --image-info image_info_unlabeled2017.json "
+                 "--detections COCO_unlabeled2017_detections_person_faster_rcnn.json --images unlabeled2017 --output {prefix}",
+    "coco_det": "python -m tfrecords_tools.detections --image-info image_info_val2017.json "
+                "--detections COCO_val2017_detections_AP_H_56_person.json --images val2017 --output {prefix}",
+    "aic": "python -m tfrecords_tools.aic --annotations keypoint_<split>_annotations.json --images <images> --output {prefix}",
+    "mpii": "python -m tfrecords_tools.mpii --annotations annot/<split>.json --images images --output {prefix}",
+}
+
+
+class MissingRecordsError(FileNotFoundError):
+    """The records a config names do not exist; the message says how to make them."""
+
+
+@dataclasses.dataclass
+class Source:
+    prefix: str
+    joint_set: joint_sets.JointSet
+    num_instances: int
+    max_instances: int
+    manifest: dict
+
+
+def open_source(ds_cfg: DatasetConfig, role: str) -> Source:
+    """Read a dataset's manifest; a missing one is a one-line error with the converter command."""
+    prefix = ds_cfg.records
+    if not prefix:
+        raise MissingRecordsError(f"data.{role}.records: empty; set it to a TFRecord prefix")
+    try:
+        manifest = records.read_manifest(prefix)
+        records.existing_shards(prefix)
+    except FileNotFoundError:
+        cmd = CONVERT_COMMANDS.get(ds_cfg.source, CONVERT_COMMANDS["coco"]).format(prefix=prefix)
+        raise MissingRecordsError(f"data.{role}.records: no TFRecords at {prefix}; create them with: {cmd}") from None
+    name = manifest["joint_set"]
+    jset = joint_sets.get(name) if name in joint_sets.JOINT_SETS else \
+        joint_sets.coco_set_for_keypoint_names(manifest["joint_names"])
+    n = manifest["num_instances"]
+    if ds_cfg.max_instances:
+        n = min(n, ds_cfg.max_instances)
+    return Source(prefix, jset, n, ds_cfg.max_instances, manifest)
+
+
+def instances(source: Source, input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+    """Per-person elements of a dataset, in file order (first ``max_instances`` only).
+
+    Element keys: ``encoded``, ``image_id``, ``box [4]``, ``raw_box [4]``, ``score``,
+    ``joints [24, 2]``, ``vis [24]``, ``has_keypoints``.
+    """
+    jset = source.joint_set
+    from_union = np.array(jset.from_union)
+    gather_idx = tf.constant(np.maximum(from_union, 0), tf.int32)
+    covered = tf.constant((from_union >= 0).astype(np.float32))
+    det_vis = tf.constant(jset.union_mask())
+
+    def split(serialized):
+        r = records.decode_example(serialized, jset.num_joints)
+        n = tf.shape(r["boxes"])[0]
+        kp = tf.gather(r["keypoints"], gather_idx, axis=1) * covered[None, :, None]      # [N, 24, 3]
+        has = r["has_keypoints"] > 0
+        vis = tf.where(has[:, None], kp[..., 2], det_vis[None, :])
+        return tf.data.Dataset.from_tensor_slices({
+            "encoded": tf.fill([n], r["image/encoded"]),
+            "image_id": tf.fill([n], r["image/id"]),
+            "box": r["boxes"], "raw_box": r["raw_boxes"], "score": r["scores"],
+            "joints": kp[..., :2], "vis": vis, "has_keypoints": tf.cast(has, tf.int32),
+        })
+
+    ds = tf.data.TFRecordDataset(records.existing_shards(source.prefix))
+    ds = ds.flat_map(split)
+    if source.max_instances:
+        ds = ds.take(source.max_instances)
+    if input_context is not None and input_context.num_input_pipelines > 1:
+        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    return ds
+
+
+# ------------------------------------------------------------------------------ one sample
+
+class SampleMaker:
+    """Decode, crop, normalise and encode targets for one person, as the reference's ``__getitem__``."""
+
+    def __init__(self, cfg: Config):
+        d = cfg.data
+        self.cfg = cfg
+        self.image_size = tuple(d.image_size)
+        self.heatmap_size = tuple(d.heatmap_size)
+        self.aspect = d.image_size[0] / d.image_size[1]
+        self.mean = tf.constant(d.mean, tf.float32)
+        self.std = tf.constant(d.std, tf.float32)
+
+    def decode(self, encoded):
+        """Encoded bytes -> float32 ``[H, W, 3]`` in the reference's channel order (BGR unless color_rgb)."""
+        img = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+        img = tf.cast(img, tf.float32)
+        return img if self.cfg.data.color_rgb else img[..., ::-1]
+
+    def normalise(self, crop):
+        return (crop / 255.0 - self.mean) / self.std
+
+    def draw_geometry(self, rng: augment.StatelessRng):
+        """Scale factor, rotation and flip with the reference distributions."""
+        d = self.cfg.data
+        sf, rf = d.scale_factor, d.rot_factor
+        scale = tf.clip_by_value(rng.normal([]) * sf + 1.0, 1.0 - sf, 1.0 + sf)
+        rot = tf.clip_by_value(rng.normal([]) * rf, -2.0 * rf, 2.0 * rf)
+        rot = tf.where(rng.uniform([]) <= d.rot_prob, rot, 0.0)
+        flip = (rng.uniform([]) <= 0.5) & d.flip
+        return scale, rot, flip
+
+    def half_body(self, rng, joints, vis, center, scale):
+        """Reference half-body crop (only when PROB_HALF_BODY fires)."""
+        d = self.cfg.data
+        upper = tf.constant([1.0 if u in joint_sets.UNION_UPPER else 0.0 for u in range(joint_sets.NUM_UNION)])
+        visible = tf.cast(vis > 0, tf.float32)
+        n_up = tf.reduce_sum(visible * upper)
+        n_lo = tf.reduce_sum(visible * (1.0 - upper))
+        pick_upper = ((rng.normal([]) < 0.5) & (n_up > 2)) | ~(n_lo > 2)
+        chosen = visible * tf.where(pick_upper, upper, 1.0 - upper)
+        fire = (tf.reduce_sum(visible) > d.num_joints_half_body) & (rng.uniform([]) < d.prob_half_body) \
+            & (tf.reduce_sum(chosen) >= 2)
+        big = 1e9
+        sel = chosen[:, None] > 0
+        lo = tf.reduce_min(tf.where(sel, joints, big), axis=0)
+        hi = tf.reduce_max(tf.where(sel, joints, -big), axis=0)
+        c = tf.math.divide_no_nan(tf.reduce_sum(joints * chosen[:, None], 0), tf.reduce_sum(chosen))
+        wh = hi - lo
+        _, s = geometry.tf_box_to_center_scale(tf.concat([lo, wh], 0), self.aspect, enlarge=1.5)
+        return tf.where(fire, c, center), tf.where(fire, s, scale)
+
+    def crop(self, elem, scale_mult, rot, flip, rng=None, half_body: bool = False):
+        """Crop one person; returns the uint8-valued crop, joints in crop space, visibility, c, s."""
+        img = self.decode(elem["encoded"])
+        width = tf.cast(tf.shape(img)[1], tf.float32)
+        center, scale = geometry.tf_box_to_center_scale(elem["box"], self.aspect)
+        joints, vis = elem["joints"], elem["vis"]
+        if half_body:
+            center, scale = self.half_body(rng, joints, vis, center, scale)
+        scale = scale * scale_mult
+        fj, fv = codec.flip_joints(joints, vis, width, joint_sets.UNION_FLIP_PAIRS)
+        joints = tf.where(flip, fj, joints)
+        vis = tf.where(flip, fv, vis)
+        center = tf.where(flip, tf.stack([width - 1.0 - center[0], center[1]]), center)
+        m = geometry.tf_affine_matrix(center[None], scale[None], rot[None], self.image_size)[0]
+        inv = geometry.tf_affine_matrix(center[None], scale[None], rot[None], self.image_size, inverse=True)[0]
+        mirror = tf.where(flip, tf.constant([[-1.0, 0.0], [0.0, 1.0]]), tf.eye(2))
+        shift = tf.where(flip, tf.stack([width - 1.0, 0.0]), tf.zeros([2]))
+        inv = tf.concat([mirror @ inv[:, :2], (mirror @ inv[:, 2:]) + shift[:, None]], axis=1)
+        crop = geometry.tf_warp(img[None], inv[None], self.image_size)[0]
+        crop.set_shape([self.image_size[1], self.image_size[0], 3])
+        moved = geometry.tf_transform_points(joints[None], m[None])[0]
+        joints = tf.where(vis[:, None] > 0, moved, joints)
+        return crop, joints, vis, center, scale
+
+    def targets(self, joints, vis):
+        return codec.encode_heatmaps(joints, vis, self.image_size, self.heatmap_size, self.cfg.data.sigma,
+                                     floor_rounding=self.cfg.fixes.target_rounding)
+
+
+def labelled_parser(cfg: Config):
+    """``(elem, seed) -> {image, target, weight}`` with the reference training augmentation."""
+    maker = SampleMaker(cfg)
+
+    def parse(elem, seed):
+        rng = augment.StatelessRng(tf.stack([seed, 11]))
+        scale, rot, flip = maker.draw_geometry(rng)
+        crop, joints, vis, _, _ = maker.crop(elem, scale, rot, flip, rng,
+                                             half_body=cfg.data.prob_half_body > 0)
+        target, weight = maker.targets(joints, vis)
+        return {"image": maker.normalise(crop), "target": target, "weight": weight}
+
+    return parse
+
+
+def unlabelled_parser(cfg: Config, labelled_mask: np.ndarray):
+    """``(elem, seed) -> {image, [image_aug], weight}``: the easy view and the hard view's inputs.
+
+    ``weight`` is 1 on every union id of the labelled set (REFERENCE.md section 4).
+    """
+    maker = SampleMaker(cfg)
+    m = cfg.method
+    weight = tf.constant(labelled_mask, tf.float32)
+
+    def parse(elem, seed):
+        rng = augment.StatelessRng(tf.stack([seed, 23]))
+        scale, rot, flip = maker.draw_geometry(rng)
+        crop, _, _, _, _ = maker.crop(elem, scale, rot, flip)
+        out = {"image": maker.normalise(crop), "weight": weight}
+        if m.rand_aug:
+            aug = augment.rand_augment(crop, rng, m.rand_aug_num_ops, m.rand_magnitude)
+            out["image_aug"] = maker.normalise(aug)
+        return out
+
+    return parse
+
+
+def eval_parser(cfg: Config):
+    """``elem -> {image, center, scale, score, image_id, raw_box, area, target, weight}`` with no augmentation."""
+    maker = SampleMaker(cfg)
+
+    def parse(elem):
+        zero = tf.constant(0.0)
+        crop, joints, vis, center, scale = maker.crop(elem, 1.0, zero, tf.constant(False))
+        target, weight = maker.targets(joints, vis)
+        area = (scale[0] * geometry.PIXEL_STD) * (scale[1] * geometry.PIXEL_STD)
+        return {"image": maker.normalise(crop), "center": center, "scale": scale, "score": elem["score"],
+                "image_id": elem["image_id"], "raw_box": elem["raw_box"], "area": area,
+                "target": target, "weight": weight}
+
+    return parse
+
+
+# ------------------------------------------------------------------------------ datasets
+
+def _with_seeds(ds: tf.data.Dataset, seed: int) -> tf.data.Dataset:
+    return tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed=seed)))
+
+
+def _options() -> tf.data.Options:
+    opts = tf.data.Options()
+    opts.experimental_deterministic = True
+    return opts
+
+
+def train_dataset(cfg: Config, seed: int | None = None, batch_size: int | None = None,
+                  input_context: tf.distribute.InputContext | None = None):
+    """The training stream and its steps per epoch.
+
+    Supervised (no unlabelled records): batches of ``{image, target, weight}``; an epoch is the
+    labelled set. Otherwise batches of ``(labelled, unlabelled)`` dicts; an epoch is the
+    unlabelled set, the last batch partial as the reference.
+    """
+    seed = cfg.train.seed if seed is None else seed
+    batch = batch_size or cfg.train.batch_size
+    calls = cfg.data.num_parallel_calls if cfg.data.num_parallel_calls > 0 else AUTOTUNE
+    lab = open_source(cfg.data.labelled, "labelled")
+    lab_ds = instances(lab, input_context)
+    has_unlabelled = cfg.method.name != "supervised" and bool(cfg.data.unlabelled.records)
+    if not has_unlabelled:
+        lab_ds = lab_ds.shuffle(cfg.data.shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
+        lab_ds = _with_seeds(lab_ds, seed).map(labelled_parser(cfg), num_parallel_calls=calls)
+        ds = lab_ds.ignore_errors(log_warning=True).batch(batch, drop_remainder=False)
+        steps = math.ceil(lab.num_instances / batch)
+        return ds.prefetch(AUTOTUNE).with_options(_options()), steps
+    unl = open_source(cfg.data.unlabelled, "unlabelled")
+    lab_ds = lab_ds.repeat().shuffle(cfg.data.shuffle_buffer, seed=seed)
+    lab_ds = _with_seeds(lab_ds, seed).map(labelled_parser(cfg), num_parallel_calls=calls)
+    unl_ds = instances(unl, input_context).shuffle(cfg.data.shuffle_buffer, seed=seed + 1,
+                                                   reshuffle_each_iteration=True)
+    unl_ds = _with_seeds(unl_ds, seed + 2).map(unlabelled_parser(cfg, lab.joint_set.union_mask()),
+                                               num_parallel_calls=calls)
+    ds = tf.data.Dataset.zip((lab_ds.ignore_errors(log_warning=True), unl_ds.ignore_errors(log_warning=True)))
+    ds = ds.batch(batch, drop_remainder=False).repeat()
+    steps = math.ceil(unl.num_instances / batch)
+    return ds.prefetch(AUTOTUNE).with_options(_options()), steps
+
+
+def eval_dataset(cfg: Config, batch_size: int | None = None) -> tuple[tf.data.Dataset, Source]:
+    """Validation crops (GT boxes, or detected boxes with score >= test.image_thre)."""
+    src = open_source(cfg.data.val, "val")
+    ds = instances(src)
+    if not cfg.test.use_gt_bbox:
+        thre = cfg.test.image_thre
+        ds = ds.filter(lambda e: e["score"] >= thre)
+    calls = cfg.data.num_parallel_calls if cfg.data.num_parallel_calls > 0 else AUTOTUNE
+    ds = ds.map(eval_parser(cfg), num_parallel_calls=calls).ignore_errors(log_warning=True)
+    return ds.batch(batch_size or cfg.test.batch_size).prefetch(AUTOTUNE), src
+
+
+def describe(batch: Any) -> dict[str, tuple]:
+    """Shapes of a batch's tensors (for logs)."""
+    return tf.nest.map_structure(lambda t: tuple(t.shape), batch)

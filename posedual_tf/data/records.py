@@ -1,0 +1,179 @@
+"""The TFRecord schema: one ``tf.train.Example`` per image, people as parallel lists.
+
+Both the writers (``tfrecords_tools``) and the tf.data decoder use this module, so the
+schema lives here only.
+
+Features of one image record (N people, K joints of the file's joint set):
+
+===========================  =======  =====================================================
+key                          type     meaning
+===========================  =======  =====================================================
+``image/encoded``            bytes    the source file's bytes, unchanged (JPEG or PNG)
+``image/id``                 int64    COCO image id (or a stable integer for other sources)
+``image/filename``           bytes    file name relative to the images folder
+``image/height``/``width``   int64    image size from the annotation (or the decoder)
+``person/box``               float    N*4 ``x, y, w, h`` used for the crop (COCO: cleaned)
+``person/raw_box``           float    N*4 original box, for the results json
+``person/score``             float    N box scores (1 for ground truth)
+``person/id``                int64    N annotation ids (-1 when the source has none)
+``person/has_keypoints``     int64    N, 1 for annotated people, 0 for detections
+``person/keypoints``         float    N*K*3 ``x, y, vis`` in the joint set's order, vis in {0, 1}
+===========================  =======  =====================================================
+
+The shard files are ``PREFIX-00000-of-000NN.tfrecord``; ``PREFIX.json`` is the manifest
+(:func:`read_manifest`): joint set, counts, sources with sha256 and every skipped item.
+"""
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import os
+from typing import Any, Sequence
+
+import numpy as np
+
+SHARD_PATTERN = "{prefix}-{index:05d}-of-{total:05d}.tfrecord"
+SCHEMA_VERSION = 1
+
+
+@dataclasses.dataclass
+class Person:
+    box: Sequence[float]                  # x, y, w, h used for the crop
+    raw_box: Sequence[float]
+    score: float = 1.0
+    ann_id: int = -1
+    keypoints: np.ndarray | None = None   # [K, 3] x, y, vis; None for detections
+
+
+@dataclasses.dataclass
+class ImageEntry:
+    path: str                             # absolute or relative path to read the bytes from
+    filename: str                         # name stored in the record
+    image_id: int
+    height: int
+    width: int
+    persons: list[Person]
+
+
+def shard_paths(prefix: str, total: int) -> list[str]:
+    return [SHARD_PATTERN.format(prefix=prefix, index=i, total=total) for i in range(total)]
+
+
+def existing_shards(prefix: str) -> list[str]:
+    """Shard files of ``prefix`` in order; raises FileNotFoundError with a clear message."""
+    paths = sorted(glob.glob(f"{glob.escape(prefix)}-[0-9][0-9][0-9][0-9][0-9]-of-[0-9][0-9][0-9][0-9][0-9].tfrecord"))
+    if not paths:
+        raise FileNotFoundError(f"{prefix}: no TFRecord shards ({prefix}-*-of-*.tfrecord)")
+    return paths
+
+
+def manifest_path(prefix: str) -> str:
+    return prefix + ".json"
+
+
+def read_manifest(prefix: str) -> dict[str, Any]:
+    path = manifest_path(prefix)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: manifest missing; convert the dataset with tfrecords_tools")
+    with open(path) as f:
+        manifest = json.load(f)
+    for key in ("joint_set", "num_joints", "num_images", "num_instances", "shards"):
+        if key not in manifest:
+            raise ValueError(f"{path}: field '{key}' missing from the manifest")
+    return manifest
+
+
+def encode_example(entry: ImageEntry, image_bytes: bytes, num_joints: int):
+    """Serialise one image and its people as a ``tf.train.Example``."""
+    import tensorflow as tf
+
+    def floats(v):
+        return tf.train.Feature(float_list=tf.train.FloatList(value=np.asarray(v, np.float32).ravel()))
+
+    def ints(v):
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=np.asarray(v, np.int64).ravel()))
+
+    def bytes_(v):
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v]))
+
+    kps = []
+    for p in entry.persons:
+        k = p.keypoints if p.keypoints is not None else np.zeros([num_joints, 3], np.float32)
+        if k.shape != (num_joints, 3):
+            raise ValueError(f"{entry.filename}: keypoints shape {k.shape}, expected ({num_joints}, 3)")
+        kps.append(k)
+    n = len(entry.persons)
+    ext = os.path.splitext(entry.filename)[1].lower()
+    feature = {
+        "image/encoded": bytes_(image_bytes),
+        "image/id": ints([entry.image_id]),
+        "image/filename": bytes_(entry.filename.encode()),
+        "image/format": bytes_(b"png" if ext == ".png" else b"jpeg"),
+        "image/height": ints([entry.height]),
+        "image/width": ints([entry.width]),
+        "person/box": floats([p.box for p in entry.persons] if n else []),
+        "person/raw_box": floats([p.raw_box for p in entry.persons] if n else []),
+        "person/score": floats([p.score for p in entry.persons]),
+        "person/id": ints([p.ann_id for p in entry.persons]),
+        "person/has_keypoints": ints([p.keypoints is not None for p in entry.persons]),
+        "person/keypoints": floats(kps if n else []),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feature))
+
+
+def feature_spec():
+    import tensorflow as tf
+
+    return {
+        "image/encoded": tf.io.FixedLenFeature([], tf.string),
+        "image/id": tf.io.FixedLenFeature([], tf.int64),
+        "image/filename": tf.io.FixedLenFeature([], tf.string),
+        "image/format": tf.io.FixedLenFeature([], tf.string, default_value="jpeg"),
+        "image/height": tf.io.FixedLenFeature([], tf.int64),
+        "image/width": tf.io.FixedLenFeature([], tf.int64),
+        "person/box": tf.io.VarLenFeature(tf.float32),
+        "person/raw_box": tf.io.VarLenFeature(tf.float32),
+        "person/score": tf.io.VarLenFeature(tf.float32),
+        "person/id": tf.io.VarLenFeature(tf.int64),
+        "person/has_keypoints": tf.io.VarLenFeature(tf.int64),
+        "person/keypoints": tf.io.VarLenFeature(tf.float32),
+    }
+
+
+def decode_example(serialized, num_joints: int) -> dict[str, Any]:
+    """Parse a serialised record into dense tensors (in-graph).
+
+    Returns a dict with ``image/encoded`` (scalar string), ``image/id``, ``image/filename``,
+    ``image/height``, ``image/width``, ``boxes [N, 4]``, ``raw_boxes [N, 4]``, ``scores [N]``,
+    ``ann_ids [N]``, ``has_keypoints [N]`` and ``keypoints [N, K, 3]``.
+    """
+    import tensorflow as tf
+
+    f = tf.io.parse_single_example(serialized, feature_spec())
+    dense = {k: tf.sparse.to_dense(v) if isinstance(v, tf.SparseTensor) else v for k, v in f.items()}
+    return {
+        "image/encoded": dense["image/encoded"],
+        "image/id": dense["image/id"],
+        "image/filename": dense["image/filename"],
+        "image/height": dense["image/height"],
+        "image/width": dense["image/width"],
+        "boxes": tf.reshape(dense["person/box"], [-1, 4]),
+        "raw_boxes": tf.reshape(dense["person/raw_box"], [-1, 4]),
+        "scores": dense["person/score"],
+        "ann_ids": dense["person/id"],
+        "has_keypoints": dense["person/has_keypoints"],
+        "keypoints": tf.reshape(dense["person/keypoints"], [-1, num_joints, 3]),
+    }
+
+
+def read_all(prefix: str) -> list[dict[str, Any]]:
+    """Eagerly read every record of ``prefix`` as numpy dicts (tests, inspect)."""
+    import tensorflow as tf
+
+    manifest = read_manifest(prefix)
+    out = []
+    for rec in tf.data.TFRecordDataset(existing_shards(prefix)):
+        d = decode_example(rec, manifest["num_joints"])
+        out.append({k: v.numpy() for k, v in d.items()})
+    return out

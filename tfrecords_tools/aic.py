@@ -1,0 +1,64 @@
+"""AI Challenger 2017 keypoint annotations (raw format) -> TFRecords.
+
+Boxes ``[x1, y1, x2, y2]`` become ``(x1, y1, x2 - x1, y2 - y1)`` with no clean-up; visibility
+codes 1 (visible) and 2 (occluded) become 1, code 3 (not labelled) becomes 0
+(REFERENCE.md section 2). Image ids are the image's index in the file; the AIC id string is
+kept as the file name.
+
+Example:
+    python -m tfrecords_tools.aic --annotations keypoint_train_annotations_20170909.json \\
+        --images keypoint_train_images_20170902 --output data/aic/train
+"""
+from __future__ import annotations
+
+import argparse
+import os
+
+import numpy as np
+
+from posedual_tf import joints
+from posedual_tf.data import records
+from tfrecords_tools import writer
+from tfrecords_tools.writer import ConversionError, field
+
+
+def build_entries(ann_path: str, images_dir: str):
+    data = writer.load_json(ann_path)
+    if not isinstance(data, list):
+        raise ConversionError(f"{ann_path}: expected a list of image entries (raw AIC format)")
+    entries, skipped = [], []
+    for i, item in enumerate(data):
+        where = f"entry {i}"
+        image_id = field(item, "image_id", ann_path, where, str)
+        kps = field(item, "keypoint_annotations", ann_path, where, dict)
+        boxes = field(item, "human_annotations", ann_path, where, dict)
+        persons = []
+        for human, values in kps.items():
+            if human not in boxes:
+                raise ConversionError(f"{ann_path}: {where}: field 'human_annotations.{human}' missing")
+            if len(values) != 3 * joints.AIC.num_joints or len(boxes[human]) != 4:
+                raise ConversionError(f"{ann_path}: {where}: '{human}' needs 42 keypoint values and a 4-number box")
+            kp = np.asarray(values, np.float32).reshape(-1, 3)
+            kp[:, 2] = (kp[:, 2] < 3).astype(np.float32)
+            x1, y1, x2, y2 = (float(v) for v in boxes[human])
+            box = [x1, y1, x2 - x1, y2 - y1]
+            persons.append(records.Person(box=box, raw_box=box, keypoints=kp))
+        name = image_id + ".jpg"
+        entries.append(records.ImageEntry(os.path.join(images_dir, name), name, i, 0, 0, persons))
+    return entries, skipped
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m tfrecords_tools.aic", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--annotations", required=True, help="raw AIC keypoint annotation json")
+    writer.add_common_args(ap)
+    args = ap.parse_args(argv)
+    entries, skipped = build_entries(args.annotations, args.images)
+    manifest = writer.write_dataset(entries, args.output, joint_set=joints.AIC, sources=[args.annotations],
+                                    skipped=skipped, num_shards=args.num_shards, workers=args.workers,
+                                    extra={"source": "aic"})
+    writer.report(manifest, args.output)
+
+
+if __name__ == "__main__":
+    writer.run_cli(main)

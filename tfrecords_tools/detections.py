@@ -1,0 +1,79 @@
+"""Images plus detected person boxes -> TFRecords (COCO WILD unlabelled set, detected-box eval).
+
+Each detection of the person category with score >= ``--min-score`` becomes a person with
+its raw box (no clean-up), its score and no keypoints (REFERENCE.md section 2). Images come
+in the order of the image-info file; images without a kept detection are left out.
+
+Example:
+    python -m tfrecords_tools.detections --image-info image_info_unlabeled2017.json \\
+        --detections COCO_unlabeled2017_detections_person_faster_rcnn.json \\
+        --images unlabeled2017 --output data/coco/unlabeled2017
+"""
+from __future__ import annotations
+
+import argparse
+import os
+
+from posedual_tf import joints
+from posedual_tf.data import records
+from tfrecords_tools import writer
+from tfrecords_tools.writer import field
+
+
+def person_category_id(info: dict, path: str) -> int:
+    for c in info.get("categories", []) or []:
+        if isinstance(c, dict) and c.get("name") == "person":
+            return int(c["id"])
+    return 1
+
+
+def build_entries(info_path: str, det_path: str, images_dir: str, min_score: float = 0.0):
+    info = writer.load_json(info_path)
+    dets = writer.load_json(det_path)
+    if not isinstance(dets, list):
+        raise writer.ConversionError(f"{det_path}: expected a list of detections")
+    person = person_category_id(info, info_path)
+    by_image: dict[int, list[dict]] = {}
+    skipped = []
+    for i, d in enumerate(dets):
+        where = f"detections[{i}]"
+        if int(field(d, "category_id", det_path, where)) != person:
+            continue
+        score = float(field(d, "score", det_path, where, (int, float)))
+        if score < min_score:
+            skipped.append({"detection": i, "reason": f"score {score:.3f} < {min_score}"})
+            continue
+        box = field(d, "bbox", det_path, where, list)
+        if len(box) != 4:
+            raise writer.ConversionError(f"{det_path}: {where}: field 'bbox' needs 4 numbers")
+        by_image.setdefault(int(field(d, "image_id", det_path, where)), []).append(
+            records.Person(box=[float(v) for v in box], raw_box=[float(v) for v in box], score=score))
+    entries = []
+    for i, img in enumerate(field(info, "images", info_path, types=list)):
+        where = f"images[{i}]"
+        image_id = int(field(img, "id", info_path, where))
+        name = field(img, "file_name", info_path, where, str)
+        entries.append(records.ImageEntry(
+            os.path.join(images_dir, name), name, image_id, int(img.get("height", 0)),
+            int(img.get("width", 0)), by_image.get(image_id, [])))
+    return entries, skipped
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m tfrecords_tools.detections",
+                                 description=__doc__.split("\n\n")[0])
+    ap.add_argument("--image-info", required=True, help="COCO image_info json (images, categories)")
+    ap.add_argument("--detections", required=True, help="COCO results json of person detections")
+    ap.add_argument("--min-score", type=float, default=0.0, help="keep detections with score >= S")
+    writer.add_common_args(ap)
+    args = ap.parse_args(argv)
+    entries, skipped = build_entries(args.image_info, args.detections, args.images, args.min_score)
+    manifest = writer.write_dataset(
+        entries, args.output, joint_set=joints.COCO, sources=[args.image_info, args.detections],
+        skipped=skipped, num_shards=args.num_shards, workers=args.workers,
+        extra={"source": "detections", "min_score": args.min_score})
+    writer.report(manifest, args.output)
+
+
+if __name__ == "__main__":
+    writer.run_cli(main)

@@ -1,0 +1,78 @@
+"""Summarise a converted dataset and draw some of its images with boxes and joints.
+
+Example:
+    python -m tfrecords_tools.inspect data/coco/val2017 --draw /tmp/look --limit 8
+"""
+from __future__ import annotations
+
+import argparse
+import os
+
+import numpy as np
+
+from posedual_tf import joints
+from posedual_tf.data import records
+
+
+def draw_person(img: np.ndarray, box, keypoints: np.ndarray | None, jset: joints.JointSet,
+                color=(0, 255, 0)) -> None:
+    """Draw a box and a skeleton (visible joints only) onto a BGR image, in place."""
+    import cv2
+
+    x, y, w, h = (int(round(v)) for v in box)
+    cv2.rectangle(img, (x, y), (x + w, y + h), color, 2)
+    if keypoints is None:
+        return
+    for a, b in jset.skeleton:
+        if keypoints[a, 2] > 0 and keypoints[b, 2] > 0:
+            pa = tuple(int(round(v)) for v in keypoints[a, :2])
+            pb = tuple(int(round(v)) for v in keypoints[b, :2])
+            cv2.line(img, pa, pb, (255, 128, 0), 2)
+    for k in range(keypoints.shape[0]):
+        if keypoints[k, 2] > 0:
+            cv2.circle(img, tuple(int(round(v)) for v in keypoints[k, :2]), 3, (0, 0, 255), -1)
+
+
+def joint_set_of(manifest: dict) -> joints.JointSet:
+    if manifest["joint_set"] in joints.JOINT_SETS:
+        return joints.get(manifest["joint_set"])
+    return joints.coco_set_for_keypoint_names(manifest["joint_names"])
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m tfrecords_tools.inspect", description=__doc__.split("\n\n")[0])
+    ap.add_argument("prefix", help="dataset prefix (the manifest is PREFIX.json)")
+    ap.add_argument("--draw", default="", help="folder to write PNG drawings to")
+    ap.add_argument("--limit", type=int, default=8, help="images to draw")
+    args = ap.parse_args(argv)
+    try:
+        manifest = records.read_manifest(args.prefix)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"error: {e}")
+    jset = joint_set_of(manifest)
+    print(f"{args.prefix}: joint set {jset.name} ({jset.num_joints} joints), "
+          f"{manifest['num_images']} images, {manifest['num_instances']} people, "
+          f"{manifest['num_skipped']} skipped")
+    for s in manifest["shards"]:
+        print(f"  {s['file']}: {s['records']} images, {s['instances']} people, {s['bytes'] / 1e6:.2f} MB")
+    for reason, n in sorted(manifest.get("filtered", {}).items()):
+        print(f"  filtered: {n} x {reason}")
+    if not args.draw:
+        return
+    import cv2
+    import tensorflow as tf
+
+    os.makedirs(args.draw, exist_ok=True)
+    ds = tf.data.TFRecordDataset(records.existing_shards(args.prefix)).take(args.limit)
+    for rec in ds:
+        r = {k: v.numpy() for k, v in records.decode_example(rec, jset.num_joints).items()}
+        img = cv2.imdecode(np.frombuffer(r["image/encoded"], np.uint8), cv2.IMREAD_COLOR)
+        for box, kp, has in zip(r["boxes"], r["keypoints"], r["has_keypoints"]):
+            draw_person(img, box, kp if has else None, jset)
+        name = os.path.splitext(r["image/filename"].decode())[0] + ".png"
+        cv2.imwrite(os.path.join(args.draw, name), img)
+    print(f"drew {min(args.limit, manifest['num_images'])} images into {args.draw}")
+
+
+if __name__ == "__main__":
+    main()

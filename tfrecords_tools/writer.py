@@ -1,0 +1,293 @@
+"""Shard writer shared by every converter: parallel image reading, atomic resumable shards, manifest.
+
+Images are split into contiguous shards in annotation-file order, so reading the shards in
+order gives the people in the order of the source file. Each shard is written under a
+temporary name and renamed when whole; a small part file beside it records what went in.
+A re-run skips every shard whose part file matches the same inputs and whose bytes still hash
+to what was written.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import datetime
+import hashlib
+import json
+import math
+import multiprocessing
+import os
+import struct
+import sys
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+from posedual_tf.data import records
+from posedual_tf.joints import JointSet
+
+TARGET_SHARD_BYTES = 256 << 20
+
+
+class ConversionError(ValueError):
+    """A malformed annotation file: one line naming the file and the field."""
+
+
+def sha256_file(path: str, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_json_atomic(path: str, data: Any) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1)
+    os.replace(tmp, path)
+
+
+def image_size_from_header(data: bytes) -> tuple[int, int] | None:
+    """(height, width) from a JPEG SOF or PNG IHDR header, without decoding."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+        w, h = struct.unpack(">II", data[16:24])
+        return h, w
+    if data[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 9 < len(data):
+        if data[i] != 0xFF:
+            i += 1
+            continue
+        marker = data[i + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
+            i += 1 if marker == 0xFF else 2
+            continue
+        length = struct.unpack(">H", data[i + 2:i + 4])[0]
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            h, w = struct.unpack(">HH", data[i + 5:i + 9])
+            return h, w
+        i += 2 + length
+    return None
+
+
+def check_image(path: str) -> tuple[bytes | None, str, tuple[int, int] | None]:
+    """Read and validate one image: (bytes, '', (h, w)) or (None, reason, None)."""
+    import cv2
+
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return None, "missing file", None
+    except OSError as e:
+        return None, f"unreadable ({e.strerror})", None
+    if not data:
+        return None, "empty file", None
+    is_png = data[:8] == b"\x89PNG\r\n\x1a\n"
+    if not is_png and data[:2] != b"\xff\xd8":
+        return None, "undecodable (not a JPEG or PNG)", None
+    if is_png and b"IEND" not in data[-16:]:
+        return None, "truncated PNG (no IEND chunk)", None
+    if not is_png and b"\xff\xd9" not in data[-64:]:
+        return None, "truncated JPEG (no end-of-image marker)", None
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_4)
+    if img is None:
+        return None, "undecodable", None
+    size = image_size_from_header(data)
+    if size is None:
+        return None, "undecodable (no size in header)", None
+    return data, "", size
+
+
+def _entry_key(entry: records.ImageEntry) -> list:
+    return [entry.filename, entry.image_id, entry.height, entry.width,
+            [[list(map(float, p.box)), list(map(float, p.raw_box)), float(p.score), int(p.ann_id),
+              None if p.keypoints is None else np.asarray(p.keypoints, np.float32).round(4).tolist()]
+             for p in entry.persons]]
+
+
+def _spec_hash(entries: Sequence[records.ImageEntry], image_sizes: Sequence[int]) -> str:
+    h = hashlib.sha256(f"schema{records.SCHEMA_VERSION}".encode())
+    for e, size in zip(entries, image_sizes):
+        h.update(json.dumps(_entry_key(e)).encode())
+        h.update(str(size).encode())
+    return h.hexdigest()
+
+
+def _progress(total: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", disable=None, file=sys.stderr, dynamic_ncols=True)
+
+
+def write_dataset(entries: Sequence[records.ImageEntry], prefix: str, *, joint_set: JointSet,
+                  sources: Sequence[str], skipped: list[dict] | None = None,
+                  num_shards: int = 0, workers: int = 2, extra: dict | None = None) -> dict:
+    """Write ``entries`` as sharded TFRecords plus the manifest ``PREFIX.json``; returns it.
+
+    ``skipped`` carries items the converter already dropped (annotation-level reasons); image
+    level failures are appended. ``num_shards = 0`` picks about 256 MB per shard.
+    """
+    skipped = list(skipped or [])
+    entries = [e for e in entries if e.persons]
+    out_dir = os.path.dirname(os.path.abspath(prefix))
+    os.makedirs(out_dir, exist_ok=True)
+    sizes = [os.path.getsize(e.path) if os.path.exists(e.path) else 0 for e in entries]
+    if num_shards <= 0:
+        num_shards = max(1, math.ceil(sum(sizes) / TARGET_SHARD_BYTES))
+    num_shards = max(1, min(num_shards, len(entries))) if entries else 1
+    bounds = [round(i * len(entries) / num_shards) for i in range(num_shards + 1)]
+    paths = records.shard_paths(prefix, num_shards)
+    parts_dir = prefix + ".parts"
+    os.makedirs(parts_dir, exist_ok=True)
+
+    shard_infos, reused, t0, written_bytes, written_records = [], 0, time.time(), 0, 0
+    bar = _progress(len(entries), os.path.basename(prefix))
+    pool_cm = (cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+               if workers > 1 else _Inline())
+    with pool_cm as pool:
+        for index, path in enumerate(paths):
+            chunk = entries[bounds[index]:bounds[index + 1]]
+            spec = _spec_hash(chunk, sizes[bounds[index]:bounds[index + 1]])
+            part_file = os.path.join(parts_dir, f"{index:05d}.json")
+            part = _read_part(part_file)
+            if part and part["spec"] == spec and os.path.exists(path) and sha256_file(path) == part["sha256"]:
+                shard_infos.append(part)
+                reused += 1
+                bar.update(len(chunk))
+                continue
+            part = _write_shard(chunk, path, spec, joint_set.num_joints, pool, bar)
+            write_json_atomic(part_file, part)
+            written_bytes += part["bytes"]
+            written_records += part["records"]
+            shard_infos.append(part)
+    bar.close()
+    elapsed = time.time() - t0
+
+    for part in shard_infos:
+        skipped.extend(part["skipped"])
+    manifest = {
+        "schema_version": records.SCHEMA_VERSION,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "joint_set": joint_set.name,
+        "joint_names": list(joint_set.names),
+        "num_joints": joint_set.num_joints,
+        "num_images": sum(p["records"] for p in shard_infos),
+        "num_instances": sum(p["instances"] for p in shard_infos),
+        "num_skipped": len(skipped),
+        "sources": [{"path": os.path.abspath(s), "sha256": sha256_file(s)} for s in sources],
+        "shards": [{"file": os.path.basename(p), "records": s["records"], "instances": s["instances"],
+                    "bytes": s["bytes"], "sha256": s["sha256"]} for p, s in zip(paths, shard_infos)],
+        "skipped": skipped,
+        "stats": {"seconds": round(elapsed, 3), "shards_reused": reused,
+                  "records_written": written_records, "bytes_written": written_bytes},
+    }
+    manifest.update(extra or {})
+    write_json_atomic(records.manifest_path(prefix), manifest)
+    return manifest
+
+
+class _Inline:
+    """A stand-in executor that maps in this process (workers <= 1)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def map(self, fn, items, chunksize=1):
+        return map(fn, items)
+
+
+def _read_part(path: str) -> dict | None:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _write_shard(chunk, path, spec, num_joints, pool, bar) -> dict:
+    import tensorflow as tf
+
+    tmp = f"{path}.tmp-{os.getpid()}"
+    skipped, n_records, n_instances = [], 0, 0
+    with tf.io.TFRecordWriter(tmp) as writer:
+        results = pool.map(check_image, [e.path for e in chunk], chunksize=4)
+        for entry, (data, reason, size) in zip(chunk, results):
+            bar.update(1)
+            if data is None:
+                skipped.append({"image": entry.filename, "image_id": entry.image_id, "reason": reason,
+                                "instances": len(entry.persons)})
+                continue
+            if entry.height <= 0 or entry.width <= 0:
+                entry = dataclasses.replace(entry, height=size[0], width=size[1])
+            elif (entry.height, entry.width) != tuple(size):
+                skipped.append({"image": entry.filename, "image_id": entry.image_id,
+                                "reason": f"image is {size[1]}x{size[0]}, annotation says "
+                                          f"{entry.width}x{entry.height}",
+                                "instances": len(entry.persons)})
+                continue
+            writer.write(records.encode_example(entry, data, num_joints).SerializeToString())
+            n_records += 1
+            n_instances += len(entry.persons)
+    digest = sha256_file(tmp)
+    size = os.path.getsize(tmp)
+    os.replace(tmp, path)
+    return {"spec": spec, "sha256": digest, "records": n_records, "instances": n_instances,
+            "bytes": size, "skipped": skipped}
+
+
+def load_json(path: str) -> Any:
+    """Read an annotation file; a missing or malformed file is a one-line ConversionError."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise ConversionError(f"{path}: file not found") from None
+    except json.JSONDecodeError as e:
+        raise ConversionError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+
+
+def field(obj: dict, key: str, path: str, where: str = "", types: type | tuple = object) -> Any:
+    """``obj[key]`` or a ConversionError naming the file, the place and the field."""
+    if not isinstance(obj, dict) or key not in obj:
+        raise ConversionError(f"{path}: {where + ': ' if where else ''}missing field '{key}'")
+    value = obj[key]
+    if not isinstance(value, types):
+        names = types.__name__ if isinstance(types, type) else "/".join(t.__name__ for t in types)
+        raise ConversionError(f"{path}: {where + ': ' if where else ''}field '{key}' should be "
+                              f"{names}, got {type(value).__name__}")
+    return value
+
+
+def add_common_args(parser) -> None:
+    parser.add_argument("--images", required=True, help="folder holding the image files")
+    parser.add_argument("--output", required=True, help="output prefix, e.g. data/coco/train2017")
+    parser.add_argument("--num-shards", type=int, default=0, help="shards (0 = about 256 MB each)")
+    parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
+                        help="processes reading and checking images")
+
+
+def report(manifest: dict, prefix: str) -> None:
+    s = manifest["stats"]
+    rate = s["records_written"] / s["seconds"] if s["seconds"] > 0 else 0.0
+    print(f"{prefix}: {manifest['num_images']} images, {manifest['num_instances']} people, "
+          f"{len(manifest['shards'])} shards ({s['shards_reused']} reused), "
+          f"{manifest['num_skipped']} skipped, {rate:.1f} records/s, "
+          f"{s['bytes_written'] / max(s['seconds'], 1e-9) / 1e6:.1f} MB/s")
+    for item in manifest["skipped"][:10]:
+        print(f"  skipped {item.get('image', item.get('annotation', '?'))}: {item['reason']}")
+    if manifest["num_skipped"] > 10:
+        print(f"  ... {manifest['num_skipped'] - 10} more in {records.manifest_path(prefix)}")
+
+
+def run_cli(main_fn) -> None:
+    """Run a converter's main, turning ConversionError into a one-line exit."""
+    try:
+        main_fn()
+    except ConversionError as e:
+        raise SystemExit(f"error: {e}")
