@@ -1,0 +1,64 @@
+"""Convert an official PyTorch checkpoint to Keras weights for a config's network(s).
+
+    python -m posedual_tf.convert_torch --config coco1k_dual --checkpoint COCO1K_PoseDual.pth.tar --output DIR
+
+Writes ``DIR/net1.weights.h5`` (and ``net2`` for PoseDual) and ``DIR/conversion.json`` (matched,
+missing and unexpected keys). ``DIR`` can then be given as ``model.pretrained`` (training
+initialisation) or as ``--checkpoint`` to ``evaluate`` and ``export``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("config", None, "experiment name or YAML path")
+flags.DEFINE_string("checkpoint", None, ".pth / .pth.tar file (torchvision, HRNet ImageNet or reference)")
+flags.DEFINE_string("output", None, "output folder")
+flags.DEFINE_multi_string("set", [], "config override key=value")
+flags.DEFINE_bool("allow_missing", False, "keep the initialisation of layers the checkpoint lacks")
+
+
+def convert(cfg, checkpoint: str, output: str, strict: bool = True) -> dict:
+    """Build the config's networks, fill them from ``checkpoint`` and save them to ``output``."""
+    from posedual_tf.models import builder, convert as conv
+
+    nets = builder.build_networks(cfg)
+    reports = conv.load_into(nets, checkpoint, cfg.model.backbone, strict=strict)
+    os.makedirs(output, exist_ok=True)
+    summary = {"checkpoint": os.path.abspath(checkpoint), "config": cfg.name, "networks": {}}
+    for net, rep in zip(nets, reports):
+        path = os.path.join(output, f"{net.name}.weights.h5")
+        tmp = path + ".tmp.weights.h5"
+        net.save_weights(tmp)
+        os.replace(tmp, path)
+        summary["networks"][net.name] = {"file": os.path.basename(path), "matched": len(rep.matched),
+                                         "missing": rep.missing, "unexpected": rep.unexpected}
+    with open(os.path.join(output, "conversion.json.tmp"), "w") as f:
+        json.dump(summary, f, indent=1)
+    os.replace(os.path.join(output, "conversion.json.tmp"), os.path.join(output, "conversion.json"))
+    return summary
+
+
+def main(argv):
+    del argv
+    from posedual_tf import config
+    from posedual_tf.models.convert import ConversionError
+
+    if not (FLAGS.config and FLAGS.checkpoint and FLAGS.output):
+        raise app.UsageError("--config, --checkpoint and --output are required")
+    try:
+        cfg = config.load(FLAGS.config, FLAGS.set)
+        summary = convert(cfg, FLAGS.checkpoint, FLAGS.output, strict=not FLAGS.allow_missing)
+    except (config.ConfigError, ConversionError) as e:
+        sys.exit(f"error: {e}")
+    for name, info in summary["networks"].items():
+        print(f"{name}: {info['matched']} tensors matched, {len(info['missing'])} missing, "
+              f"{len(info['unexpected'])} unexpected -> {os.path.join(FLAGS.output, info['file'])}")
+
+
+if __name__ == "__main__":
+    app.run(main)

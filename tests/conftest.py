@@ -1,0 +1,48 @@
+"""Shared fixtures: paths to the real samples in ../shared/data and converted records."""
+from __future__ import annotations
+
+import os
+import pathlib
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+REPO = pathlib.Path(__file__).resolve().parent.parent
+SHARED = pathlib.Path(os.environ.get("POSEDUAL_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def need_shared() -> pathlib.Path:
+    if not SHARED.exists():
+        pytest.skip(f"real samples not found at {SHARED}")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def shared() -> pathlib.Path:
+    return need_shared()
+
+
+@pytest.fixture(scope="session")
+def coco_records(tmp_path_factory, shared):
+    """test_coco.json converted (4 images, 12 people) -> prefix."""
+    from tfrecords_tools import coco, writer
+    from posedual_tf import joints
+
+    out = tmp_path_factory.mktemp("coco") / "val"
+    entries, skipped, jset = coco.build_entries(str(shared / "coco/test_coco.json"), str(shared / "coco"))
+    writer.write_dataset(entries, str(out), joint_set=jset, sources=[str(shared / "coco/test_coco.json")],
+                         skipped=skipped, workers=1)
+    return str(out)
+
+
+@pytest.fixture(scope="session")
+def det_records(tmp_path_factory, shared):
+    """image_info_test_coco.json + test_coco_det_AP_H_56.json converted -> prefix."""
+    from tfrecords_tools import detections, writer
+    from posedual_tf import joints
+
+    out = tmp_path_factory.mktemp("det") / "det"
+    info, dets = str(shared / "coco/image_info_test_coco.json"), str(shared / "coco/test_coco_det_AP_H_56.json")
+    entries, skipped = detections.build_entries(info, dets, str(shared / "coco"))
+    writer.write_dataset(entries, str(out), joint_set=joints.COCO, sources=[info, dets], skipped=skipped, workers=1)
+    return str(out)

@@ -1,0 +1,138 @@
+"""Networks: shapes, parameter counts, and PyTorch checkpoint conversion against torch outputs."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from posedual_tf import config  # noqa: E402
+from posedual_tf.models import builder, convert  # noqa: E402
+from posedual_tf.models.hrnet import pose_hrnet  # noqa: E402
+from posedual_tf.models.resnet import pose_resnet  # noqa: E402
+from tests import torch_reference as tr  # noqa: E402
+
+
+def _trainable(model) -> int:
+    return int(sum(np.prod(w.shape) for w in model.trainable_weights))
+
+
+def _compare(torch_model, keras_model, h, w, seed=0):
+    x = np.random.default_rng(seed).normal(size=(2, 3, h, w)).astype(np.float32)
+    with torch.no_grad():
+        ref = torch_model(torch.from_numpy(x)).numpy().transpose(0, 2, 3, 1)
+    out = keras_model(x.transpose(0, 2, 3, 1), training=False).numpy()
+    assert out.shape == ref.shape
+    scale = max(1.0, float(np.abs(ref).max()))
+    np.testing.assert_allclose(out, ref, atol=1e-4 * scale, rtol=0)
+    return ref
+
+
+def test_resnet18_parameter_count_matches_reference():
+    model = pose_resnet(18, (256, 192, 3), 24)
+    assert _trainable(model) == 15_378_520
+    assert model.output_shape == (None, 64, 48, 24)
+
+
+@pytest.mark.parametrize("name,shape", [("coco1k_dual", (64, 48)), ("coco_wild_dual_hrnet_w48_384x288", (96, 72))])
+def test_builder_output_shapes(name, shape):
+    cfg = config.load(name, ["model.width_multiplier=0.125"])
+    net = builder.build_network(cfg)
+    assert net.output_shape[1:3] == shape
+
+
+def test_resnet18_conversion_matches_torch(tmp_path):
+    ref = tr.randomise(tr.PoseResNet(18, final_name="final_layer_1"), seed=1)
+    path = tmp_path / "r18.pth"
+    torch.save({"state_dict": {"module." + k: v for k, v in ref.state_dict().items()}}, path)
+    net = pose_resnet(18, (128, 96, 3), 24)
+    rep = convert.load_into([net], str(path), "resnet")[0]
+    assert not rep.missing and not rep.unexpected
+    out = _compare(ref, net, 128, 96)
+    assert np.abs(out).max() > 1e-3  # non-trivial output
+
+
+@pytest.mark.parametrize("kernel", [3, 2])
+def test_deconv_padding_rules_match_torch(tmp_path, kernel):
+    ref = tr.randomise(tr.PoseResNet(18, final_name="final_layer", deconv_kernel=kernel), seed=2)
+    path = tmp_path / "r.pth"
+    torch.save(ref.state_dict(), path)
+    net = pose_resnet(18, (64, 64, 3), 24, deconv_kernels=(kernel,) * 3)
+    convert.load_into([net], str(path), "resnet")
+    _compare(ref, net, 64, 64)
+
+
+def test_resnet50_conversion_matches_torch(tmp_path):
+    ref = tr.randomise(tr.PoseResNet(50), seed=3)
+    path = tmp_path / "r50.pth"
+    torch.save(ref.state_dict(), path)
+    net = pose_resnet(50, (64, 64, 3), 24)
+    convert.load_into([net], str(path), "resnet")
+    _compare(ref, net, 64, 64)
+
+
+def test_hrnet_w32_conversion_matches_torch(tmp_path):
+    ref = tr.randomise(tr.PoseHRNet(32), seed=4)
+    path = tmp_path / "hr.pth"
+    torch.save({"resnet." + k: v for k, v in ref.state_dict().items()}, path)
+    net = pose_hrnet(32, (64, 64, 3), 24)
+    rep = convert.load_into([net], str(path), "hrnet")[0]
+    assert not rep.missing and not rep.unexpected
+    _compare(ref, net, 64, 64)
+
+
+def test_posedual_checkpoint_fills_both_nets_via_cli(tmp_path):
+    r1 = tr.randomise(tr.PoseResNet(18), seed=5)
+    r2 = tr.randomise(tr.PoseResNet(18), seed=6)
+    state = {**{"resnet." + k: v for k, v in r1.state_dict().items()},
+             **{"resnet2." + k: v for k, v in r2.state_dict().items()}}
+    ckpt = tmp_path / "dual.pth.tar"
+    torch.save({"epoch": 3, "state_dict": state}, ckpt)
+    out = tmp_path / "converted"
+    sets = ["--set=data.image_size=[96,128]", "--set=data.heatmap_size=[24,32]"]
+    proc = subprocess.run([sys.executable, "-m", "posedual_tf.convert_torch", "--config", "coco1k_dual",
+                           "--checkpoint", str(ckpt), "--output", str(out), *sets],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((out / "conversion.json").read_text())
+    assert set(summary["networks"]) == {"net1", "net2"}
+    cfg = config.load("coco1k_dual", [s.split("=", 1)[1] for s in sets])
+    nets = builder.build_networks(cfg)
+    for net, ref in zip(nets, (r1, r2)):
+        net.load_weights(str(out / f"{net.name}.weights.h5"))
+        _compare(ref, net, 128, 96)
+
+
+def test_missing_key_and_wrong_shape_are_named(tmp_path):
+    ref = tr.randomise(tr.PoseResNet(18), seed=7)
+    state = dict(ref.state_dict())
+    missing = dict(state)
+    del missing["layer3.1.bn2.running_var"]
+    torch.save(missing, tmp_path / "missing.pth")
+    net = pose_resnet(18, (64, 64, 3), 24)
+    with pytest.raises(convert.ConversionError, match=r"layer3\.1\.bn2\.running_var"):
+        convert.load_into([net], str(tmp_path / "missing.pth"), "resnet")
+    wrong = dict(state)
+    wrong["layer2.0.conv1.weight"] = torch.zeros(128, 64, 5, 5)
+    torch.save(wrong, tmp_path / "wrong.pth")
+    with pytest.raises(convert.ConversionError, match=r"layer2\.0\.conv1\.weight: shape \(128, 64, 5, 5\)"):
+        convert.load_into([net], str(tmp_path / "wrong.pth"), "resnet")
+
+
+def test_imagenet_backbone_fills_both_nets_and_keeps_heads(tmp_path):
+    ref = tr.randomise(tr.PoseResNet(18), seed=8)
+    backbone = {k: v for k, v in ref.state_dict().items() if not k.startswith(("deconv", "final"))}
+    backbone["fc.weight"] = torch.zeros(1000, 512)
+    torch.save(backbone, tmp_path / "resnet18-imagenet.pth")
+    nets = [pose_resnet(18, (64, 64, 3), 24, name=f"net{i}") for i in (1, 2)]
+    head_before = nets[0].get_layer("final_layer").get_weights()[0].copy()
+    reports = convert.load_into(nets, str(tmp_path / "resnet18-imagenet.pth"), "resnet")
+    assert all(not r.unexpected for r in reports)
+    for net in nets:
+        np.testing.assert_array_equal(net.get_layer("conv1").get_weights()[0],
+                                      ref.conv1.weight.detach().numpy().transpose(2, 3, 1, 0))
+    np.testing.assert_array_equal(nets[0].get_layer("final_layer").get_weights()[0], head_before)
