@@ -64,6 +64,18 @@ class DatasetConfig:
 
 
 @dataclasses.dataclass
+class SyntheticConfig:
+    """Sizes of the synthetic people dataset that demo configs generate into their workdir."""
+
+    labelled_images: int = 60
+    unlabelled_images: int = 300
+    val_images: int = 40
+    image_height: int = 128
+    image_width: int = 128
+    seed: int = 0
+
+
+@dataclasses.dataclass
 class DataConfig:
     labelled: DatasetConfig = dataclasses.field(default_factory=DatasetConfig)
     #: Unlabelled set; empty records = supervised training only.
@@ -85,6 +97,8 @@ class DataConfig:
     num_joints_half_body: int = 8
     shuffle_buffer: int = 2048
     num_parallel_calls: int = -1
+    #: Only for source 'synthetic' (demo configs).
+    synthetic: SyntheticConfig = dataclasses.field(default_factory=SyntheticConfig)
 
 
 @dataclasses.dataclass
@@ -371,7 +385,17 @@ def load(name_or_path: str, overrides: list[str] | None = None) -> Config:
     _validate(cfg, path.name)
     if not cfg.workdir:
         cfg.workdir = os.path.join("runs", cfg.name)
+    _expand_workdir(cfg)
     return cfg
+
+
+def _expand_workdir(cfg: Config) -> None:
+    """Replace ``{workdir}`` in data paths and model.pretrained (demo data lives in the workdir)."""
+    for ds in (cfg.data.labelled, cfg.data.unlabelled, cfg.data.val):
+        ds.records = ds.records.replace("{workdir}", cfg.workdir)
+        ds.annotations = ds.annotations.replace("{workdir}", cfg.workdir)
+    cfg.model.pretrained = cfg.model.pretrained.replace("{workdir}", cfg.workdir)
+    cfg.test.bbox_file = cfg.test.bbox_file.replace("{workdir}", cfg.workdir)
 
 
 def dump(cfg: Config) -> str:

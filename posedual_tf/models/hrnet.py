@@ -10,17 +10,16 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from posedual_tf.models.layers import bn, channels, conv, keras_name, relu
+from posedual_tf.models.layers import bn, channels, conv, normal_init, relu
 from posedual_tf.models.resnet import basic_block, bottleneck_block
 
-HRNET_INIT = keras.initializers.RandomNormal(0.0, 0.001)
 #: (blocks per branch, modules) of stages 2-4; branch channels are width * (1, 2, 4, 8).
 STAGES = ((2, 1), (3, 4), (4, 3))
 NUM_BLOCKS = 4
 
 
 def _conv(x, filters, kernel, stride, name, padding=None):
-    return conv(x, filters, kernel, stride, name, padding=padding, init=HRNET_INIT)
+    return conv(x, filters, kernel, stride, name, padding=padding, init=normal_init())
 
 
 def _fuse(xs, chans, name, multi_scale: bool):
@@ -92,8 +91,6 @@ def pose_hrnet(width: int = 32, input_shape=(256, 192, 3), num_joints: int = 24,
             xs = _module(xs, cur, f"stage{s + 2}.{m}", multi)
         pre = cur
     out = conv(xs[0], num_joints, final_kernel, 1, "final_layer", padding=1 if final_kernel == 3 else 0,
-               use_bias=True, init=HRNET_INIT, dtype="float32")
+               use_bias=True, init=normal_init(), dtype="float32")
     return keras.Model(inputs, out, name=name or f"pose_hrnet_w{width}")
 
-
-__all__ = ["pose_hrnet", "keras_name"]

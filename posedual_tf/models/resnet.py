@@ -12,11 +12,10 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from posedual_tf.models.layers import bn, channels, conv, deconv, relu
+from posedual_tf.models.layers import bn, channels, conv, deconv, normal_init, relu
 
 BLOCKS = {18: ("basic", [2, 2, 2, 2]), 34: ("basic", [3, 4, 6, 3]), 50: ("bottleneck", [3, 4, 6, 3]),
           101: ("bottleneck", [3, 4, 23, 3]), 152: ("bottleneck", [3, 8, 36, 3])}
-HEAD_INIT = keras.initializers.RandomNormal(0.0, 0.001)
 
 
 def basic_block(x, planes: int, stride: int, name: str, downsample: bool):
@@ -68,10 +67,10 @@ def resnet_backbone(x, depth: int, width: float = 1.0, caffe: bool = False):
 def deconv_head(x, filters, kernels, num_joints: int, final_kernel: int = 1, width: float = 1.0):
     """The SimpleBaseline head: deconv -> BN -> ReLU per layer, then a final conv with bias (float32)."""
     for i, (f, k) in enumerate(zip(filters, kernels)):
-        x = deconv(x, channels(f, width), k, f"deconv_layers.{3 * i}", HEAD_INIT)
+        x = deconv(x, channels(f, width), k, f"deconv_layers.{3 * i}")
         x = relu(bn(x, f"deconv_layers.{3 * i + 1}"))
     return conv(x, num_joints, final_kernel, 1, "final_layer", padding=1 if final_kernel == 3 else 0,
-                use_bias=True, init=HEAD_INIT, dtype="float32")
+                use_bias=True, init=normal_init(), dtype="float32")
 
 
 def pose_resnet(depth: int = 18, input_shape=(256, 192, 3), num_joints: int = 24,

@@ -1,0 +1,74 @@
+"""Saving and restoring: training checkpoints (resume), per-network weight files, .pth import.
+
+Layout of a workdir:
+    ckpt/          tf.train checkpoints of the whole method + optimiser + epoch (last K)
+    best/          net{i}.weights.h5 of the best validation AP (net 1 decides, as the reference)
+    final/         net{i}.weights.h5 at the end of training
+"""
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+
+import tensorflow as tf
+
+
+def save_nets(nets, folder: str) -> None:
+    """Write ``net{i}.weights.h5`` for every network, atomically (temp folder, then rename)."""
+    tmp = folder.rstrip("/") + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    for net in nets:
+        net.save_weights(os.path.join(tmp, f"{net.name}.weights.h5"))
+    old = folder.rstrip("/") + ".old"
+    shutil.rmtree(old, ignore_errors=True)
+    if os.path.exists(folder):
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_nets(nets, source: str, backbone: str = "resnet", strict: bool = True) -> str:
+    """Fill ``nets`` from a weights folder, a training workdir/ckpt folder or a PyTorch .pth file.
+
+    Returns a one-line description of what was loaded.
+    """
+    if source.endswith((".pth", ".pth.tar", ".pt")):
+        from posedual_tf.models import convert
+
+        reports = convert.load_into(nets, source, backbone, strict=strict)
+        return f"{source}: " + "; ".join(f"net{i + 1} {r.summary()}" for i, r in enumerate(reports))
+    if os.path.isdir(source):
+        files = {os.path.basename(p): p for p in glob.glob(os.path.join(source, "*.weights.h5"))}
+        if files:
+            for net in nets:
+                name = f"{net.name}.weights.h5"
+                if name not in files:
+                    if strict:
+                        raise FileNotFoundError(f"{source}: no {name} for {net.name}")
+                    continue
+                net.load_weights(files[name])
+            return f"{source}: {', '.join(sorted(files))}"
+        ckpt_dir = os.path.join(source, "ckpt") if os.path.isdir(os.path.join(source, "ckpt")) else source
+        latest = tf.train.latest_checkpoint(ckpt_dir)
+        if latest:
+            restore_nets_from_training(nets, latest)
+            return latest
+    if tf.io.gfile.exists(source + ".index"):
+        restore_nets_from_training(nets, source)
+        return source
+    raise FileNotFoundError(f"{source}: not a .pth file, a folder of net*.weights.h5, or a training checkpoint")
+
+
+def restore_nets_from_training(nets, prefix: str) -> None:
+    """Restore only the networks from a training checkpoint (``method.nets`` paths)."""
+    tf.train.Checkpoint(model=_NetsView(nets)).restore(prefix).expect_partial()
+
+
+class _NetsView(tf.Module):
+    """Matches the ``model.nets`` path of a training checkpoint."""
+
+    def __init__(self, nets):
+        super().__init__()
+        self.nets = list(nets)

@@ -1,0 +1,59 @@
+"""The embedded default: synthetic people generated and converted inside a demo config's workdir.
+
+Used by ``python -m posedual_tf.train --config demo_dual``: :func:`prepare_data` makes the
+labelled, unlabelled (detected-style boxes) and validation splits on first run, and
+:func:`export_after_training` writes the SavedModel at the end.
+"""
+from __future__ import annotations
+
+import os
+
+from posedual_tf import joints
+from posedual_tf.config import Config
+from posedual_tf.data import records
+
+
+def is_demo(cfg: Config) -> bool:
+    return cfg.data.labelled.source == "synthetic"
+
+
+def data_dir(cfg: Config) -> str:
+    return os.path.join(cfg.workdir, "data", "synthetic")
+
+
+def prepare_data(cfg: Config, workers: int = 2) -> None:
+    """Generate and convert whatever split is missing (idempotent; each step is atomic)."""
+    from tfrecords_tools import coco, detections, synthetic, writer
+
+    s = cfg.data.synthetic
+    src = data_dir(cfg)
+    size = (s.image_height, s.image_width)
+    splits = [("train", cfg.data.labelled.records, s.labelled_images, 1),
+              ("val", cfg.data.val.records, s.val_images, 500_000),
+              ("unlabelled", cfg.data.unlabelled.records, s.unlabelled_images, 1_000_000)]
+    for i, (split, prefix, n, first_id) in enumerate(splits):
+        if not prefix or os.path.exists(records.manifest_path(prefix)):
+            continue
+        if not os.path.exists(os.path.join(src, f"{split}.json")):
+            print(f"generating {n} synthetic images ({split}) in {src}")
+            synthetic.generate(src, n, s.seed + 1000 * i, split, size, first_id)
+        images = os.path.join(src, split)
+        if split == "unlabelled":
+            info, dets = os.path.join(src, f"{split}_image_info.json"), os.path.join(src, f"{split}_detections.json")
+            entries, skipped = detections.build_entries(info, dets, images)
+            manifest = writer.write_dataset(entries, prefix, joint_set=joints.COCO, sources=[info, dets],
+                                            skipped=skipped, workers=workers, extra={"source": "detections"})
+        else:
+            ann = os.path.join(src, f"{split}.json")
+            entries, skipped, jset = coco.build_entries(ann, images)
+            manifest = writer.write_dataset(entries, prefix, joint_set=jset, sources=[ann], skipped=skipped,
+                                            workers=workers, extra={"source": "coco"})
+        writer.report(manifest, prefix)
+
+
+def export_after_training(cfg: Config) -> str:
+    from posedual_tf import export
+
+    out = os.path.join(cfg.workdir, "saved_model")
+    export.export(cfg, os.path.join(cfg.workdir, "final"), out)
+    return out

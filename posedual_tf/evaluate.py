@@ -1,0 +1,48 @@
+"""Evaluate a checkpoint: ``python -m posedual_tf.evaluate --config NAME --checkpoint CKPT [--set ...]``.
+
+``CKPT`` is a training workdir (or its ckpt/ folder), a folder of ``net*.weights.h5`` (best/,
+final/, or a converted official checkpoint) or an official ``.pth`` file. Prints a table per
+head (each net, and the ensemble for PoseDual) and writes results and metrics json to the
+workdir.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import app, flags
+
+from posedual_tf import cli
+
+cli.define_config_flags()
+flags.DEFINE_string("checkpoint", None, "training workdir, weights folder or .pth file")
+flags.DEFINE_string("output", None, "where to write results/metrics json (default: the workdir)")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    del argv
+    cfg = cli.load_config()
+    if not FLAGS.checkpoint:
+        sys.exit("error: --checkpoint is required")
+    from posedual_tf import checkpoints
+    from posedual_tf.data.pipeline import MissingRecordsError
+    from posedual_tf.evaluation import runner
+    from posedual_tf.models import builder
+
+    nets = builder.build_networks(cfg)
+    try:
+        print(f"loaded {checkpoints.load_nets(nets, FLAGS.checkpoint, cfg.model.backbone)}")
+        out = FLAGS.output or cfg.workdir
+        metrics = runner.evaluate(cfg, nets, workdir=out)
+    except (MissingRecordsError, FileNotFoundError, ValueError) as e:
+        sys.exit(f"error: {e}")
+    print(runner.format_table(metrics))
+    counts = metrics["_counts"]
+    if counts["dropped"]:
+        print(f"warning: {counts['dropped']} of {counts['expected']} people were dropped (unreadable images)")
+    print(f"metrics: {os.path.abspath(os.path.join(out, 'metrics.json'))}")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,142 @@
+"""Run networks over the validation crops and score them: each net and, for PoseDual, the ensemble.
+
+Example:
+    >>> metrics = evaluate(cfg, nets, workdir="runs/x")
+    >>> metrics["net1"]["AP"], metrics["ensemble"]["AP"]
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from posedual_tf import codec
+from posedual_tf.config import Config
+from posedual_tf.data import pipeline
+from posedual_tf.evaluation import aic, coco, mpii
+
+
+def heatmaps_fn(nets: Sequence, flip_test: bool, shift_heatmap: bool):
+    """A compiled function ``images -> [heatmaps per net]`` with the optional flip test."""
+
+    @tf.function(reduce_retracing=True)
+    def run(images):
+        outs = []
+        for net in nets:
+            hm = tf.cast(net(images, training=False), tf.float32)
+            if flip_test:
+                flipped = tf.cast(net(tf.reverse(images, axis=[2]), training=False), tf.float32)
+                hm = 0.5 * (hm + codec.flip_back(flipped, shift_heatmap))
+            outs.append(hm)
+        return outs
+
+    return run
+
+
+def predict(cfg: Config, nets: Sequence, dataset: tf.data.Dataset, total: int | None = None,
+            progress: bool = True) -> dict[str, list[dict]]:
+    """Union-24 instances per head: ``{'net1': [...], 'net2': [...], 'ensemble': [...]}``.
+
+    Each instance: ``keypoints [24, 3]`` (image x, y, score), ``box_score``, ``area``, ``image_id``,
+    ``center``, ``scale``, ``bbox`` (the raw box).
+    """
+    from tqdm import tqdm
+
+    t = cfg.test
+    run = heatmaps_fn(nets, t.flip_test, t.shift_heatmap)
+    names = [f"net{i + 1}" for i in range(len(nets))] + (["ensemble"] if len(nets) == 2 else [])
+    out: dict[str, list[dict]] = {n: [] for n in names}
+    bar = tqdm(total=total, desc="evaluate", unit="person", disable=not progress or None, file=sys.stderr)
+    for i, batch in enumerate(dataset):
+        if t.max_batches and i >= t.max_batches:
+            break
+        hms = run(batch["image"])
+        if len(nets) == 2:
+            hms = list(hms) + [0.5 * (hms[0] + hms[1])]
+        meta = {k: batch[k].numpy() for k in ("center", "scale", "score", "image_id", "area", "raw_box")}
+        for name, hm in zip(names, hms):
+            coords, maxvals = codec.decode_heatmaps(hm, batch["center"], batch["scale"], None, t.post_process,
+                                                    cfg.fixes.shift_bound)
+            kps = np.concatenate([coords.numpy(), maxvals.numpy()[..., None]], axis=-1)
+            for b in range(kps.shape[0]):
+                out[name].append({"keypoints": kps[b], "box_score": float(meta["score"][b]),
+                                  "area": float(meta["area"][b]), "image_id": int(meta["image_id"][b]),
+                                  "center": meta["center"][b], "scale": meta["scale"][b],
+                                  "bbox": meta["raw_box"][b]})
+        bar.update(int(batch["image"].shape[0]))
+    bar.close()
+    return out
+
+
+def score(cfg: Config, src: pipeline.Source, instances: list[dict]) -> tuple[dict, list[dict]]:
+    """Metrics of one head's union-24 instances on the validation set, and its results entries."""
+    jset = src.joint_set
+    mapped = [dict(i, keypoints=jset.from_union_array(i["keypoints"])) for i in instances]
+    t = cfg.test
+    if jset.name in ("coco", "custom"):
+        kept = coco.rescore_and_nms(mapped, t.in_vis_thre, t.oks_thre, t.nms)
+        results = coco.to_results(kept)
+        ann = cfg.data.val.annotations
+        if not ann or not os.path.exists(ann):
+            raise FileNotFoundError(f"data.val.annotations: COCO annotation file not found: {ann!r}")
+        return coco.evaluate_coco(results, ann), results
+    if jset.name == "mpii":
+        gt = mpii.load_gt_mat(cfg.data.val.annotations)
+        preds = np.stack([m["keypoints"][:, :2] for m in mapped]) + 1.0
+        return mpii.pckh(preds, gt["gt"], gt["missing"], gt["headboxes"],
+                         at_0_1=0.1 if cfg.fixes.pckh_at_0_1 else 0.11), []
+    if jset.name == "aic":
+        with open(cfg.data.val.annotations) as f:
+            raw = json.load(f)
+        by_index = {i: item["image_id"] for i, item in enumerate(raw)}
+        preds: dict[str, list] = {}
+        for m in mapped:
+            preds.setdefault(by_index[m["image_id"]], []).append(m["keypoints"])
+        return aic.aic_map(preds, raw), []
+    raise ValueError(f"no evaluation for joint set {jset.name}")
+
+
+def evaluate(cfg: Config, nets: Sequence, workdir: str | None = None, progress: bool = True,
+             tag: str = "") -> dict[str, dict]:
+    """Predict on ``data.val`` and score every head; write results/metrics json to ``workdir``."""
+    ds, src = pipeline.eval_dataset(cfg)
+    per_head = predict(cfg, nets, ds, total=src.num_instances, progress=progress)
+    metrics = {}
+    for name, instances in per_head.items():
+        stats, results = score(cfg, src, instances)
+        metrics[name] = stats
+        if workdir and results:
+            os.makedirs(workdir, exist_ok=True)
+            coco.write_results(results, os.path.join(workdir, f"results_{name}{tag}.json"))
+    n_seen = len(next(iter(per_head.values()))) if per_head else 0
+    expected = src.num_instances
+    metrics["_counts"] = {"instances": n_seen, "expected": expected,
+                          "dropped": max(0, expected - n_seen) if cfg.test.use_gt_bbox and not cfg.test.max_batches else 0}
+    if workdir:
+        path = os.path.join(workdir, f"metrics{tag}.json")
+        with open(path + ".tmp", "w") as f:
+            json.dump(metrics, f, indent=1)
+        os.replace(path + ".tmp", path)
+    return metrics
+
+
+def primary(stats: dict) -> float:
+    """The model-selection number of a metrics dict: COCO/AIC AP or MPII Mean PCKh."""
+    return float(stats["AP"] if "AP" in stats else stats["Mean"])
+
+
+def format_table(metrics: dict[str, dict]) -> str:
+    """A text table: one row per head, one column per stat."""
+    heads = [h for h in metrics if not h.startswith("_")]
+    if not heads:
+        return ""
+    cols = [k for k in metrics[heads[0]] if k != "per_joint"]
+    lines = ["| head | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for h in heads:
+        lines.append(f"| {h} | " + " | ".join(f"{metrics[h][c]:.4f}" if metrics[h][c] <= 1.0 else f"{metrics[h][c]:.2f}"
+                                             for c in cols) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,143 @@
+"""Export a trained network as a SavedModel for serving.
+
+    python -m posedual_tf.export --config NAME --checkpoint CKPT --output DIR \\
+        [--net 1|2|ensemble] [--flip_test] [--post_process shift|dark|none]
+
+Signatures:
+  * ``serving_default``: ``crops [N, H, W, 3]`` float32 RGB 0-255 -> ``heatmaps [N, h, w, 24]`` and
+    ``keypoints [N, 24, 3]`` (crop pixel x, y, score).
+  * ``predict_image``: ``image_bytes`` (scalar string, JPEG/PNG) and ``boxes [N, 4]`` float32
+    (x, y, w, h) -> ``keypoints [N, 17, 3]`` (image x, y, score, COCO order) and ``scores [N]``
+    (mean joint score above test.in_vis_thre, as the reference rescoring without a box score).
+    Cropping, normalisation, network, flip test, decoding and the union -> COCO mapping all run
+    in the graph.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from posedual_tf import codec, geometry, joints
+from posedual_tf.config import Config
+
+
+def _heatmaps(nets, images, flip_test: bool, shift_heatmap: bool):
+    outs = []
+    for net in nets:
+        hm = tf.cast(net(images, training=False), tf.float32)
+        if flip_test:
+            hm = 0.5 * (hm + codec.flip_back(tf.cast(net(tf.reverse(images, [2]), training=False), tf.float32),
+                                             shift_heatmap))
+        outs.append(hm)
+    return tf.add_n(outs) / float(len(outs))
+
+
+def serving_functions(cfg: Config, nets, flip_test: bool, post_process: str):
+    """The two exported functions (plain tf.functions, also usable without saving)."""
+    d = cfg.data
+    w_in, h_in = d.image_size
+    aspect = w_in / h_in
+    mean = tf.constant(d.mean, tf.float32)
+    std = tf.constant(d.std, tf.float32)
+    coco_from_union = tf.constant(joints.COCO.to_union, tf.int32)
+    shift = cfg.test.shift_heatmap
+
+    def normalise(rgb):
+        x = rgb if d.color_rgb else rgb[..., ::-1]
+        return (x / 255.0 - mean) / std
+
+    @tf.function(input_signature=[tf.TensorSpec([None, h_in, w_in, 3], tf.float32, name="crops")])
+    def serve_crops(crops):
+        hm = _heatmaps(nets, normalise(crops), flip_test, shift)
+        n = tf.shape(crops)[0]
+        center = tf.tile(tf.constant([[w_in / 2.0, h_in / 2.0]]), [n, 1])
+        scale = tf.tile(tf.constant([[w_in / geometry.PIXEL_STD, h_in / geometry.PIXEL_STD]]), [n, 1])
+        coords, maxvals = codec.decode_heatmaps(hm, center, scale, tf.zeros([n]), post_process)
+        return {"heatmaps": hm, "keypoints": tf.concat([coords, maxvals[..., None]], -1)}
+
+    @tf.function(input_signature=[tf.TensorSpec([], tf.string, name="image_bytes"),
+                                  tf.TensorSpec([None, 4], tf.float32, name="boxes")])
+    def predict_image(image_bytes, boxes):
+        img = tf.cast(tf.io.decode_image(image_bytes, channels=3, expand_animations=False), tf.float32)
+        n = tf.shape(boxes)[0]
+        center, scale = geometry.tf_box_to_center_scale(boxes, aspect)
+        inv = geometry.tf_affine_matrix(center, scale, tf.zeros([n]), (w_in, h_in), inverse=True)
+        crops = geometry.tf_warp(tf.tile(img[None], [n, 1, 1, 1]), inv, (w_in, h_in))
+        hm = _heatmaps(nets, normalise(crops), flip_test, shift)
+        coords, maxvals = codec.decode_heatmaps(hm, center, scale, tf.zeros([n]), post_process)
+        kps = tf.gather(tf.concat([coords, maxvals[..., None]], -1), coco_from_union, axis=1)
+        vis = tf.cast(kps[..., 2] > cfg.test.in_vis_thre, tf.float32)
+        scores = tf.math.divide_no_nan(tf.reduce_sum(kps[..., 2] * vis, -1), tf.reduce_sum(vis, -1))
+        return {"keypoints": kps, "scores": scores}
+
+    return serve_crops, predict_image
+
+
+def export(cfg: Config, checkpoint: str, output: str, net: str = "1", flip_test: bool | None = None,
+           post_process: str | None = None) -> str:
+    """Build the networks, load ``checkpoint`` and write the SavedModel to ``output`` (atomically)."""
+    from posedual_tf import checkpoints
+    from posedual_tf.models import builder
+
+    keras.mixed_precision.set_global_policy("float32")
+    nets = builder.build_networks(cfg)
+    checkpoints.load_nets(nets, checkpoint, cfg.model.backbone)
+    if net == "ensemble":
+        if len(nets) != 2:
+            raise ValueError("--net ensemble needs a PoseDual config (two networks)")
+        chosen = nets
+    else:
+        idx = int(net) - 1
+        if not 0 <= idx < len(nets):
+            raise ValueError(f"--net {net}: this config has {len(nets)} network(s)")
+        chosen = [nets[idx]]
+    flip = cfg.test.flip_test if flip_test is None else flip_test
+    serve_crops, predict_image = serving_functions(cfg, chosen, flip, post_process or cfg.test.post_process)
+    archive = keras.export.ExportArchive()
+    for n in chosen:
+        archive.track(n)
+    archive.add_endpoint("serving_default", serve_crops)
+    archive.add_endpoint("predict_image", predict_image)
+    tmp = output.rstrip("/") + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    archive.write_out(tmp, verbose=False)
+    if os.path.exists(output):
+        shutil.rmtree(output)
+    os.replace(tmp, output)
+    return output
+
+
+def main(argv):
+    del argv
+    from absl import flags
+
+    from posedual_tf import cli
+
+    f = flags.FLAGS
+    cfg = cli.load_config()
+    if not f.checkpoint or not f.output:
+        sys.exit("error: --checkpoint and --output are required")
+    try:
+        out = export(cfg, f.checkpoint, f.output, f.net, f.flip_test, f.post_process)
+    except (FileNotFoundError, ValueError) as e:
+        sys.exit(f"error: {e}")
+    print(f"SavedModel written to {os.path.abspath(out)} (signatures: serving_default, predict_image)")
+
+
+if __name__ == "__main__":
+    from absl import app, flags
+
+    from posedual_tf import cli
+
+    cli.define_config_flags()
+    flags.DEFINE_string("checkpoint", None, "training workdir, weights folder or .pth file")
+    flags.DEFINE_string("output", None, "SavedModel folder to write")
+    flags.DEFINE_enum("net", "1", ["1", "2", "ensemble"], "which network to export (PoseDual)")
+    flags.DEFINE_bool("flip_test", None, "flip test in the graph (default: test.flip_test)")
+    flags.DEFINE_enum("post_process", None, ["shift", "dark", "none"], "decoding refinement (default: test.post_process)")
+    app.run(main)

@@ -1,0 +1,18 @@
+"""Training methods: :class:`SupervisedPose`, :class:`PoseCons`, :class:`PoseDual`, and :func:`build_method`."""
+from __future__ import annotations
+
+from posedual_tf.config import Config
+from posedual_tf.methods.base import PoseMethod, joints_mse, make_optimizer
+from posedual_tf.methods.cons import PoseCons
+from posedual_tf.methods.dual import PoseDual
+from posedual_tf.methods.supervised import SupervisedPose
+
+
+def build_method(cfg: Config, nets, labelled_ids=None) -> PoseMethod:
+    cls = {"supervised": SupervisedPose, "cons": PoseCons, "dual": PoseDual}[cfg.method.name]
+    if cls is SupervisedPose:
+        return cls(cfg, nets)
+    return cls(cfg, nets, labelled_ids=labelled_ids)
+
+
+__all__ = ["PoseMethod", "SupervisedPose", "PoseCons", "PoseDual", "build_method", "joints_mse", "make_optimizer"]

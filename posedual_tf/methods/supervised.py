@@ -1,0 +1,22 @@
+"""Supervised baseline: one network, labelled batches only."""
+from __future__ import annotations
+
+import tensorflow as tf
+
+from posedual_tf.methods.base import PoseMethod, heatmap_accuracy, joints_mse
+
+
+class SupervisedPose(PoseMethod):
+    """``train_step`` on ``{image, target, weight}`` batches: the JointsMSE loss."""
+
+    metric_names = ("loss", "loss_pose", "acc")
+
+    def train_step(self, data):
+        net = self.nets[0]
+        with tf.GradientTape() as tape:
+            pred = net(data["image"], training=True)
+            loss = joints_mse(pred, data["target"], data["weight"])
+            scaled = self.scale_loss(loss)
+        self.apply_loss(tape, scaled)
+        acc, _ = heatmap_accuracy(pred, data["target"])
+        return self.record(loss=loss, loss_pose=loss, acc=acc)

@@ -1,0 +1,46 @@
+"""Train a named experiment: ``python -m posedual_tf.train --config coco1k_dual [--set k=v ...]``.
+
+Runs in ``workdir`` (default ``runs/<name>``): TensorBoard logs in ``tb/``, checkpoints in
+``ckpt/`` (re-running resumes), best and final weights, metrics json. Demo configs
+(``demo_*``) first generate and convert their synthetic data, and export a SavedModel at the end.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from absl import app, flags
+
+from posedual_tf import cli
+
+cli.define_config_flags()
+flags.DEFINE_integer("verbose", 2, "Keras fit verbosity (0 silent, 1 progress bar, 2 one line per epoch)")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    del argv
+    cfg = cli.load_config()
+    from posedual_tf import demo, training
+    from posedual_tf.data.pipeline import MissingRecordsError
+    from posedual_tf.evaluation.runner import format_table
+
+    try:
+        if demo.is_demo(cfg):
+            demo.prepare_data(cfg)
+        result = training.run(cfg, verbose=FLAGS.verbose)
+    except (MissingRecordsError, training.NonFiniteLoss) as e:
+        sys.exit(f"error: {e}")
+    if result["metrics"]:
+        print(format_table(result["metrics"]))
+    print(f"workdir: {os.path.abspath(cfg.workdir)}")
+    print(f"TensorBoard: tensorboard --logdir {os.path.abspath(os.path.join(cfg.workdir, 'tb'))}")
+    if demo.is_demo(cfg):
+        out = demo.export_after_training(cfg)
+        print(f"SavedModel: {out}")
+    print(json.dumps({"final_step": result["final_step"], "seconds": result["seconds"]}))
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,252 @@
+"""The training job behind ``python -m posedual_tf.train``: strategy, precision, model, data,
+callbacks (checkpoints, validation, TensorBoard, collapse monitor, non-finite guard) and resume.
+
+Example:
+    >>> from posedual_tf import config, training
+    >>> result = training.run(config.load("demo_dual"))
+    >>> result["metrics"]["net1"]["AP"]
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from posedual_tf import checkpoints, codec
+from posedual_tf.config import Config
+from posedual_tf.data import pipeline
+from posedual_tf.evaluation import runner
+from posedual_tf.methods import base as method_base
+from posedual_tf.methods import build_method, make_optimizer
+from posedual_tf.models import builder
+
+
+class NonFiniteLoss(RuntimeError):
+    """Training produced a NaN/Inf loss."""
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """``auto``: MultiWorkerMirrored when TF_CONFIG names several workers, Mirrored on >1 GPU, else default."""
+    if name == "auto":
+        tf_config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+        if len(tf_config.get("cluster", {}).get("worker", [])) > 1:
+            name = "multi_worker"
+        elif len(tf.config.list_logical_devices("GPU")) > 1:
+            name = "mirrored"
+        else:
+            name = "default"
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def resolve_jit(setting: str, strategy: tf.distribute.Strategy) -> bool:
+    """XLA only where it pays: a GPU and no multi-replica strategy (auto), or when forced."""
+    if setting in ("true", "false"):
+        return setting == "true"
+    return bool(tf.config.list_logical_devices("GPU")) and strategy.num_replicas_in_sync == 1
+
+
+def set_precision(policy: str) -> None:
+    keras.mixed_precision.set_global_policy("float32" if policy == "none" else policy)
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Save method + optimiser + epoch after every epoch (last K kept)."""
+
+    def __init__(self, manager: tf.train.CheckpointManager, epoch_var: tf.Variable):
+        super().__init__()
+        self.manager, self.epoch_var = manager, epoch_var
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs and not all(np.isfinite(v) for v in logs.values() if isinstance(v, (float, np.floating))):
+            return
+        self.epoch_var.assign(epoch + 1)
+        self.manager.save(checkpoint_number=epoch + 1)
+
+
+class FiniteGuard(keras.callbacks.Callback):
+    """Stop at the first non-finite loss; the last epoch checkpoint stays the last good one."""
+
+    def __init__(self):
+        super().__init__()
+        self.failed_at = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.failed_at = (batch, float(loss))
+            self.model.stop_training = True
+
+
+class ScalarLogger(keras.callbacks.Callback):
+    """Step scalars (losses, lr, accuracy, collapse indicator) to TensorBoard every N steps."""
+
+    def __init__(self, writer, every: int):
+        super().__init__()
+        self.writer, self.every = writer, max(1, every)
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(self.model.optimizer.iterations.numpy())
+        if step % self.every and step != 1:
+            return
+        with self.writer.as_default(step=step):
+            for k, v in (logs or {}).items():
+                tf.summary.scalar(f"train/{k}", float(v))
+            lr = self.model.optimizer.learning_rate
+            tf.summary.scalar("train/lr", float(lr.numpy() if hasattr(lr, "numpy") else lr))
+
+
+class PairImages(keras.callbacks.Callback):
+    """Image summaries of easy/hard unlabelled pairs with each net's predicted joints."""
+
+    def __init__(self, writer, cfg: Config, unlabelled_batch: dict | None, every: int):
+        super().__init__()
+        self.writer, self.cfg, self.batch, self.every = writer, cfg, unlabelled_batch, max(1, every)
+
+    def _render(self, images, heatmaps):
+        d = self.cfg.data
+        img = images.numpy() * np.array(d.std) + np.array(d.mean)
+        img = np.clip(img if d.color_rgb else img[..., ::-1], 0, 1)
+        coords, _ = codec.argmax_coords(heatmaps)
+        stride = d.image_size[0] / d.heatmap_size[0]
+        for b in range(img.shape[0]):
+            for x, y in coords.numpy()[b] * stride:
+                xi, yi = int(x), int(y)
+                img[b, max(0, yi - 1):yi + 2, max(0, xi - 1):xi + 2] = (1.0, 0.1, 0.1)
+        return img
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(self.model.optimizer.iterations.numpy())
+        if self.batch is None or (step % self.every and step != 1):
+            return
+        m = self.model
+        rng = method_base.augment.StatelessRng(tf.constant([7, 7], tf.int64))
+        easy = self.batch["image"]
+        teachers = [m.teacher(n, easy) for n in m.nets]
+        cut_from = teachers[::-1] if len(teachers) == 2 else teachers
+        base = self.batch.get("image_aug", easy) if self.cfg.method.rand_aug else easy
+        views, _ = method_base.hard_views(self.cfg, rng, base, cut_from, teachers, None)
+        with self.writer.as_default(step=step):
+            for i, (net, view) in enumerate(zip(m.nets, views)):
+                tf.summary.image(f"pairs/net{i + 1}_easy", self._render(easy, teachers[i]), max_outputs=4)
+                hard_pred = tf.cast(net(view, training=False), tf.float32)
+                tf.summary.image(f"pairs/net{i + 1}_hard", self._render(view, hard_pred), max_outputs=4)
+
+
+class Validation(keras.callbacks.Callback):
+    """Evaluate every N epochs and after the last; keep the best weights by net 1's first stat."""
+
+    def __init__(self, cfg: Config, nets, writer, workdir: str, interval: int, epochs: int):
+        super().__init__()
+        self.cfg, self.nets, self.writer, self.workdir = cfg, nets, writer, workdir
+        self.interval, self.epochs = max(1, interval), epochs
+        self.best = -math.inf
+        self.last: dict = {}
+        best_file = os.path.join(workdir, "best", "best.json")
+        if os.path.exists(best_file):
+            with open(best_file) as f:
+                self.best = json.load(f)["perf"]
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.interval and epoch + 1 != self.epochs:
+            return
+        metrics = runner.evaluate(self.cfg, self.nets, workdir=self.workdir, progress=False)
+        self.last = metrics
+        heads = [h for h in metrics if not h.startswith("_")]
+        with self.writer.as_default(step=epoch + 1):
+            for h in heads:
+                for k, v in metrics[h].items():
+                    if isinstance(v, float):
+                        tf.summary.scalar(f"val_{h}/{k}", v)
+        perf = runner.primary(metrics["net1"])
+        print(f"\nepoch {epoch + 1}: " + ", ".join(f"{h} {runner.primary(metrics[h]):.4f}" for h in heads))
+        if perf > self.best:
+            self.best = perf
+            checkpoints.save_nets(self.nets, os.path.join(self.workdir, "best"))
+            with open(os.path.join(self.workdir, "best", "best.json"), "w") as f:
+                json.dump({"perf": perf, "epoch": epoch + 1}, f)
+
+
+def first_unlabelled_batch(ds) -> dict | None:
+    try:
+        item = next(iter(ds.take(1)))
+    except (StopIteration, tf.errors.OutOfRangeError):
+        return None
+    if isinstance(item, tuple):
+        return {k: v[:4] for k, v in item[1].items()}
+    return None
+
+
+def build(cfg: Config, strategy: tf.distribute.Strategy, steps_per_epoch: int, labelled_ids):
+    """Networks (initialised from model.pretrained when set), the method and its optimiser."""
+    with strategy.scope():
+        nets = builder.build_networks(cfg)
+        if cfg.model.pretrained:
+            print(f"initialised from {checkpoints.load_nets(nets, cfg.model.pretrained, cfg.model.backbone, strict=False)}")
+        method = build_method(cfg, nets, labelled_ids)
+        optimizer = make_optimizer(cfg, steps_per_epoch)
+        optimizer.build(method.trainable_variables)
+        method.compile(optimizer=optimizer, jit_compile=resolve_jit(cfg.train.jit_compile, strategy))
+    return nets, method, optimizer
+
+
+def run(cfg: Config, verbose: int = 2) -> dict:
+    """Train ``cfg`` in ``cfg.workdir``, resuming from its last checkpoint when there is one."""
+    t = cfg.train
+    os.makedirs(cfg.workdir, exist_ok=True)
+    set_precision(t.mixed_precision)
+    strategy = make_strategy(t.strategy)
+    keras.utils.set_random_seed(t.seed)
+    with open(os.path.join(cfg.workdir, "config.yaml"), "w") as f:
+        from posedual_tf.config import dump
+
+        f.write(dump(cfg))
+
+    ds, ref_steps = pipeline.train_dataset(cfg)
+    steps = t.steps_per_epoch or ref_steps
+    lab = pipeline.open_source(cfg.data.labelled, "labelled")
+    labelled_ids = list(lab.joint_set.to_union)
+    nets, method, optimizer = build(cfg, strategy, steps, labelled_ids)
+
+    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    ckpt = tf.train.Checkpoint(model=method, optimizer=optimizer, epoch=epoch_var)
+    manager = tf.train.CheckpointManager(ckpt, os.path.join(cfg.workdir, "ckpt"), max_to_keep=t.keep_checkpoints)
+    initial_epoch = 0
+    if t.resume and manager.latest_checkpoint:
+        ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        initial_epoch = int(epoch_var.numpy())
+        print(f"resumed from {manager.latest_checkpoint} (epoch {initial_epoch}, step {int(optimizer.iterations.numpy())})")
+
+    writer = tf.summary.create_file_writer(os.path.join(cfg.workdir, "tb"))
+    guard = FiniteGuard()
+    validation = Validation(cfg, nets, writer, cfg.workdir, t.val_interval, t.epochs) if cfg.data.val.records else None
+    callbacks = [guard, EpochCheckpoint(manager, epoch_var), ScalarLogger(writer, t.log_every)]
+    if cfg.method.name != "supervised":
+        callbacks.append(PairImages(writer, cfg, first_unlabelled_batch(ds), t.image_summary_every))
+    if validation:
+        callbacks.append(validation)
+    start = time.time()
+    history = {}
+    if initial_epoch < t.epochs:
+        history = method.fit(ds, epochs=t.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
+                             callbacks=callbacks, verbose=verbose).history
+    if guard.failed_at is not None:
+        raise NonFiniteLoss(f"non-finite loss {guard.failed_at[1]} at step {int(optimizer.iterations.numpy())}; "
+                            f"training stopped, last good checkpoint: {manager.latest_checkpoint}")
+    checkpoints.save_nets(nets, os.path.join(cfg.workdir, "final"))
+    metrics = validation.last if validation and validation.last else {}
+    result = {"config": cfg.name, "epochs": t.epochs, "steps_per_epoch": steps,
+              "final_step": int(optimizer.iterations.numpy()), "seconds": round(time.time() - start, 1),
+              "history": {k: [float(x) for x in v] for k, v in history.items()}, "metrics": metrics}
+    with open(os.path.join(cfg.workdir, "train_result.json.tmp"), "w") as f:
+        json.dump(result, f, indent=1)
+    os.replace(os.path.join(cfg.workdir, "train_result.json.tmp"), os.path.join(cfg.workdir, "train_result.json"))
+    return result
