@@ -244,6 +244,11 @@ def _coerce(value: Any, tp: Any, source: str, key: str) -> Any:
             raise fail()
         return value
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                raise fail() from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise fail()
         return float(value)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 
-from posedual_tf import joints
 from posedual_tf.config import Config
 from posedual_tf.data import records
 
@@ -39,15 +38,10 @@ def prepare_data(cfg: Config, workers: int = 2) -> None:
             synthetic.generate(src, n, s.seed + 1000 * i, split, size, first_id)
         images = os.path.join(src, split)
         if split == "unlabelled":
-            info, dets = os.path.join(src, f"{split}_image_info.json"), os.path.join(src, f"{split}_detections.json")
-            entries, skipped = detections.build_entries(info, dets, images)
-            manifest = writer.write_dataset(entries, prefix, joint_set=joints.COCO, sources=[info, dets],
-                                            skipped=skipped, workers=workers, extra={"source": "detections"})
+            manifest = detections.convert(os.path.join(src, f"{split}_image_info.json"),
+                                          os.path.join(src, f"{split}_detections.json"), images, prefix, workers=workers)
         else:
-            ann = os.path.join(src, f"{split}.json")
-            entries, skipped, jset = coco.build_entries(ann, images)
-            manifest = writer.write_dataset(entries, prefix, joint_set=jset, sources=[ann], skipped=skipped,
-                                            workers=workers, extra={"source": "coco"})
+            manifest = coco.convert(os.path.join(src, f"{split}.json"), images, prefix, workers=workers)
         writer.report(manifest, prefix)
 
 

@@ -1,7 +1,7 @@
 """Export a trained network as a SavedModel for serving.
 
     python -m posedual_tf.export --config NAME --checkpoint CKPT --output DIR \\
-        [--net 1|2|ensemble] [--flip_test] [--post_process shift|dark|none]
+        [--net 1|2|ensemble] [--flip-test] [--post-process shift|dark|none]
 
 Signatures:
   * ``serving_default``: ``crops [N, H, W, 3]`` float32 RGB 0-255 -> ``heatmaps [N, h, w, 24]`` and
@@ -123,7 +123,7 @@ def main(argv):
     if not f.checkpoint or not f.output:
         sys.exit("error: --checkpoint and --output are required")
     try:
-        out = export(cfg, f.checkpoint, f.output, f.net, f.flip_test, f.post_process)
+        out = export(cfg, f.checkpoint, f.output, f.net, f["flip-test"].value, f["post-process"].value)
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"error: {e}")
     print(f"SavedModel written to {os.path.abspath(out)} (signatures: serving_default, predict_image)")
@@ -138,6 +138,6 @@ if __name__ == "__main__":
     flags.DEFINE_string("checkpoint", None, "training workdir, weights folder or .pth file")
     flags.DEFINE_string("output", None, "SavedModel folder to write")
     flags.DEFINE_enum("net", "1", ["1", "2", "ensemble"], "which network to export (PoseDual)")
-    flags.DEFINE_bool("flip_test", None, "flip test in the graph (default: test.flip_test)")
-    flags.DEFINE_enum("post_process", None, ["shift", "dark", "none"], "decoding refinement (default: test.post_process)")
+    flags.DEFINE_bool("flip-test", None, "flip test in the graph (default: test.flip_test)")
+    flags.DEFINE_enum("post-process", None, ["shift", "dark", "none"], "decoding refinement (default: test.post_process)")
     app.run(main)

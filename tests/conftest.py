@@ -25,24 +25,19 @@ def shared() -> pathlib.Path:
 @pytest.fixture(scope="session")
 def coco_records(tmp_path_factory, shared):
     """test_coco.json converted (4 images, 12 people) -> prefix."""
-    from tfrecords_tools import coco, writer
-    from posedual_tf import joints
+    from tfrecords_tools import coco
 
     out = tmp_path_factory.mktemp("coco") / "val"
-    entries, skipped, jset = coco.build_entries(str(shared / "coco/test_coco.json"), str(shared / "coco"))
-    writer.write_dataset(entries, str(out), joint_set=jset, sources=[str(shared / "coco/test_coco.json")],
-                         skipped=skipped, workers=1)
+    coco.convert(str(shared / "coco/test_coco.json"), str(shared / "coco"), str(out), workers=1)
     return str(out)
 
 
 @pytest.fixture(scope="session")
 def det_records(tmp_path_factory, shared):
     """image_info_test_coco.json + test_coco_det_AP_H_56.json converted -> prefix."""
-    from tfrecords_tools import detections, writer
-    from posedual_tf import joints
+    from tfrecords_tools import detections
 
     out = tmp_path_factory.mktemp("det") / "det"
-    info, dets = str(shared / "coco/image_info_test_coco.json"), str(shared / "coco/test_coco_det_AP_H_56.json")
-    entries, skipped = detections.build_entries(info, dets, str(shared / "coco"))
-    writer.write_dataset(entries, str(out), joint_set=joints.COCO, sources=[info, dets], skipped=skipped, workers=1)
+    detections.convert(str(shared / "coco/image_info_test_coco.json"), str(shared / "coco/test_coco_det_AP_H_56.json"),
+                       str(shared / "coco"), str(out), workers=1)
     return str(out)

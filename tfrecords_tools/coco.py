@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections import Counter
 
 import numpy as np
 
@@ -102,18 +101,22 @@ def build_entries(ann_path: str, images_dir: str, max_instances: int = 0):
     return entries, skipped, jset
 
 
+def convert(annotations: str, images: str, output: str, max_instances: int = 0, num_shards: int = 0,
+            workers: int = 2) -> dict:
+    """Convert one COCO-format keypoint file; returns the manifest."""
+    entries, skipped, jset = build_entries(annotations, images, max_instances)
+    return writer.write_dataset(entries, output, joint_set=jset, sources=[annotations], skipped=skipped,
+                                num_shards=num_shards, workers=workers,
+                                extra={"source": "coco", "max_instances": max_instances})
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="python -m tfrecords_tools.coco", description=__doc__.split("\n\n")[0])
     ap.add_argument("--annotations", required=True, help="COCO-format keypoint annotation json")
     ap.add_argument("--max-instances", type=int, default=0, help="keep the first N instances (0 = all)")
     writer.add_common_args(ap)
     args = ap.parse_args(argv)
-    entries, skipped, jset = build_entries(args.annotations, args.images, args.max_instances)
-    manifest = writer.write_dataset(
-        entries, args.output, joint_set=jset, sources=[args.annotations], skipped=skipped,
-        num_shards=args.num_shards, workers=args.workers,
-        extra={"source": "coco", "max_instances": args.max_instances,
-               "filtered": dict(Counter(s["reason"] for s in skipped))})
+    manifest = convert(args.annotations, args.images, args.output, args.max_instances, args.num_shards, args.workers)
     writer.report(manifest, args.output)
 
 

@@ -59,6 +59,15 @@ def build_entries(info_path: str, det_path: str, images_dir: str, min_score: flo
     return entries, skipped
 
 
+def convert(image_info: str, dets: str, images: str, output: str, min_score: float = 0.0, num_shards: int = 0,
+            workers: int = 2) -> dict:
+    """Convert images + person detections; returns the manifest."""
+    entries, skipped = build_entries(image_info, dets, images, min_score)
+    return writer.write_dataset(entries, output, joint_set=joints.COCO, sources=[image_info, dets], skipped=skipped,
+                                num_shards=num_shards, workers=workers,
+                                extra={"source": "detections", "min_score": min_score})
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="python -m tfrecords_tools.detections",
                                  description=__doc__.split("\n\n")[0])
@@ -67,11 +76,8 @@ def main(argv=None) -> None:
     ap.add_argument("--min-score", type=float, default=0.0, help="keep detections with score >= S")
     writer.add_common_args(ap)
     args = ap.parse_args(argv)
-    entries, skipped = build_entries(args.image_info, args.detections, args.images, args.min_score)
-    manifest = writer.write_dataset(
-        entries, args.output, joint_set=joints.COCO, sources=[args.image_info, args.detections],
-        skipped=skipped, num_shards=args.num_shards, workers=args.workers,
-        extra={"source": "detections", "min_score": args.min_score})
+    manifest = convert(args.image_info, args.detections, args.images, args.output, args.min_score,
+                       args.num_shards, args.workers)
     writer.report(manifest, args.output)
 
 

@@ -55,8 +55,8 @@ def main(argv=None) -> None:
           f"{manifest['num_skipped']} skipped")
     for s in manifest["shards"]:
         print(f"  {s['file']}: {s['records']} images, {s['instances']} people, {s['bytes'] / 1e6:.2f} MB")
-    for reason, n in sorted(manifest.get("filtered", {}).items()):
-        print(f"  filtered: {n} x {reason}")
+    for reason, n in sorted(manifest.get("skipped_by_reason", {}).items()):
+        print(f"  skipped: {n} x {reason}")
     if not args.draw:
         return
     import cv2

@@ -9,8 +9,10 @@ to what was written.
 from __future__ import annotations
 
 import concurrent.futures as cf
+from collections import Counter
 import dataclasses
 import datetime
+import glob
 import hashlib
 import json
 import math
@@ -142,6 +144,8 @@ def write_dataset(entries: Sequence[records.ImageEntry], prefix: str, *, joint_s
     paths = records.shard_paths(prefix, num_shards)
     parts_dir = prefix + ".parts"
     os.makedirs(parts_dir, exist_ok=True)
+    for stale in glob.glob(glob.escape(prefix) + "-*.tfrecord.tmp-*") + glob.glob(os.path.join(parts_dir, "*.tmp-*")):
+        os.remove(stale)  # left by an interrupted run
 
     shard_infos, reused, t0, written_bytes, written_records = [], 0, time.time(), 0, 0
     bar = _progress(len(entries), os.path.basename(prefix))
@@ -177,6 +181,7 @@ def write_dataset(entries: Sequence[records.ImageEntry], prefix: str, *, joint_s
         "num_images": sum(p["records"] for p in shard_infos),
         "num_instances": sum(p["instances"] for p in shard_infos),
         "num_skipped": len(skipped),
+        "skipped_by_reason": dict(Counter(item["reason"] for item in skipped)),
         "sources": [{"path": os.path.abspath(s), "sha256": sha256_file(s)} for s in sources],
         "shards": [{"file": os.path.basename(p), "records": s["records"], "instances": s["instances"],
                     "bytes": s["bytes"], "sha256": s["sha256"]} for p, s in zip(paths, shard_infos)],
@@ -231,7 +236,7 @@ def _write_shard(chunk, path, spec, num_joints, pool, bar) -> dict:
                                           f"{entry.width}x{entry.height}",
                                 "instances": len(entry.persons)})
                 continue
-            writer.write(records.encode_example(entry, data, num_joints).SerializeToString())
+            writer.write(records.encode_example(entry, data, num_joints).SerializeToString(deterministic=True))
             n_records += 1
             n_instances += len(entry.persons)
     digest = sha256_file(tmp)

@@ -1,0 +1,113 @@
+"""Configs (every named experiment validates; overrides; named errors) and joint sets."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from posedual_tf import config, joints
+
+PAPER = ["coco1k_sup", "coco1k_cons", "coco1k_dual", "coco1k_dual_jointcut", "coco1k_dual_randaug", "coco5k_sup",
+         "coco5k_dual", "coco10k_sup", "coco10k_dual", "coco_wild_dual_res50", "coco_wild_dual_res101",
+         "coco_wild_dual_res152", "coco_wild_dual_hrnet_w48_384x288", "coco_sup_res50", "coco_sup_hrnet_w48",
+         "mpii_aic_dual_res18"]
+
+
+@pytest.mark.parametrize("name", config.available())
+def test_every_config_loads(name):
+    cfg = config.load(name)
+    assert cfg.name == name
+    assert cfg.model.num_joints == 24
+    assert cfg.data.image_size[0] * cfg.data.heatmap_size[1] == cfg.data.image_size[1] * cfg.data.heatmap_size[0]
+
+
+def test_paper_configs_exist_and_reproduce_reference_table():
+    assert set(PAPER) <= set(config.available())
+    c = config.load("coco1k_dual_jointcut")
+    assert (c.method.name, c.method.mask_joint_num, c.train.epochs, c.train.lr_step) == ("dual", 5, 70, [50, 60])
+    assert c.data.labelled.max_instances == 1000 and c.method.sup_weight == 0.5
+    r = config.load("coco1k_dual_randaug")
+    assert r.method.rand_aug and r.method.rand_magnitude == 20
+    h = config.load("coco_wild_dual_hrnet_w48_384x288")
+    assert (h.model.backbone, h.model.hrnet_width, h.data.image_size, h.data.heatmap_size, h.data.sigma,
+            h.train.batch_size, h.train.epochs, h.train.lr_step) == ("hrnet", 48, [288, 384], [72, 96], 3.0, 8, 300, [220, 260])
+    m = config.load("mpii_aic_dual_res18")
+    assert (m.data.labelled.source, m.data.unlabelled.source, m.data.image_size, m.train.lr_step) == \
+        ("mpii", "aic", [256, 256], [50, 70])
+    for name in PAPER:  # paper configs reproduce the reference: no oddity fixed
+        assert not any(vars(config.load(name).fixes).values()), name
+
+
+def test_inheritance_states_only_differences():
+    base, child = config.load("coco1k_dual"), config.load("coco5k_dual")
+    assert child.data.labelled.max_instances == 5000
+    assert child.data.unlabelled.records == base.data.unlabelled.records
+
+
+@pytest.mark.parametrize("text,key,value", [
+    ("train.batch_size=8", ("train", "batch_size"), 8),
+    ("train.lr=5e-4", ("train", "lr"), 5e-4),
+    ("test.flip_test=true", ("test", "flip_test"), True),
+    ("train.lr_step=[3, 4]", ("train", "lr_step"), [3, 4]),
+    ("data.sigma=3", ("data", "sigma"), 3.0),
+    ("test.post_process=dark", ("test", "post_process"), "dark"),
+])
+def test_overrides_parse(text, key, value):
+    cfg = config.load("coco1k_dual", [text])
+    got = getattr(getattr(cfg, key[0]), key[1])
+    assert got == value and type(got) is type(value)
+
+
+def test_unknown_key_is_named(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("base: coco1k_dual\ntrain:\n  batchsize: 3\n")
+    with pytest.raises(config.ConfigError, match=r"bad\.yaml: unknown key 'train\.batchsize'"):
+        config.load(str(p))
+    with pytest.raises(config.ConfigError, match=r"--set model\.colour=1: unknown key 'model\.colour'"):
+        config.load("coco1k_dual", ["model.colour=1"])
+
+
+def test_wrong_type_and_bad_value_are_named(tmp_path):
+    p = tmp_path / "typo.yaml"
+    p.write_text("train:\n  epochs: ten\n")
+    with pytest.raises(config.ConfigError, match=r"typo\.yaml: train\.epochs: expected int, got 'ten'"):
+        config.load(str(p))
+    with pytest.raises(config.ConfigError, match=r"method\.name: expected one of"):
+        config.load("coco1k_dual", ["method.name=triple"])
+    with pytest.raises(config.ConfigError, match=r"data\.heatmap_size: expected the same aspect"):
+        config.load("coco1k_dual", ["data.heatmap_size=[48,48]"])
+    assert "\n" not in str(pytest.raises(config.ConfigError, config.load, "nope_such_config").value)
+
+
+def test_config_cli_prints_resolved(capsys):
+    config.main(["--config", "coco1k_dual", "--set", "train.epochs=2"])
+    out = capsys.readouterr().out
+    assert "epochs: 2" in out and "name: coco1k_dual" in out
+
+
+# ---------------------------------------------------------------------------------- joints
+
+def test_coco_union_round_trip_is_identity():
+    k = np.random.default_rng(0).normal(size=(5, 17, 3))
+    np.testing.assert_array_equal(joints.COCO.from_union_array(joints.COCO.to_union_array(k)), k)
+
+
+@pytest.mark.parametrize("jset", [joints.COCO, joints.MPII, joints.AIC, joints.UNION])
+def test_flip_pairs_are_an_involution(jset):
+    perm = np.arange(jset.num_joints)
+    for a, b in jset.flip_pairs:
+        perm[a], perm[b] = b, a
+    np.testing.assert_array_equal(perm[perm], np.arange(jset.num_joints))
+    for a, b in jset.flip_pairs:  # a pair swaps left and right names
+        na, nb = jset.names[a], jset.names[b]
+        assert na[0] in "lr" and nb[0] in "lr" and na[0] != nb[0] and na[1:] == nb[1:]
+
+
+def test_mappings_agree_with_reference():
+    assert joints.COCO.to_union == (11, 21, 20, 23, 22, 14, 17, 15, 18, 16, 19, 4, 1, 5, 2, 6, 3)
+    assert joints.MPII.to_union == (3, 2, 1, 4, 5, 6, 0, 8, 10, 13, 19, 18, 17, 14, 15, 16)
+    assert joints.AIC.to_union == (17, 18, 19, 14, 15, 16, 1, 2, 3, 4, 5, 6, 13, 9)
+    u2a = [-1, 12, 14, 16, 11, 13, 15, -1, -1, -1, -1, 0, -1, -1, 5, 7, 9, 6, 8, 10, 2, 1, 4, 3]
+    assert list(joints.COCO.from_union) == u2a
+    assert sorted(joints.UNION_FLIP_PAIRS) == [(1, 4), (2, 5), (3, 6), (14, 17), (15, 18), (16, 19), (20, 21), (22, 23)]
+    assert not {7, 12} & set(joints.COCO.to_union + joints.MPII.to_union + joints.AIC.to_union)
+    assert joints.COCO_SIGMAS[0] == pytest.approx(0.026) and joints.AIC_DELTAS[0] == pytest.approx(0.02776304)

@@ -1,0 +1,223 @@
+"""tfrecords_tools on the real samples: bytes, boxes, keypoints, counts, subsets, corruption, resume."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from posedual_tf import joints
+from posedual_tf.data import records
+from tfrecords_tools import coco, detections, mpii, writer
+
+
+def _convert(tool: str, *args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", f"tfrecords_tools.{tool}", *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_coco_records_match_annotations(shared, coco_records):
+    ann = json.loads((shared / "coco/test_coco.json").read_text())
+    recs = records.read_all(coco_records)
+    assert [r["image/id"] for r in recs] == [im["id"] for im in ann["images"]]
+    by_id = {a["id"]: a for a in ann["annotations"]}
+    sizes = {im["id"]: (im["width"], im["height"]) for im in ann["images"]}
+    n = 0
+    for r in recs:
+        src = shared / "coco" / r["image/filename"].decode()
+        assert r["image/encoded"] == src.read_bytes()
+        for box, raw, kp, aid in zip(r["boxes"], r["raw_boxes"], r["keypoints"], r["ann_ids"]):
+            a = by_id[int(aid)]
+            w_img, h_img = sizes[a["image_id"]]
+            x, y, w, h = a["bbox"]
+            x1, y1 = max(0, x), max(0, y)
+            x2, y2 = min(w_img - 1, x1 + max(0, w - 1)), min(h_img - 1, y1 + max(0, h - 1))
+            np.testing.assert_allclose(box, [x1, y1, x2 - x1, y2 - y1], rtol=1e-6)
+            np.testing.assert_allclose(raw, a["bbox"], rtol=1e-6)
+            k = np.array(a["keypoints"], np.float32).reshape(17, 3)
+            np.testing.assert_allclose(kp[:, :2], k[:, :2])
+            np.testing.assert_array_equal(kp[:, 2], np.minimum(k[:, 2], 1))
+            n += 1
+    # reference rule: non-crowd person annotations with at least one labelled keypoint
+    expected = [a for a in ann["annotations"] if not a["iscrowd"] and max(a["keypoints"]) > 0]
+    assert n == len(expected) == 12
+    manifest = records.read_manifest(coco_records)
+    assert manifest["num_instances"] == 12 and manifest["skipped_by_reason"] == {"no keypoints": 2}
+    assert manifest["sources"][0]["sha256"] == writer.sha256_file(str(shared / "coco/test_coco.json"))
+
+
+def test_max_instances_takes_first_in_file_order(shared, tmp_path):
+    out = tmp_path / "sub"
+    proc = _convert("coco", "--annotations", str(shared / "coco/test_coco.json"), "--images", str(shared / "coco"),
+                    "--output", str(out), "--max-instances", "4", "--workers", "1")
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    ann = json.loads((shared / "coco/test_coco.json").read_text())
+    order = {im["id"]: i for i, im in enumerate(ann["images"])}
+    kept = [a for a in sorted(ann["annotations"], key=lambda a: order[a["image_id"]])
+            if not a["iscrowd"] and max(a["keypoints"]) > 0][:4]
+    got = [int(i) for r in records.read_all(str(out)) for i in r["ann_ids"]]
+    assert got == [a["id"] for a in kept]
+
+
+def test_detections_tool(shared, det_records):
+    dets = json.loads((shared / "coco/test_coco_det_AP_H_56.json").read_text())
+    recs = records.read_all(det_records)
+    got = sorted((int(r["image/id"]), *np.round(b, 2), round(float(s), 5))
+                 for r in recs for b, s in zip(r["raw_boxes"], r["scores"]))
+    want = sorted((d["image_id"], *np.round(np.float32(d["bbox"]), 2), round(float(np.float32(d["score"])), 5))
+                  for d in dets)
+    assert len(got) == 118 and got == want
+    assert all((r["has_keypoints"] == 0).all() for r in recs)
+    out = det_records + "_thr"
+    entries, skipped = detections.build_entries(str(shared / "coco/image_info_test_coco.json"),
+                                                str(shared / "coco/test_coco_det_AP_H_56.json"), str(shared / "coco"), 0.5)
+    m = writer.write_dataset(entries, out, joint_set=joints.COCO, sources=[], skipped=skipped, workers=1)
+    assert m["num_instances"] == sum(d["score"] >= 0.5 for d in dets)
+    assert m["num_skipped"] == sum(d["score"] < 0.5 for d in dets)
+
+
+def test_aic_tool(shared, tmp_path):
+    out = tmp_path / "aic"
+    proc = _convert("aic", "--annotations", str(shared / "aic/keypoint_annotations_example_3imgs.json"),
+                    "--images", str(shared / "aic"), "--output", str(out), "--workers", "1")
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    raw = json.loads((shared / "aic/keypoint_annotations_example_3imgs.json").read_text())
+    recs = records.read_all(str(out))
+    assert len(recs) == 3 and records.read_manifest(str(out))["joint_set"] == "aic"
+    for item, r in zip(raw, recs):
+        assert r["image/encoded"] == (shared / "aic" / (item["image_id"] + ".jpg")).read_bytes()
+        assert r["image/height"] > 0 and r["image/width"] > 0
+        for human, kp, box in zip(item["keypoint_annotations"], r["keypoints"], r["boxes"]):
+            k = np.array(item["keypoint_annotations"][human], np.float32).reshape(14, 3)
+            x1, y1, x2, y2 = item["human_annotations"][human]
+            np.testing.assert_allclose(box, [x1, y1, x2 - x1, y2 - y1])
+            np.testing.assert_allclose(kp[:, :2], k[:, :2])
+            np.testing.assert_array_equal(kp[:, 2], (k[:, 2] < 3).astype(np.float32))
+
+
+def test_mpii_tool(shared, tmp_path):
+    out = tmp_path / "mpii"
+    entries, _ = mpii.build_entries(str(shared / "mpii/test_mpii.json"), str(shared / "mpii"))
+    writer.write_dataset(entries, str(out), joint_set=joints.MPII, sources=[], workers=1)
+    raw = json.loads((shared / "mpii/test_mpii.json").read_text())
+    recs = {r["image/filename"].decode(): r for r in records.read_all(str(out))}
+    from posedual_tf import geometry
+
+    for item in raw:
+        r = recs[item["image"]]
+        np.testing.assert_allclose(r["keypoints"][0, :, :2], np.array(item["joints"]) - 1, rtol=1e-6)
+        np.testing.assert_array_equal(r["keypoints"][0, :, 2], item["joints_vis"])
+        # the stored box gives back the reference centre and x-scale through the pipeline rule
+        c, s = geometry.box_to_center_scale(r["boxes"][0], aspect_ratio=1.0)
+        cx, cy = item["center"]
+        ref_s = item["scale"] * 1.25
+        np.testing.assert_allclose(c, [cx - 1, cy + 15 * item["scale"] - 1], rtol=1e-5)
+        np.testing.assert_allclose(s, [ref_s, ref_s], rtol=1e-5)
+
+
+def test_corrupt_images_are_skipped_and_listed(shared, tmp_path):
+    images = tmp_path / "images"
+    shutil.copytree(shared / "coco", images)
+    truncated = images / "000000040083.jpg"
+    truncated.write_bytes(truncated.read_bytes()[:20000])
+    (images / "000000196141.jpg").write_bytes(b"\xff\xd8garbage" + b"\x00" * 100 + b"\xff\xd9")
+    os.remove(images / "000000197388.jpg")
+    out = tmp_path / "rec"
+    proc = _convert("coco", "--annotations", str(shared / "coco/test_coco.json"), "--images", str(images),
+                    "--output", str(out), "--workers", "2")
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    m = records.read_manifest(str(out))
+    reasons = {s["image"]: s["reason"] for s in m["skipped"] if "image" in s}
+    assert "truncated" in reasons["000000040083.jpg"]
+    assert "undecodable" in reasons["000000196141.jpg"]
+    assert reasons["000000197388.jpg"] == "missing file"
+    assert m["num_images"] == 1 and [r["image/id"] for r in records.read_all(str(out))] == [785]
+
+
+def test_malformed_annotations_give_one_line_error(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"images": [{"id": 1, "file_name": "a.jpg", "width": 10}], "annotations": [],
+                               "categories": [{"id": 1, "name": "person", "keypoints": ["nose"] * 0 + list(
+                                   joints._COCO_LONG_NAMES)}]}))
+    proc = _convert("coco", "--annotations", str(bad), "--images", str(tmp_path), "--output", str(tmp_path / "o"))
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines()[-1] == f"error: {bad}: images[0]: missing field 'height'"
+    (tmp_path / "broken.json").write_text("{not json")
+    proc = _convert("coco", "--annotations", str(tmp_path / "broken.json"), "--images", str(tmp_path),
+                    "--output", str(tmp_path / "o"))
+    assert "not valid JSON" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_interrupted_run_resumes_to_same_output(shared, tmp_path):
+    """Kill a conversion mid-way, re-run: the shards equal an uninterrupted conversion."""
+    images = tmp_path / "images"
+    images.mkdir()
+    ann = json.loads((shared / "coco/test_coco.json").read_text())
+    # 400 images (100 links to each of the 4) in 40 shards, so that there is time to interrupt
+    new_images, new_anns = [], []
+    for copy in range(100):
+        for im in ann["images"]:
+            name = f"{copy}_{im['file_name']}"
+            if copy:
+                os.link(images / f"0_{im['file_name']}", images / name)
+            else:
+                shutil.copy(shared / "coco" / im["file_name"], images / name)
+            new_images.append(dict(im, id=im["id"] * 10 + copy, file_name=name))
+        for a in ann["annotations"]:
+            new_anns.append(dict(a, id=a["id"] * 10 + copy, image_id=a["image_id"] * 10 + copy))
+    ann_file = tmp_path / "ann.json"
+    ann_file.write_text(json.dumps(dict(ann, images=new_images, annotations=new_anns)))
+    args = ["--annotations", str(ann_file), "--images", str(images), "--num-shards", "40", "--workers", "1"]
+    ref = _convert("coco", *args, "--output", str(tmp_path / "ref" / "x"))
+    assert ref.returncode == 0, ref.stderr[-1500:]
+    out = tmp_path / "run" / "x"
+    proc = subprocess.Popen([sys.executable, "-m", "tfrecords_tools.coco", *args, "--output", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not os.path.exists(str(out) + ".parts/00002.json"):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not os.path.exists(records.manifest_path(str(out)))
+    again = _convert("coco", *args, "--output", str(out))
+    assert again.returncode == 0, again.stderr[-1500:]
+    m = records.read_manifest(str(out))
+    assert m["stats"]["shards_reused"] >= 1
+    ref_m = records.read_manifest(str(tmp_path / "ref" / "x"))
+    assert [s["sha256"] for s in m["shards"]] == [s["sha256"] for s in ref_m["shards"]]
+    assert not [p for p in os.listdir(out.parent) if ".tmp" in p]
+
+
+def test_inspect_draws_images(coco_records, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "tfrecords_tools.inspect", coco_records, "--draw", str(tmp_path),
+                           "--limit", "2"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    assert "joint set coco (17 joints), 4 images, 12 people" in proc.stdout
+    import cv2
+
+    pngs = sorted(os.listdir(tmp_path))
+    assert len(pngs) == 2
+    drawn = cv2.imread(str(tmp_path / pngs[0]))
+    assert drawn is not None and (drawn == (0, 0, 255)).all(axis=-1).sum() > 20  # red joint dots
+
+
+def test_custom_keypoint_set_converts(shared, tmp_path):
+    ann = json.loads((shared / "coco/test_coco.json").read_text())
+    names = ["lsho", "rsho", "lhip", "rhip"]
+    idx = [5, 6, 11, 12]
+    ann["categories"][0]["keypoints"] = names
+    for a in ann["annotations"]:
+        k = np.array(a["keypoints"]).reshape(17, 3)[idx]
+        a["keypoints"] = k.ravel().tolist()
+    path = tmp_path / "custom.json"
+    path.write_text(json.dumps(ann))
+    entries, skipped, jset = coco.build_entries(str(path), str(shared / "coco"))
+    assert jset.name == "custom" and jset.to_union == (14, 17, 4, 1)
+    assert sum(len(e.persons) for e in entries) == sum(
+        1 for a in ann["annotations"] if not a["iscrowd"] and max(a["keypoints"]) > 0)
