@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from posedual_tf import codec, geometry, joints
 from posedual_tf.config import Config
+from posedual_tf.data import records
 
 
 def _heatmaps(nets, images, flip_test: bool, shift_heatmap: bool):
@@ -63,7 +64,7 @@ def serving_functions(cfg: Config, nets, flip_test: bool, post_process: str):
     @tf.function(input_signature=[tf.TensorSpec([], tf.string, name="image_bytes"),
                                   tf.TensorSpec([None, 4], tf.float32, name="boxes")])
     def predict_image(image_bytes, boxes):
-        img = tf.cast(tf.io.decode_image(image_bytes, channels=3, expand_animations=False), tf.float32)
+        img = tf.cast(records.decode_image(image_bytes), tf.float32)
         n = tf.shape(boxes)[0]
         center, scale = geometry.tf_box_to_center_scale(boxes, aspect)
         inv = geometry.tf_affine_matrix(center, scale, tf.zeros([n]), (w_in, h_in), inverse=True)

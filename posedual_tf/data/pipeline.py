@@ -125,8 +125,7 @@ class SampleMaker:
 
     def decode(self, encoded):
         """Encoded bytes -> float32 ``[H, W, 3]`` in the reference's channel order (BGR unless color_rgb)."""
-        img = tf.io.decode_image(encoded, channels=3, expand_animations=False)
-        img = tf.cast(img, tf.float32)
+        img = tf.cast(records.decode_image(encoded), tf.float32)
         return img if self.cfg.data.color_rgb else img[..., ::-1]
 
     def normalise(self, crop):

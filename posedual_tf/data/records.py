@@ -167,6 +167,20 @@ def decode_example(serialized, num_joints: int) -> dict[str, Any]:
     }
 
 
+def decode_image(encoded):
+    """Encoded JPEG/PNG bytes -> uint8 ``[H, W, 3]`` RGB (in-graph).
+
+    JPEGs use the accurate integer IDCT, as OpenCV (the reference's reader) does; corrupt bytes
+    raise InvalidArgumentError.
+    """
+    import tensorflow as tf
+
+    return tf.cond(
+        tf.io.is_jpeg(encoded),
+        lambda: tf.io.decode_jpeg(encoded, channels=3, dct_method="INTEGER_ACCURATE"),
+        lambda: tf.io.decode_image(encoded, channels=3, expand_animations=False))
+
+
 def read_all(prefix: str) -> list[dict[str, Any]]:
     """Eagerly read every record of ``prefix`` as numpy dicts (tests, inspect)."""
     import tensorflow as tf

@@ -1,0 +1,129 @@
+"""tf.data pipeline on the real COCO samples: crops, flips, targets, mixing, seeds, eval, corruption."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from posedual_tf import config, geometry, joints
+from posedual_tf.data import augment, pipeline, records
+
+
+def _cfg(coco_records, det_records, *extra):
+    return config.load("coco1k_dual", [f"data.labelled.records={coco_records}", f"data.unlabelled.records={det_records}",
+                                       f"data.val.records={coco_records}", "train.batch_size=4", "data.shuffle_buffer=8",
+                                       *extra])
+
+
+def _first_person(coco_records):
+    src = pipeline.open_source(config.DatasetConfig(records=coco_records), "val")
+    return next(iter(pipeline.instances(src).take(1)))
+
+
+def test_flip_crop_equals_crop_of_mirrored_image(shared, coco_records, det_records):
+    cfg = _cfg(coco_records, det_records)
+    maker = pipeline.SampleMaker(cfg)
+    elem = _first_person(coco_records)
+    crop, jts, vis, center, scale = maker.crop(elem, tf.constant(1.1), tf.constant(20.0), tf.constant(True))
+    img = cv2.imread(str(shared / "coco/000000000785.jpg"))          # BGR, as the reference reads it
+    mirrored = img[:, ::-1]
+    m = geometry.get_affine_transform(center.numpy(), scale.numpy(), 20.0, (192, 256))
+    want = cv2.warpAffine(np.ascontiguousarray(mirrored), m, (192, 256), flags=cv2.INTER_LINEAR).astype(np.float32)
+    assert np.abs(crop.numpy() - want).mean() < 1.0
+    # the left shoulder of the mirrored image is the person's right shoulder, moved by the same matrix
+    lsho = elem["joints"].numpy()[14]
+    expected = geometry.affine_transform_points([[img.shape[1] - 1 - lsho[0], lsho[1]]], m)[0]
+    np.testing.assert_allclose(jts.numpy()[17], expected, atol=1e-3)
+    assert vis.numpy()[17] == elem["vis"].numpy()[14]
+
+
+def test_labelled_targets_peak_at_crop_joints(coco_records, det_records):
+    cfg = _cfg(coco_records, det_records)
+    parse = pipeline.labelled_parser(cfg)
+    src = pipeline.open_source(cfg.data.labelled, "labelled")
+    for elem, seed in zip(pipeline.instances(src).take(4), [1, 2, 3, 4]):
+        out = parse(elem, tf.constant(seed, tf.int64))
+        t, w = out["target"].numpy(), out["weight"].numpy()
+        assert out["image"].shape == (256, 192, 3) and t.shape == (64, 48, 24)
+        assert w[[0, 7, 8, 9, 10, 12, 13]].sum() == 0          # never supervised union ids
+        on = np.where(w > 0)[0]
+        assert len(on) > 0
+        for j in on:  # a peak of 1, or a partial gaussian whose centre is off the map (peak on the border)
+            y, x = np.unravel_index(np.argmax(t[..., j]), t.shape[:2])
+            assert t[y, x, j] == pytest.approx(1.0) or x in (0, 47) or y in (0, 63)
+
+
+def test_same_seed_same_batches(coco_records, det_records):
+    cfg = _cfg(coco_records, det_records, "method.rand_aug=true", "method.rand_magnitude=20")
+
+    def first(seed):
+        ds, _ = pipeline.train_dataset(cfg, seed=seed)
+        return [tf.nest.map_structure(lambda t: t.numpy(), b) for b in ds.take(2)]
+
+    a, b, c = first(5), first(5), first(6)
+    for x, y in zip(tf.nest.flatten(a), tf.nest.flatten(b)):
+        np.testing.assert_array_equal(x, y)
+    assert any(not np.array_equal(x, y) for x, y in zip(tf.nest.flatten(a), tf.nest.flatten(c)))
+    lab, unl = a[0]
+    np.testing.assert_array_equal(unl["weight"][0], joints.COCO.union_mask())
+    assert set(unl) == {"image", "image_aug", "weight"}
+    assert not np.array_equal(unl["image"], unl["image_aug"])
+
+
+def test_steps_per_epoch_is_the_unlabelled_set(coco_records, det_records):
+    cfg = _cfg(coco_records, det_records, "train.batch_size=32")
+    _, steps = pipeline.train_dataset(cfg)
+    assert steps == int(np.ceil(118 / 32))
+    sup = config.load("coco1k_sup", [f"data.labelled.records={coco_records}", "data.labelled.max_instances=5",
+                                     "train.batch_size=2"])
+    ds, steps = pipeline.train_dataset(sup)
+    assert steps == 3
+    assert next(iter(ds))["image"].shape[0] == 2
+
+
+def test_eval_dataset_detected_boxes_threshold(coco_records, det_records):
+    cfg = _cfg(coco_records, det_records, f"data.val.records={det_records}", "test.use_gt_bbox=false",
+               "test.image_thre=0.5")
+    ds, src = pipeline.eval_dataset(cfg, batch_size=64)
+    n = sum(int(b["image"].shape[0]) for b in ds)
+    scores = [s for r in records.read_all(det_records) for s in r["scores"]]
+    assert n == sum(s >= 0.5 for s in scores) > 0
+
+
+def test_corrupt_image_in_a_record_is_dropped(shared, coco_records, det_records, tmp_path):
+    from tfrecords_tools import coco
+
+    entries, _, jset = coco.build_entries(str(shared / "coco/test_coco.json"), str(shared / "coco"))
+    prefix = str(tmp_path / "bad")
+    with tf.io.TFRecordWriter(records.shard_paths(prefix, 1)[0]) as w:
+        for i, e in enumerate(entries):
+            data = open(e.path, "rb").read() if i else b"\xff\xd8 this is not a jpeg"
+            w.write(records.encode_example(e, data, 17).SerializeToString())
+    import json
+
+    json.dump({"joint_set": "coco", "num_joints": 17, "num_images": 4, "shards": [],
+               "num_instances": sum(len(e.persons) for e in entries)}, open(prefix + ".json", "w"))
+    cfg = _cfg(coco_records, det_records, f"data.val.records={prefix}")
+    ds, src = pipeline.eval_dataset(cfg, batch_size=64)
+    n = sum(int(b["image"].shape[0]) for b in ds)
+    assert n == src.num_instances - len(entries[0].persons)
+
+
+def test_missing_records_error_names_the_command(tmp_path):
+    cfg = config.load("coco1k_dual", [f"data.labelled.records={tmp_path}/nothing"])
+    with pytest.raises(pipeline.MissingRecordsError, match=r"python -m tfrecords_tools\.coco .*--output .*nothing"):
+        pipeline.train_dataset(cfg)
+
+
+def test_rand_augment_ops_stay_in_range_and_invert_is_exact():
+    img = tf.constant(np.random.default_rng(0).integers(0, 256, (32, 24, 3)), tf.float32)
+    for seed in range(12):
+        out = augment.rand_augment(img, augment.StatelessRng([seed, 0]), 2, 20).numpy()
+        assert out.shape == (32, 24, 3) and out.min() >= 0 and out.max() <= 255
+        np.testing.assert_array_equal(out, np.round(out))
+    np.testing.assert_array_equal(augment._solarize(img, 128.0).numpy(),
+                                  np.where(img.numpy() >= 128, 255 - img.numpy(), img.numpy()))
+    np.testing.assert_array_equal(augment._posterize(img, 4).numpy(), (img.numpy().astype(int) >> 4 << 4))
+    eq = augment._equalize(img).numpy()
+    assert eq.min() == 0 and eq.max() >= 240
