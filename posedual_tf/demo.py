@@ -20,7 +20,7 @@ def data_dir(cfg: Config) -> str:
     return os.path.join(cfg.workdir, "data", "synthetic")
 
 
-def prepare_data(cfg: Config, workers: int = 2) -> None:
+def prepare_data(cfg: Config, workers: int = 1) -> None:
     """Generate and convert whatever split is missing (idempotent; each step is atomic)."""
     from tfrecords_tools import coco, detections, synthetic, writer
 

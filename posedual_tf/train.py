@@ -26,10 +26,11 @@ def main(argv):
     from posedual_tf.data.pipeline import MissingRecordsError
     from posedual_tf.evaluation.runner import format_table
 
+    strategy = training.make_strategy(cfg.train.strategy)
     try:
         if demo.is_demo(cfg):
             demo.prepare_data(cfg)
-        result = training.run(cfg, verbose=FLAGS.verbose)
+        result = training.run(cfg, verbose=FLAGS.verbose, strategy=strategy)
     except (MissingRecordsError, training.NonFiniteLoss) as e:
         sys.exit(f"error: {e}")
     if result["metrics"]:

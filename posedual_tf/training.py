@@ -198,12 +198,16 @@ def build(cfg: Config, strategy: tf.distribute.Strategy, steps_per_epoch: int, l
     return nets, method, optimizer
 
 
-def run(cfg: Config, verbose: int = 2) -> dict:
-    """Train ``cfg`` in ``cfg.workdir``, resuming from its last checkpoint when there is one."""
+def run(cfg: Config, verbose: int = 2, strategy: tf.distribute.Strategy | None = None) -> dict:
+    """Train ``cfg`` in ``cfg.workdir``, resuming from its last checkpoint when there is one.
+
+    ``strategy``: made from ``train.strategy`` when not given (MultiWorkerMirroredStrategy must be
+    created before any other TF op, so the CLI makes it first).
+    """
     t = cfg.train
     os.makedirs(cfg.workdir, exist_ok=True)
     set_precision(t.mixed_precision)
-    strategy = make_strategy(t.strategy)
+    strategy = strategy or make_strategy(t.strategy)
     keras.utils.set_random_seed(t.seed)
     with open(os.path.join(cfg.workdir, "config.yaml"), "w") as f:
         from posedual_tf.config import dump

@@ -99,6 +99,14 @@ class PoseMethod(keras.Model):
         self.nets = nets
         self.trackers = {n: keras.metrics.Mean(name=n) for n in self.metric_names}
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Under MultiWorkerMirroredStrategy Keras's symbolic build reduces a sample batch with
+        ``strategy.reduce``, which fails for dict batches; our networks and optimiser are built
+        before ``fit``, so it is skipped there."""
+        if isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            return None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
     @property
     def metrics(self):
         return list(self.trackers.values())
@@ -106,6 +114,13 @@ class PoseMethod(keras.Model):
     def call(self, images, training=False):
         outs = [net(images, training=training) for net in self.nets]
         return outs[0] if len(outs) == 1 else outs
+
+    @staticmethod
+    def unwrap(data):
+        """The batch itself: ``train_on_batch`` hands ``(x, None, None)``, ``fit`` on our datasets ``x``."""
+        if isinstance(data, tuple) and len(data) == 3 and data[1] is None and data[2] is None:
+            return data[0]
+        return data
 
     def step_rng(self) -> augment.StatelessRng:
         """Stateless RNG for this step and replica: reproducible, and resumes with the optimizer."""
@@ -129,7 +144,11 @@ class PoseMethod(keras.Model):
     def record(self, **values) -> dict:
         for name, v in values.items():
             self.trackers[name].update_state(v)
-        return {name: t.result() for name, t in self.trackers.items()}
+        logs = {name: t.result() for name, t in self.trackers.items()}
+        if isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras reduces logs with reduce("MEAN", v, axis=0) there, which needs a leading axis
+            logs = {k: tf.reshape(v, [1]) for k, v in logs.items()}
+        return logs
 
     def teacher(self, net, images):
         """A teacher pass: no gradient; train-mode BN as the reference unless fixed (oddity 4)."""
@@ -164,3 +183,26 @@ def hard_views(cfg: Config, rng, base, cutout_teachers, teacher_maps, labelled_i
         views = [augment.affine_grid_warp(v, theta, m.align_corners) for v in views]
         targets = [augment.affine_grid_warp(t, theta, m.align_corners) for t in targets]
     return views, targets
+
+
+class ConsistencyMethod(PoseMethod):
+    """Shared ``train_step`` of PoseCons and PoseDual; subclasses define :meth:`compute_losses`."""
+
+    def __init__(self, cfg: Config, nets, labelled_ids=None, **kwargs):
+        super().__init__(cfg, nets, **kwargs)
+        self.labelled_ids = labelled_ids
+
+    def compute_losses(self, tape, lab, unl, rng) -> dict:
+        """Forward passes and loss terms: a dict with loss, loss_pose, loss_cons, sup [maps], hard [maps]."""
+        raise NotImplementedError
+
+    def train_step(self, data):
+        lab, unl = self.unwrap(data)
+        with tf.GradientTape() as tape:
+            out = self.compute_losses(tape, lab, unl, self.step_rng())
+            scaled = self.scale_loss(out["loss"])
+        self.apply_loss(tape, scaled)
+        acc, _ = heatmap_accuracy(out["sup"][0], lab["target"])
+        collapse = {f"collapse_{i + 1}": collapse_indicator(h, unl["weight"]) for i, h in enumerate(out["hard"])}
+        return self.record(loss=out["loss"], loss_pose=out["loss_pose"], loss_cons=out["loss_cons"], acc=acc,
+                           **collapse)

@@ -1,0 +1,244 @@
+"""Train steps: no gradient through teachers, the reference loss, learning, resume, distribution, bf16."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from posedual_tf import config, methods
+from posedual_tf.data import augment
+from posedual_tf.methods.base import joints_mse
+from posedual_tf.models import builder
+
+TINY = ["data.image_size=[64,64]", "data.heatmap_size=[16,16]", "model.width_multiplier=0.125"]
+
+
+def _batch(seed=0, b=4):
+    rng = np.random.default_rng(seed)
+    lab = {"image": rng.normal(size=(b, 64, 64, 3)).astype(np.float32),
+           "target": rng.uniform(size=(b, 16, 16, 24)).astype(np.float32),
+           "weight": (rng.uniform(size=(b, 24)) > 0.3).astype(np.float32)}
+    unl = {"image": rng.normal(size=(b, 64, 64, 3)).astype(np.float32),
+           "weight": np.tile(np.float32([0, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 0, 0] + [1] * 10), (b, 1))}
+    return lab, unl
+
+
+def _method(name, *extra):
+    cfg = config.load(name, TINY + list(extra))
+    nets = builder.build_networks(cfg)
+    m = methods.build_method(cfg, nets, labelled_ids=[1, 2, 3, 4, 5, 6, 11] + list(range(14, 24)))
+    m.compile(optimizer=methods.make_optimizer(cfg, 10))
+    return cfg, nets, m
+
+
+def _mse_np(p, t, w):
+    """The reference JointsMSELoss written out: sum 0.5 w^2 (P - T)^2 / (24 B h w)."""
+    p, t, w = (np.asarray(v, np.float64) for v in (p, t, w))
+    b, h, wd, j = p.shape
+    return float(np.sum(0.5 * (w[:, None, None, :] ** 2) * (p - t) ** 2) / (j * b * h * wd))
+
+
+def test_joints_mse_matches_reference_formula():
+    lab, _ = _batch(1)
+    pred = np.random.default_rng(2).uniform(size=lab["target"].shape).astype(np.float32)
+    assert float(joints_mse(pred, lab["target"], lab["weight"])) == pytest.approx(
+        _mse_np(pred, lab["target"], lab["weight"]), rel=1e-5)
+
+
+@pytest.mark.parametrize("name", ["coco1k_dual", "coco1k_cons"])
+def test_teachers_get_no_gradient(name):
+    cfg, nets, m = _method(name, "method.mask_joint_num=3")
+    lab, unl = _batch(3)
+    with tf.GradientTape(persistent=True) as tape:
+        out = m.compute_losses(tape, lab, unl, augment.StatelessRng([1, 2]))
+    if name == "coco1k_dual":
+        f1, f2 = nets
+        # net 1's consistency term reaches net 1 only through its hard pass, never net 2 (its teacher)
+        assert all(g is None for g in tape.gradient(out["cons_1"], f2.trainable_variables))
+        assert all(g is None for g in tape.gradient(out["cons_2"], f1.trainable_variables))
+        assert all(g is not None for g in tape.gradient(out["cons_1"], f1.trainable_variables))
+    # a teacher pass alone, under a tape, has no gradient path
+    with tf.GradientTape() as tape:
+        t = m.teacher(nets[0], unl["image"])
+        total = tf.reduce_sum(t)
+    assert all(g is None for g in tape.gradient(total, nets[0].trainable_variables))
+
+
+def test_one_step_loss_equals_hand_computation():
+    cfg, (f1, f2), m = _method("coco1k_dual", "method.unsup_transform=false")
+    lab, unl = _batch(4)
+    # training-mode outputs (batch statistics) before the update; the hard view equals the easy view here
+    s1, s2 = f1(lab["image"], training=True).numpy(), f2(lab["image"], training=True).numpy()
+    u1, u2 = f1(unl["image"], training=True).numpy(), f2(unl["image"], training=True).numpy()
+    expected = 0.5 * (_mse_np(s1, lab["target"], lab["weight"]) + _mse_np(s2, lab["target"], lab["weight"])) + \
+        _mse_np(u1, u2, unl["weight"]) + _mse_np(u2, u1, unl["weight"])
+    logs = m.train_on_batch((lab, unl), return_dict=True)
+    assert logs["loss"] == pytest.approx(expected, rel=1e-4)
+    assert logs["loss_cons"] > 0
+
+
+def test_supervised_loss_goes_down_on_real_records(coco_records):
+    from posedual_tf.data import pipeline
+
+    cfg = config.load("coco1k_sup", [f"data.labelled.records={coco_records}", "data.image_size=[96,128]",
+                                     "data.heatmap_size=[24,32]", "model.width_multiplier=0.25", "train.batch_size=8",
+                                     "train.lr=0.003"])
+    ds, _ = pipeline.train_dataset(cfg)
+    batch = next(iter(ds))
+    nets = builder.build_networks(cfg)
+    m = methods.build_method(cfg, nets)
+    m.compile(optimizer=methods.make_optimizer(cfg, 100))
+    fixed = tf.data.Dataset.from_tensors(batch).repeat()
+    hist = m.fit(fixed, epochs=1, steps_per_epoch=25, verbose=0)
+    first = m.train_on_batch(batch, return_dict=True)
+    del hist
+    before = joints_mse(nets[0](batch["image"], training=True), batch["target"], batch["weight"])
+    assert first["loss"] < float(joints_mse(tf.zeros_like(batch["target"]), batch["target"], batch["weight"]))
+    assert float(before) < 0.8 * float(joints_mse(tf.zeros_like(batch["target"]), batch["target"], batch["weight"]))
+
+
+def test_bf16_step_runs():
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        cfg, nets, m = _method("coco1k_dual", "train.mixed_precision=mixed_bfloat16", "method.mask_joint_num=2")
+        assert nets[0].get_layer("conv1").compute_dtype == "bfloat16"
+        assert nets[0].output.dtype == "float32"
+        logs = m.train_on_batch(_batch(5), return_dict=True)
+        assert np.isfinite(logs["loss"]) and logs["loss"] > 0
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_finite_guard_stops_training():
+    from posedual_tf.training import FiniteGuard
+
+    class Dummy:
+        stop_training = False
+
+    guard = FiniteGuard()
+    guard.set_model(Dummy())
+    guard.on_train_batch_end(0, {"loss": 0.5})
+    assert guard.failed_at is None and not guard.model.stop_training
+    guard.on_train_batch_end(1, {"loss": float("nan")})
+    assert guard.failed_at == (1, pytest.approx(float("nan"), nan_ok=True)) and guard.model.stop_training
+
+
+def _run(args, **kw):
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, **kw)
+
+
+SMALL_DEMO = ["--set=data.synthetic.labelled_images=12", "--set=data.synthetic.unlabelled_images=12",
+              "--set=data.synthetic.val_images=4", "--set=train.batch_size=4", "--set=train.steps_per_epoch=3",
+              "--set=train.epochs=3", "--set=train.val_interval=10", "--set=model.width_multiplier=0.125",
+              "--set=data.shuffle_buffer=16"]
+
+
+def test_kill_and_resume_reaches_same_final_step(tmp_path):
+    workdir = tmp_path / "run"
+    args = ["-m", "posedual_tf.train", "--config", "demo_sup", f"--set=workdir={workdir}", *SMALL_DEMO]
+    proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 400
+    while time.time() < deadline and proc.poll() is None:
+        if os.path.exists(workdir / "ckpt" / "checkpoint"):
+            break
+        time.sleep(0.1)
+    killed = proc.poll() is None
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    again = _run(args, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    result = json.loads((workdir / "train_result.json").read_text())
+    assert result["final_step"] == 3 * 3
+    if killed:
+        assert "resumed from" in again.stdout
+    assert (workdir / "final" / "net1.weights.h5").exists()
+
+
+def test_missing_records_is_a_one_line_error(tmp_path):
+    out = _run(["-m", "posedual_tf.train", "--config", "coco1k_dual", f"--set=data.labelled.records={tmp_path}/x"],
+               timeout=300)
+    assert out.returncode != 0
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: data.labelled.records: no TFRecords at") and "tfrecords_tools.coco" in last
+
+
+MIRRORED = textwrap.dedent("""
+    import json, sys
+    import numpy as np, tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from posedual_tf import config, methods
+    from posedual_tf.models import builder
+    cfg = config.load("coco1k_sup", ["data.image_size=[64,64]", "data.heatmap_size=[16,16]",
+                                     "model.width_multiplier=0.125"])
+    rng = np.random.default_rng(0)
+    batch = {"image": rng.normal(size=(8, 64, 64, 3)).astype("float32"),
+             "target": rng.uniform(size=(8, 16, 16, 24)).astype("float32"),
+             "weight": np.ones((8, 24), "float32")}
+    out = {}
+    weights = None
+    for name, strategy in (("one", tf.distribute.OneDeviceStrategy("/cpu:0")),
+                           ("two", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))):
+        with strategy.scope():
+            nets = builder.build_networks(cfg)
+            if weights is None:
+                weights = nets[0].get_weights()
+            nets[0].set_weights(weights)
+            m = methods.build_method(cfg, nets)
+            m.compile(optimizer=methods.make_optimizer(cfg, 10))
+        ds = tf.data.Dataset.from_tensors(batch)
+        hist = m.fit(ds, epochs=1, verbose=0)
+        out[name] = {"loss": hist.history["loss"][0],
+                     "delta": float(np.abs(nets[0].get_layer("final_layer").get_weights()[0] - [
+                         w for w in weights if w.shape == nets[0].get_layer("final_layer").get_weights()[0].shape][0]
+                     ).mean()),
+                     "replicas": strategy.num_replicas_in_sync}
+    print(json.dumps(out))
+""")
+
+
+def test_two_device_mirrored_step_matches_one_device():
+    out = _run(["-c", MIRRORED], timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["two"]["replicas"] == 2
+    # per-replica BatchNorm statistics (4 + 4 samples) make the two differ slightly
+    assert res["two"]["loss"] == pytest.approx(res["one"]["loss"], rel=0.05)
+    # gradients are averaged, not summed, across replicas: the first Adam step moves weights alike
+    assert res["two"]["delta"] == pytest.approx(res["one"]["delta"], rel=0.2)
+
+
+def _free_ports(n):
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def test_multi_worker_two_processes_on_localhost(tmp_path):
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    procs = []
+    for i in range(2):
+        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}))
+        args = [sys.executable, "-m", "posedual_tf.train", "--config", "demo_sup", f"--set=workdir={tmp_path}/w{i}",
+                "--set=train.strategy=multi_worker", *SMALL_DEMO, "--set=train.epochs=1"]
+        procs.append(subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (so, se) in zip(procs, outs):
+        assert p.returncode == 0, se[-3000:]
+    for i in range(2):
+        assert json.loads((tmp_path / f"w{i}" / "train_result.json").read_text())["final_step"] == 3
