@@ -66,14 +66,22 @@ def serving_functions(cfg: Config, nets, flip_test: bool, post_process: str):
     def predict_image(image_bytes, boxes):
         img = tf.cast(records.decode_image(image_bytes), tf.float32)
         n = tf.shape(boxes)[0]
-        center, scale = geometry.tf_box_to_center_scale(boxes, aspect)
-        inv = geometry.tf_affine_matrix(center, scale, tf.zeros([n]), (w_in, h_in), inverse=True)
-        crops = geometry.tf_warp(tf.tile(img[None], [n, 1, 1, 1]), inv, (w_in, h_in))
-        hm = _heatmaps(nets, normalise(crops), flip_test, shift)
-        coords, maxvals = codec.decode_heatmaps(hm, center, scale, tf.zeros([n]), post_process)
-        kps = tf.gather(tf.concat([coords, maxvals[..., None]], -1), coco_from_union, axis=1)
-        vis = tf.cast(kps[..., 2] > cfg.test.in_vis_thre, tf.float32)
-        scores = tf.math.divide_no_nan(tf.reduce_sum(kps[..., 2] * vis, -1), tf.reduce_sum(vis, -1))
+
+        def people():
+            center, scale = geometry.tf_box_to_center_scale(boxes, aspect)
+            inv = geometry.tf_affine_matrix(center, scale, tf.zeros([n]), (w_in, h_in), inverse=True)
+            crops = geometry.tf_warp(tf.tile(img[None], [n, 1, 1, 1]), inv, (w_in, h_in))
+            hm = _heatmaps(nets, normalise(crops), flip_test, shift)
+            coords, maxvals = codec.decode_heatmaps(hm, center, scale, tf.zeros([n]), post_process)
+            kps = tf.gather(tf.concat([coords, maxvals[..., None]], -1), coco_from_union, axis=1)
+            vis = tf.cast(kps[..., 2] > cfg.test.in_vis_thre, tf.float32)
+            scores = tf.math.divide_no_nan(tf.reduce_sum(kps[..., 2] * vis, -1), tf.reduce_sum(vis, -1))
+            return kps, scores
+
+        def nobody():
+            return tf.zeros([0, joints.COCO.num_joints, 3]), tf.zeros([0])
+
+        kps, scores = tf.cond(n > 0, people, nobody)
         return {"keypoints": kps, "scores": scores}
 
     return serve_crops, predict_image

@@ -2,7 +2,7 @@
 
 Each image has a textured background, 1-3 figures (a kinematic skeleton with random pose, size,
 limb width and colour) and random occluders. Visibility follows what was drawn: 2 where the
-figure's own pixels are on top at the joint, 1 where another figure or an occluder covers it,
+joint's own dot is on top, 1 where another figure, an occluder or another part covers it,
 0 (with x = y = 0) outside the image. Written as JPEGs plus COCO-format keypoint json, so the
 ordinary ``coco`` converter and COCO evaluation are the path exercised.
 
@@ -91,23 +91,24 @@ def render_image(rng: np.random.Generator, h: int, w: int, max_people: int = 3):
         height = rng.uniform(0.4, 0.85) * h
         hip = np.array([rng.uniform(0.1, 0.9) * w, rng.uniform(0.35, 0.75) * h])
         kp, head_r = figure_keypoints(rng, height, hip)
+        kp = np.round(kp, 2)                            # what the json stores
+        pts = np.floor(kp + 0.5).astype(int)            # the pixel each joint is drawn and judged at
         hue = rng.uniform(0, 180)
         colour = cv2.cvtColor(np.uint8([[[hue, 230, 240]]]), cv2.COLOR_HSV2BGR)[0, 0].tolist()
         dark = cv2.cvtColor(np.uint8([[[hue, 230, 120]]]), cv2.COLOR_HSV2BGR)[0, 0].tolist()
         joint_colour = [dark if j in LEFT_JOINTS else colour for j in range(17)]
         width = max(2, int(round(rng.uniform(0.035, 0.06) * height)))
-        pts = np.round(kp).astype(int)
-        head = np.round((kp[3] + kp[4]) / 2).astype(int)
+        head = np.floor((kp[3] + kp[4]) / 2 + 0.5).astype(int)
         cv2.circle(img, tuple(head), int(round(head_r)), colour, -1)
-        cv2.circle(label, tuple(head), int(round(head_r)), pid, -1)
+        cv2.circle(label, tuple(head), int(round(head_r)), pid * 32, -1)
         for a, b in LIMBS:
             limb_colour = dark if a in LEFT_JOINTS and b in LEFT_JOINTS else colour
             cv2.line(img, tuple(pts[a]), tuple(pts[b]), limb_colour, width, cv2.LINE_8)
-            cv2.line(label, tuple(pts[a]), tuple(pts[b]), pid, width, cv2.LINE_8)
+            cv2.line(label, tuple(pts[a]), tuple(pts[b]), pid * 32, width, cv2.LINE_8)
         for j, p in enumerate(pts):
-            r = max(2, width // 2 + 1) if j > 4 else max(1, int(round(head_r * 0.25)))
+            r = max(2, width // 2 + 1) if j > 4 else max(2, int(round(head_r * 0.25)))
             cv2.circle(img, tuple(p), r, joint_colour[j], -1)
-            cv2.circle(label, tuple(p), r, pid, -1)
+            cv2.circle(label, tuple(p), r, pid * 32 + j + 1, -1)
         people.append({"kp": kp, "colours": joint_colour, "head_r": head_r})
     for _ in range(int(rng.integers(0, 3))):
         x0, y0 = int(rng.uniform(0, w)), int(rng.uniform(0, h))
@@ -119,9 +120,10 @@ def render_image(rng: np.random.Generator, h: int, w: int, max_people: int = 3):
     for pid, p in enumerate(people):
         kp = np.zeros((17, 3))
         for j, (x, y) in enumerate(p["kp"]):
-            xi, yi = int(round(x)), int(round(y))
+            xi, yi = int(np.floor(x + 0.5)), int(np.floor(y + 0.5))
             if 0 <= xi < w and 0 <= yi < h:
-                kp[j] = (x, y, 2 if label[yi, xi] == pid else 1)
+                # visible only where this joint's own dot is on top (self-occlusion counts as occluded)
+                kp[j] = (x, y, 2 if label[yi, xi] == pid * 32 + j + 1 else 1)
         vis = kp[:, 2] > 0
         if vis.sum() < 3:
             continue
@@ -148,7 +150,8 @@ def generate(output: str, num_images: int, seed: int, split: str = "train", size
         img, people = render_image(rng, h, w, max_people)
         name = f"{image_id:012d}.jpg"
         tmp = os.path.join(img_dir, name + ".tmp.jpg")
-        cv2.imwrite(tmp, img, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        cv2.imwrite(tmp, img, [cv2.IMWRITE_JPEG_QUALITY, 95,
+                               cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444])
         os.replace(tmp, os.path.join(img_dir, name))
         images.append({"id": image_id, "file_name": name, "height": h, "width": w})
         for p in people:
