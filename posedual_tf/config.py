@@ -167,11 +167,10 @@ class TestConfig:
     flip_test: bool = False
     shift_heatmap: bool = True
     post_process: Literal["shift", "dark", "none"] = "shift"
+    #: False: data.val.records are detection records (tfrecords_tools.detections) and boxes with
+    #: score >= image_thre are evaluated; data.val.annotations stays the ground-truth json.
     use_gt_bbox: bool = True
-    #: COCO-format person detections for detected-box evaluation (records in data.val).
-    bbox_file: str = ""
     image_thre: float = 0.0
-    bbox_thre: float = 1.0
     in_vis_thre: float = 0.2
     oks_thre: float = 0.9
     nms: Literal["oks", "soft_oks", "none"] = "oks"
@@ -400,7 +399,6 @@ def _expand_workdir(cfg: Config) -> None:
         ds.records = ds.records.replace("{workdir}", cfg.workdir)
         ds.annotations = ds.annotations.replace("{workdir}", cfg.workdir)
     cfg.model.pretrained = cfg.model.pretrained.replace("{workdir}", cfg.workdir)
-    cfg.test.bbox_file = cfg.test.bbox_file.replace("{workdir}", cfg.workdir)
 
 
 def dump(cfg: Config) -> str:

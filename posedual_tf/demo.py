@@ -17,7 +17,8 @@ def is_demo(cfg: Config) -> bool:
 
 
 def data_dir(cfg: Config) -> str:
-    return os.path.join(cfg.workdir, "data", "synthetic")
+    """Where the synthetic images and json live: ``synthetic/`` beside the ``records/`` folder."""
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(cfg.data.labelled.records))), "synthetic")
 
 
 def prepare_data(cfg: Config, workers: int = 1) -> None:

@@ -47,6 +47,7 @@ def serving_functions(cfg: Config, nets, flip_test: bool, post_process: str):
     std = tf.constant(d.std, tf.float32)
     coco_from_union = tf.constant(joints.COCO.to_union, tf.int32)
     shift = cfg.test.shift_heatmap
+    wide = cfg.fixes.shift_bound
 
     def normalise(rgb):
         x = rgb if d.color_rgb else rgb[..., ::-1]
@@ -58,7 +59,7 @@ def serving_functions(cfg: Config, nets, flip_test: bool, post_process: str):
         n = tf.shape(crops)[0]
         center = tf.tile(tf.constant([[w_in / 2.0, h_in / 2.0]]), [n, 1])
         scale = tf.tile(tf.constant([[w_in / geometry.PIXEL_STD, h_in / geometry.PIXEL_STD]]), [n, 1])
-        coords, maxvals = codec.decode_heatmaps(hm, center, scale, tf.zeros([n]), post_process)
+        coords, maxvals = codec.decode_heatmaps(hm, center, scale, tf.zeros([n]), post_process, wide)
         return {"heatmaps": hm, "keypoints": tf.concat([coords, maxvals[..., None]], -1)}
 
     @tf.function(input_signature=[tf.TensorSpec([], tf.string, name="image_bytes"),
@@ -72,7 +73,7 @@ def serving_functions(cfg: Config, nets, flip_test: bool, post_process: str):
             inv = geometry.tf_affine_matrix(center, scale, tf.zeros([n]), (w_in, h_in), inverse=True)
             crops = geometry.tf_warp(tf.tile(img[None], [n, 1, 1, 1]), inv, (w_in, h_in))
             hm = _heatmaps(nets, normalise(crops), flip_test, shift)
-            coords, maxvals = codec.decode_heatmaps(hm, center, scale, tf.zeros([n]), post_process)
+            coords, maxvals = codec.decode_heatmaps(hm, center, scale, tf.zeros([n]), post_process, wide)
             kps = tf.gather(tf.concat([coords, maxvals[..., None]], -1), coco_from_union, axis=1)
             vis = tf.cast(kps[..., 2] > cfg.test.in_vis_thre, tf.float32)
             scores = tf.math.divide_no_nan(tf.reduce_sum(kps[..., 2] * vis, -1), tf.reduce_sum(vis, -1))

@@ -19,10 +19,9 @@ import tensorflow as tf
 
 from posedual_tf import checkpoints, codec
 from posedual_tf.config import Config
-from posedual_tf.data import pipeline
+from posedual_tf.data import augment, pipeline
 from posedual_tf.evaluation import runner
-from posedual_tf.methods import base as method_base
-from posedual_tf.methods import build_method, make_optimizer
+from posedual_tf.methods import build_method, hard_views, make_optimizer
 from posedual_tf.models import builder
 
 
@@ -128,12 +127,12 @@ class PairImages(keras.callbacks.Callback):
         if self.batch is None or (step % self.every and step != 1):
             return
         m = self.model
-        rng = method_base.augment.StatelessRng(tf.constant([7, 7], tf.int64))
+        rng = augment.StatelessRng(tf.constant([7, 7], tf.int64))
         easy = self.batch["image"]
         teachers = [m.teacher(n, easy) for n in m.nets]
         cut_from = teachers[::-1] if len(teachers) == 2 else teachers
         base = self.batch.get("image_aug", easy) if self.cfg.method.rand_aug else easy
-        views, _ = method_base.hard_views(self.cfg, rng, base, cut_from, teachers, None)
+        views, _ = hard_views(self.cfg, rng, base, cut_from, teachers, None)
         with self.writer.as_default(step=step):
             for i, (net, view) in enumerate(zip(m.nets, views)):
                 tf.summary.image(f"pairs/net{i + 1}_easy", self._render(easy, teachers[i]), max_outputs=4)
@@ -150,6 +149,7 @@ class Validation(keras.callbacks.Callback):
         self.interval, self.epochs = max(1, interval), epochs
         self.best = -math.inf
         self.last: dict = {}
+        self.history: list[dict] = []
         best_file = os.path.join(workdir, "best", "best.json")
         if os.path.exists(best_file):
             with open(best_file) as f:
@@ -160,6 +160,8 @@ class Validation(keras.callbacks.Callback):
             return
         metrics = runner.evaluate(self.cfg, self.nets, workdir=self.workdir, progress=False)
         self.last = metrics
+        self.history.append({"epoch": epoch + 1, "step": int(self.model.optimizer.iterations.numpy()),
+                             **{h: runner.primary(v) for h, v in metrics.items() if not h.startswith("_")}})
         heads = [h for h in metrics if not h.startswith("_")]
         with self.writer.as_default(step=epoch + 1):
             for h in heads:
@@ -247,9 +249,12 @@ def run(cfg: Config, verbose: int = 2, strategy: tf.distribute.Strategy | None =
                             f"training stopped, last good checkpoint: {manager.latest_checkpoint}")
     checkpoints.save_nets(nets, os.path.join(cfg.workdir, "final"))
     metrics = validation.last if validation and validation.last else {}
+    if validation and not metrics:  # nothing left to train (a finished run re-started): report it anyway
+        metrics = runner.evaluate(cfg, nets, workdir=cfg.workdir, progress=False)
     result = {"config": cfg.name, "epochs": t.epochs, "steps_per_epoch": steps,
               "final_step": int(optimizer.iterations.numpy()), "seconds": round(time.time() - start, 1),
-              "history": {k: [float(x) for x in v] for k, v in history.items()}, "metrics": metrics}
+              "history": {k: [float(x) for x in v] for k, v in history.items()}, "metrics": metrics,
+              "validation": validation.history if validation else []}
     with open(os.path.join(cfg.workdir, "train_result.json.tmp"), "w") as f:
         json.dump(result, f, indent=1)
     os.replace(os.path.join(cfg.workdir, "train_result.json.tmp"), os.path.join(cfg.workdir, "train_result.json"))

@@ -123,11 +123,6 @@ class SampleMaker:
         self.mean = tf.constant(d.mean, tf.float32)
         self.std = tf.constant(d.std, tf.float32)
 
-    def decode(self, encoded):
-        """Encoded bytes -> float32 ``[H, W, 3]`` in the reference's channel order (BGR unless color_rgb)."""
-        img = tf.cast(records.decode_image(encoded), tf.float32)
-        return img if self.cfg.data.color_rgb else img[..., ::-1]
-
     def normalise(self, crop):
         return (crop / 255.0 - self.mean) / self.std
 
@@ -162,9 +157,12 @@ class SampleMaker:
         return tf.where(fire, c, center), tf.where(fire, s, scale)
 
     def crop(self, elem, scale_mult, rot, flip, rng=None, half_body: bool = False):
-        """Crop one person; returns the uint8-valued crop, joints in crop space, visibility, c, s."""
-        img = self.decode(elem["encoded"])
-        width = tf.cast(tf.shape(img)[1], tf.float32)
+        """Crop one person; returns the uint8-valued crop, joints in crop space, visibility, c, s.
+
+        Only the part of the image that the crop samples is decoded (JPEG partial decode).
+        """
+        size = records.image_size(elem["encoded"])
+        height, width = tf.cast(size[0], tf.float32), tf.cast(size[1], tf.float32)
         center, scale = geometry.tf_box_to_center_scale(elem["box"], self.aspect)
         joints, vis = elem["joints"], elem["vis"]
         if half_body:
@@ -176,9 +174,21 @@ class SampleMaker:
         center = tf.where(flip, tf.stack([width - 1.0 - center[0], center[1]]), center)
         m = geometry.tf_affine_matrix(center[None], scale[None], rot[None], self.image_size)[0]
         inv = geometry.tf_affine_matrix(center[None], scale[None], rot[None], self.image_size, inverse=True)[0]
+        # a flip is folded into the sampling: mirrored image at q == original image at (W - 1 - q_x, q_y)
         mirror = tf.where(flip, tf.constant([[-1.0, 0.0], [0.0, 1.0]]), tf.eye(2))
         shift = tf.where(flip, tf.stack([width - 1.0, 0.0]), tf.zeros([2]))
         inv = tf.concat([mirror @ inv[:, :2], (mirror @ inv[:, 2:]) + shift[:, None]], axis=1)
+        # the image window that the crop's samples (and their bilinear neighbours) fall in
+        w_out, h_out = self.image_size
+        corners = tf.constant([[0.0, 0.0], [w_out - 1.0, 0.0], [0.0, h_out - 1.0], [w_out - 1.0, h_out - 1.0]])
+        src = geometry.tf_transform_points(corners[None], inv[None])[0]
+        lo = tf.clip_by_value(tf.floor(tf.reduce_min(src, 0)) - 1.0, 0.0, tf.stack([width - 1.0, height - 1.0]))
+        hi = tf.clip_by_value(tf.floor(tf.reduce_max(src, 0)) + 2.0, lo + 1.0, tf.stack([width, height]))
+        window = tf.cast(tf.stack([lo[1], lo[0], hi[1] - lo[1], hi[0] - lo[0]]), tf.int32)
+        img = tf.cast(records.decode_window(elem["encoded"], window), tf.float32)
+        if not self.cfg.data.color_rgb:
+            img = img[..., ::-1]
+        inv = tf.concat([inv[:, :2], inv[:, 2:] - lo[:, None]], axis=1)
         crop = geometry.tf_warp(img[None], inv[None], self.image_size)[0]
         crop.set_shape([self.image_size[1], self.image_size[0], 3])
         moved = geometry.tf_transform_points(joints[None], m[None])[0]

@@ -181,6 +181,29 @@ def decode_image(encoded):
         lambda: tf.io.decode_image(encoded, channels=3, expand_animations=False))
 
 
+def image_size(encoded):
+    """``[height, width]`` int32 of encoded bytes; JPEG from its header, without decoding."""
+    import tensorflow as tf
+
+    return tf.cond(tf.io.is_jpeg(encoded),
+                   lambda: tf.io.extract_jpeg_shape(encoded)[:2],
+                   lambda: tf.shape(decode_image(encoded))[:2])
+
+
+def decode_window(encoded, window):
+    """Decode only ``window = [y, x, h, w]`` (int32) of the image, RGB uint8 (JPEG: partial decode)."""
+    import tensorflow as tf
+
+    def jpeg():
+        return tf.io.decode_and_crop_jpeg(encoded, window, channels=3, dct_method="INTEGER_ACCURATE")
+
+    def other():
+        img = decode_image(encoded)
+        return img[window[0]:window[0] + window[2], window[1]:window[1] + window[3]]
+
+    return tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
+
+
 def read_all(prefix: str) -> list[dict[str, Any]]:
     """Eagerly read every record of ``prefix`` as numpy dicts (tests, inspect)."""
     import tensorflow as tf
