@@ -136,3 +136,21 @@ def test_imagenet_backbone_fills_both_nets_and_keeps_heads(tmp_path):
         np.testing.assert_array_equal(net.get_layer("conv1").get_weights()[0],
                                       ref.conv1.weight.detach().numpy().transpose(2, 3, 1, 0))
     np.testing.assert_array_equal(nets[0].get_layer("final_layer").get_weights()[0], head_before)
+
+
+def test_train_mode_batchnorm_updates_running_stats_like_torch(tmp_path):
+    ref = tr.randomise(tr.PoseResNet(18), seed=9)
+    torch.save(ref.state_dict(), tmp_path / "r.pth")
+    net = pose_resnet(18, (64, 64, 3), 24)
+    convert.load_into([net], str(tmp_path / "r.pth"), "resnet")
+    x = np.random.default_rng(1).normal(size=(3, 3, 64, 64)).astype(np.float32)
+    ref.train()
+    with torch.no_grad():
+        out_t = ref(torch.from_numpy(x)).numpy().transpose(0, 2, 3, 1)
+    out_k = net(x.transpose(0, 2, 3, 1), training=True).numpy()
+    np.testing.assert_allclose(out_k, out_t, atol=2e-4 * max(1.0, np.abs(out_t).max()))
+    for key, layer in (("bn1", "bn1"), ("layer4.1.bn2", "layer4__1__bn2"), ("deconv_layers.7", "deconv_layers__7")):
+        gamma, beta, mean, var = net.get_layer(layer).get_weights()
+        mod = dict(ref.named_modules())[key]
+        np.testing.assert_allclose(mean, mod.running_mean.numpy(), atol=1e-5)
+        np.testing.assert_allclose(var, mod.running_var.numpy(), rtol=1e-5, atol=1e-5)  # unbiased, as PyTorch

@@ -11,7 +11,6 @@ Example:
 """
 from __future__ import annotations
 
-import argparse
 import os
 
 import numpy as np
@@ -59,15 +58,8 @@ def build_entries(ann_path: str, images_dir: str):
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m tfrecords_tools.mpii", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--annotations", required=True, help="MPII json in the simple-baseline format")
-    writer.add_common_args(ap)
-    args = ap.parse_args(argv)
-    entries, skipped = build_entries(args.annotations, args.images)
-    manifest = writer.write_dataset(entries, args.output, joint_set=joints.MPII, sources=[args.annotations],
-                                    skipped=skipped, num_shards=args.num_shards, workers=args.workers,
-                                    extra={"source": "mpii"})
-    writer.report(manifest, args.output)
+    writer.single_file_tool(argv, "python -m tfrecords_tools.mpii", __doc__, "MPII json in the simple-baseline format", build_entries,
+                            joints.MPII, "mpii")
 
 
 if __name__ == "__main__":

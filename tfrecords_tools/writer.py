@@ -290,6 +290,21 @@ def report(manifest: dict, prefix: str) -> None:
         print(f"  ... {manifest['num_skipped'] - 10} more in {records.manifest_path(prefix)}")
 
 
+def single_file_tool(argv, prog: str, doc: str, annotations_help: str, build_entries, joint_set: JointSet,
+                     source: str) -> None:
+    """The command line of a converter that reads one annotation file (aic, mpii)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
+    ap.add_argument("--annotations", required=True, help=annotations_help)
+    add_common_args(ap)
+    args = ap.parse_args(argv)
+    entries, skipped = build_entries(args.annotations, args.images)
+    manifest = write_dataset(entries, args.output, joint_set=joint_set, sources=[args.annotations], skipped=skipped,
+                             num_shards=args.num_shards, workers=args.workers, extra={"source": source})
+    report(manifest, args.output)
+
+
 def run_cli(main_fn) -> None:
     """Run a converter's main, turning ConversionError into a one-line exit."""
     try:

@@ -82,14 +82,15 @@ def is_imagenet(state: dict[str, np.ndarray]) -> bool:
 
 
 def _keras_tensors(layer, state, key):
-    kind = type(layer).__name__
-    if kind in ("Conv2D", "Conv2DTranspose"):
+    from keras import layers
+
+    if isinstance(layer, (layers.Conv2D, layers.Conv2DTranspose)):
         names = [f"{key}.weight"] + ([f"{key}.bias"] if layer.use_bias else [])
         if names[0] not in state:
             return None, names
         _require(state, names)
         return [np.transpose(state[names[0]], (2, 3, 1, 0))] + [state[n] for n in names[1:]], names
-    if kind == "BatchNormalization":
+    if isinstance(layer, layers.BatchNormalization):
         names = [f"{key}.{n}" for n in ("weight", "bias", "running_mean", "running_var")]
         if names[0] not in state:
             return None, names

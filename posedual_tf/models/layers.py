@@ -42,8 +42,16 @@ def channels(c: int, multiplier: float) -> int:
 
 def conv(x, filters: int, kernel: int, stride: int, name: str, padding: int | None = None,
          use_bias: bool = False, init=None, dtype=None):
-    """PyTorch Conv2d: explicit symmetric zero padding (default ``kernel // 2``), then 'valid'."""
+    """PyTorch Conv2d with zero padding ``kernel // 2`` (or ``padding``).
+
+    Stride 1 with ``pad == kernel // 2`` is TF's 'same' (symmetric for odd kernels); strided convs
+    get explicit symmetric padding and 'valid', since TF's 'same' would pad after only.
+    """
     pad = kernel // 2 if padding is None else padding
+    if stride == 1 and kernel % 2 == 1 and pad == kernel // 2:
+        return layers.Conv2D(filters, kernel, 1, "same", use_bias=use_bias,
+                             kernel_initializer=init or torch_default_init(),
+                             bias_initializer="zeros", name=keras_name(name), dtype=dtype)(x)
     if pad:
         x = layers.ZeroPadding2D(pad, name=keras_name(name) + "_pad")(x)
     return layers.Conv2D(filters, kernel, stride, "valid", use_bias=use_bias,
@@ -51,8 +59,37 @@ def conv(x, filters: int, kernel: int, stride: int, name: str, padding: int | No
                          bias_initializer="zeros", name=keras_name(name), dtype=dtype)(x)
 
 
+@keras.saving.register_keras_serializable(package="posedual_tf")
+class BatchNorm(layers.BatchNormalization):
+    """BatchNormalization on TensorFlow's fused kernel, with PyTorch's running-statistics rule.
+
+    Same weights as Keras' layer (gamma, beta, moving mean, moving variance). In training it
+    normalises with the batch statistics and updates the running variance with the *unbiased*
+    batch variance, as PyTorch does (Keras' own layer uses the biased one); the fused kernel and
+    its fused gradient are also about 2x faster on CPU than Keras' composed ops.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        import tensorflow as tf
+
+        if mask is not None or len(inputs.shape) != 4 or self.axis not in (-1, 3) or not (self.center and self.scale):
+            return super().call(inputs, training=training, mask=mask)
+        factor = 1.0 - self.momentum
+        if training and self.trainable:
+            y, mean, var = tf.compat.v1.nn.fused_batch_norm(
+                inputs, self.gamma, self.beta, mean=self.moving_mean, variance=self.moving_variance,
+                epsilon=self.epsilon, data_format="NHWC", is_training=True, exponential_avg_factor=factor)
+            self.moving_mean.assign(mean)
+            self.moving_variance.assign(var)
+        else:
+            y, _, _ = tf.compat.v1.nn.fused_batch_norm(
+                inputs, self.gamma, self.beta, mean=self.moving_mean, variance=self.moving_variance,
+                epsilon=self.epsilon, data_format="NHWC", is_training=False)
+        return tf.cast(y, self.compute_dtype)
+
+
 def bn(x, name: str):
-    return layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=keras_name(name))(x)
+    return BatchNorm(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=keras_name(name))(x)
 
 
 def relu(x):
@@ -60,8 +97,15 @@ def relu(x):
 
 
 def deconv(x, filters: int, kernel: int, name: str):
-    """PyTorch ConvTranspose2d(kernel, stride 2) with the reference padding rule (exact 2x)."""
-    pad, out_pad = {4: (1, 0), 3: (1, 1), 2: (0, 0)}[kernel]
+    """PyTorch ConvTranspose2d(kernel, stride 2) with the reference padding rule (exact 2x).
+
+    Kernel 4 (padding 1) is exactly TF's 'same'; kernels 3 and 2 are the full ('valid') output
+    cropped as PyTorch does.
+    """
+    if kernel == 4:
+        return layers.Conv2DTranspose(filters, 4, 2, "same", use_bias=False, kernel_initializer=normal_init(),
+                                      name=keras_name(name))(x)
+    pad, out_pad = {3: (1, 1), 2: (0, 0)}[kernel]
     x = layers.Conv2DTranspose(filters, kernel, 2, "valid", use_bias=False, kernel_initializer=normal_init(),
                                name=keras_name(name))(x)
     crop_end = pad - out_pad
