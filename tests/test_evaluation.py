@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from posedual_tf import config, joints
-from posedual_tf.evaluation import aic, coco, mpii, runner
+from posedual_tf import joints
+from posedual_tf.evaluation import aic, coco, mpii
 
 
 def _gt_instances(shared, jitter=0.0, seed=0):
@@ -129,20 +129,35 @@ def test_aic_map_hand_built(shared):
     assert aic.aic_map(extra, raw)["AP"] == pytest.approx(total / (total + 1))
 
 
-def test_detected_box_evaluation_end_to_end(shared, coco_records, det_records, tmp_path):
-    from posedual_tf.models import builder
+def test_detected_box_evaluation_end_to_end_with_converted_model(shared, det_records, tmp_path):
+    """evaluate CLI on the real images, detected boxes, a PoseDual checkpoint read from a .pth file."""
+    import subprocess
+    import sys
 
-    cfg = config.load("coco1k_dual", [
-        f"data.val.records={det_records}", f"data.val.annotations={shared / 'coco/test_coco.json'}",
-        "test.use_gt_bbox=false", "test.image_thre=0.3", "test.flip_test=true", "model.width_multiplier=0.125",
-        "data.image_size=[96,128]", "data.heatmap_size=[24,32]"])
-    nets = builder.build_networks(cfg)
-    metrics = runner.evaluate(cfg, nets, workdir=str(tmp_path), progress=False)
-    assert set(metrics) == {"net1", "net2", "ensemble", "_counts"}
+    torch = pytest.importorskip("torch")
+    from tests import torch_reference as tr
+
+    state = {}
+    for prefix, seed in (("resnet.", 1), ("resnet2.", 2)):
+        state.update({prefix + k: v for k, v in tr.randomise(tr.PoseResNet(18), seed).state_dict().items()})
+    torch.save({"state_dict": state}, tmp_path / "dual.pth.tar")
+    sets = [f"--set=data.val.records={det_records}", f"--set=data.val.annotations={shared / 'coco/test_coco.json'}",
+            "--set=test.use_gt_bbox=false", "--set=test.image_thre=0.3", "--set=test.flip_test=true",
+            "--set=data.image_size=[96,128]", "--set=data.heatmap_size=[24,32]"]
+    out = tmp_path / "eval"
+    proc = subprocess.run([sys.executable, "-m", "posedual_tf.evaluate", "--config", "coco1k_dual", "--checkpoint",
+                           str(tmp_path / "dual.pth.tar"), "--output", str(out), *sets],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| net1 |" in proc.stdout and "| ensemble |" in proc.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
     for head in ("net1", "net2", "ensemble"):
         assert set(metrics[head]) == set(coco.STAT_NAMES)
-        res = json.loads((tmp_path / f"results_{head}.json").read_text())
+        res = json.loads((out / f"results_{head}.json").read_text())
         assert res and all(len(r["keypoints"]) == 51 for r in res)
-    assert (tmp_path / "metrics.json").exists()
-    assert metrics["_counts"]["instances"] == sum(1 for d in json.loads(
-        (shared / "coco/test_coco_det_AP_H_56.json").read_text()) if d["score"] >= 0.3)
+    dets = json.loads((shared / "coco/test_coco_det_AP_H_56.json").read_text())
+    assert metrics["_counts"]["instances"] == sum(1 for d in dets if d["score"] >= 0.3)
+    # the two nets of the checkpoint differ, so their results do
+    r1 = json.loads((out / "results_net1.json").read_text())
+    r2 = json.loads((out / "results_net2.json").read_text())
+    assert r1[0]["keypoints"] != r2[0]["keypoints"]
