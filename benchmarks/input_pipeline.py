@@ -90,7 +90,7 @@ def main() -> None:
         evr = rate(ev.repeat(), args.batches, lambda b: int(b["image"].shape[0]))
         entries, _, _ = coco.build_entries(str(ann), str(images))
         ref = reference_loop(entries, 200)
-        print(f"input pipeline at 256x192, batch 32, 2 cores (tf.data, parallel map, autotune):")
+        print("input pipeline at 256x192, batch 32, 2 cores (tf.data, parallel map, autotune):")
         print(f"  labelled: {lab:.1f} samples/s")
         print(f"  mixed (labelled + unlabelled pair): {mixed:.1f} samples/s")
         print(f"  eval: {evr:.1f} samples/s")

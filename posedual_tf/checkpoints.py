@@ -61,14 +61,17 @@ def load_nets(nets, source: str, backbone: str = "resnet", strict: bool = True) 
     raise FileNotFoundError(f"{source}: not a .pth file, a folder of net*.weights.h5, or a training checkpoint")
 
 
+def training_checkpoint(nets, optimizer=None, epoch=None) -> tf.train.Checkpoint:
+    """The training checkpoint layout: each network by name (all its weights, BN statistics included),
+    the optimiser (with its step counter) and the epoch counter."""
+    parts = {net.name: net for net in nets}
+    if optimizer is not None:
+        parts["optimizer"] = optimizer
+    if epoch is not None:
+        parts["epoch"] = epoch
+    return tf.train.Checkpoint(**parts)
+
+
 def restore_nets_from_training(nets, prefix: str) -> None:
-    """Restore only the networks from a training checkpoint (``method.nets`` paths)."""
-    tf.train.Checkpoint(model=_NetsView(nets)).restore(prefix).expect_partial()
-
-
-class _NetsView(tf.Module):
-    """Matches the ``model.nets`` path of a training checkpoint."""
-
-    def __init__(self, nets):
-        super().__init__()
-        self.nets = list(nets)
+    """Restore only the networks from a training checkpoint."""
+    training_checkpoint(nets).restore(prefix).expect_partial().assert_existing_objects_matched()

@@ -19,7 +19,6 @@ import shutil
 import sys
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from posedual_tf import codec, geometry, joints

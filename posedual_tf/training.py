@@ -177,14 +177,15 @@ class Validation(keras.callbacks.Callback):
                 json.dump({"perf": perf, "epoch": epoch + 1}, f)
 
 
-def first_unlabelled_batch(ds) -> dict | None:
-    try:
-        item = next(iter(ds.take(1)))
-    except (StopIteration, tf.errors.OutOfRangeError):
+def first_unlabelled_batch(cfg: Config, n: int = 4) -> dict | None:
+    """The first ``n`` unlabelled people (fixed, unshuffled) for the easy/hard image summaries."""
+    if cfg.method.name == "supervised" or not cfg.data.unlabelled.records:
         return None
-    if isinstance(item, tuple):
-        return {k: v[:4] for k, v in item[1].items()}
-    return None
+    lab = pipeline.open_source(cfg.data.labelled, "labelled")
+    unl = pipeline.open_source(cfg.data.unlabelled, "unlabelled")
+    parse = pipeline.unlabelled_parser(cfg, lab.joint_set.union_mask())
+    ds = tf.data.Dataset.zip((pipeline.instances(unl).take(n), tf.data.Dataset.range(n)))
+    return next(iter(ds.map(parse).batch(n)), None)
 
 
 def build(cfg: Config, strategy: tf.distribute.Strategy, steps_per_epoch: int, labelled_ids):
@@ -223,7 +224,7 @@ def run(cfg: Config, verbose: int = 2, strategy: tf.distribute.Strategy | None =
     nets, method, optimizer = build(cfg, strategy, steps, labelled_ids)
 
     epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-    ckpt = tf.train.Checkpoint(model=method, optimizer=optimizer, epoch=epoch_var)
+    ckpt = checkpoints.training_checkpoint(nets, optimizer, epoch_var)
     manager = tf.train.CheckpointManager(ckpt, os.path.join(cfg.workdir, "ckpt"), max_to_keep=t.keep_checkpoints)
     initial_epoch = 0
     if t.resume and manager.latest_checkpoint:
@@ -236,7 +237,7 @@ def run(cfg: Config, verbose: int = 2, strategy: tf.distribute.Strategy | None =
     validation = Validation(cfg, nets, writer, cfg.workdir, t.val_interval, t.epochs) if cfg.data.val.records else None
     callbacks = [guard, EpochCheckpoint(manager, epoch_var), ScalarLogger(writer, t.log_every)]
     if cfg.method.name != "supervised":
-        callbacks.append(PairImages(writer, cfg, first_unlabelled_batch(ds), t.image_summary_every))
+        callbacks.append(PairImages(writer, cfg, first_unlabelled_batch(cfg), t.image_summary_every))
     if validation:
         callbacks.append(validation)
     start = time.time()

@@ -24,7 +24,7 @@ def exported(tmp_path_factory):
     cfg = config.load("coco1k_dual", SETS)
     nets = builder.build_networks(cfg)
     checkpoints.save_nets(nets, str(root / "weights"))
-    out = export.export(cfg, str(root / "weights"), str(root / "saved"), net="ensemble")
+    export.export(cfg, str(root / "weights"), str(root / "saved"), net="ensemble")
     return cfg, nets, str(root / "saved")
 
 

@@ -10,7 +10,6 @@ import sys
 import time
 
 import numpy as np
-import pytest
 
 from posedual_tf import joints
 from posedual_tf.data import records
