@@ -89,6 +89,16 @@ def flip_back(heatmaps, shift_heatmap: bool = True):
     return 0.25 * flipped + 0.75 * prev
 
 
+def network_heatmaps(net, images, flip_test: bool = False, shift_heatmap: bool = True):
+    """Inference heatmaps (float32) of one network, averaged with the flipped pass when ``flip_test``
+    (REFERENCE.md section 10)."""
+    hm = tf.cast(net(images, training=False), tf.float32)
+    if not flip_test:
+        return hm
+    flipped = tf.cast(net(tf.reverse(images, axis=[2]), training=False), tf.float32)
+    return 0.5 * (hm + flip_back(flipped, shift_heatmap))
+
+
 def flip_joints(joints, joints_vis, image_width, flip_pairs: Sequence[tuple[int, int]]):
     """Mirror ``[J, 2]`` image joints: ``x <- W - 1 - x``, swap pairs, zero invisible joints."""
     joints = tf.convert_to_tensor(joints, tf.float32)

@@ -27,14 +27,8 @@ from posedual_tf.data import records
 
 
 def _heatmaps(nets, images, flip_test: bool, shift_heatmap: bool):
-    outs = []
-    for net in nets:
-        hm = tf.cast(net(images, training=False), tf.float32)
-        if flip_test:
-            hm = 0.5 * (hm + codec.flip_back(tf.cast(net(tf.reverse(images, [2]), training=False), tf.float32),
-                                             shift_heatmap))
-        outs.append(hm)
-    return tf.add_n(outs) / float(len(outs))
+    """One network's heatmaps, or the mean over both PoseDual networks (the ensemble)."""
+    return tf.add_n([codec.network_heatmaps(n, images, flip_test, shift_heatmap) for n in nets]) / float(len(nets))
 
 
 def serving_functions(cfg: Config, nets, flip_test: bool, post_process: str):

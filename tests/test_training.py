@@ -266,3 +266,20 @@ def test_training_checkpoint_restores_every_weight(tmp_path):
     epoch2 = tf.Variable(0, dtype=tf.int64)
     checkpoints.training_checkpoint(nets2, m2.optimizer, epoch2).restore(path).assert_existing_objects_matched()
     assert int(epoch2.numpy()) == 3 and int(m2.optimizer.iterations.numpy()) == 1
+
+
+def test_heatmap_accuracy_reference_rule():
+    from posedual_tf.methods.base import heatmap_accuracy
+
+    target = np.zeros((2, 64, 48, 3), np.float32)
+    target[:, 20, 10, 0] = 1.0      # valid joint
+    target[:, 20, 1, 1] = 1.0       # gt x = 1: not valid under the reference rule
+    pred = target.copy()
+    acc, n = heatmap_accuracy(pred, target)
+    assert float(acc) == 1.0 and float(n) == 1.0
+    moved = np.zeros_like(target)
+    moved[:, 20, 14, 0] = 1.0       # 4 px in x / (h / 10 = 6.4, the swapped normaliser) = 0.625 >= 0.5: a miss
+    assert float(heatmap_accuracy(moved, target)[0]) == 0.0
+    moved = np.zeros_like(target)
+    moved[:, 20, 13, 0] = 1.0       # 3 / 6.4 = 0.47: a hit (with the unswapped 4.8 it would be 0.625)
+    assert float(heatmap_accuracy(moved, target)[0]) == 1.0

@@ -25,14 +25,7 @@ def heatmaps_fn(nets: Sequence, flip_test: bool, shift_heatmap: bool):
 
     @tf.function(reduce_retracing=True)
     def run(images):
-        outs = []
-        for net in nets:
-            hm = tf.cast(net(images, training=False), tf.float32)
-            if flip_test:
-                flipped = tf.cast(net(tf.reverse(images, axis=[2]), training=False), tf.float32)
-                hm = 0.5 * (hm + codec.flip_back(flipped, shift_heatmap))
-            outs.append(hm)
-        return outs
+        return [codec.network_heatmaps(net, images, flip_test, shift_heatmap) for net in nets]
 
     return run
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from posedual_tf import codec
 from posedual_tf.config import Config
 from posedual_tf.data import augment
 
@@ -28,18 +29,10 @@ def heatmap_accuracy(pred, target, threshold: float = 0.5):
 
     Returns (average over joints with a valid target, number of such joints).
     """
-    pred = tf.cast(pred, tf.float32)
-    target = tf.cast(target, tf.float32)
     shape = tf.shape(pred)
-    b, h, w, j = shape[0], shape[1], shape[2], shape[3]
-
-    def coords(hm):
-        flat = tf.reshape(tf.transpose(hm, [0, 3, 1, 2]), [b, j, -1])
-        idx = tf.argmax(flat, axis=-1, output_type=tf.int32)
-        xy = tf.cast(tf.stack([idx % w, idx // w], -1), tf.float32)
-        return tf.where((tf.reduce_max(flat, -1) > 0)[..., None], xy, 0.0)
-
-    p, g = coords(pred), coords(target)
+    h, w = shape[1], shape[2]
+    p, _ = codec.argmax_coords(pred)
+    g, _ = codec.argmax_coords(target)
     norm = tf.cast(tf.stack([h, w]), tf.float32) / 10.0            # applied to (x, y): swapped as the reference
     valid = (g[..., 0] > 1) & (g[..., 1] > 1)
     dist = tf.norm((p - g) / norm, axis=-1)
