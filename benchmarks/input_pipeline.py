@@ -79,7 +79,7 @@ def main() -> None:
         prefix = str(tmp / "rec")
         coco.convert(str(ann), str(images), prefix, workers=2)
         common = [f"data.labelled.records={prefix}", f"data.unlabelled.records={prefix}", f"data.val.records={prefix}",
-                  "data.shuffle_buffer=256"]
+                  "model.pretrained=none"]
         sup = config.load("coco1k_sup", common + ["data.labelled.max_instances=0"])
         dual = config.load("coco1k_dual", common + ["data.labelled.max_instances=0"])
         ds, _ = pipeline.train_dataset(sup)
@@ -88,7 +88,7 @@ def main() -> None:
         mixed = rate(ds, args.batches, lambda b: int(b[1]["image"].shape[0]))
         ev, _ = pipeline.eval_dataset(sup)
         evr = rate(ev.repeat(), args.batches, lambda b: int(b["image"].shape[0]))
-        entries, _, _ = coco.build_entries(str(ann), str(images))
+        entries, _, _, _ = coco.build_entries(str(ann), str(images))
         ref = reference_loop(entries, 200)
         print("input pipeline at 256x192, batch 32, 2 cores (tf.data, parallel map, autotune):")
         print(f"  labelled: {lab:.1f} samples/s")

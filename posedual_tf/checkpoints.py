@@ -29,6 +29,31 @@ def save_nets(nets, folder: str) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+class PretrainedError(FileNotFoundError):
+    """``model.pretrained`` unset or missing: training would silently start from random weights."""
+
+
+#: Where the reference's README says its initial weights come from.
+PRETRAINED_SOURCE = ("the reference's README (github.com/xierc/Semi_Human_Pose, step 6) links the folder of "
+                     "its ImageNet files and resnet18_5c_gluon_posedual.pth; torchvision and HRNet publish the others")
+
+
+def check_pretrained(cfg) -> str | None:
+    """The initial weights file of ``cfg`` (None for ``none``); raises PretrainedError, one line, when it
+    is unset or missing, so that nothing trains from random weights by accident."""
+    path = cfg.model.pretrained
+    if not path:
+        raise PretrainedError("model.pretrained: not set; name the initial weights (a .pth file or a folder "
+                              "of net*.weights.h5), or start from random weights with --set model.pretrained=none")
+    if path == "none":
+        return None
+    if not os.path.exists(path):
+        raise PretrainedError(f"model.pretrained: {path} not found; {PRETRAINED_SOURCE}. Put it there (or "
+                              "--set model.weights_dir=DIR), or train from random weights with "
+                              "--set model.pretrained=none")
+    return path
+
+
 def load_nets(nets, source: str, backbone: str = "resnet", strict: bool = True) -> str:
     """Fill ``nets`` from a weights folder, a training workdir/ckpt folder or a PyTorch .pth file.
 

@@ -45,10 +45,13 @@ class ModelConfig:
     final_conv_kernel: int = 1
     #: Multiplies every channel count; 1.0 is the reference network. Smaller for tests/demos.
     width_multiplier: float = 1.0
-    #: Local ImageNet weights (a .pth file or a converted Keras .weights.h5); "" = none.
+    #: Initial weights, loaded into every network before training (the reference's MODEL.PRETRAINED):
+    #: a .pth file (torchvision/HRNet ImageNet, the two-backbone PoseDual file, a reference checkpoint)
+    #: or a folder of converted ``net*.weights.h5``. ``{weights_dir}`` expands to ``model.weights_dir``.
+    #: ``none`` = random initialisation, said in the log. Training refuses to start while it is unset.
     pretrained: str = ""
-    #: Reference file name of the ImageNet/initial weights, for the record only.
-    pretrained_reference: str = ""
+    #: Folder of the initial weights files, laid out as the reference's ``models/pytorch/imagenet/``.
+    weights_dir: str = "models/pytorch/imagenet"
 
 
 @dataclasses.dataclass
@@ -95,7 +98,10 @@ class DataConfig:
     rot_prob: float = 0.6
     prob_half_body: float = 0.0
     num_joints_half_body: int = 8
-    shuffle_buffer: int = 2048
+    #: How an epoch draws labelled people: ``replacement`` (uniform with replacement, the reference's
+    #: mixed loader), ``permutation`` (each person once, the reference's supervised loader), ``auto``
+    #: (replacement when mixed with unlabelled data, else permutation).
+    labelled_sampling: Literal["auto", "permutation", "replacement"] = "auto"
     num_parallel_calls: int = -1
     #: Only for source 'synthetic' (demo configs).
     synthetic: SyntheticConfig = dataclasses.field(default_factory=SyntheticConfig)
@@ -147,7 +153,8 @@ class TrainConfig:
     lr_step: list[int] = dataclasses.field(default_factory=lambda: [20, 25])
     lr_factor: float = 0.1
     weight_decay: float = 1e-4
-    #: Steps per epoch; 0 = the reference epoch (the unlabelled set, or the labelled set).
+    #: Steps per epoch; 0 = the reference epoch (the unlabelled set, or the labelled set, in batches,
+    #: the last one partial). Set, every batch is full.
     steps_per_epoch: int = 0
     mixed_precision: Literal["none", "mixed_bfloat16", "mixed_float16"] = "none"
     jit_compile: Literal["auto", "true", "false"] = "auto"
@@ -284,6 +291,7 @@ def _validate(cfg: Config, source: str) -> None:
         (t.batch_size > 0, "train.batch_size", "a positive int"),
         (t.epochs > 0, "train.epochs", "a positive int"),
         (t.lr > 0, "train.lr", "a positive float"),
+        (t.steps_per_epoch >= 0, "train.steps_per_epoch", "an int >= 0 (0 = the reference epoch)"),
         (t.lr_step == sorted(t.lr_step), "train.lr_step", "ascending epochs"),
         (cfg.method.mask_joint_num >= 0, "method.mask_joint_num", "an int >= 0"),
         (0 <= cfg.method.rand_magnitude <= 30, "method.rand_magnitude", "an int in [0, 30]"),
@@ -394,11 +402,13 @@ def load(name_or_path: str, overrides: list[str] | None = None) -> Config:
 
 
 def _expand_workdir(cfg: Config) -> None:
-    """Replace ``{workdir}`` in data paths and model.pretrained (demo data lives in the workdir)."""
+    """Replace ``{workdir}`` in data paths and model.pretrained (demo data lives in the workdir), and
+    ``{weights_dir}`` in model.pretrained."""
     for ds in (cfg.data.labelled, cfg.data.unlabelled, cfg.data.val):
         ds.records = ds.records.replace("{workdir}", cfg.workdir)
         ds.annotations = ds.annotations.replace("{workdir}", cfg.workdir)
-    cfg.model.pretrained = cfg.model.pretrained.replace("{workdir}", cfg.workdir)
+    m = cfg.model
+    m.pretrained = m.pretrained.replace("{workdir}", cfg.workdir).replace("{weights_dir}", m.weights_dir.rstrip("/"))
 
 
 def dump(cfg: Config) -> str:

@@ -145,19 +145,55 @@ def union_flip_permutation() -> np.ndarray:
     return perm
 
 
-def coco_set_for_keypoint_names(names: Sequence[str]) -> JointSet:
+#: COCO's long keypoint names (``left_shoulder``) -> union names; any subset of them maps one by one.
+LONG_NAMES: dict[str, str] = dict(zip(_COCO_LONG_NAMES, _COCO_NAMES))
+
+
+def parse_keypoint_map(text: str) -> dict[str, str]:
+    """``"a=b,c=d"`` -> ``{"a": "b", "c": "d"}`` (dataset name -> union name); errors say what is expected."""
+    out: dict[str, str] = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        name, sep, target = item.partition("=")
+        if not sep or not name.strip() or target.strip() not in UNION_NAMES:
+            raise ValueError(f"--keypoint-map {item!r}: expected name=union_name with union_name one of "
+                             f"{list(UNION_NAMES)}")
+        out[name.strip()] = target.strip()
+    return out
+
+
+def coco_set_for_keypoint_names(names: Sequence[str], mapping: dict[str, str] | None = None) -> JointSet:
     """Joint set of a COCO-format category given its ``keypoints`` names.
 
-    The 17 standard COCO names map to :data:`COCO`. Any other list is a custom joint set;
-    its joints map into the union by name where the names are union names, otherwise an
-    error tells which names could not be placed.
+    The 17 standard COCO names map to :data:`COCO`. Any other list is a custom joint set whose
+    joints map into the union one by one: through ``mapping`` (``--keypoint-map``) first, then
+    COCO's long names (``left_shoulder`` -> ``lsho``), then union names as they are. Names that
+    cannot be placed, or two joints landing on one union joint, are a ValueError saying so.
     """
     names = tuple(names)
-    if names in (_COCO_LONG_NAMES, _COCO_NAMES):
+    mapping = dict(mapping or {})
+    unused = sorted(set(mapping) - set(names))
+    if unused:
+        raise ValueError(f"--keypoint-map names {unused} are not among the category's keypoints {list(names)}")
+    union_names = tuple(mapping.get(n, LONG_NAMES.get(n, n)) for n in names)
+    if union_names == _COCO_NAMES:
         return COCO
-    unknown = [n for n in names if n not in UNION_NAMES]
+    unknown = [n for n, u in zip(names, union_names) if u not in UNION_NAMES]
     if unknown:
-        raise ValueError(
-            f"category keypoints {unknown} are not union joint names; expected the 17 COCO "
-            f"names or names from {list(UNION_NAMES)}")
-    return _make("custom", names, ())
+        raise ValueError(f"category keypoints {unknown} are not COCO or union joint names; map them with "
+                         f"--keypoint-map {unknown[0]}=<union name> (union names: {list(UNION_NAMES)})")
+    dupes = sorted({u for u in union_names if union_names.count(u) > 1})
+    if dupes:
+        raise ValueError(f"category keypoints map several joints onto union joint(s) {dupes}; "
+                         "give each its own with --keypoint-map")
+    coco_sigma = dict(zip(_COCO_NAMES, COCO_SIGMAS))
+    sigmas = tuple(coco_sigma[u] for u in union_names) if all(u in coco_sigma for u in union_names) else None
+    jset = _make("custom", union_names, (), sigmas)
+    return dataclasses.replace(jset, names=names)
+
+
+def from_manifest(manifest: dict) -> JointSet:
+    """The joint set a converted dataset was written with (``PREFIX.json``)."""
+    name = manifest["joint_set"]
+    if name in JOINT_SETS:
+        return JOINT_SETS[name]
+    return coco_set_for_keypoint_names(manifest["joint_names"], manifest.get("keypoint_map"))

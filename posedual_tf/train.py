@@ -22,16 +22,21 @@ FLAGS = flags.FLAGS
 def main(argv):
     del argv
     cfg = cli.load_config()
-    from posedual_tf import demo, training
+    from posedual_tf import checkpoints, demo, training
     from posedual_tf.data.pipeline import MissingRecordsError
     from posedual_tf.evaluation.runner import format_table
+    from posedual_tf.models.convert import ConversionError
 
+    try:
+        checkpoints.check_pretrained(cfg)      # before any data work: never train from random weights by accident
+    except checkpoints.PretrainedError as e:
+        sys.exit(f"error: {e}")
     strategy = training.make_strategy(cfg.train.strategy)
     try:
         if demo.is_demo(cfg):
             demo.prepare_data(cfg)
         result = training.run(cfg, verbose=FLAGS.verbose, strategy=strategy)
-    except (MissingRecordsError, training.NonFiniteLoss) as e:
+    except (MissingRecordsError, training.NonFiniteLoss, checkpoints.PretrainedError, ConversionError) as e:
         sys.exit(f"error: {e}")
     if result["metrics"]:
         print(format_table(result["metrics"]))

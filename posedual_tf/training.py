@@ -192,8 +192,12 @@ def build(cfg: Config, strategy: tf.distribute.Strategy, steps_per_epoch: int, l
     """Networks (initialised from model.pretrained when set), the method and its optimiser."""
     with strategy.scope():
         nets = builder.build_networks(cfg)
-        if cfg.model.pretrained:
-            print(f"initialised from {checkpoints.load_nets(nets, cfg.model.pretrained, cfg.model.backbone, strict=False)}")
+        path = checkpoints.check_pretrained(cfg)
+        names = ", ".join(net.name for net in nets)
+        if path is None:
+            print(f"model.pretrained: none: {names} start from random weights")
+        else:
+            print(f"initial weights of {names}: {checkpoints.load_nets(nets, path, cfg.model.backbone)}")
         method = build_method(cfg, nets, labelled_ids)
         optimizer = make_optimizer(cfg, steps_per_epoch)
         optimizer.build(method.trainable_variables)
@@ -208,6 +212,7 @@ def run(cfg: Config, verbose: int = 2, strategy: tf.distribute.Strategy | None =
     created before any other TF op, so the CLI makes it first).
     """
     t = cfg.train
+    checkpoints.check_pretrained(cfg)
     os.makedirs(cfg.workdir, exist_ok=True)
     set_precision(t.mixed_precision)
     strategy = strategy or make_strategy(t.strategy)
@@ -217,8 +222,18 @@ def run(cfg: Config, verbose: int = 2, strategy: tf.distribute.Strategy | None =
 
         f.write(dump(cfg))
 
-    ds, ref_steps = pipeline.train_dataset(cfg)
-    steps = t.steps_per_epoch or ref_steps
+    if strategy.num_replicas_in_sync > 1:
+        # every input pipeline takes its own positions of the same epoch order (pipeline.train_dataset)
+        made = {}
+
+        def dataset_fn(ctx):
+            made["ds"], made["steps"] = pipeline.train_dataset(cfg, input_context=ctx)
+            return made["ds"]
+
+        ds = strategy.distribute_datasets_from_function(dataset_fn)
+        steps = made["steps"]
+    else:
+        ds, steps = pipeline.train_dataset(cfg)
     lab = pipeline.open_source(cfg.data.labelled, "labelled")
     labelled_ids = list(lab.joint_set.to_union)
     nets, method, optimizer = build(cfg, strategy, steps, labelled_ids)

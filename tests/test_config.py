@@ -37,6 +37,48 @@ def test_paper_configs_exist_and_reproduce_reference_table():
         assert not any(vars(config.load(name).fixes).values()), name
 
 
+#: MODEL.PRETRAINED of every reference yaml (REFERENCE.md section 11), and the published baselines' files.
+PRETRAINED = {
+    "coco1k_cons": "resnet18-5c106cde.pth", "coco1k_dual": "resnet18_5c_gluon_posedual.pth",
+    "coco1k_dual_jointcut": "resnet18_5c_gluon_posedual.pth", "coco1k_dual_randaug": "resnet18_5c_gluon_posedual.pth",
+    "coco5k_dual": "resnet18_5c_gluon_posedual.pth", "coco10k_dual": "resnet18_5c_gluon_posedual.pth",
+    "coco_wild_dual_res50": "resnet50-19c8e357.pth", "coco_wild_dual_res101": "resnet101-5d3b4d8f.pth",
+    "coco_wild_dual_res152": "resnet152-b121ed2d.pth", "coco_wild_dual_hrnet_w48_384x288": "hrnet_w48-8ef0771d.pth",
+    "mpii_aic_dual_res18": "resnet18-5c106cde.pth", "coco1k_sup": "resnet18-5c106cde.pth",
+    "coco5k_sup": "resnet18-5c106cde.pth", "coco10k_sup": "resnet18-5c106cde.pth",
+    "coco_sup_res50": "resnet50-19c8e357.pth", "coco_sup_hrnet_w48": "hrnet_w48-8ef0771d.pth",
+}
+
+
+def test_every_paper_config_starts_from_the_reference_weights_file():
+    assert set(PRETRAINED) == set(PAPER) | {"coco1k_sup", "coco5k_sup", "coco10k_sup", "coco_sup_res50",
+                                            "coco_sup_hrnet_w48"}
+    for name, file in PRETRAINED.items():
+        assert config.load(name).model.pretrained == f"models/pytorch/imagenet/{file}", name
+    moved = config.load("coco1k_dual", ["model.weights_dir=/w/"])
+    assert moved.model.pretrained == "/w/resnet18_5c_gluon_posedual.pth"
+    for name in ("demo_sup", "demo_cons", "demo_dual"):
+        assert config.load(name).model.pretrained == "none"
+
+
+def test_supervised_baselines_are_like_for_like():
+    for n, dual in (("1", "coco1k_dual"), ("5", "coco5k_dual"), ("10", "coco10k_dual")):
+        sup, d = config.load(f"coco{n}k_sup"), config.load(dual)
+        assert sup.train.steps_per_epoch == 4682 == -(-149813 // 32)
+        assert sup.data.labelled_sampling == "replacement"          # as PoseDual's supervised branch draws
+        assert (sup.train.epochs, sup.train.lr_step, sup.train.batch_size) == (d.train.epochs, d.train.lr_step, 32)
+        assert sup.data.labelled.max_instances == d.data.labelled.max_instances
+        assert (sup.data.rot_factor, sup.data.scale_factor) == (d.data.rot_factor, d.data.scale_factor)
+    assert config.load("coco1k_cons").train.steps_per_epoch == 0
+    r50 = config.load("coco_sup_res50")        # SimpleBaseline 256x192_d256x3_adam_lr1e-3
+    assert (r50.data.rot_factor, r50.data.scale_factor, r50.data.prob_half_body, r50.data.color_rgb,
+            r50.train.batch_size, r50.train.epochs, r50.train.lr_step) == (40.0, 0.3, 0.0, False, 128, 140, [90, 120])
+    hr = config.load("coco_sup_hrnet_w48")     # HRNet w48_384x288_adam_lr1e-3
+    assert (hr.data.rot_factor, hr.data.scale_factor, hr.data.prob_half_body, hr.data.num_joints_half_body,
+            hr.data.color_rgb, hr.data.sigma, hr.train.batch_size, hr.train.epochs, hr.train.lr_step) == \
+        (45.0, 0.35, 0.3, 8, True, 3.0, 96, 210, [170, 200])
+
+
 def test_inheritance_states_only_differences():
     base, child = config.load("coco1k_dual"), config.load("coco5k_dual")
     assert child.data.labelled.max_instances == 5000

@@ -154,3 +154,70 @@ def test_train_mode_batchnorm_updates_running_stats_like_torch(tmp_path):
         mod = dict(ref.named_modules())[key]
         np.testing.assert_allclose(mean, mod.running_mean.numpy(), atol=1e-5)
         np.testing.assert_allclose(var, mod.running_var.numpy(), rtol=1e-5, atol=1e-5)  # unbiased, as PyTorch
+
+
+def _gluon_style_posedual_file(path):
+    """A state dict laid out as resnet18_5c_gluon_posedual.pth (REFERENCE.md 9.1): two ImageNet
+    backbones under ``resnet.`` and ``resnet2.``, no pose heads, classifier keys kept."""
+    one = tr.randomise(tr.PoseResNet(18), seed=11)
+    two = tr.randomise(tr.PoseResNet(18), seed=12)
+    state = {}
+    for prefix, model in (("resnet.", one), ("resnet2.", two)):
+        for k, v in model.state_dict().items():
+            if not k.startswith(("deconv", "final")):
+                state[prefix + k] = v
+        state[prefix + "fc.weight"] = torch.zeros(1000, 512)
+    torch.save(state, path)
+    return one, two
+
+
+def test_gluon_style_posedual_file_fills_net1_and_net2_from_their_own_backbones(tmp_path):
+    one, two = _gluon_style_posedual_file(tmp_path / "resnet18_5c_gluon_posedual.pth")
+    nets = [pose_resnet(18, (64, 64, 3), 24, name=f"net{i}") for i in (1, 2)]
+    heads = [net.get_layer("final_layer").get_weights()[0].copy() for net in nets]
+    reports = convert.load_into(nets, str(tmp_path / "resnet18_5c_gluon_posedual.pth"), "resnet")
+    assert [r.source for r in reports] == ["net1", "net2"] and all(not r.missing for r in reports)
+    for net, ref in zip(nets, (one, two)):
+        np.testing.assert_array_equal(net.get_layer("layer4.1.conv2").get_weights()[0],
+                                      ref.layer4[1].conv2.weight.detach().numpy().transpose(2, 3, 1, 0))
+    for net, before in zip(nets, heads):   # heads keep the reference's N(0, 0.001) init
+        np.testing.assert_array_equal(net.get_layer("final_layer").get_weights()[0], before)
+    # a single-network method (PoseCons) given the same file takes the resnet.* backbone, as the reference
+    single = [pose_resnet(18, (64, 64, 3), 24, name="net1")]
+    convert.load_into(single, str(tmp_path / "resnet18_5c_gluon_posedual.pth"), "resnet")
+    np.testing.assert_array_equal(single[0].get_layer("conv1").get_weights()[0],
+                                  one.conv1.weight.detach().numpy().transpose(2, 3, 1, 0))
+
+
+def test_training_build_loads_pretrained_into_both_nets_and_says_so(tmp_path, capsys):
+    import tensorflow as tf
+
+    from posedual_tf import training
+
+    one, two = _gluon_style_posedual_file(tmp_path / "resnet18_5c_gluon_posedual.pth")
+    cfg = config.load("coco1k_dual", ["data.image_size=[64,64]", "data.heatmap_size=[16,16]",
+                                      f"model.weights_dir={tmp_path}"])
+    assert cfg.model.pretrained == f"{tmp_path}/resnet18_5c_gluon_posedual.pth"
+    nets, _, _ = training.build(cfg, tf.distribute.get_strategy(), 10, list(range(24)))
+    log = capsys.readouterr().out
+    assert "resnet18_5c_gluon_posedual.pth" in log and "net1 " in log and "net2 " in log and "resnet2.*" in log
+    for net, ref in zip(nets, (one, two)):
+        np.testing.assert_array_equal(net.get_layer("conv1").get_weights()[0],
+                                      ref.conv1.weight.detach().numpy().transpose(2, 3, 1, 0))
+    cfg = config.load("coco1k_dual", ["data.image_size=[64,64]", "data.heatmap_size=[16,16]", "model.pretrained=none"])
+    training.build(cfg, tf.distribute.get_strategy(), 10, list(range(24)))
+    assert "model.pretrained: none: net1, net2 start from random weights" in capsys.readouterr().out
+
+
+def test_paper_train_command_without_the_weights_file_stops_at_once_naming_it(tmp_path):
+    import time
+
+    start = time.time()
+    out = subprocess.run([sys.executable, "-m", "posedual_tf.train", "--config", "coco1k_dual",
+                          f"--set=workdir={tmp_path}/run"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode != 0
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: model.pretrained: models/pytorch/imagenet/resnet18_5c_gluon_posedual.pth not found")
+    assert "xierc/Semi_Human_Pose" in last and "--set model.pretrained=none" in last
+    assert time.time() - start < 60
+    assert not (tmp_path / "run").exists()          # stopped before any data or workdir work

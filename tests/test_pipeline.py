@@ -1,6 +1,8 @@
 """tf.data pipeline on the real COCO samples: crops, flips, targets, mixing, seeds, eval, corruption."""
 from __future__ import annotations
 
+import os
+
 import cv2
 import numpy as np
 import pytest
@@ -12,7 +14,7 @@ from posedual_tf.data import augment, pipeline, records
 
 def _cfg(coco_records, det_records, *extra):
     return config.load("coco1k_dual", [f"data.labelled.records={coco_records}", f"data.unlabelled.records={det_records}",
-                                       f"data.val.records={coco_records}", "train.batch_size=4", "data.shuffle_buffer=8",
+                                       f"data.val.records={coco_records}", "train.batch_size=4",
                                        *extra])
 
 
@@ -76,10 +78,11 @@ def test_steps_per_epoch_is_the_unlabelled_set(coco_records, det_records):
     _, steps = pipeline.train_dataset(cfg)
     assert steps == int(np.ceil(118 / 32))
     sup = config.load("coco1k_sup", [f"data.labelled.records={coco_records}", "data.labelled.max_instances=5",
-                                     "train.batch_size=2"])
+                                     "train.batch_size=2", "train.steps_per_epoch=0"])
     ds, steps = pipeline.train_dataset(sup)
     assert steps == 3
-    assert next(iter(ds))["image"].shape[0] == 2
+    sizes = [int(b["image"].shape[0]) for b in ds.take(6)]
+    assert sizes == [2, 2, 1, 2, 2, 1]          # the epoch is the labelled set, its last batch partial
 
 
 def test_eval_dataset_detected_boxes_threshold(coco_records, det_records):
@@ -94,7 +97,7 @@ def test_eval_dataset_detected_boxes_threshold(coco_records, det_records):
 def test_corrupt_image_in_a_record_is_dropped(shared, coco_records, det_records, tmp_path):
     from tfrecords_tools import coco
 
-    entries, _, jset = coco.build_entries(str(shared / "coco/test_coco.json"), str(shared / "coco"))
+    entries, _, jset, _ = coco.build_entries(str(shared / "coco/test_coco.json"), str(shared / "coco"))
     prefix = str(tmp_path / "bad")
     with tf.io.TFRecordWriter(records.shard_paths(prefix, 1)[0]) as w:
         for i, e in enumerate(entries):
@@ -102,8 +105,11 @@ def test_corrupt_image_in_a_record_is_dropped(shared, coco_records, det_records,
             w.write(records.encode_example(e, data, 17).SerializeToString())
     import json
 
-    json.dump({"joint_set": "coco", "num_joints": 17, "num_images": 4, "shards": [],
-               "num_instances": sum(len(e.persons) for e in entries)}, open(prefix + ".json", "w"))
+    people = [len(e.persons) for e in entries]
+    shard = {"file": os.path.basename(records.shard_paths(prefix, 1)[0]), "records": 4, "instances": sum(people),
+             "record_people": people}
+    json.dump({"joint_set": "coco", "num_joints": 17, "num_images": 4, "shards": [shard],
+               "num_instances": sum(people)}, open(prefix + ".json", "w"))
     cfg = _cfg(coco_records, det_records, f"data.val.records={prefix}")
     ds, src = pipeline.eval_dataset(cfg, batch_size=64)
     n = sum(int(b["image"].shape[0]) for b in ds)
@@ -127,3 +133,66 @@ def test_rand_augment_ops_stay_in_range_and_invert_is_exact():
     np.testing.assert_array_equal(augment._posterize(img, 4).numpy(), (img.numpy().astype(int) >> 4 << 4))
     eq = augment._equalize(img).numpy()
     assert eq.min() == 0 and eq.max() >= 240
+
+
+def _people_of(batches, key="person"):
+    return [int(p) for b in batches for p in b[key].numpy()]
+
+
+def test_epochs_are_fresh_uniform_permutations_of_the_people(coco_records, det_records):
+    cfg = _cfg(coco_records, det_records)
+    unl = pipeline.open_source(cfg.data.unlabelled, "unlabelled")
+    orders = [pipeline.epoch_order(unl.num_instances, unl.num_instances, 3, e, "permutation").numpy() for e in (0, 1)]
+    for o in orders:
+        assert sorted(o) == list(range(unl.num_instances))           # every person once per epoch
+    assert not np.array_equal(orders[0], orders[1])                 # a new order every epoch
+    assert not np.array_equal(orders[0], np.arange(unl.num_instances))
+    # the fetched person is the one asked for: its record and slot in file order
+    fetch = pipeline.person_fetcher(unl)
+    file_order = list(pipeline.instances(unl))
+    for i in orders[0][:5]:
+        got = fetch(tf.constant(i))
+        np.testing.assert_array_equal(got["box"], file_order[i]["box"])
+        assert int(got["image_id"]) == int(file_order[i]["image_id"]) and int(got["person"]) == i
+    draws = pipeline.epoch_order(5, 4000, 3, 0, "replacement").numpy()
+    assert draws.min() == 0 and draws.max() == 4 and abs(np.bincount(draws).std() / 800) < 0.1
+
+
+def test_labelled_stream_draws_with_replacement_and_supervised_permutes(coco_records, det_records):
+    cfg = _cfg(coco_records, det_records)
+    assert pipeline.labelled_sampling(cfg) == "replacement"
+    sup = config.load("coco1k_sup", [f"data.labelled.records={coco_records}", "data.labelled_sampling=auto"])
+    assert pipeline.labelled_sampling(sup) == "permutation"
+    assert pipeline.labelled_sampling(config.load("coco1k_sup")) == "replacement"
+
+
+def test_subset_is_the_same_people_whatever_the_number_of_workers(coco_records, det_records):
+    """max_instances selects the first N people in file order before the streams are split; the
+    input pipelines of a multi-worker run take disjoint positions of one epoch order that together
+    cover every selected person."""
+    cfg = _cfg(coco_records, det_records, "data.labelled.max_instances=7", "method.name=supervised",
+               "data.labelled_sampling=permutation", "train.batch_size=2")
+    lab = pipeline.open_source(cfg.data.labelled, "labelled")
+    first7 = list(range(7))
+    assert [int(e["person"]) for e in pipeline.instances(lab)] == first7
+    seen = []
+    for worker in range(2):
+        ctx = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=worker, num_replicas_in_sync=2)
+        fetch = pipeline.person_fetcher(lab)
+        order = pipeline.epoch_order(lab.num_instances, 8, cfg.train.seed, 0, "permutation")[worker::2]
+        seen.append([int(fetch(i)["person"]) for i in order])
+        ds, steps = pipeline.train_dataset(cfg, input_context=ctx)
+        assert steps == 4 and all(int(b["image"].shape[0]) == 1 for b in ds.take(8))   # per-replica, full
+    assert len(seen[0]) == len(seen[1]) == 4
+    assert set(seen[0]) | set(seen[1]) == set(first7)
+
+
+def test_crops_are_integer_valued_as_the_reference_uint8_warp(coco_records, det_records):
+    cfg = _cfg(coco_records, det_records, "method.rand_aug=true", "method.rand_magnitude=20")
+    maker = pipeline.SampleMaker(cfg)
+    crop, *_ = maker.crop(_first_person(coco_records), tf.constant(1.1), tf.constant(13.0), tf.constant(False))
+    c = crop.numpy()
+    np.testing.assert_array_equal(c, np.round(c))
+    assert c.min() >= 0 and c.max() <= 255
+    # so Posterize keeps exactly the top bits of the crop's own uint8 values
+    np.testing.assert_array_equal(augment._posterize(crop, 4).numpy(), c.astype(int) >> 4 << 4)

@@ -216,7 +216,7 @@ def test_custom_keypoint_set_converts(shared, tmp_path):
         a["keypoints"] = k.ravel().tolist()
     path = tmp_path / "custom.json"
     path.write_text(json.dumps(ann))
-    entries, skipped, jset = coco.build_entries(str(path), str(shared / "coco"))
+    entries, skipped, jset, _ = coco.build_entries(str(path), str(shared / "coco"))
     assert jset.name == "custom" and jset.to_union == (14, 17, 4, 1)
     assert sum(len(e.persons) for e in entries) == sum(
         1 for a in ann["annotations"] if not a["iscrowd"] and max(a["keypoints"]) > 0)

@@ -139,8 +139,7 @@ def _run(args, **kw):
 
 SMALL_DEMO = ["--set=data.synthetic.labelled_images=12", "--set=data.synthetic.unlabelled_images=12",
               "--set=data.synthetic.val_images=4", "--set=train.batch_size=4", "--set=train.steps_per_epoch=3",
-              "--set=train.epochs=3", "--set=train.val_interval=10", "--set=model.width_multiplier=0.125",
-              "--set=data.shuffle_buffer=16"]
+              "--set=train.epochs=3", "--set=train.val_interval=10", "--set=model.width_multiplier=0.125"]
 
 
 def test_kill_and_resume_reaches_same_final_step(tmp_path):

@@ -24,43 +24,60 @@ from tfrecords_tools.writer import ConversionError, field
 
 
 def clean_box(box, width: int, height: int) -> tuple[float, float, float, float] | None:
-    """The reference box clean-up: clip to the image, about 1 px narrower; None if empty."""
+    """The reference box clean-up: clip to the image, about 1 px narrower; None if the corners cross."""
     x, y, w, h = box
     x1, y1 = max(0.0, x), max(0.0, y)
     x2 = min(width - 1.0, x1 + max(0.0, w - 1.0))
     y2 = min(height - 1.0, y1 + max(0.0, h - 1.0))
-    if x2 >= x1 and y2 >= y1 and w * h > 0:
+    if x2 >= x1 and y2 >= y1:
         return x1, y1, x2 - x1, y2 - y1
     return None
 
 
-def keypoint_categories(data: dict, path: str) -> tuple[set[int], joints.JointSet]:
-    """Category ids that declare keypoints, and their joint set."""
+def keypoint_categories(data: dict, path: str, keypoint_map: dict[str, str] | None = None,
+                        keypoint_names: list[str] | None = None) -> tuple[set[int], joints.JointSet]:
+    """Category ids that declare keypoints, and their joint set (``keypoint_names`` replaces the
+    categories' names; ``keypoint_map`` places names that are neither COCO nor union names)."""
     cats = field(data, "categories", path, types=list)
     with_kp = [c for c in cats if isinstance(c, dict) and c.get("keypoints")]
     if not with_kp:
         raise ConversionError(f"{path}: categories: no category declares 'keypoints'")
     names = {tuple(c["keypoints"]) for c in with_kp}
-    if len(names) > 1:
+    if len(names) > 1 and not keypoint_names:
         raise ConversionError(f"{path}: categories: keypoint categories disagree on their 'keypoints' lists")
     try:
-        jset = joints.coco_set_for_keypoint_names(next(iter(names)))
+        jset = joints.coco_set_for_keypoint_names(keypoint_names or next(iter(names)), keypoint_map)
     except ValueError as e:
         raise ConversionError(f"{path}: categories.keypoints: {e}") from None
     return {int(field(c, "id", path, "categories")) for c in with_kp}, jset
 
 
-def build_entries(ann_path: str, images_dir: str, max_instances: int = 0):
-    """Entries, skipped annotations and the joint set of a COCO-format keypoint file."""
+def _count_mismatch(path: str, aid: int, values: int, jset: joints.JointSet, named: bool) -> ConversionError:
+    source = "--keypoint-names" if named else "the category's 'keypoints'"
+    return ConversionError(
+        f"{path}: annotation {aid}: 'keypoints' holds {values} numbers ({values / 3:g} joints) but {source} "
+        f"names {jset.num_joints}; give the names of the annotated joints in their order with "
+        f"--keypoint-names n1,n2,... (and --keypoint-map name=union_name for names that are not COCO or union names)")
+
+
+def build_entries(ann_path: str, images_dir: str, max_instances: int = 0,
+                  keypoint_map: dict[str, str] | None = None, keypoint_names: list[str] | None = None):
+    """Entries, skipped annotations, the joint set and notes of a COCO-format keypoint file.
+
+    The reference's rule, in its order (REFERENCE.md section 2): crowd annotations out; the box
+    cleaned and kept if ``area > 0`` and its corners do not cross (``area`` is the annotation's field;
+    a file without it, e.g. CrowdPose, falls back to the raw box's ``w * h``, counted in the notes);
+    non-keypoint categories out; annotations whose keypoint list is all zeros out.
+    """
     data = writer.load_json(ann_path)
-    cat_ids, jset = keypoint_categories(data, ann_path)
+    cat_ids, jset = keypoint_categories(data, ann_path, keypoint_map, keypoint_names)
     images = field(data, "images", ann_path, types=list)
     anns = field(data, "annotations", ann_path, types=list)
     by_image: dict[int, list[dict]] = {}
     for i, a in enumerate(anns):
         by_image.setdefault(field(a, "image_id", ann_path, f"annotations[{i}]"), []).append(a)
 
-    entries, skipped, total = [], [], 0
+    entries, skipped, total, area_from_box = [], [], 0, 0
     for i, img in enumerate(images):
         where = f"images[{i}]"
         image_id = int(field(img, "id", ann_path, where))
@@ -75,48 +92,75 @@ def build_entries(ann_path: str, images_dir: str, max_instances: int = 0):
             if a.get("iscrowd", 0):
                 skipped.append({"annotation": aid, "image_id": image_id, "reason": "crowd"})
                 continue
-            if int(field(a, "category_id", ann_path, f"annotation {aid}")) not in cat_ids:
-                skipped.append({"annotation": aid, "image_id": image_id, "reason": "not a keypoint category"})
-                continue
             raw = field(a, "bbox", ann_path, f"annotation {aid}", list)
-            kps = field(a, "keypoints", ann_path, f"annotation {aid}", list)
-            if len(raw) != 4 or len(kps) != 3 * jset.num_joints:
-                raise ConversionError(f"{ann_path}: annotation {aid}: field 'bbox' needs 4 numbers and "
-                                      f"'keypoints' {3 * jset.num_joints}")
-            box = clean_box([float(v) for v in raw], width, height)
+            if len(raw) != 4:
+                raise ConversionError(f"{ann_path}: annotation {aid}: field 'bbox' needs 4 numbers, got {len(raw)}")
+            raw = [float(v) for v in raw]
+            if "area" in a:
+                area = float(field(a, "area", ann_path, f"annotation {aid}", (int, float)))
+            else:
+                area, area_from_box = raw[2] * raw[3], area_from_box + 1
+            box = clean_box(raw, width, height)
+            if not area > 0:
+                skipped.append({"annotation": aid, "image_id": image_id, "reason": "area not > 0"})
+                continue
             if box is None:
                 skipped.append({"annotation": aid, "image_id": image_id, "reason": "empty box after clipping"})
                 continue
+            if int(field(a, "category_id", ann_path, f"annotation {aid}")) not in cat_ids:
+                skipped.append({"annotation": aid, "image_id": image_id, "reason": "not a keypoint category"})
+                continue
+            kps = field(a, "keypoints", ann_path, f"annotation {aid}", list)
+            if len(kps) != 3 * jset.num_joints:
+                raise _count_mismatch(ann_path, aid, len(kps), jset, bool(keypoint_names))
             kp = np.asarray(kps, np.float32).reshape(-1, 3)
             if kp.max() == 0:
                 skipped.append({"annotation": aid, "image_id": image_id, "reason": "no keypoints"})
                 continue
             kp[:, 2] = np.minimum(kp[:, 2], 1.0)
-            persons.append(records.Person(box=box, raw_box=[float(v) for v in raw], score=1.0,
-                                          ann_id=aid, keypoints=kp))
+            persons.append(records.Person(box=box, raw_box=raw, score=1.0, ann_id=aid, keypoints=kp))
             total += 1
         entries.append(records.ImageEntry(os.path.join(images_dir, name), name, image_id, height, width, persons))
         if max_instances and total >= max_instances:
             break
-    return entries, skipped, jset
+    notes = {}
+    if area_from_box:
+        notes["area_from_box"] = (f"{area_from_box} annotations have no 'area' field; the reference's area > 0 "
+                                  "test used the raw box's w * h for them")
+    return entries, skipped, jset, notes
 
 
 def convert(annotations: str, images: str, output: str, max_instances: int = 0, num_shards: int = 0,
-            workers: int = 2) -> dict:
+            workers: int = 2, keypoint_map: dict[str, str] | None = None,
+            keypoint_names: list[str] | None = None) -> dict:
     """Convert one COCO-format keypoint file; returns the manifest."""
-    entries, skipped, jset = build_entries(annotations, images, max_instances)
+    entries, skipped, jset, notes = build_entries(annotations, images, max_instances, keypoint_map, keypoint_names)
+    extra = {"source": "coco", "max_instances": max_instances, "notes": notes}
+    if keypoint_map:
+        extra["keypoint_map"] = keypoint_map
     return writer.write_dataset(entries, output, joint_set=jset, sources=[annotations], skipped=skipped,
-                                num_shards=num_shards, workers=workers,
-                                extra={"source": "coco", "max_instances": max_instances})
+                                num_shards=num_shards, workers=workers, extra=extra)
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="python -m tfrecords_tools.coco", description=__doc__.split("\n\n")[0])
     ap.add_argument("--annotations", required=True, help="COCO-format keypoint annotation json")
     ap.add_argument("--max-instances", type=int, default=0, help="keep the first N instances (0 = all)")
+    ap.add_argument("--keypoint-map", default="", metavar="NAME=UNION,...",
+                    help="place keypoints whose names are neither COCO's (left_shoulder, ...) nor union joint names, "
+                         f"e.g. head=head_top; union names: {', '.join(joints.UNION_NAMES)}")
+    ap.add_argument("--keypoint-names", default="", metavar="N1,N2,...",
+                    help="the annotated joints' names in order, replacing the category's 'keypoints' list "
+                         "(for files whose list and annotations disagree)")
     writer.add_common_args(ap)
     args = ap.parse_args(argv)
-    manifest = convert(args.annotations, args.images, args.output, args.max_instances, args.num_shards, args.workers)
+    try:
+        kmap = joints.parse_keypoint_map(args.keypoint_map)
+    except ValueError as e:
+        raise ConversionError(str(e)) from None
+    names = [n.strip() for n in args.keypoint_names.split(",") if n.strip()] or None
+    manifest = convert(args.annotations, args.images, args.output, args.max_instances, args.num_shards, args.workers,
+                       kmap or None, names)
     writer.report(manifest, args.output)
 
 

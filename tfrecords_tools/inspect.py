@@ -33,12 +33,6 @@ def draw_person(img: np.ndarray, box, keypoints: np.ndarray | None, jset: joints
             cv2.circle(img, tuple(int(round(v)) for v in keypoints[k, :2]), 3, (0, 0, 255), -1)
 
 
-def joint_set_of(manifest: dict) -> joints.JointSet:
-    if manifest["joint_set"] in joints.JOINT_SETS:
-        return joints.get(manifest["joint_set"])
-    return joints.coco_set_for_keypoint_names(manifest["joint_names"])
-
-
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="python -m tfrecords_tools.inspect", description=__doc__.split("\n\n")[0])
     ap.add_argument("prefix", help="dataset prefix (the manifest is PREFIX.json)")
@@ -49,7 +43,7 @@ def main(argv=None) -> None:
         manifest = records.read_manifest(args.prefix)
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"error: {e}")
-    jset = joint_set_of(manifest)
+    jset = joints.from_manifest(manifest)
     print(f"{args.prefix}: joint set {jset.name} ({jset.num_joints} joints), "
           f"{manifest['num_images']} images, {manifest['num_instances']} people, "
           f"{manifest['num_skipped']} skipped")

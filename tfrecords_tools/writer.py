@@ -157,7 +157,8 @@ def write_dataset(entries: Sequence[records.ImageEntry], prefix: str, *, joint_s
             spec = _spec_hash(chunk, sizes[bounds[index]:bounds[index + 1]])
             part_file = os.path.join(parts_dir, f"{index:05d}.json")
             part = _read_part(part_file)
-            if part and part["spec"] == spec and os.path.exists(path) and sha256_file(path) == part["sha256"]:
+            if (part and part["spec"] == spec and "record_people" in part and os.path.exists(path)
+                    and sha256_file(path) == part["sha256"]):
                 shard_infos.append(part)
                 reused += 1
                 bar.update(len(chunk))
@@ -184,7 +185,8 @@ def write_dataset(entries: Sequence[records.ImageEntry], prefix: str, *, joint_s
         "skipped_by_reason": dict(Counter(item["reason"] for item in skipped)),
         "sources": [{"path": os.path.abspath(s), "sha256": sha256_file(s)} for s in sources],
         "shards": [{"file": os.path.basename(p), "records": s["records"], "instances": s["instances"],
-                    "bytes": s["bytes"], "sha256": s["sha256"]} for p, s in zip(paths, shard_infos)],
+                    "bytes": s["bytes"], "sha256": s["sha256"], "record_people": s["record_people"]}
+                   for p, s in zip(paths, shard_infos)],
         "skipped": skipped,
         "stats": {"seconds": round(elapsed, 3), "shards_reused": reused,
                   "records_written": written_records, "bytes_written": written_bytes},
@@ -219,7 +221,7 @@ def _write_shard(chunk, path, spec, num_joints, pool, bar) -> dict:
     import tensorflow as tf
 
     tmp = f"{path}.tmp-{os.getpid()}"
-    skipped, n_records, n_instances = [], 0, 0
+    skipped, people = [], []
     with tf.io.TFRecordWriter(tmp) as writer:
         results = pool.map(check_image, [e.path for e in chunk], chunksize=4)
         for entry, (data, reason, size) in zip(chunk, results):
@@ -237,13 +239,12 @@ def _write_shard(chunk, path, spec, num_joints, pool, bar) -> dict:
                                 "instances": len(entry.persons)})
                 continue
             writer.write(records.encode_example(entry, data, num_joints).SerializeToString(deterministic=True))
-            n_records += 1
-            n_instances += len(entry.persons)
+            people.append(len(entry.persons))
     digest = sha256_file(tmp)
     size = os.path.getsize(tmp)
     os.replace(tmp, path)
-    return {"spec": spec, "sha256": digest, "records": n_records, "instances": n_instances,
-            "bytes": size, "skipped": skipped}
+    return {"spec": spec, "sha256": digest, "records": len(people), "instances": sum(people),
+            "record_people": people, "bytes": size, "skipped": skipped}
 
 
 def load_json(path: str) -> Any:

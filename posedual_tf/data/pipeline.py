@@ -1,13 +1,15 @@
 """tf.data input pipelines: person crops, Gaussian targets, labelled + unlabelled mixing, eval crops.
 
-* :func:`instances` turns the per-image records of a dataset into per-person elements (union-24
-  joints), in file order, keeping the first ``max_instances``.
+* :func:`person_fetcher` reads any person of a dataset directly (union-24 joints) through the
+  shard index (:mod:`record_index`); :func:`instances` serves them in file order, keeping the
+  first ``max_instances``.
 * :func:`labelled_parser`, :func:`unlabelled_parser` and :func:`eval_parser` make one sample.
-* :func:`train_dataset` mixes the streams as the reference: an epoch is the unlabelled set,
-  each unlabelled person is paired with a labelled one drawn from an endlessly reshuffled
-  labelled stream; :func:`eval_dataset` serves GT or detected boxes with decode meta.
+* :func:`train_dataset` mixes the streams as the reference: an epoch is a uniform permutation of
+  the unlabelled people, each paired with a labelled person drawn uniformly with replacement;
+  :func:`eval_dataset` serves GT or detected boxes with decode meta.
 
-Every random draw is stateless and seeded per element, so the same seed gives the same batches.
+Every random draw is stateless and seeded per epoch and element, so the same seed gives the same
+batches.
 
 Example:
     >>> cfg = config.load("coco1k_dual")
@@ -25,7 +27,7 @@ import tensorflow as tf
 
 from posedual_tf import codec, geometry, joints as joint_sets
 from posedual_tf.config import Config, DatasetConfig
-from posedual_tf.data import augment, records
+from posedual_tf.data import augment, record_index, records
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -50,63 +52,88 @@ class MissingRecordsError(FileNotFoundError):
 class Source:
     prefix: str
     joint_set: joint_sets.JointSet
+    #: people used (after ``max_instances``), in file order
     num_instances: int
     max_instances: int
     manifest: dict
+    index: record_index.RecordIndex
 
 
 def open_source(ds_cfg: DatasetConfig, role: str) -> Source:
-    """Read a dataset's manifest; a missing one is a one-line error with the converter command."""
+    """Read a dataset's manifest and index its shards; a missing one is a one-line error with the
+    converter command."""
     prefix = ds_cfg.records
     if not prefix:
         raise MissingRecordsError(f"data.{role}.records: empty; set it to a TFRecord prefix")
     try:
         manifest = records.read_manifest(prefix)
-        records.existing_shards(prefix)
     except FileNotFoundError:
         cmd = CONVERT_COMMANDS.get(ds_cfg.source, CONVERT_COMMANDS["coco"]).format(prefix=prefix)
         raise MissingRecordsError(f"data.{role}.records: no TFRecords at {prefix}; create them with: {cmd}") from None
-    name = manifest["joint_set"]
-    jset = joint_sets.get(name) if name in joint_sets.JOINT_SETS else \
-        joint_sets.coco_set_for_keypoint_names(manifest["joint_names"])
-    n = manifest["num_instances"]
+    try:
+        index = record_index.load(prefix, manifest)
+    except record_index.ShardMismatchError as e:
+        raise MissingRecordsError(f"data.{role}.records: {e}") from None
+    jset = joint_sets.from_manifest(manifest)
+    n = index.num_people
     if ds_cfg.max_instances:
         n = min(n, ds_cfg.max_instances)
-    return Source(prefix, jset, n, ds_cfg.max_instances, manifest)
+    return Source(prefix, jset, n, ds_cfg.max_instances, manifest, index)
 
 
-def instances(source: Source, input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
-    """Per-person elements of a dataset, in file order (first ``max_instances`` only).
+def person_fetcher(source: Source):
+    """``person number (file order) -> person element``: reads the person's image record directly.
 
-    Element keys: ``encoded``, ``image_id``, ``box [4]``, ``raw_box [4]``, ``score``,
-    ``joints [24, 2]``, ``vis [24]``, ``has_keypoints``.
+    Element keys: ``encoded``, ``image_id``, ``box [4]``, ``raw_box [4]``, ``score``, ``ann_id``,
+    ``person`` (the number itself), ``joints [24, 2]``, ``vis [24]``, ``has_keypoints``.
     """
     jset = source.joint_set
     from_union = np.array(jset.from_union)
     gather_idx = tf.constant(np.maximum(from_union, 0), tf.int32)
     covered = tf.constant((from_union >= 0).astype(np.float32))
     det_vis = tf.constant(jset.union_mask())
+    read = record_index.record_reader(source.index)
+    person_record = tf.constant(source.index.person_record)
+    person_slot = tf.constant(source.index.person_slot)
 
-    def split(serialized):
-        r = records.decode_example(serialized, jset.num_joints)
-        n = tf.shape(r["boxes"])[0]
-        kp = tf.gather(r["keypoints"], gather_idx, axis=1) * covered[None, :, None]      # [N, 24, 3]
-        has = r["has_keypoints"] > 0
-        vis = tf.where(has[:, None], kp[..., 2], det_vis[None, :])
-        return tf.data.Dataset.from_tensor_slices({
-            "encoded": tf.fill([n], r["image/encoded"]),
-            "image_id": tf.fill([n], r["image/id"]),
-            "box": r["boxes"], "raw_box": r["raw_boxes"], "score": r["scores"],
-            "joints": kp[..., :2], "vis": vis, "has_keypoints": tf.cast(has, tf.int32),
-        })
+    def fetch(person):
+        person = tf.cast(person, tf.int32)
+        r = records.decode_example(read(tf.gather(person_record, person)), jset.num_joints)
+        k = tf.gather(person_slot, person)
+        kp = tf.gather(r["keypoints"][k], gather_idx, axis=0) * covered[:, None]      # [24, 3]
+        has = r["has_keypoints"][k] > 0
+        return {"encoded": r["image/encoded"], "image_id": r["image/id"], "box": r["boxes"][k],
+                "raw_box": r["raw_boxes"][k], "score": r["scores"][k], "ann_id": r["ann_ids"][k],
+                "person": tf.cast(person, tf.int64), "joints": kp[:, :2],
+                "vis": tf.where(has, kp[:, 2], det_vis), "has_keypoints": tf.cast(has, tf.int32)}
 
-    ds = tf.data.TFRecordDataset(records.existing_shards(source.prefix))
-    ds = ds.flat_map(split)
-    if source.max_instances:
-        ds = ds.take(source.max_instances)
-    if input_context is not None and input_context.num_input_pipelines > 1:
-        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-    return ds
+    return fetch
+
+
+def instances(source: Source) -> tf.data.Dataset:
+    """Per-person elements in file order (the first ``max_instances`` only); see :func:`person_fetcher`."""
+    calls = AUTOTUNE
+    return tf.data.Dataset.range(source.num_instances).map(person_fetcher(source), num_parallel_calls=calls,
+                                                           deterministic=True)
+
+
+def epoch_order(n: int, size: int, seed: int, epoch, sampling: str) -> tf.Tensor:
+    """``size`` person numbers in ``[0, n)`` for one epoch (int64 tensor).
+
+    ``permutation``: uniform permutations of all ``n`` people back to back (one per epoch when
+    ``size == n``, the reference DataLoader's shuffle); ``replacement``: independent uniform draws
+    (the reference's labelled indices); ``order``: file order, repeated.
+    """
+    epoch = tf.cast(epoch, tf.int64)
+    if sampling == "replacement":
+        return tf.random.stateless_uniform([size], tf.stack([tf.constant(seed, tf.int64), epoch]), minval=0,
+                                           maxval=n, dtype=tf.int64)
+    rounds = max(1, math.ceil(size / n))
+    if sampling == "order":
+        return tf.tile(tf.range(n, dtype=tf.int64), [rounds])[:size]
+    perms = [tf.random.experimental.stateless_shuffle(
+        tf.range(n, dtype=tf.int64), tf.stack([tf.constant(seed, tf.int64), epoch * 1000 + r])) for r in range(rounds)]
+    return tf.concat(perms, 0)[:size]
 
 
 # ------------------------------------------------------------------------------ one sample
@@ -157,7 +184,7 @@ class SampleMaker:
         return tf.where(fire, c, center), tf.where(fire, s, scale)
 
     def crop(self, elem, scale_mult, rot, flip, rng=None, half_body: bool = False):
-        """Crop one person; returns the uint8-valued crop, joints in crop space, visibility, c, s.
+        """Crop one person; returns the crop (float, integer values as the reference's uint8 warp), joints in crop space, visibility, c, s.
 
         Only the part of the image that the crop samples is decoded (JPEG partial decode).
         """
@@ -189,7 +216,8 @@ class SampleMaker:
         if not self.cfg.data.color_rgb:
             img = img[..., ::-1]
         inv = tf.concat([inv[:, :2], inv[:, 2:] - lo[:, None]], axis=1)
-        crop = geometry.tf_warp(img[None], inv[None], self.image_size)[0]
+        # cv2.warpAffine writes uint8: the reference's crops (and so its RandAugment input) are rounded
+        crop = tf.round(geometry.tf_warp(img[None], inv[None], self.image_size)[0])
         crop.set_shape([self.image_size[1], self.image_size[0], 3])
         moved = geometry.tf_transform_points(joints[None], m[None])[0]
         joints = tf.where(vis[:, None] > 0, moved, joints)
@@ -238,7 +266,7 @@ def unlabelled_parser(cfg: Config, labelled_mask: np.ndarray):
 
 
 def eval_parser(cfg: Config):
-    """``elem -> {image, center, scale, score, image_id, raw_box, area, target, weight}`` with no augmentation."""
+    """``elem -> {image, center, scale, score, image_id, ann_id, raw_box, area, target, weight}``, no augmentation."""
     maker = SampleMaker(cfg)
 
     def parse(elem):
@@ -247,7 +275,7 @@ def eval_parser(cfg: Config):
         target, weight = maker.targets(joints, vis)
         area = (scale[0] * geometry.PIXEL_STD) * (scale[1] * geometry.PIXEL_STD)
         return {"image": maker.normalise(crop), "center": center, "scale": scale, "score": elem["score"],
-                "image_id": elem["image_id"], "raw_box": elem["raw_box"], "area": area,
+                "image_id": elem["image_id"], "ann_id": elem["ann_id"], "raw_box": elem["raw_box"], "area": area,
                 "target": target, "weight": weight}
 
     return parse
@@ -255,46 +283,84 @@ def eval_parser(cfg: Config):
 
 # ------------------------------------------------------------------------------ datasets
 
-def _with_seeds(ds: tf.data.Dataset, seed: int) -> tf.data.Dataset:
-    return tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed=seed)))
-
-
 def _options() -> tf.data.Options:
     opts = tf.data.Options()
     opts.experimental_deterministic = True
+    # the streams are sharded by person (below), never by file
+    opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     return opts
+
+
+def labelled_sampling(cfg: Config) -> str:
+    """How the labelled people of an epoch are drawn (``data.labelled_sampling``, auto resolved)."""
+    s = cfg.data.labelled_sampling
+    if s != "auto":
+        return s
+    return "replacement" if _is_mixed(cfg) else "permutation"
+
+
+def _is_mixed(cfg: Config) -> bool:
+    return cfg.method.name != "supervised" and bool(cfg.data.unlabelled.records)
+
+
+def _element_seeds(n, seed: int, epoch) -> tf.Tensor:
+    return tf.random.stateless_uniform(tf.reshape(n, [1]), tf.stack([tf.constant(seed, tf.int64), epoch]),
+                                       minval=None, maxval=None, dtype=tf.int64)
 
 
 def train_dataset(cfg: Config, seed: int | None = None, batch_size: int | None = None,
                   input_context: tf.distribute.InputContext | None = None):
-    """The training stream and its steps per epoch.
+    """The training stream (endless) and its steps per epoch.
 
-    Supervised (no unlabelled records): batches of ``{image, target, weight}``; an epoch is the
-    labelled set. Otherwise batches of ``(labelled, unlabelled)`` dicts; an epoch is the
-    unlabelled set, the last batch partial as the reference.
+    Supervised (no unlabelled records): batches of ``{image, target, weight}``; otherwise batches of
+    ``(labelled, unlabelled)`` dicts. An epoch is the unlabelled set (supervised: the labelled set)
+    in a fresh uniform permutation of its people, the last batch partial as the reference; each
+    unlabelled person is paired with a labelled one drawn as ``data.labelled_sampling`` says
+    (reference: uniform, with replacement). With ``train.steps_per_epoch`` set, an epoch is that
+    many full batches. Under a multi-replica strategy (``input_context``) every batch is full, the
+    batch is the per-replica one, and input pipeline ``i`` of ``n`` takes positions ``i, i + n, ...``
+    of the same epoch order: the workers together see every selected person, whatever their number.
     """
     seed = cfg.train.seed if seed is None else seed
-    batch = batch_size or cfg.train.batch_size
+    global_batch = batch_size or cfg.train.batch_size
+    workers = input_context.num_input_pipelines if input_context else 1
+    worker = input_context.input_pipeline_id if input_context else 0
+    replicas = input_context.num_replicas_in_sync if input_context else 1
+    if global_batch % replicas:
+        raise ValueError(f"train.batch_size: {global_batch} does not split over {replicas} replicas")
+    per_replica = global_batch // replicas
     calls = cfg.data.num_parallel_calls if cfg.data.num_parallel_calls > 0 else AUTOTUNE
+    mixed = _is_mixed(cfg)
     lab = open_source(cfg.data.labelled, "labelled")
-    lab_ds = instances(lab, input_context)
-    has_unlabelled = cfg.method.name != "supervised" and bool(cfg.data.unlabelled.records)
-    if not has_unlabelled:
-        lab_ds = lab_ds.shuffle(cfg.data.shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
-        lab_ds = _with_seeds(lab_ds, seed).map(labelled_parser(cfg), num_parallel_calls=calls)
-        ds = lab_ds.ignore_errors(log_warning=True).batch(batch, drop_remainder=False)
-        steps = math.ceil(lab.num_instances / batch)
-        return ds.prefetch(AUTOTUNE).with_options(_options()), steps
-    unl = open_source(cfg.data.unlabelled, "unlabelled")
-    lab_ds = lab_ds.repeat().shuffle(cfg.data.shuffle_buffer, seed=seed)
-    lab_ds = _with_seeds(lab_ds, seed).map(labelled_parser(cfg), num_parallel_calls=calls)
-    unl_ds = instances(unl, input_context).shuffle(cfg.data.shuffle_buffer, seed=seed + 1,
-                                                   reshuffle_each_iteration=True)
-    unl_ds = _with_seeds(unl_ds, seed + 2).map(unlabelled_parser(cfg, lab.joint_set.union_mask()),
-                                               num_parallel_calls=calls)
-    ds = tf.data.Dataset.zip((lab_ds.ignore_errors(log_warning=True), unl_ds.ignore_errors(log_warning=True)))
-    ds = ds.batch(batch, drop_remainder=False).repeat()
-    steps = math.ceil(unl.num_instances / batch)
+    unl = open_source(cfg.data.unlabelled, "unlabelled") if mixed else None
+    epoch_set = unl if mixed else lab
+    ref_steps = math.ceil(epoch_set.num_instances / global_batch)
+    steps = cfg.train.steps_per_epoch or ref_steps
+    full_batches = steps != ref_steps or replicas > 1
+    size = steps * global_batch if full_batches else epoch_set.num_instances
+    lab_sampling = labelled_sampling(cfg)
+    lab_parse = labelled_parser(cfg)
+    fetch_lab = person_fetcher(lab)
+
+    def stream(src, fetch, parse, sampling, stream_seed, epoch):
+        order = epoch_order(src.num_instances, size, stream_seed, epoch, sampling)[worker::workers]
+        seeds = _element_seeds(tf.shape(order)[0], stream_seed + 7, epoch)
+        ds = tf.data.Dataset.from_tensor_slices((order, seeds))
+        return ds.map(lambda i, s: parse(fetch(i), s), num_parallel_calls=calls).ignore_errors(log_warning=True)
+
+    if not mixed:
+        def one_epoch(epoch):
+            return stream(lab, fetch_lab, lab_parse, lab_sampling, seed, epoch).batch(per_replica)
+    else:
+        unl_parse = unlabelled_parser(cfg, lab.joint_set.union_mask())
+        fetch_unl = person_fetcher(unl)
+
+        def one_epoch(epoch):
+            return tf.data.Dataset.zip((stream(lab, fetch_lab, lab_parse, lab_sampling, seed, epoch),
+                                        stream(unl, fetch_unl, unl_parse, "permutation", seed + 1, epoch))
+                                       ).batch(per_replica)
+
+    ds = tf.data.Dataset.range(1 << 62).flat_map(one_epoch)
     return ds.prefetch(AUTOTUNE).with_options(_options()), steps
 
 

@@ -28,6 +28,23 @@ def load_gt_mat(path: str) -> dict[str, np.ndarray]:
             "headboxes": np.transpose(m["headboxes_src"], (2, 0, 1))}
 
 
+def match_by_index(instances: list[dict], gt: dict[str, np.ndarray], source: str) -> tuple[np.ndarray, np.ndarray]:
+    """Predictions ``[N, 16, 2]`` in ``gt_valid.mat`` order, placed by each instance's ``ann_id`` (its
+    index in the MPII json, kept in the records), and the joint-missing mask with the people that
+    have no prediction (dropped records) marked missing, so they are left out rather than misscored."""
+    n = gt["gt"].shape[0]
+    preds = np.zeros((n, 16, 2))
+    seen = np.zeros(n, bool)
+    for inst in instances:
+        i = int(inst["ann_id"])
+        if not 0 <= i < n:
+            raise ValueError(f"{source}: a record's person index {i} is outside the {n} people of this file; "
+                             "were the records converted from the json that matches it?")
+        preds[i] = inst["keypoints"][:, :2]
+        seen[i] = True
+    return preds, gt["missing"] | ~seen[:, None]
+
+
 def pckh(preds: np.ndarray, gt: np.ndarray, missing: np.ndarray, headboxes: np.ndarray,
          threshold: float = THRESHOLD, at_0_1: float = 0.11) -> dict[str, float]:
     """PCKh of ``preds [N, 16, 2]`` against ``gt [N, 16, 2]`` (same coordinate base).

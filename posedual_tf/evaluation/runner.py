@@ -35,7 +35,7 @@ def predict(cfg: Config, nets: Sequence, dataset: tf.data.Dataset, total: int | 
     """Union-24 instances per head: ``{'net1': [...], 'net2': [...], 'ensemble': [...]}``.
 
     Each instance: ``keypoints [24, 3]`` (image x, y, score), ``box_score``, ``area``, ``image_id``,
-    ``center``, ``scale``, ``bbox`` (the raw box).
+    ``ann_id`` (MPII: the person's index in the source json), ``center``, ``scale``, ``bbox`` (the raw box).
     """
     from tqdm import tqdm
 
@@ -50,7 +50,7 @@ def predict(cfg: Config, nets: Sequence, dataset: tf.data.Dataset, total: int | 
         hms = run(batch["image"])
         if len(nets) == 2:
             hms = list(hms) + [0.5 * (hms[0] + hms[1])]
-        meta = {k: batch[k].numpy() for k in ("center", "scale", "score", "image_id", "area", "raw_box")}
+        meta = {k: batch[k].numpy() for k in ("center", "scale", "score", "image_id", "ann_id", "area", "raw_box")}
         for name, hm in zip(names, hms):
             coords, maxvals = codec.decode_heatmaps(hm, batch["center"], batch["scale"], None, t.post_process,
                                                     cfg.fixes.shift_bound)
@@ -58,6 +58,7 @@ def predict(cfg: Config, nets: Sequence, dataset: tf.data.Dataset, total: int | 
             for b in range(kps.shape[0]):
                 out[name].append({"keypoints": kps[b], "box_score": float(meta["score"][b]),
                                   "area": float(meta["area"][b]), "image_id": int(meta["image_id"][b]),
+                                  "ann_id": int(meta["ann_id"][b]),
                                   "center": meta["center"][b], "scale": meta["scale"][b],
                                   "bbox": meta["raw_box"][b]})
         bar.update(int(batch["image"].shape[0]))
@@ -79,9 +80,11 @@ def score(cfg: Config, src: pipeline.Source, instances: list[dict]) -> tuple[dic
         return coco.evaluate_coco(results, ann), results
     if jset.name == "mpii":
         gt = mpii.load_gt_mat(cfg.data.val.annotations)
-        preds = np.stack([m["keypoints"][:, :2] for m in mapped]) + 1.0
-        return mpii.pckh(preds, gt["gt"], gt["missing"], gt["headboxes"],
-                         at_0_1=0.1 if cfg.fixes.pckh_at_0_1 else 0.11), []
+        preds, missing = mpii.match_by_index(mapped, gt, cfg.data.val.annotations)
+        stats = mpii.pckh(preds + 1.0, gt["gt"], missing, gt["headboxes"],
+                          at_0_1=0.1 if cfg.fixes.pckh_at_0_1 else 0.11)
+        stats["unpredicted_people"] = float(np.sum(missing.all(axis=1) & ~gt["missing"].all(axis=1)))
+        return stats, []
     if jset.name == "aic":
         with open(cfg.data.val.annotations) as f:
             raw = json.load(f)

@@ -51,36 +51,6 @@ def collapse_indicator(heatmaps, weight):
     return tf.reduce_mean(tf.math.divide_no_nan(tf.reduce_sum(peak * w, -1), tf.reduce_sum(w, -1)))
 
 
-class MultiStepLR(keras.optimizers.schedules.LearningRateSchedule):
-    """lr = base * factor ** (#milestones <= epoch), epoch = step // steps_per_epoch (reference MultiStepLR)."""
-
-    def __init__(self, base_lr: float, milestones, factor: float, steps_per_epoch: int):
-        self.base_lr, self.milestones, self.factor = base_lr, list(milestones), factor
-        self.steps_per_epoch = max(1, int(steps_per_epoch))
-
-    def __call__(self, step):
-        epoch = tf.cast(step, tf.int64) // self.steps_per_epoch
-        passed = tf.add_n([tf.cast(epoch >= m, tf.float32) for m in self.milestones]) if self.milestones else 0.0
-        return self.base_lr * tf.pow(self.factor, passed)
-
-    def get_config(self):
-        return {"base_lr": self.base_lr, "milestones": self.milestones, "factor": self.factor,
-                "steps_per_epoch": self.steps_per_epoch}
-
-
-def make_optimizer(cfg: Config, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    """Adam as the reference (no weight decay unless ``fixes.weight_decay``), loss scaling for fp16."""
-    t = cfg.train
-    lr = MultiStepLR(t.lr, t.lr_step, t.lr_factor, steps_per_epoch)
-    if cfg.fixes.weight_decay:
-        opt = keras.optimizers.AdamW(lr, weight_decay=t.weight_decay, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
-    else:
-        opt = keras.optimizers.Adam(lr, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
-    if t.mixed_precision == "mixed_float16":
-        opt = keras.optimizers.LossScaleOptimizer(opt)
-    return opt
-
-
 class PoseMethod(keras.Model):
     """Base: owns the networks, the metrics, the per-step RNG and the optimiser step."""
 
@@ -134,9 +104,12 @@ class PoseMethod(keras.Model):
         grads = tape.gradient(scaled_loss, variables)
         self.optimizer.apply_gradients(zip(grads, variables))
 
-    def record(self, **values) -> dict:
+    def record(self, batch_size, acc_count, **values) -> dict:
+        """Update the running means as the reference's AverageMeters: every value weighted by the
+        labelled batch size, the accuracy by its number of valid joints."""
         for name, v in values.items():
-            self.trackers[name].update_state(v)
+            weight = acc_count if name == "acc" else batch_size
+            self.trackers[name].update_state(v, sample_weight=tf.cast(weight, tf.float32))
         logs = {name: t.result() for name, t in self.trackers.items()}
         if isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
             # Keras reduces logs with reduce("MEAN", v, axis=0) there, which needs a leading axis
@@ -195,7 +168,7 @@ class ConsistencyMethod(PoseMethod):
             out = self.compute_losses(tape, lab, unl, self.step_rng())
             scaled = self.scale_loss(out["loss"])
         self.apply_loss(tape, scaled)
-        acc, _ = heatmap_accuracy(out["sup"][0], lab["target"])
+        acc, count = heatmap_accuracy(out["sup"][0], lab["target"])
         collapse = {f"collapse_{i + 1}": collapse_indicator(h, unl["weight"]) for i, h in enumerate(out["hard"])}
-        return self.record(loss=out["loss"], loss_pose=out["loss_pose"], loss_cons=out["loss_cons"], acc=acc,
-                           **collapse)
+        return self.record(tf.shape(lab["image"])[0], count, loss=out["loss"], loss_pose=out["loss_pose"],
+                           loss_cons=out["loss_cons"], acc=acc, **collapse)

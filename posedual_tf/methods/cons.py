@@ -20,5 +20,7 @@ class PoseCons(ConsistencyMethod):
         h_c = net(x_hard, training=True)
         pose = joints_mse(h_s, lab["target"], lab["weight"])
         cons = joints_mse(h_c, target, unl["weight"])
-        return {"loss": m.sup_weight * pose + m.cons_weight * cons, "loss_pose": pose, "loss_cons": cons,
+        # logged as the reference logs them (PoseDisLoss): loss_pose and loss_cons as they enter the loss
+        return {"loss": m.sup_weight * pose + m.cons_weight * cons, "loss_pose": m.sup_weight * pose,
+                "loss_cons": cons,
                 "sup": [h_s], "hard": [h_c]}

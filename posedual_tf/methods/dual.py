@@ -28,5 +28,7 @@ class PoseDual(ConsistencyMethod):
         cons_1 = joints_mse(h_c1, t2, unl["weight"])       # net 1 learns net 2's warped prediction
         cons_2 = joints_mse(h_c2, t1, unl["weight"])
         pose, cons = pose_1 + pose_2, cons_1 + cons_2
-        return {"loss": m.sup_weight * pose + m.cons_weight * cons, "loss_pose": pose, "loss_cons": cons,
+        # logged as the reference logs them: loss_pose = 0.5 (net 1 + net 2) for PoseDual, loss_cons the sum
+        return {"loss": m.sup_weight * pose + m.cons_weight * cons, "loss_pose": m.sup_weight * pose,
+                "loss_cons": cons,
                 "cons_1": cons_1, "cons_2": cons_2, "sup": [h_s1, h_s2], "hard": [h_c1, h_c2]}

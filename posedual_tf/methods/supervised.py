@@ -19,5 +19,5 @@ class SupervisedPose(PoseMethod):
             loss = joints_mse(pred, data["target"], data["weight"])
             scaled = self.scale_loss(loss)
         self.apply_loss(tape, scaled)
-        acc, _ = heatmap_accuracy(pred, data["target"])
-        return self.record(loss=loss, loss_pose=loss, acc=acc)
+        acc, count = heatmap_accuracy(pred, data["target"])
+        return self.record(tf.shape(data["image"])[0], count, loss=loss, loss_pose=loss, acc=acc)

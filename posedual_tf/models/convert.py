@@ -33,9 +33,14 @@ class Report:
     matched: list[str]
     missing: list[str]
     unexpected: list[str]
+    #: which of the checkpoint's networks filled this one ("net1": ``resnet.*`` or unprefixed keys,
+    #: "net2": ``resnet2.*``)
+    source: str = "net1"
 
     def summary(self) -> str:
-        return f"{len(self.matched)} matched, {len(self.missing)} missing, {len(self.unexpected)} unexpected"
+        keys = {"net1": "resnet.* / unprefixed", "net2": "resnet2.*"}.get(self.source, self.source)
+        return (f"{len(self.matched)} tensors from its {keys} keys, {len(self.missing)} missing, "
+                f"{len(self.unexpected)} unexpected")
 
 
 def read_checkpoint(path: str) -> dict[str, dict[str, np.ndarray]]:
@@ -146,20 +151,26 @@ def _weighted_layers(model):
 def load_into(nets: list, path: str, backbone: str, strict: bool = True) -> list[Report]:
     """Fill ``nets`` (1 or 2 Keras networks) from a checkpoint, the reference's way.
 
-    ImageNet files fill every network's backbone (heads keep their init). A PoseDual file fills
-    net 1 from ``resnet.*`` and net 2 from ``resnet2.*``; a single-network file fills net 1 and,
+    ImageNet files fill every network's backbone (heads keep their init); a two-backbone file
+    (``resnet.*`` + ``resnet2.*`` without heads) fills net 1 from the first and net 2 from the
+    second. A PoseDual file fills net 1 from ``resnet.*`` and net 2 from ``resnet2.*``; a single-network file fills net 1 and,
     with ``strict``, leaving net 2 empty is an error. Missing keys are errors under ``strict``.
     """
     states = read_checkpoint(path)
     first = states.get("net1", {})
     reports = []
     if is_imagenet(first):
+        # backbone-only files: a plain ImageNet file fills every network with the same weights; the
+        # reference's two-backbone PoseDual file (resnet.* and resnet2.*, e.g.
+        # resnet18_5c_gluon_posedual.pth) gives net 1 the first and net 2 the second
         only = HRNET_PRETRAINED if backbone == "hrnet" else None
         head = ("deconv_layers", "final_layer")
-        for net in nets:
-            rep = assign(net, first, skip_missing=head, only_prefixes=only)
+        for i, net in enumerate(nets):
+            state = states.get(f"net{i + 1}", first)
+            rep = assign(net, state, skip_missing=head, only_prefixes=only)
             rep.unexpected = [k for k in rep.unexpected if not k.startswith(("fc.", "classifier.", "incre_modules",
                                                                               "downsamp_modules", "final_layer"))]
+            rep.source = f"net{i + 1}" if f"net{i + 1}" in states else "net1"
             reports.append(rep)
     else:
         for i, net in enumerate(nets):
@@ -167,10 +178,12 @@ def load_into(nets: list, path: str, backbone: str, strict: bool = True) -> list
             if state is None:
                 if strict:
                     raise ConversionError(f"{path}: has no weights for net{i + 1} (keys 'resnet2.*'); "
-                                          "pass --allow-missing to keep its initialisation")
-                reports.append(Report([], ["<all>"], []))
+                                          "pass --allow_missing to keep its initialisation")
+                reports.append(Report([], ["<all>"], [], source="-"))
                 continue
-            reports.append(assign(net, state))
+            rep = assign(net, state)
+            rep.source = f"net{i + 1}"
+            reports.append(rep)
     if strict:
         for i, rep in enumerate(reports):
             if rep.missing:

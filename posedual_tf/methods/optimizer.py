@@ -1,0 +1,64 @@
+"""The reference's optimiser: Adam as ``torch.optim.Adam`` computes it, and its MultiStepLR schedule.
+
+Example:
+    >>> opt = make_optimizer(cfg, steps_per_epoch=4682)     # TorchAdam(lr=MultiStepLR(...))
+"""
+from __future__ import annotations
+
+import keras
+from keras import ops
+import tensorflow as tf
+
+from posedual_tf.config import Config
+
+
+class TorchAdam(keras.optimizers.Adam):
+    """Adam with PyTorch's arithmetic: epsilon added *after* the second-moment bias correction.
+
+    Keras computes ``m * lr * sqrt(1 - b2^t) / (1 - b1^t) / (sqrt(v) + eps)``, i.e. epsilon before
+    the correction; torch computes ``lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)``. The two
+    differ where ``sqrt(v)`` is near ``eps`` (tiny gradients, early steps). ``weight_decay`` is
+    decoupled (torch's AdamW): ``p *= 1 - lr * wd`` before the step.
+    """
+
+    def update_step(self, gradient, variable, learning_rate):
+        lr = ops.cast(learning_rate, variable.dtype)
+        gradient = ops.cast(gradient, variable.dtype)
+        step = ops.cast(self.iterations + 1, variable.dtype)
+        bias1 = 1 - ops.power(ops.cast(self.beta_1, variable.dtype), step)
+        bias2 = 1 - ops.power(ops.cast(self.beta_2, variable.dtype), step)
+        m = self._momentums[self._get_variable_index(variable)]
+        v = self._velocities[self._get_variable_index(variable)]
+        self.assign_add(m, ops.multiply(ops.subtract(gradient, m), 1 - self.beta_1))
+        self.assign(v, ops.add(ops.multiply(v, self.beta_2), ops.multiply(ops.square(gradient), 1 - self.beta_2)))
+        denom = ops.add(ops.divide(ops.sqrt(v), ops.sqrt(bias2)), self.epsilon)
+        self.assign_sub(variable, ops.multiply(lr / bias1, ops.divide(m, denom)))
+
+
+class MultiStepLR(keras.optimizers.schedules.LearningRateSchedule):
+    """lr = base * factor ** (#milestones <= epoch), epoch = step // steps_per_epoch (reference MultiStepLR)."""
+
+    def __init__(self, base_lr: float, milestones, factor: float, steps_per_epoch: int):
+        self.base_lr, self.milestones, self.factor = base_lr, list(milestones), factor
+        self.steps_per_epoch = max(1, int(steps_per_epoch))
+
+    def __call__(self, step):
+        epoch = tf.cast(step, tf.int64) // self.steps_per_epoch
+        passed = tf.add_n([tf.cast(epoch >= m, tf.float32) for m in self.milestones]) if self.milestones else 0.0
+        return self.base_lr * tf.pow(self.factor, passed)
+
+    def get_config(self):
+        return {"base_lr": self.base_lr, "milestones": self.milestones, "factor": self.factor,
+                "steps_per_epoch": self.steps_per_epoch}
+
+
+def make_optimizer(cfg: Config, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    """Adam as the reference (torch's epsilon placement, no weight decay unless ``fixes.weight_decay``),
+    loss scaling for fp16."""
+    t = cfg.train
+    lr = MultiStepLR(t.lr, t.lr_step, t.lr_factor, steps_per_epoch)
+    wd = t.weight_decay if cfg.fixes.weight_decay else None
+    opt = TorchAdam(lr, beta_1=0.9, beta_2=0.999, epsilon=1e-8, weight_decay=wd)
+    if t.mixed_precision == "mixed_float16":
+        opt = keras.optimizers.LossScaleOptimizer(opt)
+    return opt
