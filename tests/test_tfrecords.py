@@ -220,3 +220,86 @@ def test_custom_keypoint_set_converts(shared, tmp_path):
     assert jset.name == "custom" and jset.to_union == (14, 17, 4, 1)
     assert sum(len(e.persons) for e in entries) == sum(
         1 for a in ann["annotations"] if not a["iscrowd"] and max(a["keypoints"]) > 0)
+
+
+def test_instance_rule_is_the_references_area_test_then_box_clean_up(shared, tmp_path):
+    ann = json.loads((shared / "coco/test_coco.json").read_text())
+    keep = [a for a in ann["annotations"] if not a["iscrowd"] and max(a["keypoints"]) > 0]
+    keep[0]["area"] = 0.0                                  # area field 0, box fine: the reference drops it
+    keep[1]["bbox"][2], keep[1]["area"] = 0.5, 1.0           # a 0.5 px wide box with area > 0: kept, width 0
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps(ann))
+    entries, skipped, _, notes = coco.build_entries(str(path), str(shared / "coco"))
+    people = {p.ann_id: p for e in entries for p in e.persons}
+    assert keep[0]["id"] not in people
+    assert {"annotation": keep[0]["id"], "image_id": keep[0]["image_id"], "reason": "area not > 0"} in skipped
+    assert people[keep[1]["id"]].box[2] == 0.0 and notes == {}
+    # CrowdPose-style files have no 'area': the raw box's w * h stands in, and the manifest says so
+    for a in ann["annotations"]:
+        a.pop("area")
+    path.write_text(json.dumps(ann))
+    entries, skipped, _, notes = coco.build_entries(str(path), str(shared / "coco"))
+    assert sum(len(e.persons) for e in entries) == len(keep)
+    assert notes["area_from_box"].startswith(f"{len(ann['annotations'])} annotations have no 'area' field")
+
+
+CROWDPOSE_NAMES = ["left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+                   "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle", "head", "neck"]
+
+
+def _crowdpose_like(shared, tmp_path):
+    """test_coco.json rewritten as CrowdPose lays out a file: 12 COCO long names + head + neck, no area."""
+    ann = json.loads((shared / "coco/test_coco.json").read_text())
+    ann["categories"][0]["keypoints"] = CROWDPOSE_NAMES
+    for a in ann["annotations"]:
+        k = np.array(a["keypoints"], np.float32).reshape(17, 3)
+        head = k[0] if k[0, 2] > 0 else np.zeros(3)
+        neck = (k[5] + k[6]) / 2 if k[5, 2] > 0 and k[6, 2] > 0 else np.zeros(3)
+        a["keypoints"] = np.concatenate([k[5:], [head, neck]]).ravel().tolist()
+        a.pop("area")
+    path = tmp_path / "crowdpose.json"
+    path.write_text(json.dumps(ann))
+    return path, ann
+
+
+def test_crowdpose_style_json_converts_by_name(shared, tmp_path):
+    path, ann = _crowdpose_like(shared, tmp_path)
+    proc = _convert("coco", "--annotations", str(path), "--images", str(shared / "coco"), "--output",
+                    str(tmp_path / "cp"), "--workers", "1")
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    manifest = records.read_manifest(str(tmp_path / "cp"))
+    jset = joints.from_manifest(manifest)
+    names = joints.UNION_NAMES
+    assert [names[u] for u in jset.to_union] == ["lsho", "rsho", "lelb", "relb", "lwri", "rwri", "lhip", "rhip",
+                                                  "lkne", "rkne", "lank", "rank", "head", "neck"]
+    assert "area_from_box" in manifest["notes"] and manifest["num_instances"] == 12
+    # --keypoint-map places a name elsewhere (CrowdPose's head is the top of the head)
+    proc = _convert("coco", "--annotations", str(path), "--images", str(shared / "coco"), "--output",
+                    str(tmp_path / "cp2"), "--workers", "1", "--keypoint-map", "head=head_top")
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    jset2 = joints.from_manifest(records.read_manifest(str(tmp_path / "cp2")))
+    assert names[jset2.to_union[12]] == "head_top" and jset2.names == tuple(CROWDPOSE_NAMES)
+
+
+def test_unplaceable_names_and_count_mismatch_are_one_line_errors(shared, tmp_path):
+    path, ann = _crowdpose_like(shared, tmp_path)
+    ann["categories"][0]["keypoints"][12] = "crown"
+    path.write_text(json.dumps(ann))
+    proc = _convert("coco", "--annotations", str(path), "--images", str(shared / "coco"), "--output",
+                    str(tmp_path / "x"))
+    assert proc.returncode != 0 and len(proc.stderr.strip().splitlines()) == 1
+    assert "['crown']" in proc.stderr and "--keypoint-map crown=<union name>" in proc.stderr
+    # HumanArt-style: 21 names in the category, 17 joints in the annotations
+    human = json.loads((shared / "coco/test_coco.json").read_text())
+    human["categories"][0]["keypoints"] = human["categories"][0]["keypoints"] + ["a", "b", "c", "d"]
+    path.write_text(json.dumps(human))
+    proc = _convert("coco", "--annotations", str(path), "--images", str(shared / "coco"), "--output",
+                    str(tmp_path / "x"), "--keypoint-map", "a=belly,b=thorax,c=upper_neck,d=root")
+    assert proc.returncode != 0 and len(proc.stderr.strip().splitlines()) == 1
+    assert "holds 51 numbers (17 joints)" in proc.stderr and "names 21" in proc.stderr
+    assert "--keypoint-names" in proc.stderr
+    coco_names = ",".join(json.loads((shared / "coco/test_coco.json").read_text())["categories"][0]["keypoints"])
+    proc = _convert("coco", "--annotations", str(path), "--images", str(shared / "coco"), "--output",
+                    str(tmp_path / "h"), "--workers", "1", "--keypoint-names", coco_names)
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    assert records.read_manifest(str(tmp_path / "h"))["joint_set"] == "coco"

@@ -85,6 +85,51 @@ def test_one_step_loss_equals_hand_computation():
     logs = m.train_on_batch((lab, unl), return_dict=True)
     assert logs["loss"] == pytest.approx(expected, rel=1e-4)
     assert logs["loss_cons"] > 0
+    # logged in the reference's units: loss_pose = 0.5 (net 1 + net 2), loss_cons = cons 1 + cons 2
+    assert logs["loss_pose"] == pytest.approx(
+        0.5 * (_mse_np(s1, lab["target"], lab["weight"]) + _mse_np(s2, lab["target"], lab["weight"])), rel=1e-4)
+    assert logs["loss_pose"] + logs["loss_cons"] == pytest.approx(logs["loss"], rel=1e-5)
+
+
+def test_epoch_averages_weight_as_the_reference_meters():
+    """The reference's AverageMeters weight a batch's loss by its labelled batch size and the accuracy by
+    its number of valid joints, so a partial last batch counts less."""
+    _, _, m = _method("coco1k_sup")
+    m.record(4, 10.0, loss=1.0, loss_pose=1.0, acc=0.2)
+    logs = m.record(2, 30.0, loss=4.0, loss_pose=4.0, acc=0.6)
+    assert float(logs["loss"]) == pytest.approx((4 * 1.0 + 2 * 4.0) / 6)
+    assert float(logs["acc"]) == pytest.approx((10 * 0.2 + 30 * 0.6) / 40)
+
+
+def test_adam_matches_torch_for_100_steps_including_tiny_gradients():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    # float64 on both sides, so that what is compared is the update rule, not float32 rounding of the sum
+    init = rng.normal(size=(64,))
+    # gradients spanning 1e-12 .. 1: where sqrt(v) is near eps the epsilon placement decides the step
+    scales = 10.0 ** rng.uniform(-12, 0, size=(64,))
+    grads = [rng.normal(size=(64,)) * scales for _ in range(100)]
+    for wd, fix in ((0.0, "false"), (1e-4, "true")):
+        cfg = config.load("coco1k_sup", [f"fixes.weight_decay={fix}"])
+        opt = methods.make_optimizer(cfg, 1000)
+        assert isinstance(opt, methods.TorchAdam)
+        var = keras.Variable(init.copy(), dtype="float64")
+        p = torch.nn.Parameter(torch.from_numpy(init.copy()))
+        ref = (torch.optim.AdamW if fix == "true" else torch.optim.Adam)([p], lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
+                                                                          weight_decay=wd)
+        for g in grads:
+            opt.apply_gradients([(tf.constant(g), var)])
+            p.grad = torch.from_numpy(g.copy())
+            ref.step()
+        moved_ref = p.detach().numpy() - init
+        moved = var.numpy() - init
+        np.testing.assert_allclose(moved, moved_ref, rtol=1e-6, atol=0)
+    # Keras' own Adam (epsilon before the bias correction) is measurably off on the tiny ones
+    var = keras.Variable(init.copy(), dtype="float64")
+    plain = keras.optimizers.Adam(1e-3, epsilon=1e-8)
+    for g in grads:
+        plain.apply_gradients([(tf.constant(g), var)])
+    assert np.max(np.abs((var.numpy() - init) / moved_ref - 1)) > 1e-3
 
 
 def test_supervised_loss_goes_down_on_real_records(coco_records):
@@ -164,8 +209,8 @@ def test_kill_and_resume_reaches_same_final_step(tmp_path):
 
 
 def test_missing_records_is_a_one_line_error(tmp_path):
-    out = _run(["-m", "posedual_tf.train", "--config", "coco1k_dual", f"--set=data.labelled.records={tmp_path}/x"],
-               timeout=300)
+    out = _run(["-m", "posedual_tf.train", "--config", "coco1k_dual", f"--set=data.labelled.records={tmp_path}/x",
+                "--set=model.pretrained=none"], timeout=300)
     assert out.returncode != 0
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("error: data.labelled.records: no TFRecords at") and "tfrecords_tools.coco" in last

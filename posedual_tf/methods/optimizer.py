@@ -25,8 +25,9 @@ class TorchAdam(keras.optimizers.Adam):
         lr = ops.cast(learning_rate, variable.dtype)
         gradient = ops.cast(gradient, variable.dtype)
         step = ops.cast(self.iterations + 1, variable.dtype)
-        bias1 = 1 - ops.power(ops.cast(self.beta_1, variable.dtype), step)
-        bias2 = 1 - ops.power(ops.cast(self.beta_2, variable.dtype), step)
+        # convert_to_tensor, not cast: cast would round the betas through float32 first
+        bias1 = 1 - ops.power(ops.convert_to_tensor(self.beta_1, variable.dtype), step)
+        bias2 = 1 - ops.power(ops.convert_to_tensor(self.beta_2, variable.dtype), step)
         m = self._momentums[self._get_variable_index(variable)]
         v = self._velocities[self._get_variable_index(variable)]
         self.assign_add(m, ops.multiply(ops.subtract(gradient, m), 1 - self.beta_1))
