@@ -178,7 +178,7 @@ def test_gluon_style_posedual_file_fills_net1_and_net2_from_their_own_backbones(
     reports = convert.load_into(nets, str(tmp_path / "resnet18_5c_gluon_posedual.pth"), "resnet")
     assert [r.source for r in reports] == ["net1", "net2"] and all(not r.missing for r in reports)
     for net, ref in zip(nets, (one, two)):
-        np.testing.assert_array_equal(net.get_layer("layer4.1.conv2").get_weights()[0],
+        np.testing.assert_array_equal(net.get_layer("layer4__1__conv2").get_weights()[0],
                                       ref.layer4[1].conv2.weight.detach().numpy().transpose(2, 3, 1, 0))
     for net, before in zip(nets, heads):   # heads keep the reference's N(0, 0.001) init
         np.testing.assert_array_equal(net.get_layer("final_layer").get_weights()[0], before)
