@@ -27,8 +27,9 @@ def main(argv):
     from posedual_tf.evaluation.runner import format_table
     from posedual_tf.models.convert import ConversionError
 
-    try:
-        checkpoints.check_pretrained(cfg)      # before any data work: never train from random weights by accident
+    try:   # before any data work: never train from random weights by accident (a resumed run needs no file)
+        if training.resume_point(cfg) is None:
+            checkpoints.check_pretrained(cfg)
     except checkpoints.PretrainedError as e:
         sys.exit(f"error: {e}")
     strategy = training.make_strategy(cfg.train.strategy)

@@ -188,13 +188,22 @@ def first_unlabelled_batch(cfg: Config, n: int = 4) -> dict | None:
     return next(iter(ds.map(parse).batch(n)), None)
 
 
-def build(cfg: Config, strategy: tf.distribute.Strategy, steps_per_epoch: int, labelled_ids):
-    """Networks (initialised from model.pretrained when set), the method and its optimiser."""
+def resume_point(cfg: Config) -> str | None:
+    """The training checkpoint a run of ``cfg`` resumes from (None: it starts afresh)."""
+    return tf.train.latest_checkpoint(os.path.join(cfg.workdir, "ckpt")) if cfg.train.resume else None
+
+
+def build(cfg: Config, strategy: tf.distribute.Strategy, steps_per_epoch: int, labelled_ids,
+          initial_weights: bool = True):
+    """Networks (initialised from model.pretrained unless ``initial_weights`` is False: a resumed run
+    restores every weight from its checkpoint), the method and its optimiser."""
     with strategy.scope():
         nets = builder.build_networks(cfg)
-        path = checkpoints.check_pretrained(cfg)
+        path = checkpoints.check_pretrained(cfg) if initial_weights else None
         names = ", ".join(net.name for net in nets)
-        if path is None:
+        if not initial_weights:
+            print(f"resuming: {names} take every weight from the checkpoint (model.pretrained not read)")
+        elif path is None:
             print(f"model.pretrained: none: {names} start from random weights")
         else:
             print(f"initial weights of {names}: {checkpoints.load_nets(nets, path, cfg.model.backbone)}")
@@ -212,7 +221,9 @@ def run(cfg: Config, verbose: int = 2, strategy: tf.distribute.Strategy | None =
     created before any other TF op, so the CLI makes it first).
     """
     t = cfg.train
-    checkpoints.check_pretrained(cfg)
+    resuming = resume_point(cfg) is not None
+    if not resuming:
+        checkpoints.check_pretrained(cfg)
     os.makedirs(cfg.workdir, exist_ok=True)
     set_precision(t.mixed_precision)
     strategy = strategy or make_strategy(t.strategy)
@@ -236,7 +247,7 @@ def run(cfg: Config, verbose: int = 2, strategy: tf.distribute.Strategy | None =
         ds, steps = pipeline.train_dataset(cfg)
     lab = pipeline.open_source(cfg.data.labelled, "labelled")
     labelled_ids = list(lab.joint_set.to_union)
-    nets, method, optimizer = build(cfg, strategy, steps, labelled_ids)
+    nets, method, optimizer = build(cfg, strategy, steps, labelled_ids, initial_weights=not resuming)
 
     epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     ckpt = checkpoints.training_checkpoint(nets, optimizer, epoch_var)

@@ -327,3 +327,18 @@ def test_heatmap_accuracy_reference_rule():
     moved = np.zeros_like(target)
     moved[:, 20, 13, 0] = 1.0       # 3 / 6.4 = 0.47: a hit (with the unswapped 4.8 it would be 0.625)
     assert float(heatmap_accuracy(moved, target)[0]) == 1.0
+
+
+def test_resuming_a_run_needs_no_initial_weights_file(tmp_path):
+    workdir = tmp_path / "run"
+    base = ["-m", "posedual_tf.train", "--config", "demo_sup", f"--set=workdir={workdir}", *SMALL_DEMO,
+            "--set=train.epochs=1"]
+    first = _run(base, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    # the initial weights are gone (or were never here): a resumed run takes everything from its checkpoint
+    again = _run(base + [f"--set=model.pretrained={tmp_path}/gone.pth"], timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resumed from" in again.stdout and "model.pretrained not read" in again.stdout
+    fresh = _run(base + [f"--set=workdir={tmp_path}/other", f"--set=model.pretrained={tmp_path}/gone.pth"],
+                 timeout=120)
+    assert fresh.returncode != 0 and "gone.pth not found" in fresh.stderr.strip().splitlines()[-1]

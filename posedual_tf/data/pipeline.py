@@ -78,6 +78,8 @@ def open_source(ds_cfg: DatasetConfig, role: str) -> Source:
     n = index.num_people
     if ds_cfg.max_instances:
         n = min(n, ds_cfg.max_instances)
+    if n == 0:
+        raise MissingRecordsError(f"data.{role}.records: {prefix} holds no people (see {records.manifest_path(prefix)})")
     return Source(prefix, jset, n, ds_cfg.max_instances, manifest, index)
 
 
@@ -112,8 +114,7 @@ def person_fetcher(source: Source):
 
 def instances(source: Source) -> tf.data.Dataset:
     """Per-person elements in file order (the first ``max_instances`` only); see :func:`person_fetcher`."""
-    calls = AUTOTUNE
-    return tf.data.Dataset.range(source.num_instances).map(person_fetcher(source), num_parallel_calls=calls,
+    return tf.data.Dataset.range(source.num_instances).map(person_fetcher(source), num_parallel_calls=AUTOTUNE,
                                                            deterministic=True)
 
 
@@ -122,15 +123,13 @@ def epoch_order(n: int, size: int, seed: int, epoch, sampling: str) -> tf.Tensor
 
     ``permutation``: uniform permutations of all ``n`` people back to back (one per epoch when
     ``size == n``, the reference DataLoader's shuffle); ``replacement``: independent uniform draws
-    (the reference's labelled indices); ``order``: file order, repeated.
+    (the reference's labelled indices).
     """
     epoch = tf.cast(epoch, tf.int64)
     if sampling == "replacement":
         return tf.random.stateless_uniform([size], tf.stack([tf.constant(seed, tf.int64), epoch]), minval=0,
                                            maxval=n, dtype=tf.int64)
     rounds = max(1, math.ceil(size / n))
-    if sampling == "order":
-        return tf.tile(tf.range(n, dtype=tf.int64), [rounds])[:size]
     perms = [tf.random.experimental.stateless_shuffle(
         tf.range(n, dtype=tf.int64), tf.stack([tf.constant(seed, tf.int64), epoch * 1000 + r])) for r in range(rounds)]
     return tf.concat(perms, 0)[:size]
