@@ -3,7 +3,8 @@
 Boxes ``[x1, y1, x2, y2]`` become ``(x1, y1, x2 - x1, y2 - y1)`` with no clean-up; visibility
 codes 1 (visible) and 2 (occluded) become 1, code 3 (not labelled) becomes 0
 (REFERENCE.md section 2). Image ids are the image's index in the file; the AIC id string is
-kept as the file name.
+kept as the file name. People whose box corners are not finite or are swapped or equal, or whose
+keypoints are not 42 finite numbers with codes 1-3, are skipped and listed in the manifest.
 
 Example:
     python -m tfrecords_tools.aic --annotations keypoint_train_annotations_20170909.json \\
@@ -18,7 +19,7 @@ import numpy as np
 from posedual_tf import joints
 from posedual_tf.data import records
 from tfrecords_tools import writer
-from tfrecords_tools.writer import ConversionError, field
+from tfrecords_tools.writer import ConversionError, field, keypoints_problem
 
 
 def build_entries(ann_path: str, images_dir: str):
@@ -35,11 +36,18 @@ def build_entries(ann_path: str, images_dir: str):
         for human, values in kps.items():
             if human not in boxes:
                 raise ConversionError(f"{ann_path}: {where}: field 'human_annotations.{human}' missing")
-            if len(values) != 3 * joints.AIC.num_joints or len(boxes[human]) != 4:
-                raise ConversionError(f"{ann_path}: {where}: '{human}' needs 42 keypoint values and a 4-number box")
+            corners = writer.numbers(boxes[human], 4)
+            problem = keypoints_problem(values, joints.AIC.num_joints, visibility=(1, 2, 3))
+            if corners is None:
+                problem = "box is not 4 finite numbers"
+            elif not (corners[2] > corners[0] and corners[3] > corners[1]):
+                problem = "box corners swapped or box empty (x2 <= x1 or y2 <= y1)"
+            if problem:
+                skipped.append({"image": image_id, "annotation": human, "reason": problem})
+                continue
             kp = np.asarray(values, np.float32).reshape(-1, 3)
             kp[:, 2] = (kp[:, 2] < 3).astype(np.float32)
-            x1, y1, x2, y2 = (float(v) for v in boxes[human])
+            x1, y1, x2, y2 = (float(v) for v in corners)
             box = [x1, y1, x2 - x1, y2 - y1]
             persons.append(records.Person(box=box, raw_box=box, keypoints=kp))
         name = image_id + ".jpg"

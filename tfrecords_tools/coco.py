@@ -67,55 +67,83 @@ def build_entries(ann_path: str, images_dir: str, max_instances: int = 0,
     The reference's rule, in its order (REFERENCE.md section 2): crowd annotations out; the box
     cleaned and kept if ``area > 0`` and its corners do not cross (``area`` is the annotation's field;
     a file without it, e.g. CrowdPose, falls back to the raw box's ``w * h``, counted in the notes);
-    non-keypoint categories out; annotations whose keypoint list is all zeros out.
+    non-keypoint categories out; annotations whose keypoint list is all zeros out. Beyond the
+    reference, malformed input is skipped and listed, never stored: a box that is not 4 finite numbers
+    with w, h > 0, keypoints that are not finite numbers or have a visibility outside {0, 1, 2}, an
+    annotation of an unknown image id, and every image after the first with a duplicated id.
     """
     data = writer.load_json(ann_path)
     cat_ids, jset = keypoint_categories(data, ann_path, keypoint_map, keypoint_names)
     images = field(data, "images", ann_path, types=list)
     anns = field(data, "annotations", ann_path, types=list)
+    image_ids = {}
+    for i, img in enumerate(images):
+        image_ids.setdefault(int(field(img, "id", ann_path, f"images[{i}]")), i)
     by_image: dict[int, list[dict]] = {}
+    skipped, total, area_from_box = [], 0, 0
     for i, a in enumerate(anns):
-        by_image.setdefault(field(a, "image_id", ann_path, f"annotations[{i}]"), []).append(a)
+        image_id = field(a, "image_id", ann_path, f"annotations[{i}]")
+        if image_id not in image_ids:
+            skipped.append({"annotation": a.get("id", -1), "image_id": image_id, "reason": "unknown image id"})
+            continue
+        by_image.setdefault(image_id, []).append(a)
 
-    entries, skipped, total, area_from_box = [], [], 0, 0
+    entries = []
     for i, img in enumerate(images):
         where = f"images[{i}]"
         image_id = int(field(img, "id", ann_path, where))
         name = field(img, "file_name", ann_path, where, str)
         width = int(field(img, "width", ann_path, where, (int, float)))
         height = int(field(img, "height", ann_path, where, (int, float)))
+        if image_ids[image_id] != i:     # its annotations cannot tell the two images apart
+            skipped.append({"image": name, "image_id": image_id, "instances": 0,
+                            "reason": f"duplicate image id (first at images[{image_ids[image_id]}])"})
+            continue
         persons = []
         for a in by_image.get(image_id, []):
             if max_instances and total >= max_instances:
                 break
             aid = int(a.get("id", -1))
+
+            def skip(reason):
+                skipped.append({"annotation": aid, "image_id": image_id, "reason": reason})
+
             if a.get("iscrowd", 0):
-                skipped.append({"annotation": aid, "image_id": image_id, "reason": "crowd"})
+                skip("crowd")
                 continue
-            raw = field(a, "bbox", ann_path, f"annotation {aid}", list)
-            if len(raw) != 4:
-                raise ConversionError(f"{ann_path}: annotation {aid}: field 'bbox' needs 4 numbers, got {len(raw)}")
-            raw = [float(v) for v in raw]
+            problem = writer.box_problem(field(a, "bbox", ann_path, f"annotation {aid}"))
+            if problem:
+                skip(problem)
+                continue
+            raw = [float(v) for v in a["bbox"]]
             if "area" in a:
-                area = float(field(a, "area", ann_path, f"annotation {aid}", (int, float)))
+                area = writer.numbers([a["area"]], 1)
+                if area is None:
+                    skip("area is not a finite number")
+                    continue
+                area = float(area[0])
             else:
                 area, area_from_box = raw[2] * raw[3], area_from_box + 1
             box = clean_box(raw, width, height)
             if not area > 0:
-                skipped.append({"annotation": aid, "image_id": image_id, "reason": "area not > 0"})
+                skip("area not > 0")
                 continue
             if box is None:
-                skipped.append({"annotation": aid, "image_id": image_id, "reason": "empty box after clipping"})
+                skip("empty box after clipping")
                 continue
             if int(field(a, "category_id", ann_path, f"annotation {aid}")) not in cat_ids:
-                skipped.append({"annotation": aid, "image_id": image_id, "reason": "not a keypoint category"})
+                skip("not a keypoint category")
                 continue
             kps = field(a, "keypoints", ann_path, f"annotation {aid}", list)
             if len(kps) != 3 * jset.num_joints:
                 raise _count_mismatch(ann_path, aid, len(kps), jset, bool(keypoint_names))
+            problem = writer.keypoints_problem(kps, jset.num_joints)
+            if problem:
+                skip(problem)
+                continue
             kp = np.asarray(kps, np.float32).reshape(-1, 3)
             if kp.max() == 0:
-                skipped.append({"annotation": aid, "image_id": image_id, "reason": "no keypoints"})
+                skip("no keypoints")
                 continue
             kp[:, 2] = np.minimum(kp[:, 2], 1.0)
             persons.append(records.Person(box=box, raw_box=raw, score=1.0, ann_id=aid, keypoints=kp))
@@ -154,6 +182,7 @@ def main(argv=None) -> None:
                          "(for files whose list and annotations disagree)")
     writer.add_common_args(ap)
     args = ap.parse_args(argv)
+    writer.check_prefix(args.output)
     try:
         kmap = joints.parse_keypoint_map(args.keypoint_map)
     except ValueError as e:

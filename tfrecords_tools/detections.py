@@ -2,7 +2,9 @@
 
 Each detection of the person category with score >= ``--min-score`` becomes a person with
 its raw box (no clean-up), its score and no keypoints (REFERENCE.md section 2). Images come
-in the order of the image-info file; images without a kept detection are left out.
+in the order of the image-info file; images without a kept detection are left out. Detections
+whose score or box is not finite, whose box has no area or whose image id is unknown are skipped
+and listed in the manifest.
 
 Example:
     python -m tfrecords_tools.detections --image-info image_info_unlabeled2017.json \\
@@ -35,19 +37,26 @@ def build_entries(info_path: str, det_path: str, images_dir: str, min_score: flo
     person = person_category_id(info, info_path)
     by_image: dict[int, list[dict]] = {}
     skipped = []
+    known = {int(field(img, "id", info_path, f"images[{i}]"))
+             for i, img in enumerate(field(info, "images", info_path, types=list))}
     for i, d in enumerate(dets):
         where = f"detections[{i}]"
         if int(field(d, "category_id", det_path, where)) != person:
             continue
-        score = float(field(d, "score", det_path, where, (int, float)))
+        image_id = int(field(d, "image_id", det_path, where))
+        score = writer.numbers([field(d, "score", det_path, where)], 1)
+        problem = "score is not a finite number" if score is None else writer.box_problem(field(d, "bbox", det_path, where))
+        if not problem and image_id not in known:
+            problem = "unknown image id"
+        if problem:
+            skipped.append({"detection": i, "image_id": image_id, "reason": problem})
+            continue
+        score = float(score[0])
         if score < min_score:
             skipped.append({"detection": i, "reason": f"score {score:.3f} < {min_score}"})
             continue
-        box = field(d, "bbox", det_path, where, list)
-        if len(box) != 4:
-            raise writer.ConversionError(f"{det_path}: {where}: field 'bbox' needs 4 numbers")
-        by_image.setdefault(int(field(d, "image_id", det_path, where)), []).append(
-            records.Person(box=[float(v) for v in box], raw_box=[float(v) for v in box], score=score))
+        box = [float(v) for v in d["bbox"]]
+        by_image.setdefault(image_id, []).append(records.Person(box=box, raw_box=box, score=score))
     entries = []
     for i, img in enumerate(field(info, "images", info_path, types=list)):
         where = f"images[{i}]"
@@ -76,6 +85,7 @@ def main(argv=None) -> None:
     ap.add_argument("--min-score", type=float, default=0.0, help="keep detections with score >= S")
     writer.add_common_args(ap)
     args = ap.parse_args(argv)
+    writer.check_prefix(args.output)
     manifest = convert(args.image_info, args.detections, args.images, args.output, args.min_score,
                        args.num_shards, args.workers)
     writer.report(manifest, args.output)

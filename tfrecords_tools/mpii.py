@@ -4,7 +4,9 @@ As the reference (REFERENCE.md section 2): if ``center_x != -1`` the centre move
 ``15 * scale`` and the scale grows by 1.25; then centre and joints go from 1-based to 0-based.
 The stored crop box is the square of side ``200 * scale / 1.25`` around that centre, so that
 the pipeline's box -> (center, scale) rule (x1.25, aspect fix) gives back exactly the
-reference centre and x-scale. People of one image are grouped into one record.
+reference centre and x-scale. People of one image are grouped into one record, each keeping its
+index in the json (``person/id``), which evaluation uses to match ``gt_valid.mat``. Entries whose
+centre, scale (> 0), joints or visibilities (0/1) are malformed are skipped and listed.
 
 Example:
     python -m tfrecords_tools.mpii --annotations annot/train.json --images images --output data/mpii/train
@@ -36,16 +38,26 @@ def build_entries(ann_path: str, images_dir: str):
     if not isinstance(data, list):
         raise ConversionError(f"{ann_path}: expected a list of person entries")
     grouped: dict[str, list] = {}
+    skipped = []
     for i, item in enumerate(data):
         where = f"entry {i}"
         name = field(item, "image", ann_path, where, str)
-        c, s = reference_center_scale(field(item, "center", ann_path, where, list),
-                                      field(item, "scale", ann_path, where, (int, float)))
-        jts = np.asarray(field(item, "joints", ann_path, where, list), np.float32)
-        vis = np.asarray(field(item, "joints_vis", ann_path, where, list), np.float32)
-        if jts.shape != (16, 2) or vis.shape != (16,):
-            raise ConversionError(f"{ann_path}: {where}: 'joints' must be 16x2 and 'joints_vis' 16 values")
-        kp = np.concatenate([jts - 1, np.minimum(vis, 1)[:, None]], axis=1)
+        center = writer.numbers(field(item, "center", ann_path, where), 2)
+        scale = writer.numbers([field(item, "scale", ann_path, where)], 1)
+        rows = field(item, "joints", ann_path, where)
+        flat = [v for r in rows for v in (r if isinstance(r, list) else [r])] if isinstance(rows, list) else None
+        jts = writer.numbers(flat, 32) if flat is not None and all(isinstance(r, list) and len(r) == 2 for r in rows) \
+            else None
+        vis = writer.numbers(field(item, "joints_vis", ann_path, where), 16)
+        problem = ("center is not 2 finite numbers" if center is None else
+                   "scale is not a finite number > 0" if scale is None or scale[0] <= 0 else
+                   "joints are not 16 x 2 finite numbers" if jts is None else
+                   "joints_vis is not 16 values in {0, 1}" if vis is None or not np.isin(vis, (0, 1)).all() else "")
+        if problem:
+            skipped.append({"image": name, "annotation": i, "reason": problem})
+            continue
+        c, s = reference_center_scale(center, scale[0])
+        kp = np.concatenate([jts.reshape(16, 2) - 1, vis[:, None]], axis=1).astype(np.float32)
         side = 200.0 * s / 1.25
         box = [float(c[0] - side / 2), float(c[1] - side / 2), side, side]
         grouped.setdefault(name, []).append(records.Person(box=box, raw_box=box, keypoints=kp, ann_id=i))
@@ -54,7 +66,7 @@ def build_entries(ann_path: str, images_dir: str):
         stem = os.path.splitext(name)[0]
         image_id = int(stem) if stem.isdigit() else index
         entries.append(records.ImageEntry(os.path.join(images_dir, name), name, image_id, 0, 0, persons))
-    return entries, []
+    return entries, skipped
 
 
 def main(argv=None) -> None:

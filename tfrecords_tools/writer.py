@@ -132,10 +132,14 @@ def write_dataset(entries: Sequence[records.ImageEntry], prefix: str, *, joint_s
     ``skipped`` carries items the converter already dropped (annotation-level reasons); image
     level failures are appended. ``num_shards = 0`` picks about 256 MB per shard.
     """
+    check_prefix(prefix)
     skipped = list(skipped or [])
     entries = [e for e in entries if e.persons]
     out_dir = os.path.dirname(os.path.abspath(prefix))
-    os.makedirs(out_dir, exist_ok=True)
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as e:
+        raise ConversionError(f"--output {prefix}: cannot create the folder {out_dir} ({e.strerror})") from None
     sizes = [os.path.getsize(e.path) if os.path.exists(e.path) else 0 for e in entries]
     if num_shards <= 0:
         num_shards = max(1, math.ceil(sum(sizes) / TARGET_SHARD_BYTES))
@@ -193,7 +197,35 @@ def write_dataset(entries: Sequence[records.ImageEntry], prefix: str, *, joint_s
     }
     manifest.update(extra or {})
     write_json_atomic(records.manifest_path(prefix), manifest)
+    _remove_unlisted_shards(prefix, paths, parts_dir)
+    if manifest["num_instances"] == 0:
+        found = sum(1 for item in skipped if item.get("reason") != "missing file" and "image" in item)
+        why = ("none of the images were found under the images folder" if entries and not found
+               else "no image with a person was written")
+        raise ConversionError(f"{prefix}: wrote no people: {why} ({len(skipped)} items skipped, by reason "
+                              f"{manifest['skipped_by_reason']}; details in {records.manifest_path(prefix)})")
     return manifest
+
+
+def check_prefix(prefix: str) -> None:
+    """An output prefix names files, not a folder: ``data/coco/train2017`` ->
+    ``data/coco/train2017-00000-of-00075.tfrecord`` + ``data/coco/train2017.json``."""
+    if not prefix or prefix.endswith(("/", os.sep)) or os.path.isdir(prefix):
+        raise ConversionError(f"--output {prefix!r}: expected a prefix, not a folder: e.g. data/coco/train2017 "
+                              "writes data/coco/train2017-00000-of-000NN.tfrecord and data/coco/train2017.json")
+
+
+def _remove_unlisted_shards(prefix: str, paths: list[str], parts_dir: str) -> None:
+    """Delete this prefix's shards (and part files) that the new manifest does not list, e.g. after a
+    re-conversion into fewer shards. Only files of our own naming pattern for this prefix are touched."""
+    keep = {os.path.abspath(p) for p in paths}
+    pattern = glob.escape(prefix) + "-[0-9][0-9][0-9][0-9][0-9]-of-[0-9][0-9][0-9][0-9][0-9].tfrecord"
+    for path in glob.glob(pattern):
+        if os.path.abspath(path) not in keep:
+            os.remove(path)
+    for part in glob.glob(os.path.join(parts_dir, "[0-9][0-9][0-9][0-9][0-9].json")):
+        if int(os.path.basename(part)[:5]) >= len(paths):
+            os.remove(part)
 
 
 class _Inline:
@@ -270,6 +302,37 @@ def field(obj: dict, key: str, path: str, where: str = "", types: type | tuple =
     return value
 
 
+def numbers(values, count: int) -> np.ndarray | None:
+    """``values`` as float64 if it is a list of ``count`` finite numbers, else None (strings, NaN, inf, bools)."""
+    if not isinstance(values, (list, tuple)) or len(values) != count:
+        return None
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return None
+    out = np.asarray(values, np.float64)
+    return out if np.isfinite(out).all() else None
+
+
+def box_problem(box) -> str:
+    """'' for 4 finite numbers x, y, w, h with w, h > 0, else the reason a box is skipped."""
+    b = numbers(box, 4)
+    if b is None:
+        return "bbox is not 4 finite numbers"
+    if b[2] <= 0 or b[3] <= 0:
+        return "bbox has no area (w or h <= 0)"
+    return ""
+
+
+def keypoints_problem(values, num_joints: int, visibility=(0, 1, 2)) -> str:
+    """'' for ``3 * num_joints`` finite numbers whose visibilities are in ``visibility``, else the reason."""
+    k = numbers(values, 3 * num_joints)
+    if k is None:
+        return "keypoints are not finite numbers" if isinstance(values, list) and len(values) == 3 * num_joints \
+            else f"keypoints are not {3 * num_joints} numbers"
+    if not np.isin(k[2::3], visibility).all():
+        return f"visibility not in {{{', '.join(map(str, visibility))}}}"
+    return ""
+
+
 def add_common_args(parser) -> None:
     parser.add_argument("--images", required=True, help="folder holding the image files")
     parser.add_argument("--output", required=True, help="output prefix, e.g. data/coco/train2017")
@@ -300,6 +363,7 @@ def single_file_tool(argv, prog: str, doc: str, annotations_help: str, build_ent
     ap.add_argument("--annotations", required=True, help=annotations_help)
     add_common_args(ap)
     args = ap.parse_args(argv)
+    check_prefix(args.output)
     entries, skipped = build_entries(args.annotations, args.images)
     manifest = write_dataset(entries, args.output, joint_set=joint_set, sources=[args.annotations], skipped=skipped,
                              num_shards=args.num_shards, workers=args.workers, extra={"source": source})
