@@ -103,6 +103,9 @@ class DataConfig:
     #: (replacement when mixed with unlabelled data, else permutation).
     labelled_sampling: Literal["auto", "permutation", "replacement"] = "auto"
     num_parallel_calls: int = -1
+    #: Records that fail to parse or decode are dropped, counted and reported; training stops (one line
+    #: naming the worst shard) once they exceed this fraction of the people read.
+    max_corrupt_fraction: float = 0.001
     #: Only for source 'synthetic' (demo configs).
     synthetic: SyntheticConfig = dataclasses.field(default_factory=SyntheticConfig)
 
@@ -292,6 +295,7 @@ def _validate(cfg: Config, source: str) -> None:
         (t.epochs > 0, "train.epochs", "a positive int"),
         (t.lr > 0, "train.lr", "a positive float"),
         (t.steps_per_epoch >= 0, "train.steps_per_epoch", "an int >= 0 (0 = the reference epoch)"),
+        (0 <= d.max_corrupt_fraction <= 1, "data.max_corrupt_fraction", "a fraction in [0, 1]"),
         (t.lr_step == sorted(t.lr_step), "train.lr_step", "ascending epochs"),
         (cfg.method.mask_joint_num >= 0, "method.mask_joint_num", "an int >= 0"),
         (0 <= cfg.method.rand_magnitude <= 30, "method.rand_magnitude", "an int in [0, 30]"),

@@ -39,8 +39,9 @@ def main(argv):
         sys.exit(f"error: {e}")
     print(runner.format_table(metrics))
     counts = metrics["_counts"]
-    if counts["dropped"]:
-        print(f"warning: {counts['dropped']} of {counts['expected']} people were dropped (unreadable images)")
+    if counts["corrupt"]["total"]:
+        print(f"warning: {counts['corrupt']['total']} of {counts['expected']} people were skipped: their records "
+              f"failed to parse or decode (by shard: {counts['corrupt']['by_shard']})")
     print(f"metrics: {os.path.abspath(os.path.join(out, 'metrics.json'))}")
 
 

@@ -23,6 +23,7 @@ def main(argv):
     del argv
     cfg = cli.load_config()
     from posedual_tf import checkpoints, demo, training
+    from posedual_tf.data.corrupt import CorruptDataError
     from posedual_tf.data.pipeline import MissingRecordsError
     from posedual_tf.evaluation.runner import format_table
     from posedual_tf.models.convert import ConversionError
@@ -37,10 +38,15 @@ def main(argv):
         if demo.is_demo(cfg):
             demo.prepare_data(cfg)
         result = training.run(cfg, verbose=FLAGS.verbose, strategy=strategy)
-    except (MissingRecordsError, training.NonFiniteLoss, checkpoints.PretrainedError, ConversionError) as e:
+    except (MissingRecordsError, training.NonFiniteLoss, checkpoints.PretrainedError, ConversionError,
+            CorruptDataError) as e:
         sys.exit(f"error: {e}")
     if result["metrics"]:
         print(format_table(result["metrics"]))
+    bad = result["corrupt_records"]
+    if bad["total"]:
+        print(f"warning: {bad['total']} training records were skipped (failed to parse or decode), by stream "
+              f"{bad['by_stream']}, by shard {bad['by_shard']}")
     print(f"workdir: {os.path.abspath(cfg.workdir)}")
     print(f"TensorBoard: tensorboard --logdir {os.path.abspath(os.path.join(cfg.workdir, 'tb'))}")
     if demo.is_demo(cfg):

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from posedual_tf import checkpoints, codec
 from posedual_tf.config import Config
-from posedual_tf.data import augment, pipeline
+from posedual_tf.data import augment, corrupt, pipeline
 from posedual_tf.evaluation import runner
 from posedual_tf.methods import build_method, hard_views, make_optimizer
 from posedual_tf.models import builder
@@ -83,6 +83,39 @@ class FiniteGuard(keras.callbacks.Callback):
         if loss is not None and not math.isfinite(float(loss)):
             self.failed_at = (batch, float(loss))
             self.model.stop_training = True
+
+
+class CorruptionMonitor(keras.callbacks.Callback):
+    """Corrupt records to TensorBoard; stops training past ``data.max_corrupt_fraction`` of the people read."""
+
+    def __init__(self, counter: corrupt.CorruptionCounter, writer, max_fraction: float, people_per_step: int,
+                 every: int):
+        super().__init__()
+        self.counter, self.writer, self.max_fraction = counter, writer, max_fraction
+        self.people_per_step, self.every = people_per_step, max(1, every)
+        self.failed: str | None = None
+        self.logged = 0
+
+    def check(self):
+        step = int(self.model.optimizer.iterations.numpy())
+        bad = self.counter.total()
+        if bad != self.logged:
+            with self.writer.as_default(step=step):
+                tf.summary.scalar("data/corrupt_records", bad)
+            self.logged = bad
+        read = bad + step * self.people_per_step
+        if bad and bad / max(read, 1) > self.max_fraction:
+            self.failed = (f"{bad} of {read} people read so far failed to parse or decode ({bad / read:.2%} > "
+                           f"data.max_corrupt_fraction {self.max_fraction:g}); worst shard: "
+                           f"{self.counter.worst_shard()} (re-convert it, or raise data.max_corrupt_fraction)")
+            self.model.stop_training = True
+
+    def on_train_batch_end(self, batch, logs=None):
+        if (batch + 1) % self.every == 0:
+            self.check()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.check()
 
 
 class ScalarLogger(keras.callbacks.Callback):
@@ -233,18 +266,20 @@ def run(cfg: Config, verbose: int = 2, strategy: tf.distribute.Strategy | None =
 
         f.write(dump(cfg))
 
+    counter = corrupt.CorruptionCounter()
     if strategy.num_replicas_in_sync > 1:
         # every input pipeline takes its own positions of the same epoch order (pipeline.train_dataset)
         made = {}
 
         def dataset_fn(ctx):
-            made["ds"], made["steps"] = pipeline.train_dataset(cfg, input_context=ctx)
+            made["ds"], made["steps"] = pipeline.train_dataset(cfg, input_context=ctx, counter=counter)
+            made["workers"] = ctx.num_input_pipelines
             return made["ds"]
 
         ds = strategy.distribute_datasets_from_function(dataset_fn)
-        steps = made["steps"]
+        steps, workers = made["steps"], made["workers"]     # this worker reads its share of every step
     else:
-        ds, steps = pipeline.train_dataset(cfg)
+        (ds, steps), workers = pipeline.train_dataset(cfg, counter=counter), 1
     lab = pipeline.open_source(cfg.data.labelled, "labelled")
     labelled_ids = list(lab.joint_set.to_union)
     nets, method, optimizer = build(cfg, strategy, steps, labelled_ids, initial_weights=not resuming)
@@ -261,7 +296,10 @@ def run(cfg: Config, verbose: int = 2, strategy: tf.distribute.Strategy | None =
     writer = tf.summary.create_file_writer(os.path.join(cfg.workdir, "tb"))
     guard = FiniteGuard()
     validation = Validation(cfg, nets, writer, cfg.workdir, t.val_interval, t.epochs) if cfg.data.val.records else None
-    callbacks = [guard, EpochCheckpoint(manager, epoch_var), ScalarLogger(writer, t.log_every)]
+    streams = 2 if cfg.method.name != "supervised" and cfg.data.unlabelled.records else 1
+    monitor = CorruptionMonitor(counter, writer, cfg.data.max_corrupt_fraction,
+                                t.batch_size * streams // workers, t.log_every)
+    callbacks = [guard, monitor, EpochCheckpoint(manager, epoch_var), ScalarLogger(writer, t.log_every)]
     if cfg.method.name != "supervised":
         callbacks.append(PairImages(writer, cfg, first_unlabelled_batch(cfg), t.image_summary_every))
     if validation:
@@ -271,6 +309,8 @@ def run(cfg: Config, verbose: int = 2, strategy: tf.distribute.Strategy | None =
     if initial_epoch < t.epochs:
         history = method.fit(ds, epochs=t.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
                              callbacks=callbacks, verbose=verbose).history
+    if monitor.failed:
+        raise corrupt.CorruptDataError(monitor.failed)
     if guard.failed_at is not None:
         raise NonFiniteLoss(f"non-finite loss {guard.failed_at[1]} at step {int(optimizer.iterations.numpy())}; "
                             f"training stopped, last good checkpoint: {manager.latest_checkpoint}")
@@ -281,6 +321,7 @@ def run(cfg: Config, verbose: int = 2, strategy: tf.distribute.Strategy | None =
     result = {"config": cfg.name, "epochs": t.epochs, "steps_per_epoch": steps,
               "final_step": int(optimizer.iterations.numpy()), "seconds": round(time.time() - start, 1),
               "history": {k: [float(x) for x in v] for k, v in history.items()}, "metrics": metrics,
+              "corrupt_records": counter.summary(),
               "validation": validation.history if validation else []}
     with open(os.path.join(cfg.workdir, "train_result.json.tmp"), "w") as f:
         json.dump(result, f, indent=1)

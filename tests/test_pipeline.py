@@ -1,6 +1,7 @@
 """tf.data pipeline on the real COCO samples: crops, flips, targets, mixing, seeds, eval, corruption."""
 from __future__ import annotations
 
+import json
 import os
 
 import cv2
@@ -94,26 +95,37 @@ def test_eval_dataset_detected_boxes_threshold(coco_records, det_records):
     assert n == sum(s >= 0.5 for s in scores) > 0
 
 
-def test_corrupt_image_in_a_record_is_dropped(shared, coco_records, det_records, tmp_path):
+def _records_with_a_bad_image(shared, tmp_path, bad_index):
+    """The COCO samples written by hand with image ``bad_index``'s bytes replaced by garbage."""
     from tfrecords_tools import coco
 
-    entries, _, jset, _ = coco.build_entries(str(shared / "coco/test_coco.json"), str(shared / "coco"))
-    prefix = str(tmp_path / "bad")
+    entries, _, _, _ = coco.build_entries(str(shared / "coco/test_coco.json"), str(shared / "coco"))
+    prefix = str(tmp_path / f"bad{bad_index}")
     with tf.io.TFRecordWriter(records.shard_paths(prefix, 1)[0]) as w:
         for i, e in enumerate(entries):
-            data = open(e.path, "rb").read() if i else b"\xff\xd8 this is not a jpeg"
+            data = open(e.path, "rb").read() if i != bad_index else b"\xff\xd8 this is not a jpeg"
             w.write(records.encode_example(e, data, 17).SerializeToString())
-    import json
-
     people = [len(e.persons) for e in entries]
     shard = {"file": os.path.basename(records.shard_paths(prefix, 1)[0]), "records": 4, "instances": sum(people),
              "record_people": people}
-    json.dump({"joint_set": "coco", "num_joints": 17, "num_images": 4, "shards": [shard],
-               "num_instances": sum(people)}, open(prefix + ".json", "w"))
+    with open(prefix + ".json", "w") as f:
+        json.dump({"joint_set": "coco", "num_joints": 17, "num_images": 4, "shards": [shard],
+                   "num_instances": sum(people)}, f)
+    return prefix, people[bad_index]
+
+
+@pytest.mark.parametrize("bad_index", [0, 3])      # the first image, and the last (no survivor after it)
+def test_corrupt_image_in_a_record_is_dropped_and_counted(shared, coco_records, det_records, tmp_path, bad_index):
+    from posedual_tf.data import corrupt
+
+    prefix, lost = _records_with_a_bad_image(shared, tmp_path, bad_index)
     cfg = _cfg(coco_records, det_records, f"data.val.records={prefix}")
-    ds, src = pipeline.eval_dataset(cfg, batch_size=64)
+    counter = corrupt.CorruptionCounter()
+    ds, src = pipeline.eval_dataset(cfg, batch_size=64, counter=counter)
     n = sum(int(b["image"].shape[0]) for b in ds)
-    assert n == src.num_instances - len(entries[0].persons)
+    assert n == src.num_instances - lost
+    assert counter.total() == lost and counter.by_stream == {"val": lost}
+    assert counter.worst_shard() == records.shard_paths(prefix, 1)[0]
 
 
 def test_missing_records_error_names_the_command(tmp_path):

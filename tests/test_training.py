@@ -21,6 +21,7 @@ from posedual_tf.methods.base import joints_mse
 from posedual_tf.models import builder
 
 TINY = ["data.image_size=[64,64]", "data.heatmap_size=[16,16]", "model.width_multiplier=0.125"]
+TINY_SETS = [f"--set={t}" for t in TINY]
 
 
 def _batch(seed=0, b=4):
@@ -342,3 +343,28 @@ def test_resuming_a_run_needs_no_initial_weights_file(tmp_path):
     fresh = _run(base + [f"--set=workdir={tmp_path}/other", f"--set=model.pretrained={tmp_path}/gone.pth"],
                  timeout=120)
     assert fresh.returncode != 0 and "gone.pth not found" in fresh.stderr.strip().splitlines()[-1]
+
+
+def test_corrupt_records_stop_training_with_one_line_naming_the_shard(shared, tmp_path):
+    from tests.test_pipeline import _records_with_a_bad_image
+
+    prefix, lost = _records_with_a_bad_image(shared, tmp_path, 2)
+    base = ["-m", "posedual_tf.train", "--config", "coco1k_sup", f"--set=workdir={tmp_path}/run",
+            f"--set=data.labelled.records={prefix}", "--set=data.val.records=", "--set=model.pretrained=none",
+            "--set=data.labelled_sampling=permutation", "--set=train.steps_per_epoch=0", "--set=train.epochs=1",
+            "--set=train.batch_size=4", *TINY_SETS]
+    out = _run(base, timeout=600)
+    assert out.returncode != 0
+    last = out.stderr.strip().splitlines()[-1]
+    import re
+
+    bad = re.match(r"error: (\d+) of (\d+) people read so far failed to parse or decode", last)
+    assert bad and int(bad.group(1)) % lost == 0 and int(bad.group(1)) >= lost     # whole epochs' worth
+    assert f"worst shard: {prefix}-00000-of-00001.tfrecord" in last
+    # below the threshold: training goes on, and the count is in the summary and the result
+    out = _run(base + [f"--set=workdir={tmp_path}/run2", "--set=data.max_corrupt_fraction=0.5"], timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads((tmp_path / "run2" / "train_result.json").read_text())
+    seen = result["corrupt_records"]["by_stream"]["labelled"]
+    assert seen >= lost and seen % lost == 0           # the epoch read ahead by the prefetch counts too
+    assert f"warning: {seen} training records were skipped" in out.stdout

@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from posedual_tf import codec, geometry, joints as joint_sets
 from posedual_tf.config import Config, DatasetConfig
-from posedual_tf.data import augment, record_index, records
+from posedual_tf.data import augment, corrupt, record_index, records
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -308,7 +308,8 @@ def _element_seeds(n, seed: int, epoch) -> tf.Tensor:
 
 
 def train_dataset(cfg: Config, seed: int | None = None, batch_size: int | None = None,
-                  input_context: tf.distribute.InputContext | None = None):
+                  input_context: tf.distribute.InputContext | None = None,
+                  counter: corrupt.CorruptionCounter | None = None):
     """The training stream (endless) and its steps per epoch.
 
     Supervised (no unlabelled records): batches of ``{image, target, weight}``; otherwise batches of
@@ -319,6 +320,7 @@ def train_dataset(cfg: Config, seed: int | None = None, batch_size: int | None =
     many full batches. Under a multi-replica strategy (``input_context``) every batch is full, the
     batch is the per-replica one, and input pipeline ``i`` of ``n`` takes positions ``i, i + n, ...``
     of the same epoch order: the workers together see every selected person, whatever their number.
+    People whose record fails to parse or decode are dropped and reported to ``counter``.
     """
     seed = cfg.train.seed if seed is None else seed
     global_batch = batch_size or cfg.train.batch_size
@@ -341,37 +343,43 @@ def train_dataset(cfg: Config, seed: int | None = None, batch_size: int | None =
     lab_parse = labelled_parser(cfg)
     fetch_lab = person_fetcher(lab)
 
-    def stream(src, fetch, parse, sampling, stream_seed, epoch):
+    def stream(src, fetch, parse, sampling, stream_seed, epoch, name):
         order = epoch_order(src.num_instances, size, stream_seed, epoch, sampling)[worker::workers]
-        seeds = _element_seeds(tf.shape(order)[0], stream_seed + 7, epoch)
-        ds = tf.data.Dataset.from_tensor_slices((order, seeds))
-        return ds.map(lambda i, s: parse(fetch(i), s), num_parallel_calls=calls).ignore_errors(log_warning=True)
+        n = tf.shape(order, out_type=tf.int64)[0]
+        seeds = _element_seeds(n, stream_seed + 7, epoch)
+        ds = tf.data.Dataset.from_tensor_slices((tf.range(n), order, seeds))
+        ds = ds.map(lambda pos, i, s: (pos, parse(fetch(i), s)), num_parallel_calls=calls).ignore_errors()
+        return corrupt.counted(ds, n, order, counter, name, src.index)
 
     if not mixed:
         def one_epoch(epoch):
-            return stream(lab, fetch_lab, lab_parse, lab_sampling, seed, epoch).batch(per_replica)
+            return stream(lab, fetch_lab, lab_parse, lab_sampling, seed, epoch, "labelled").batch(per_replica)
     else:
         unl_parse = unlabelled_parser(cfg, lab.joint_set.union_mask())
         fetch_unl = person_fetcher(unl)
 
         def one_epoch(epoch):
-            return tf.data.Dataset.zip((stream(lab, fetch_lab, lab_parse, lab_sampling, seed, epoch),
-                                        stream(unl, fetch_unl, unl_parse, "permutation", seed + 1, epoch))
-                                       ).batch(per_replica)
+            return tf.data.Dataset.zip((stream(lab, fetch_lab, lab_parse, lab_sampling, seed, epoch, "labelled"),
+                                        stream(unl, fetch_unl, unl_parse, "permutation", seed + 1, epoch,
+                                               "unlabelled"))).batch(per_replica)
 
     ds = tf.data.Dataset.range(1 << 62).flat_map(one_epoch)
     return ds.prefetch(AUTOTUNE).with_options(_options()), steps
 
 
-def eval_dataset(cfg: Config, batch_size: int | None = None) -> tuple[tf.data.Dataset, Source]:
-    """Validation crops (GT boxes, or detected boxes with score >= test.image_thre)."""
+def eval_dataset(cfg: Config, batch_size: int | None = None,
+                 counter: corrupt.CorruptionCounter | None = None) -> tuple[tf.data.Dataset, Source]:
+    """Validation crops (GT boxes, or detected boxes with score >= test.image_thre), in file order;
+    people whose record fails to parse or decode are dropped and reported to ``counter``."""
     src = open_source(cfg.data.val, "val")
-    ds = instances(src)
+    calls = cfg.data.num_parallel_calls if cfg.data.num_parallel_calls > 0 else AUTOTUNE
+    fetch, parse = person_fetcher(src), eval_parser(cfg)
+    order = tf.range(src.num_instances, dtype=tf.int64)
+    ds = tf.data.Dataset.from_tensor_slices(order).map(lambda i: (i, parse(fetch(i))), num_parallel_calls=calls)
+    ds = corrupt.counted(ds.ignore_errors(), src.num_instances, order, counter, "val", src.index)
     if not cfg.test.use_gt_bbox:
         thre = cfg.test.image_thre
         ds = ds.filter(lambda e: e["score"] >= thre)
-    calls = cfg.data.num_parallel_calls if cfg.data.num_parallel_calls > 0 else AUTOTUNE
-    ds = ds.map(eval_parser(cfg), num_parallel_calls=calls).ignore_errors(log_warning=True)
     return ds.batch(batch_size or cfg.test.batch_size).prefetch(AUTOTUNE), src
 
 

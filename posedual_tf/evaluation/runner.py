@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from posedual_tf import codec
 from posedual_tf.config import Config
-from posedual_tf.data import pipeline
+from posedual_tf.data import corrupt, pipeline
 from posedual_tf.evaluation import aic, coco, mpii
 
 
@@ -99,7 +99,8 @@ def score(cfg: Config, src: pipeline.Source, instances: list[dict]) -> tuple[dic
 def evaluate(cfg: Config, nets: Sequence, workdir: str | None = None, progress: bool = True,
              tag: str = "") -> dict[str, dict]:
     """Predict on ``data.val`` and score every head; write results/metrics json to ``workdir``."""
-    ds, src = pipeline.eval_dataset(cfg)
+    counter = corrupt.CorruptionCounter()
+    ds, src = pipeline.eval_dataset(cfg, counter=counter)
     per_head = predict(cfg, nets, ds, total=src.num_instances, progress=progress)
     metrics = {}
     for name, instances in per_head.items():
@@ -110,8 +111,10 @@ def evaluate(cfg: Config, nets: Sequence, workdir: str | None = None, progress: 
             coco.write_results(results, os.path.join(workdir, f"results_{name}{tag}.json"))
     n_seen = len(next(iter(per_head.values()))) if per_head else 0
     expected = src.num_instances
-    metrics["_counts"] = {"instances": n_seen, "expected": expected,
-                          "dropped": max(0, expected - n_seen) if cfg.test.use_gt_bbox and not cfg.test.max_batches else 0}
+    metrics["_counts"] = {"instances": n_seen, "expected": expected, "corrupt": counter.summary()}
+    if counter.total():
+        print(f"evaluation: {counter.total()} of {expected} people skipped: their records failed to parse or decode "
+              f"(by shard: {counter.summary()['by_shard']})", file=sys.stderr)
     if workdir:
         path = os.path.join(workdir, f"metrics{tag}.json")
         with open(path + ".tmp", "w") as f:
