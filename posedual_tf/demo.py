@@ -50,5 +50,5 @@ def export_after_training(cfg: Config) -> str:
     from posedual_tf import export
 
     out = os.path.join(cfg.workdir, "saved_model")
-    export.export(cfg, os.path.join(cfg.workdir, "final"), out)
+    export.export(cfg, os.path.join(cfg.workdir, "final"), out, overwrite=True)     # the demo's own export
     return out

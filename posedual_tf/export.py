@@ -7,16 +7,20 @@ Signatures:
   * ``serving_default``: ``crops [N, H, W, 3]`` float32 RGB 0-255 -> ``heatmaps [N, h, w, 24]`` and
     ``keypoints [N, 24, 3]`` (crop pixel x, y, score).
   * ``predict_image``: ``image_bytes`` (scalar string, JPEG/PNG) and ``boxes [N, 4]`` float32
-    (x, y, w, h) -> ``keypoints [N, 17, 3]`` (image x, y, score, COCO order) and ``scores [N]``
-    (mean joint score above test.in_vis_thre, as the reference rescoring without a box score).
+    (x, y, w, h) -> ``keypoints [N, 17, 3]`` (image x, y, score, COCO order), ``scores [N]``
+    (mean joint score above test.in_vis_thre, as the reference rescoring without a box score) and
+    ``valid [N]``: boxes are cut to the image; one outside the image or without area is not valid
+    and gets zero keypoints and score. Non-finite boxes are an error.
     Cropping, normalisation, network, flip test, decoding and the union -> COCO mapping all run
     in the graph.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
+import tempfile
 
 import keras
 import tensorflow as tf
@@ -29,6 +33,16 @@ from posedual_tf.data import records
 def _heatmaps(nets, images, flip_test: bool, shift_heatmap: bool):
     """One network's heatmaps, or the mean over both PoseDual networks (the ensemble)."""
     return tf.add_n([codec.network_heatmaps(n, images, flip_test, shift_heatmap) for n in nets]) / float(len(nets))
+
+
+def clip_boxes(boxes, width, height):
+    """Boxes ``[N, 4]`` (x, y, w, h) cut to the image ``[0, width] x [0, height]`` (boxes inside it are
+    unchanged), and whether each keeps an area: one outside the image or without area is not valid."""
+    x, y, w, h = tf.unstack(boxes, axis=-1)
+    x1, y1 = tf.clip_by_value(x, 0.0, width), tf.clip_by_value(y, 0.0, height)
+    x2, y2 = tf.clip_by_value(x + w, 0.0, width), tf.clip_by_value(y + h, 0.0, height)
+    valid = (x2 > x1) & (y2 > y1)
+    return tf.stack([x1, y1, tf.maximum(x2 - x1, 1.0), tf.maximum(y2 - y1, 1.0)], axis=-1), valid
 
 
 def serving_functions(cfg: Config, nets, flip_test: bool, post_process: str):
@@ -59,6 +73,9 @@ def serving_functions(cfg: Config, nets, flip_test: bool, post_process: str):
                                   tf.TensorSpec([None, 4], tf.float32, name="boxes")])
     def predict_image(image_bytes, boxes):
         img = tf.cast(records.decode_image(image_bytes), tf.float32)
+        boxes = tf.debugging.assert_all_finite(boxes, "boxes must be finite numbers")
+        size = tf.cast(tf.shape(img)[:2], tf.float32)
+        boxes, valid = clip_boxes(boxes, size[1], size[0])
         n = tf.shape(boxes)[0]
 
         def people():
@@ -70,22 +87,48 @@ def serving_functions(cfg: Config, nets, flip_test: bool, post_process: str):
             kps = tf.gather(tf.concat([coords, maxvals[..., None]], -1), coco_from_union, axis=1)
             vis = tf.cast(kps[..., 2] > cfg.test.in_vis_thre, tf.float32)
             scores = tf.math.divide_no_nan(tf.reduce_sum(kps[..., 2] * vis, -1), tf.reduce_sum(vis, -1))
-            return kps, scores
+            keep = tf.cast(valid, tf.float32)
+            return kps * keep[:, None, None], scores * keep
 
         def nobody():
             return tf.zeros([0, joints.COCO.num_joints, 3]), tf.zeros([0])
 
         kps, scores = tf.cond(n > 0, people, nobody)
-        return {"keypoints": kps, "scores": scores}
+        return {"keypoints": kps, "scores": scores, "valid": valid}
 
     return serve_crops, predict_image
 
 
+#: Written into every export: marks a folder as ours, so that ``--overwrite`` may replace it.
+MARKER = "posedual_export.json"
+
+
+class ExportError(ValueError):
+    """An output folder that export must not write into (one line)."""
+
+
+def check_output(output: str, overwrite: bool) -> None:
+    """Refuse an output that exists, unless it is a previous export of ours and ``overwrite`` is set:
+    export never deletes or replaces what it did not write."""
+    if not os.path.lexists(output):
+        return
+    if not (os.path.isdir(output) and not os.path.islink(output) and os.path.isfile(os.path.join(output, MARKER))):
+        raise ExportError(f"--output {output}: already exists and is not a SavedModel written by posedual_tf.export; "
+                          "nothing was written (choose a new folder)")
+    if not overwrite:
+        raise ExportError(f"--output {output}: holds a previous export; pass --overwrite to replace it")
+
+
 def export(cfg: Config, checkpoint: str, output: str, net: str = "1", flip_test: bool | None = None,
-           post_process: str | None = None) -> str:
-    """Build the networks, load ``checkpoint`` and write the SavedModel to ``output`` (atomically)."""
+           post_process: str | None = None, overwrite: bool = False) -> str:
+    """Build the networks, load ``checkpoint`` and write the SavedModel to ``output``: into a temporary
+    folder beside it, renamed when complete. An existing ``output`` is replaced only if it is a previous
+    export (see :func:`check_output`)."""
     from posedual_tf import checkpoints
     from posedual_tf.models import builder
+
+    output = os.path.normpath(output)
+    check_output(output, overwrite)
 
     keras.mixed_precision.set_global_policy("float32")
     nets = builder.build_networks(cfg)
@@ -106,12 +149,31 @@ def export(cfg: Config, checkpoint: str, output: str, net: str = "1", flip_test:
         archive.track(n)
     archive.add_endpoint("serving_default", serve_crops)
     archive.add_endpoint("predict_image", predict_image)
-    tmp = output.rstrip("/") + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    archive.write_out(tmp, verbose=False)
-    if os.path.exists(output):
-        shutil.rmtree(output)
-    os.replace(tmp, output)
+    parent = os.path.dirname(os.path.abspath(output))
+    try:
+        os.makedirs(parent, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(output)}.tmp-", dir=parent)
+    except OSError as e:
+        raise ExportError(f"--output {output}: cannot write in {parent} ({e.strerror})") from None
+    try:                                   # tmp is ours: removed on any failure
+        archive.write_out(tmp, verbose=False)
+        with open(os.path.join(tmp, MARKER), "w") as f:
+            json.dump({"config": cfg.name, "checkpoint": os.path.abspath(checkpoint), "net": net,
+                       "flip_test": flip, "post_process": post_process or cfg.test.post_process}, f, indent=1)
+        check_output(output, overwrite)    # nothing appeared there meanwhile
+        old = None
+        if os.path.lexists(output):        # a previous export of ours, and --overwrite
+            old = tempfile.mkdtemp(prefix=f".{os.path.basename(output)}.old-", dir=parent)
+            os.replace(output, os.path.join(old, "export"))
+        os.replace(tmp, output)
+        if old:
+            shutil.rmtree(old)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ExportError(f"--output {output}: writing the SavedModel failed ({e.strerror or e})") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return output
 
 
@@ -126,7 +188,8 @@ def main(argv):
     if not f.checkpoint or not f.output:
         sys.exit("error: --checkpoint and --output are required")
     try:
-        out = export(cfg, f.checkpoint, f.output, f.net, f["flip-test"].value, f["post-process"].value)
+        out = export(cfg, f.checkpoint, f.output, f.net, f["flip-test"].value, f["post-process"].value,
+                     overwrite=f.overwrite)
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"error: {e}")
     print(f"SavedModel written to {os.path.abspath(out)} (signatures: serving_default, predict_image)")
@@ -143,4 +206,5 @@ if __name__ == "__main__":
     flags.DEFINE_enum("net", "1", ["1", "2", "ensemble"], "which network to export (PoseDual)")
     flags.DEFINE_bool("flip-test", None, "flip test in the graph (default: test.flip_test)")
     flags.DEFINE_enum("post-process", None, ["shift", "dark", "none"], "decoding refinement (default: test.post_process)")
+    flags.DEFINE_bool("overwrite", False, "replace --output if it holds a previous export (never anything else)")
     app.run(main)

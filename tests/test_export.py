@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -99,7 +100,7 @@ def test_predict_cli_writes_pngs_and_evaluable_results(exported, shared, tmp_pat
                            str(shared / "coco"), "--boxes", str(shared / "coco/test_coco_det_AP_H_56.json"),
                            "--min-box-score", "0.5", "--output", str(out)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert sorted(p.name for p in out.glob("*.png")) == sorted(p.stem + ".png" for p in shared.glob("coco/*.jpg"))
+    assert sorted(p.name for p in out.glob("*.png")) == sorted(p.name + ".pose.png" for p in shared.glob("coco/*.jpg"))
     results = json.loads((out / "results.json").read_text())
     dets = json.loads((shared / "coco/test_coco_det_AP_H_56.json").read_text())
     assert len(results) == sum(d["score"] >= 0.5 for d in dets)
@@ -107,3 +108,90 @@ def test_predict_cli_writes_pngs_and_evaluable_results(exported, shared, tmp_pat
 
     stats = coco.evaluate_coco(str(out / "results.json"), str(shared / "coco/test_coco.json"))
     assert set(stats) == set(coco.STAT_NAMES) and 0.0 <= stats["AP"] <= 1.0
+
+
+def test_export_never_replaces_what_it_did_not_write(exported, tmp_path):
+    from posedual_tf import export
+
+    cfg, nets, saved = exported
+    weights = str(tmp_path / "w")
+    checkpoints.save_nets(nets, weights)
+    # the current folder (or any folder that is not one of our exports) is refused before any work
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    proc = subprocess.run([sys.executable, "-m", "posedual_tf.export", "--config", "coco1k_dual",
+                           *[f"--set={s}" for s in SETS], "--checkpoint", weights, "--output", "."],
+                          capture_output=True, text=True, timeout=300, cwd=mine)
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1].startswith(
+        "error: --output .: already exists and is not a SavedModel written by posedual_tf.export")
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"] and (mine / "notes.txt").read_text() == "keep me"
+    with pytest.raises(export.ExportError, match="not a SavedModel written by posedual_tf.export"):
+        export.export(cfg, weights, str(mine), net="1")
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+    # a previous export: replaced only with overwrite, and nothing is left beside it
+    out = tmp_path / "exp"
+    export.export(cfg, weights, str(out), net="1")
+    with pytest.raises(export.ExportError, match="pass --overwrite"):
+        export.export(cfg, weights, str(out), net="2")
+    assert json.loads((out / export.MARKER).read_text())["net"] == "1"
+    export.export(cfg, weights, str(out), net="2", overwrite=True)
+    assert json.loads((out / export.MARKER).read_text())["net"] == "2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exp", "mine", "w"]       # no temp or old folder left
+    # an output under a file cannot be written: one line, nothing left behind
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(export.ExportError, match="cannot write in"):
+        export.export(cfg, weights, str(tmp_path / "afile" / "sub"), net="1")
+
+
+def test_predict_keeps_inputs_and_names_apart_and_skips_what_it_cannot_read(exported, shared, tmp_path):
+    import cv2
+
+    from posedual_tf import predict
+
+    _, _, saved = exported
+    src = tmp_path / "photos"
+    src.mkdir()
+    jpg = (shared / "coco/000000196141.jpg").read_bytes()
+    for name in ("a.jpg", "photo_003799.jpg", "other_003799.jpg"):
+        (src / name).write_bytes(jpg)
+    cv2.imwrite(str(src / "a.png"), cv2.imread(str(src / "a.jpg")))
+    (src / "empty.jpg").write_bytes(b"")
+    before = {p.name: p.read_bytes() for p in src.iterdir()}
+    # the input folder as output is refused before anything is written
+    proc = subprocess.run([sys.executable, "-m", "posedual_tf.predict", "--saved-model", saved, "--images", str(src),
+                           "--whole-image", "--output", str(src)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == f"error: --output {src}: is the folder of the input images; " \
+                                                    "choose another folder"
+    assert {p.name: p.read_bytes() for p in src.iterdir()} == before
+    paths = sorted(str(p) for p in src.iterdir())
+    ids = predict.image_ids(paths)
+    # 003799 twice: ambiguous, so every image gets its place in name order, the same on every run
+    assert ids == {"a.jpg": 1, "a.png": 2, "empty.jpg": 3, "other_003799.jpg": 4, "photo_003799.jpg": 5}
+    assert predict.image_ids([str(src / "x_12.jpg"), str(src / "y_7.jpg")]) == {"x_12.jpg": 12, "y_7.jpg": 7}
+    # boxes keyed by file name; one box outside the image, one without area
+    boxes_file = tmp_path / "boxes.json"
+    boxes_file.write_text(json.dumps({"a.jpg": [[150, 60, 120, 260], [5000, 5000, 50, 50]],
+                                      "a.png": [{"bbox": [150, 60, 120, 260], "score": 0.9}, [10, 10, -4, 30]]}))
+    boxes = predict.load_boxes(str(boxes_file), 0.0, ids)
+    out = tmp_path / "out"
+    results = predict.run(saved, paths, str(out), boxes, progress=False)
+    assert sorted(p.name for p in out.glob("*.png")) == ["a.jpg.pose.png", "a.png.pose.png",
+                                                         "other_003799.jpg.pose.png", "photo_003799.jpg.pose.png"]
+    assert sorted(r["image_id"] for r in results) == [1, 2]          # the two valid boxes only
+    record = {os.path.basename(e["file"]): e for e in json.loads((out / "images.json").read_text())["images"]}
+    assert record["empty.jpg"]["skipped"] == "empty file" and record["empty.jpg"]["drawing"] is None
+    assert record["a.jpg"]["boxes_without_area"] == [1] and record["a.png"]["boxes_without_area"] == [1]
+    assert {p.name: p.read_bytes() for p in src.iterdir()} == before
+    # a second run may replace what the first wrote, but not a file someone else put there
+    predict.run(saved, paths, str(out), boxes, progress=False)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "a.jpg.pose.png").write_bytes(b"someone's")
+    with pytest.raises(predict.PredictError, match="already holds a.jpg.pose.png, which predict did not write"):
+        predict.run(saved, paths, str(tmp_path / "other"), boxes, progress=False)
+    assert (tmp_path / "other" / "a.jpg.pose.png").read_bytes() == b"someone's"
+    # non-finite boxes name the file and the entry
+    boxes_file.write_text(json.dumps([{"image_id": 1, "bbox": [1, 2, float("nan"), 4], "score": 1.0}]))
+    with pytest.raises(predict.PredictError, match=r"boxes.json: detections\[0\]: expected a box of 4 finite"):
+        predict.load_boxes(str(boxes_file), 0.0, ids)
