@@ -73,7 +73,7 @@ def load_nets(nets, source: str, backbone: str = "resnet", strict: bool = True) 
                     if strict:
                         raise FileNotFoundError(f"{source}: no {name} for {net.name}")
                     continue
-                net.load_weights(files[name])
+                _load_weights_file(net, files[name])
             return f"{source}: {', '.join(sorted(files))}"
         ckpt_dir = os.path.join(source, "ckpt") if os.path.isdir(os.path.join(source, "ckpt")) else source
         latest = tf.train.latest_checkpoint(ckpt_dir)
@@ -84,6 +84,33 @@ def load_nets(nets, source: str, backbone: str = "resnet", strict: bool = True) 
         restore_nets_from_training(nets, source)
         return source
     raise FileNotFoundError(f"{source}: not a .pth file, a folder of net*.weights.h5, or a training checkpoint")
+
+
+class ArchitectureMismatchError(ValueError):
+    """Saved weights that do not fit the configured network (one line, first mismatching tensor)."""
+
+
+def _load_weights_file(net, path: str) -> None:
+    """``net.load_weights`` without Keras' warning per layer; a mismatch is one line naming the first tensor."""
+    import re
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            net.load_weights(path)
+        except ValueError as e:
+            text = str(e)
+            layer = re.search(r"object <\w+ name=([^,>]+)", text)
+            shapes = re.search(r"variable\.shape=(\([^)]*\)), Received: value\.shape=(\([^)]*\))", text)
+            count = re.search(r"A total of (\d+) objects could not be loaded", text)
+            if layer and shapes:
+                detail = (f"{count.group(1) if count else 'some'} layers differ, first {layer.group(1)}: "
+                          f"{shapes.group(2)} in the file, {shapes.group(1)} in the network")
+            else:
+                detail = text.strip().splitlines()[0]
+            raise ArchitectureMismatchError(f"{path}: does not fit the config's {net.name} ({detail}); was it "
+                                            "saved from another model config?") from None
 
 
 def training_checkpoint(nets, optimizer=None, epoch=None) -> tf.train.Checkpoint:
@@ -98,5 +125,10 @@ def training_checkpoint(nets, optimizer=None, epoch=None) -> tf.train.Checkpoint
 
 
 def restore_nets_from_training(nets, prefix: str) -> None:
-    """Restore only the networks from a training checkpoint."""
-    training_checkpoint(nets).restore(prefix).expect_partial().assert_existing_objects_matched()
+    """Restore only the networks from a training checkpoint; a mismatch is one line."""
+    try:
+        training_checkpoint(nets).restore(prefix).expect_partial().assert_existing_objects_matched()
+    except (ValueError, AssertionError, tf.errors.InvalidArgumentError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ArchitectureMismatchError(f"{prefix}: does not fit the config's networks ({first[:300]}); was it "
+                                        "trained with another model config?") from None

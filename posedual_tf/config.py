@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import pathlib
 import typing
@@ -255,11 +256,13 @@ def _coerce(value: Any, tp: Any, source: str, key: str) -> Any:
     if tp is float:
         if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
             try:
-                return float(value)
+                value = float(value)
             except ValueError:
                 raise fail() from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise fail()
+        if not math.isfinite(value):
+            raise ConfigError(f"{source}: {key}: expected a finite float, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -268,8 +271,8 @@ def _coerce(value: Any, tp: Any, source: str, key: str) -> Any:
     raise ConfigError(f"{source}: {key}: unsupported schema type {tp}")
 
 
-def _validate(cfg: Config, source: str) -> None:
-    """Cross-field checks that a type cannot express."""
+def _validate(cfg: Config, source: str, overrides: dict[str, str] | None = None) -> None:
+    """Cross-field checks that a type cannot express; a failing key set by ``--set`` blames that ``--set``."""
     d, m, t = cfg.data, cfg.model, cfg.train
     checks = [
         (len(d.image_size) == 2 and all(v > 0 for v in d.image_size), "data.image_size",
@@ -303,7 +306,9 @@ def _validate(cfg: Config, source: str) -> None:
     ]
     for ok, key, expected in checks:
         if not ok:
-            raise ConfigError(f"{source}: {key}: expected {expected}")
+            blame = next((f"--set {text}" for k, text in (overrides or {}).items()
+                          if key == k or key.startswith(k + ".") or k.startswith(key + ".")), source)
+            raise ConfigError(f"{blame}: {key}: expected {expected}")
 
 
 # --------------------------------------------------------------------------- loading
@@ -325,7 +330,12 @@ def _read_yaml(path: pathlib.Path) -> dict[str, Any]:
         with open(path) as f:
             data = yaml.safe_load(f) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path.name}: not valid YAML ({str(e).splitlines()[0]})") from None
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{path}:{where}: not valid YAML: {what}") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read it ({e.strerror})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path.name}: expected a mapping at the top level")
     return data
@@ -387,8 +397,10 @@ def load(name_or_path: str, overrides: list[str] | None = None) -> Config:
     merged, layers = _resolve_file(path)
     for fname, layer in layers:
         _check_layer(layer, fname)
+    set_keys: dict[str, str] = {}
     for text in overrides or []:
         keys, value = parse_override(text)
+        set_keys[".".join(keys)] = text
         layer: dict[str, Any] = {}
         node = layer
         for k in keys[:-1]:
@@ -398,7 +410,7 @@ def load(name_or_path: str, overrides: list[str] | None = None) -> Config:
         merged = _merge(merged, layer)
     merged.setdefault("name", path.stem)
     cfg = _coerce(merged, Config, path.name, "")
-    _validate(cfg, path.name)
+    _validate(cfg, path.name, set_keys)
     if not cfg.workdir:
         cfg.workdir = os.path.join("runs", cfg.name)
     _expand_workdir(cfg)

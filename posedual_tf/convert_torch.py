@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 from absl import app, flags
+
+from posedual_tf import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("config", None, "experiment name or YAML path")
@@ -46,19 +47,15 @@ def convert(cfg, checkpoint: str, output: str, strict: bool = True) -> dict:
 def main(argv):
     del argv
     from posedual_tf import config
-    from posedual_tf.models.convert import ConversionError
 
     if not (FLAGS.config and FLAGS.checkpoint and FLAGS.output):
         raise app.UsageError("--config, --checkpoint and --output are required")
-    try:
-        cfg = config.load(FLAGS.config, FLAGS.set)
-        summary = convert(cfg, FLAGS.checkpoint, FLAGS.output, strict=not FLAGS.allow_missing)
-    except (config.ConfigError, ConversionError) as e:
-        sys.exit(f"error: {e}")
+    cfg = config.load(FLAGS.config, FLAGS.set)
+    summary = convert(cfg, FLAGS.checkpoint, FLAGS.output, strict=not FLAGS.allow_missing)
     for name, info in summary["networks"].items():
         print(f"{name}: {info['matched']} tensors matched, {len(info['missing'])} missing, "
               f"{len(info['unexpected'])} unexpected -> {os.path.join(FLAGS.output, info['file'])}")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(cli.guarded(main))

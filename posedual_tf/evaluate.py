@@ -26,17 +26,13 @@ def main(argv):
     if not FLAGS.checkpoint:
         sys.exit("error: --checkpoint is required")
     from posedual_tf import checkpoints
-    from posedual_tf.data.pipeline import MissingRecordsError
     from posedual_tf.evaluation import runner
     from posedual_tf.models import builder
 
     nets = builder.build_networks(cfg)
-    try:
-        print(f"loaded {checkpoints.load_nets(nets, FLAGS.checkpoint, cfg.model.backbone)}")
-        out = FLAGS.output or cfg.workdir
-        metrics = runner.evaluate(cfg, nets, workdir=out)
-    except (MissingRecordsError, FileNotFoundError, ValueError) as e:
-        sys.exit(f"error: {e}")
+    print(f"loaded {checkpoints.load_nets(nets, FLAGS.checkpoint, cfg.model.backbone)}")
+    out = FLAGS.output or cfg.workdir
+    metrics = runner.evaluate(cfg, nets, workdir=out)        # errors: one line (cli.guarded)
     print(runner.format_table(metrics))
     counts = metrics["_counts"]
     if counts["corrupt"]["total"]:
@@ -46,4 +42,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(cli.guarded(main))

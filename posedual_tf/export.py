@@ -187,11 +187,8 @@ def main(argv):
     cfg = cli.load_config()
     if not f.checkpoint or not f.output:
         sys.exit("error: --checkpoint and --output are required")
-    try:
-        out = export(cfg, f.checkpoint, f.output, f.net, f["flip-test"].value, f["post-process"].value,
-                     overwrite=f.overwrite)
-    except (FileNotFoundError, ValueError) as e:
-        sys.exit(f"error: {e}")
+    out = export(cfg, f.checkpoint, f.output, f.net, f["flip-test"].value, f["post-process"].value,
+                 overwrite=f.overwrite)
     print(f"SavedModel written to {os.path.abspath(out)} (signatures: serving_default, predict_image)")
 
 
@@ -207,4 +204,4 @@ if __name__ == "__main__":
     flags.DEFINE_bool("flip-test", None, "flip test in the graph (default: test.flip_test)")
     flags.DEFINE_enum("post-process", None, ["shift", "dark", "none"], "decoding refinement (default: test.post_process)")
     flags.DEFINE_bool("overwrite", False, "replace --output if it holds a previous export (never anything else)")
-    app.run(main)
+    app.run(cli.guarded(main))

@@ -29,6 +29,8 @@ import sys
 
 from absl import app, flags
 
+from posedual_tf import cli
+
 flags.DEFINE_string("saved-model", None, "SavedModel folder written by posedual_tf.export")
 flags.DEFINE_string("image", None, "one image file")
 flags.DEFINE_string("images", None, "a folder of images (jpg, jpeg, png)")
@@ -211,25 +213,20 @@ def main(argv):
         sys.exit("error: --saved-model, --output and one of --image / --images are required")
     if bool(FLAGS.boxes) == bool(FLAGS["whole-image"].value):
         sys.exit("error: give exactly one of --boxes FILE or --whole-image")
-    try:
-        if FLAGS.image:
-            if not os.path.isfile(FLAGS.image):
-                raise PredictError(f"--image {FLAGS.image}: no such file")
-            paths = [FLAGS.image]
-        else:
-            if not os.path.isdir(FLAGS.images):
-                raise PredictError(f"--images {FLAGS.images}: no such folder")
-            paths = sorted(os.path.join(FLAGS.images, n) for n in os.listdir(FLAGS.images)
-                           if n.lower().endswith(IMAGE_EXT))
-        ids = image_ids(paths)
-        boxes = load_boxes(FLAGS.boxes, FLAGS["min-box-score"].value, ids) if FLAGS.boxes else None
-        results = run(saved_model, paths, output, boxes)
-    except PredictError as e:
-        sys.exit(f"error: {e}")
-    except OSError as e:
-        sys.exit(f"error: {e.filename or output}: {e.strerror}")
+    if FLAGS.image:
+        if not os.path.isfile(FLAGS.image):
+            raise PredictError(f"--image {FLAGS.image}: no such file")
+        paths = [FLAGS.image]
+    else:
+        if not os.path.isdir(FLAGS.images):
+            raise PredictError(f"--images {FLAGS.images}: no such folder")
+        paths = sorted(os.path.join(FLAGS.images, n) for n in os.listdir(FLAGS.images)
+                       if n.lower().endswith(IMAGE_EXT))
+    ids = image_ids(paths)
+    boxes = load_boxes(FLAGS.boxes, FLAGS["min-box-score"].value, ids) if FLAGS.boxes else None
+    results = run(saved_model, paths, output, boxes)            # errors: one line (cli.guarded)
     print(f"{len(paths)} images, {len(results)} people -> {os.path.abspath(output)} (results.json, {RECORD})")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(cli.guarded(main))

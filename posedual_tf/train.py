@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 from absl import app, flags
 
@@ -23,24 +22,16 @@ def main(argv):
     del argv
     cfg = cli.load_config()
     from posedual_tf import checkpoints, demo, training
-    from posedual_tf.data.corrupt import CorruptDataError
-    from posedual_tf.data.pipeline import MissingRecordsError
     from posedual_tf.evaluation.runner import format_table
-    from posedual_tf.models.convert import ConversionError
 
-    try:   # before any data work: never train from random weights by accident (a resumed run needs no file)
-        if training.resume_point(cfg) is None:
-            checkpoints.check_pretrained(cfg)
-    except checkpoints.PretrainedError as e:
-        sys.exit(f"error: {e}")
+    # before any data work: never train from random weights by accident (a resumed run needs no file)
+    training.check_resume(cfg)
+    if training.resume_point(cfg) is None:
+        checkpoints.check_pretrained(cfg)
     strategy = training.make_strategy(cfg.train.strategy)
-    try:
-        if demo.is_demo(cfg):
-            demo.prepare_data(cfg)
-        result = training.run(cfg, verbose=FLAGS.verbose, strategy=strategy)
-    except (MissingRecordsError, training.NonFiniteLoss, checkpoints.PretrainedError, ConversionError,
-            CorruptDataError) as e:
-        sys.exit(f"error: {e}")
+    if demo.is_demo(cfg):
+        demo.prepare_data(cfg)
+    result = training.run(cfg, verbose=FLAGS.verbose, strategy=strategy)       # errors: one line (cli.guarded)
     if result["metrics"]:
         print(format_table(result["metrics"]))
     bad = result["corrupt_records"]
@@ -56,4 +47,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(cli.guarded(main))

@@ -16,6 +16,7 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
+import yaml
 
 from posedual_tf import checkpoints, codec
 from posedual_tf.config import Config
@@ -226,6 +227,52 @@ def resume_point(cfg: Config) -> str | None:
     return tf.train.latest_checkpoint(os.path.join(cfg.workdir, "ckpt")) if cfg.train.resume else None
 
 
+class ResumeMismatchError(ValueError):
+    """The workdir holds a run of another model or data config."""
+
+
+#: Settings that may change between a run and its resumption (they change no tensor and no data).
+RESUME_FREE = {"model.pretrained", "model.weights_dir", "data.num_parallel_calls", "data.max_corrupt_fraction"}
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def check_resume(cfg: Config) -> None:
+    """Refuse, in one line, to resume a workdir's run with a different model or data config."""
+    saved = os.path.join(cfg.workdir, "config.yaml")
+    if resume_point(cfg) is None or not os.path.exists(saved):
+        return
+    from posedual_tf.config import dump
+
+    with open(saved) as f:
+        before = _flat({k: v for k, v in (yaml.safe_load(f) or {}).items() if k in ("model", "data")})
+    now = _flat({k: v for k, v in yaml.safe_load(dump(cfg)).items() if k in ("model", "data")})
+    for key in sorted(set(before) | set(now)):
+        if key not in RESUME_FREE and before.get(key) != now.get(key):
+            raise ResumeMismatchError(
+                f"{cfg.workdir} holds a run trained with {key}={before.get(key)!r}, this config says "
+                f"{now.get(key)!r}; use another workdir (--set workdir=...) or start afresh there with "
+                "--set train.resume=false")
+
+
+def write_run_config(cfg: Config) -> None:
+    """``WORKDIR/config.yaml``: the config this run trains with (written atomically)."""
+    from posedual_tf.config import dump
+
+    path = os.path.join(cfg.workdir, "config.yaml")
+    with open(path + ".tmp", "w") as f:
+        f.write(dump(cfg))
+    os.replace(path + ".tmp", path)
+
+
 def build(cfg: Config, strategy: tf.distribute.Strategy, steps_per_epoch: int, labelled_ids,
           initial_weights: bool = True):
     """Networks (initialised from model.pretrained unless ``initial_weights`` is False: a resumed run
@@ -254,17 +301,13 @@ def run(cfg: Config, verbose: int = 2, strategy: tf.distribute.Strategy | None =
     created before any other TF op, so the CLI makes it first).
     """
     t = cfg.train
+    check_resume(cfg)
     resuming = resume_point(cfg) is not None
     if not resuming:
         checkpoints.check_pretrained(cfg)
-    os.makedirs(cfg.workdir, exist_ok=True)
     set_precision(t.mixed_precision)
     strategy = strategy or make_strategy(t.strategy)
     keras.utils.set_random_seed(t.seed)
-    with open(os.path.join(cfg.workdir, "config.yaml"), "w") as f:
-        from posedual_tf.config import dump
-
-        f.write(dump(cfg))
 
     counter = corrupt.CorruptionCounter()
     if strategy.num_replicas_in_sync > 1:
@@ -283,6 +326,7 @@ def run(cfg: Config, verbose: int = 2, strategy: tf.distribute.Strategy | None =
     lab = pipeline.open_source(cfg.data.labelled, "labelled")
     labelled_ids = list(lab.joint_set.to_union)
     nets, method, optimizer = build(cfg, strategy, steps, labelled_ids, initial_weights=not resuming)
+    os.makedirs(cfg.workdir, exist_ok=True)      # data and networks are ready: the run begins
 
     epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     ckpt = checkpoints.training_checkpoint(nets, optimizer, epoch_var)
@@ -304,6 +348,7 @@ def run(cfg: Config, verbose: int = 2, strategy: tf.distribute.Strategy | None =
         callbacks.append(PairImages(writer, cfg, first_unlabelled_batch(cfg), t.image_summary_every))
     if validation:
         callbacks.append(validation)
+    write_run_config(cfg)                   # only now: training actually starts
     start = time.time()
     history = {}
     if initial_epoch < t.epochs:

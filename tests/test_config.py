@@ -153,3 +153,18 @@ def test_mappings_agree_with_reference():
     assert sorted(joints.UNION_FLIP_PAIRS) == [(1, 4), (2, 5), (3, 6), (14, 17), (15, 18), (16, 19), (20, 21), (22, 23)]
     assert not {7, 12} & set(joints.COCO.to_union + joints.MPII.to_union + joints.AIC.to_union)
     assert joints.COCO_SIGMAS[0] == pytest.approx(0.026) and joints.AIC_DELTAS[0] == pytest.approx(0.02776304)
+
+
+def test_non_finite_values_yaml_syntax_and_set_errors_are_named(tmp_path):
+    with pytest.raises(config.ConfigError, match=r"^--set train.lr=.inf: train.lr: expected a finite float, got inf$"):
+        config.load("coco1k_dual", ["train.lr=.inf"])
+    with pytest.raises(config.ConfigError, match=r"^--set data.sigma=.nan: data.sigma: expected a finite float"):
+        config.load("coco1k_dual", ["data.sigma=.nan"])
+    # a cross-field check blames the --set that broke it, not the file
+    with pytest.raises(config.ConfigError, match=r"^--set data.heatmap_size=\[10,10\]: data.heatmap_size: expected "
+                                                 r"the same aspect ratio"):
+        config.load("coco1k_dual", ["data.heatmap_size=[10,10]"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("base: coco1k_dual\ntrain:\n  lr_step: [20, 25\n  epochs: 3\n")
+    with pytest.raises(config.ConfigError, match=rf"^{bad}: line 4, column \d+: not valid YAML: "):
+        config.load(str(bad))

@@ -195,3 +195,21 @@ def test_predict_keeps_inputs_and_names_apart_and_skips_what_it_cannot_read(expo
     boxes_file.write_text(json.dumps([{"image_id": 1, "bbox": [1, 2, float("nan"), 4], "score": 1.0}]))
     with pytest.raises(predict.PredictError, match=r"boxes.json: detections\[0\]: expected a box of 4 finite"):
         predict.load_boxes(str(boxes_file), 0.0, ids)
+
+
+def test_wrong_architecture_is_one_line_and_debug_shows_the_traceback(exported, tmp_path):
+    _, nets, _ = exported
+    weights = str(tmp_path / "w")
+    checkpoints.save_nets(nets, weights)                       # width 0.125
+    args = [sys.executable, "-m", "posedual_tf.export", "--config", "coco1k_dual", "--set=data.image_size=[96,128]",
+            "--set=data.heatmap_size=[24,32]", "--set=model.width_multiplier=0.25", "--checkpoint", weights,
+            "--output", str(tmp_path / "out")]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert "UserWarning" not in proc.stderr and "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: {weights}/net1.weights.h5: does not fit the config's net1 (")
+    assert "first conv1: (7, 7, 3, 8) in the file, (7, 7, 3, 16) in the network" in last
+    assert not (tmp_path / "out").exists()
+    proc = subprocess.run(args + ["--debug"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "Traceback (most recent call last)" in proc.stderr

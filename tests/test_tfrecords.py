@@ -303,3 +303,26 @@ def test_unplaceable_names_and_count_mismatch_are_one_line_errors(shared, tmp_pa
                     str(tmp_path / "h"), "--workers", "1", "--keypoint-names", coco_names)
     assert proc.returncode == 0, proc.stderr[-1500:]
     assert records.read_manifest(str(tmp_path / "h"))["joint_set"] == "coco"
+
+
+def test_inspect_reports_corrupt_and_truncated_shards_in_one_line(shared, coco_records, tmp_path):
+    import glob
+
+    prefix = str(tmp_path / "val")
+    for f in glob.glob(coco_records + "*"):
+        if os.path.isfile(f):
+            shutil.copy(f, tmp_path / os.path.basename(f).replace(os.path.basename(coco_records), "val"))
+    shard = records.shard_paths(prefix, 1)[0]
+    data = bytearray(open(shard, "rb").read())
+    data[40:400] = b"\xff" * 360                       # the first record's payload: no longer a protobuf
+    open(shard, "wb").write(bytes(data))
+    proc = subprocess.run([sys.executable, "-m", "tfrecords_tools.inspect", prefix, "--verify"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and not proc.stderr.strip().count("Traceback")
+    assert f"corrupt: 1 records of {shard} do not parse or decode" in proc.stdout
+    assert "verified 4 records: 1 corrupt" in proc.stdout
+    open(shard, "wb").write(bytes(data[:-100]))       # cut: the last record runs past the end
+    proc = subprocess.run([sys.executable, "-m", "tfrecords_tools.inspect", prefix, "--verify"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {shard}: truncated TFRecord shard")

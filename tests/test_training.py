@@ -211,10 +211,11 @@ def test_kill_and_resume_reaches_same_final_step(tmp_path):
 
 def test_missing_records_is_a_one_line_error(tmp_path):
     out = _run(["-m", "posedual_tf.train", "--config", "coco1k_dual", f"--set=data.labelled.records={tmp_path}/x",
-                "--set=model.pretrained=none"], timeout=300)
+                "--set=model.pretrained=none", f"--set=workdir={tmp_path}/run"], timeout=300)
     assert out.returncode != 0
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("error: data.labelled.records: no TFRecords at") and "tfrecords_tools.coco" in last
+    assert not (tmp_path / "run").exists()          # nothing written for a run that never started
 
 
 MIRRORED = textwrap.dedent("""
@@ -343,6 +344,14 @@ def test_resuming_a_run_needs_no_initial_weights_file(tmp_path):
     fresh = _run(base + [f"--set=workdir={tmp_path}/other", f"--set=model.pretrained={tmp_path}/gone.pth"],
                  timeout=120)
     assert fresh.returncode != 0 and "gone.pth not found" in fresh.stderr.strip().splitlines()[-1]
+    # another model config in the same workdir: one line, before anything is touched
+    saved = (workdir / "config.yaml").read_text()
+    other = _run(base + ["--set=model.width_multiplier=0.25"], timeout=120)
+    assert other.returncode != 0 and "Traceback" not in other.stderr
+    assert other.stderr.strip().splitlines()[-1] == (
+        f"error: {workdir} holds a run trained with model.width_multiplier=0.125, this config says 0.25; use another "
+        "workdir (--set workdir=...) or start afresh there with --set train.resume=false")
+    assert (workdir / "config.yaml").read_text() == saved
 
 
 def test_corrupt_records_stop_training_with_one_line_naming_the_shard(shared, tmp_path):

@@ -38,11 +38,9 @@ def main(argv=None) -> None:
     ap.add_argument("prefix", help="dataset prefix (the manifest is PREFIX.json)")
     ap.add_argument("--draw", default="", help="folder to write PNG drawings to")
     ap.add_argument("--limit", type=int, default=8, help="images to draw")
+    ap.add_argument("--verify", action="store_true", help="read every record; count those that do not parse or decode")
     args = ap.parse_args(argv)
-    try:
-        manifest = records.read_manifest(args.prefix)
-    except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"error: {e}")
+    manifest = records.read_manifest(args.prefix)
     jset = joints.from_manifest(manifest)
     print(f"{args.prefix}: joint set {jset.name} ({jset.num_joints} joints), "
           f"{manifest['num_images']} images, {manifest['num_instances']} people, "
@@ -51,22 +49,48 @@ def main(argv=None) -> None:
         print(f"  {s['file']}: {s['records']} images, {s['instances']} people, {s['bytes'] / 1e6:.2f} MB")
     for reason, n in sorted(manifest.get("skipped_by_reason", {}).items()):
         print(f"  skipped: {n} x {reason}")
-    if not args.draw:
+    from posedual_tf.data import record_index
+
+    index = record_index.load(args.prefix, manifest)      # shards missing, truncated or miscounted: one line
+    if not (args.draw or args.verify):
         return
     import cv2
     import tensorflow as tf
 
-    os.makedirs(args.draw, exist_ok=True)
-    ds = tf.data.TFRecordDataset(records.existing_shards(args.prefix)).take(args.limit)
-    for rec in ds:
-        r = {k: v.numpy() for k, v in records.decode_example(rec, jset.num_joints).items()}
-        img = cv2.imdecode(np.frombuffer(r["image/encoded"], np.uint8), cv2.IMREAD_COLOR)
-        for box, kp, has in zip(r["boxes"], r["keypoints"], r["has_keypoints"]):
-            draw_person(img, box, kp if has else None, jset)
-        name = os.path.splitext(r["image/filename"].decode())[0] + ".png"
-        cv2.imwrite(os.path.join(args.draw, name), img)
-    print(f"drew {min(args.limit, manifest['num_images'])} images into {args.draw}")
+    if args.draw:
+        os.makedirs(args.draw, exist_ok=True)
+    reader = record_index.RecordReader(index.paths)
+    n = len(index.record_offset) if args.verify else min(args.limit, len(index.record_offset))
+    bad: dict[str, int] = {}
+    drawn = 0
+    for i in range(n):
+        path = index.paths[index.record_shard[i]]
+        try:
+            data = reader(index.record_shard[i], index.record_offset[i], index.record_length[i])
+            r = {k: v.numpy() for k, v in records.decode_example(tf.constant(data), jset.num_joints).items()}
+            img = cv2.imdecode(np.frombuffer(r["image/encoded"], np.uint8), cv2.IMREAD_COLOR)
+            if img is None:
+                raise ValueError("undecodable image")
+        except (ValueError, OSError, tf.errors.OpError):
+            bad[path] = bad.get(path, 0) + 1
+            continue
+        if args.draw and drawn < args.limit:
+            for box, kp, has in zip(r["boxes"], r["keypoints"], r["has_keypoints"]):
+                draw_person(img, box, kp if has else None, jset)
+            name = os.path.splitext(r["image/filename"].decode())[0] + ".png"
+            cv2.imwrite(os.path.join(args.draw, name), img)
+            drawn += 1
+    for path, count in bad.items():
+        print(f"  corrupt: {count} records of {path} do not parse or decode")
+    if args.draw:
+        print(f"drew {drawn} images into {args.draw}")
+    if args.verify:
+        print(f"verified {n} records: {sum(bad.values())} corrupt")
+    if bad:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":
-    main()
+    from tfrecords_tools import writer
+
+    writer.run_cli(main)

@@ -371,8 +371,17 @@ def single_file_tool(argv, prog: str, doc: str, annotations_help: str, build_ent
 
 
 def run_cli(main_fn) -> None:
-    """Run a converter's main, turning ConversionError into a one-line exit."""
+    """Run a tool's main: any error ends it with one line (exit 1); ``--debug`` shows the traceback."""
+    from posedual_tf.cli import one_line
+
+    debug = "--debug" in sys.argv
+    if debug:
+        sys.argv.remove("--debug")
     try:
         main_fn()
-    except ConversionError as e:
-        raise SystemExit(f"error: {e}")
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except Exception as e:  # noqa: BLE001 - the one place that turns every error into one line
+        if debug:
+            raise
+        raise SystemExit(f"error: {one_line(e)}") from None

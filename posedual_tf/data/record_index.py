@@ -117,7 +117,7 @@ def load(prefix: str, manifest: dict | None = None) -> RecordIndex:
                        person_record, person_slot)
 
 
-class _Reader:
+class RecordReader:
     """``pread`` of one record; file descriptors opened once per process and shard."""
 
     def __init__(self, paths: list[str]):
@@ -137,7 +137,7 @@ class _Reader:
 
 def record_reader(index: RecordIndex):
     """``record_number (int32 scalar) -> serialized record (string scalar)``, usable in tf.data maps."""
-    reader = _Reader(index.paths)
+    reader = RecordReader(index.paths)
     shard = tf.constant(index.record_shard)
     offset = tf.constant(index.record_offset)
     length = tf.constant(index.record_length)
