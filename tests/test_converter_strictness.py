@@ -145,3 +145,18 @@ def test_reconverting_into_fewer_shards_leaves_only_the_listed_ones(shared, tmp_
     ds, src = pipeline.eval_dataset(cfg)
     assert sum(int(b["image"].shape[0]) for b in ds) == src.num_instances == 12    # each person once
     assert records.read_manifest(prefix)["num_instances"] == 12
+
+
+def test_unwritable_output_and_os_errors_are_one_line(shared, tmp_path):
+    from posedual_tf import cli
+
+    (tmp_path / "afile").write_text("x")
+    proc = _convert("coco", "--annotations", str(shared / "coco/test_coco.json"), "--images", str(shared / "coco"),
+                    "--output", str(tmp_path / "afile" / "sub" / "val"))
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: --output {tmp_path}/afile/sub/val: cannot create")
+    # a full disk reads as its path and reason, like every OSError
+    assert cli.one_line(OSError(28, "No space left on device", "/data/x.tfrecord")) == \
+        "/data/x.tfrecord: No space left on device"
+    assert cli.one_line(KeyError("k")).startswith("'k'")
+    assert cli.one_line(RuntimeError("boom\nmore")) == "RuntimeError: boom (run with --debug for the traceback)"

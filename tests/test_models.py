@@ -221,3 +221,17 @@ def test_paper_train_command_without_the_weights_file_stops_at_once_naming_it(tm
     assert "xierc/Semi_Human_Pose" in last and "--set model.pretrained=none" in last
     assert time.time() - start < 60
     assert not (tmp_path / "run").exists()          # stopped before any data or workdir work
+
+
+def test_checkpoint_without_net2_names_the_flag_that_exists(tmp_path):
+    from absl import flags
+
+    from posedual_tf import convert_torch  # noqa: F401  (defines its flags)
+
+    ref = tr.randomise(tr.PoseResNet(18), seed=13)
+    torch.save({"resnet." + k: v for k, v in ref.state_dict().items()}, tmp_path / "cons.pth")
+    nets = [pose_resnet(18, (64, 64, 3), 24, name=f"net{i}") for i in (1, 2)]
+    with pytest.raises(convert.ConversionError, match=r"pass --allow_missing to keep") as err:
+        convert.load_into(nets, str(tmp_path / "cons.pth"), "resnet")
+    flag = str(err.value).split("pass --")[1].split()[0]
+    assert flag in flags.FLAGS                       # the flag the message names is the one convert_torch has
