@@ -377,3 +377,46 @@ def test_corrupt_records_stop_training_with_one_line_naming_the_shard(shared, tm
     seen = result["corrupt_records"]["by_stream"]["labelled"]
     assert seen >= lost and seen % lost == 0           # the epoch read ahead by the prefetch counts too
     assert f"warning: {seen} training records were skipped" in out.stdout
+
+
+SUBSET_WORKER = textwrap.dedent("""
+    import json, sys
+    import tensorflow as tf
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    from posedual_tf import config
+    from posedual_tf.data import pipeline
+    cfg = config.load("coco1k_sup", [f"data.labelled.records={sys.argv[1]}", "data.labelled.max_instances=7",
+                                     "data.labelled_sampling=permutation", "train.steps_per_epoch=0",
+                                     "train.batch_size=2", "data.image_size=[64,64]", "data.heatmap_size=[16,16]"])
+    made = {}
+    def dataset_fn(ctx):
+        ds, made["steps"] = pipeline.train_dataset(cfg, input_context=ctx)
+        return ds
+    batches = iter(strategy.distribute_datasets_from_function(dataset_fn))
+    people = []
+    for _ in range(made["steps"]):            # one epoch
+        batch = next(batches)
+        for t in strategy.experimental_local_results(batch["person"]):
+            people += t.numpy().tolist()
+    print(json.dumps({"people": people, "steps": made["steps"]}))
+""")
+
+
+def test_subset_people_are_split_by_person_across_two_workers_on_localhost(coco_records):
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    procs = []
+    for i in range(2):
+        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}))
+        procs.append(subprocess.Popen([sys.executable, "-c", SUBSET_WORKER, coco_records], env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outs = [p.communicate(timeout=600) for p in procs]
+    seen = []
+    for p, (so, se) in zip(procs, outs):
+        assert p.returncode == 0, se[-3000:]
+        seen.append(json.loads(so.strip().splitlines()[-1]))
+    assert seen[0]["steps"] == seen[1]["steps"] == 4
+    a, b = seen[0]["people"], seen[1]["people"]
+    assert len(a) == len(b) == 4                              # equal, full per-worker batches
+    assert set(a) | set(b) == set(range(7))                   # the first 7 people in file order, all of them
+    assert len(set(a) & set(b)) <= 1                          # disjoint but for the one repeat that fills the epoch

@@ -228,7 +228,8 @@ class SampleMaker:
 
 
 def labelled_parser(cfg: Config):
-    """``(elem, seed) -> {image, target, weight}`` with the reference training augmentation."""
+    """``(elem, seed) -> {image, target, weight, person}`` with the reference training augmentation
+    (``person``: the person's number in file order)."""
     maker = SampleMaker(cfg)
 
     def parse(elem, seed):
@@ -237,13 +238,13 @@ def labelled_parser(cfg: Config):
         crop, joints, vis, _, _ = maker.crop(elem, scale, rot, flip, rng,
                                              half_body=cfg.data.prob_half_body > 0)
         target, weight = maker.targets(joints, vis)
-        return {"image": maker.normalise(crop), "target": target, "weight": weight}
+        return {"image": maker.normalise(crop), "target": target, "weight": weight, "person": elem["person"]}
 
     return parse
 
 
 def unlabelled_parser(cfg: Config, labelled_mask: np.ndarray):
-    """``(elem, seed) -> {image, [image_aug], weight}``: the easy view and the hard view's inputs.
+    """``(elem, seed) -> {image, [image_aug], weight, person}``: the easy view and the hard view's inputs.
 
     ``weight`` is 1 on every union id of the labelled set (REFERENCE.md section 4).
     """
@@ -255,7 +256,7 @@ def unlabelled_parser(cfg: Config, labelled_mask: np.ndarray):
         rng = augment.StatelessRng(tf.stack([seed, 23]))
         scale, rot, flip = maker.draw_geometry(rng)
         crop, _, _, _, _ = maker.crop(elem, scale, rot, flip)
-        out = {"image": maker.normalise(crop), "weight": weight}
+        out = {"image": maker.normalise(crop), "weight": weight, "person": elem["person"]}
         if m.rand_aug:
             aug = augment.rand_augment(crop, rng, m.rand_aug_num_ops, m.rand_magnitude)
             out["image_aug"] = maker.normalise(aug)
