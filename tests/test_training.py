@@ -274,18 +274,24 @@ def _free_ports(n):
     return ports
 
 
-def test_multi_worker_two_processes_on_localhost(tmp_path):
+def _two_workers(args_of) -> list[str]:
+    """Run ``args_of(i)`` as workers 0 and 1 of a TF_CONFIG cluster on 127.0.0.1; their stdouts."""
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     procs = []
     for i in range(2):
         env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}))
-        args = [sys.executable, "-m", "posedual_tf.train", "--config", "demo_sup", f"--set=workdir={tmp_path}/w{i}",
-                "--set=train.strategy=multi_worker", *SMALL_DEMO, "--set=train.epochs=1"]
-        procs.append(subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        procs.append(subprocess.Popen([sys.executable, *args_of(i)], env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
     outs = [p.communicate(timeout=600) for p in procs]
     for p, (so, se) in zip(procs, outs):
         assert p.returncode == 0, se[-3000:]
+    return [so for so, _ in outs]
+
+
+def test_multi_worker_two_processes_on_localhost(tmp_path):
+    _two_workers(lambda i: ["-m", "posedual_tf.train", "--config", "demo_sup", f"--set=workdir={tmp_path}/w{i}",
+                            "--set=train.strategy=multi_worker", *SMALL_DEMO, "--set=train.epochs=1"])
     for i in range(2):
         assert json.loads((tmp_path / f"w{i}" / "train_result.json").read_text())["final_step"] == 3
 
@@ -403,18 +409,8 @@ SUBSET_WORKER = textwrap.dedent("""
 
 
 def test_subset_people_are_split_by_person_across_two_workers_on_localhost(coco_records):
-    ports = _free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    procs = []
-    for i in range(2):
-        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}))
-        procs.append(subprocess.Popen([sys.executable, "-c", SUBSET_WORKER, coco_records], env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    outs = [p.communicate(timeout=600) for p in procs]
-    seen = []
-    for p, (so, se) in zip(procs, outs):
-        assert p.returncode == 0, se[-3000:]
-        seen.append(json.loads(so.strip().splitlines()[-1]))
+    seen = [json.loads(out.strip().splitlines()[-1]) for out in _two_workers(lambda i: ["-c", SUBSET_WORKER,
+                                                                                           coco_records])]
     assert seen[0]["steps"] == seen[1]["steps"] == 4
     a, b = seen[0]["people"], seen[1]["people"]
     assert len(a) == len(b) == 4                              # equal, full per-worker batches
