@@ -67,7 +67,13 @@ def main() -> None:
     ap.add_argument("--workdir", default="runs/toy_table")
     ap.add_argument("--out", default="docs")
     args = ap.parse_args()
-    shutil.rmtree(args.workdir, ignore_errors=True)
+    marker = os.path.join(args.workdir, ".toy_paper_table")
+    if os.path.exists(args.workdir):      # start afresh, but only in a folder this script made
+        if not os.path.exists(marker):
+            raise SystemExit(f"error: --workdir {args.workdir} exists and was not made by this script; choose another")
+        shutil.rmtree(args.workdir)
+    os.makedirs(args.workdir)
+    open(marker, "w").close()
     common = [f"train.epochs={args.epochs}", f"train.steps_per_epoch={args.steps_per_epoch}",
               f"train.lr_step=[{args.epochs}]", "train.val_interval=1", f"train.seed={args.seed}",
               f"data.synthetic.labelled_images={args.labelled_images}",

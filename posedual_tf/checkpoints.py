@@ -10,23 +10,36 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import tempfile
 
 import tensorflow as tf
 
 
 def save_nets(nets, folder: str) -> None:
-    """Write ``net{i}.weights.h5`` for every network, atomically (temp folder, then rename)."""
-    tmp = folder.rstrip("/") + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    for net in nets:
-        net.save_weights(os.path.join(tmp, f"{net.name}.weights.h5"))
-    old = folder.rstrip("/") + ".old"
-    shutil.rmtree(old, ignore_errors=True)
-    if os.path.exists(folder):
-        os.replace(folder, old)
+    """Write ``net{i}.weights.h5`` for every network, atomically (temp folder beside it, then rename).
+
+    An existing ``folder`` is replaced only if it holds nothing but weights files (an earlier save);
+    anything else there is an error, never deleted."""
+    folder = os.path.normpath(folder)
+    parent = os.path.dirname(os.path.abspath(folder))
+    if os.path.lexists(folder) and (not os.path.isdir(folder) or any(
+            not n.endswith(".weights.h5") for n in os.listdir(folder))):
+        raise FileExistsError(f"{folder}: exists and holds other files than network weights; not replaced")
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(folder)}.tmp-", dir=parent)
+    try:
+        for net in nets:
+            net.save_weights(os.path.join(tmp, f"{net.name}.weights.h5"))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)        # ours
+        raise
+    old = None
+    if os.path.lexists(folder):
+        old = tempfile.mkdtemp(prefix=f".{os.path.basename(folder)}.old-", dir=parent)
+        os.replace(folder, os.path.join(old, "weights"))
     os.replace(tmp, folder)
-    shutil.rmtree(old, ignore_errors=True)
+    if old:
+        shutil.rmtree(old)                               # the earlier save, moved aside above
 
 
 class PretrainedError(FileNotFoundError):

@@ -416,3 +416,20 @@ def test_subset_people_are_split_by_person_across_two_workers_on_localhost(coco_
     assert len(a) == len(b) == 4                              # equal, full per-worker batches
     assert set(a) | set(b) == set(range(7))                   # the first 7 people in file order, all of them
     assert len(set(a) & set(b)) <= 1                          # disjoint but for the one repeat that fills the epoch
+
+
+def test_saving_weights_never_replaces_a_folder_of_other_files(tmp_path):
+    from posedual_tf import checkpoints
+
+    cfg = config.load("coco1k_sup", TINY)
+    nets = builder.build_networks(cfg)
+    target = tmp_path / "best"
+    target.mkdir()
+    (target / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="holds other files than network weights"):
+        checkpoints.save_nets(nets, str(target))
+    assert (target / "notes.txt").read_text() == "mine"
+    checkpoints.save_nets(nets, str(tmp_path / "final"))
+    checkpoints.save_nets(nets, str(tmp_path / "final"))           # an earlier save is replaced
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best", "final"]
+    assert [p.name for p in (tmp_path / "final").iterdir()] == ["net1.weights.h5"]
