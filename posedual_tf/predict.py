@@ -137,9 +137,8 @@ def run(saved_model: str, paths: list[str], output: str, boxes: dict | None, pro
     import cv2
     import numpy as np
     import tensorflow as tf
-    from tqdm import tqdm
-
     from posedual_tf import joints
+    from posedual_tf.progress import Progress
     from tfrecords_tools.inspect import draw_person
 
     ids = image_ids(paths)
@@ -154,7 +153,9 @@ def run(saved_model: str, paths: list[str], output: str, boxes: dict | None, pro
     except OSError as e:
         raise PredictError(f"--output {output}: cannot create it ({e.strerror})") from None
     results, record, empty_boxes = [], [], 0
-    for path in tqdm(paths, desc="predict", unit="img", disable=not progress or None, file=sys.stderr):
+    bar = Progress(len(paths), "predict", "img", enabled=progress)
+    for path in paths:
+        bar.update()
         name = os.path.basename(path)
         entry = {"file": path, "image_id": ids[name], "drawing": None, "people": 0}
         record.append(entry)
@@ -195,6 +196,7 @@ def run(saved_model: str, paths: list[str], output: str, boxes: dict | None, pro
             f.write(png.tobytes())
         os.replace(target + ".tmp", target)
         entry["drawing"] = plan[path]
+    bar.close()
     _write_json(os.path.join(output, "results.json"), results)
     _write_json(os.path.join(output, RECORD), {"images": record})
     skipped = [e for e in record if "skipped" in e]

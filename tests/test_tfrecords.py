@@ -1,6 +1,7 @@
 """tfrecords_tools on the real samples: bytes, boxes, keypoints, counts, subsets, corruption, resume."""
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -326,3 +327,59 @@ def test_inspect_reports_corrupt_and_truncated_shards_in_one_line(shared, coco_r
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {shard}: truncated TFRecord shard")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            if int(open(stat).read().rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(stat.split("/")[2]))
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def test_killed_converter_leaves_no_worker_processes(tmp_path):
+    from benchmarks.common import replicated_coco
+
+    ann, images = replicated_coco(tmp_path / "src", 40)
+    proc = subprocess.Popen([sys.executable, "-m", "tfrecords_tools.coco", "--annotations", str(ann), "--images",
+                             str(images), "--output", str(tmp_path / "out" / "x"), "--workers", "2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, workers = time.time() + 120, []
+    while time.time() < deadline and proc.poll() is None and len(workers) < 2:
+        workers = _children(proc.pid)
+        time.sleep(0.05)
+    assert len(workers) >= 2, "the converter's pool never started"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.1)
+    assert [w for w in workers if _alive(w)] == []
+
+
+def test_progress_prints_lines_when_not_on_a_terminal(shared, tmp_path):
+    import io
+
+    from posedual_tf.progress import Progress
+
+    log = io.StringIO()
+    bar = Progress(40, "convert", "img", stream=log, every_percent=25)
+    for _ in range(40):
+        bar.update()
+    bar.close()
+    lines = log.getvalue().splitlines()
+    assert [line.split(" (")[0] for line in lines] == ["convert: 25%", "convert: 50%", "convert: 75%", "convert: 100%"]
+    assert lines[-1].startswith("convert: 100% (40/40 img, ")
+    proc = _convert("coco", "--annotations", str(shared / "coco/test_coco.json"), "--images", str(shared / "coco"),
+                    "--output", str(tmp_path / "v"), "--workers", "1")
+    assert proc.returncode == 0 and "v: 100% (4/4 img" in proc.stderr      # a log file sees progress too

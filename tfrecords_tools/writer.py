@@ -26,6 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from posedual_tf.data import records
+from posedual_tf.progress import Progress
 from posedual_tf.joints import JointSet
 
 TARGET_SHARD_BYTES = 256 << 20
@@ -118,12 +119,6 @@ def _spec_hash(entries: Sequence[records.ImageEntry], image_sizes: Sequence[int]
     return h.hexdigest()
 
 
-def _progress(total: int, desc: str):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="img", disable=None, file=sys.stderr, dynamic_ncols=True)
-
-
 def write_dataset(entries: Sequence[records.ImageEntry], prefix: str, *, joint_set: JointSet,
                   sources: Sequence[str], skipped: list[dict] | None = None,
                   num_shards: int = 0, workers: int = 2, extra: dict | None = None) -> dict:
@@ -152,8 +147,9 @@ def write_dataset(entries: Sequence[records.ImageEntry], prefix: str, *, joint_s
         os.remove(stale)  # left by an interrupted run
 
     shard_infos, reused, t0, written_bytes, written_records = [], 0, time.time(), 0, 0
-    bar = _progress(len(entries), os.path.basename(prefix))
-    pool_cm = (cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    bar = Progress(len(entries), os.path.basename(prefix), "img")
+    pool_cm = (cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                      initializer=_exit_with_parent, initargs=(os.getpid(),))
                if workers > 1 else _Inline())
     with pool_cm as pool:
         for index, path in enumerate(paths):
@@ -226,6 +222,19 @@ def _remove_unlisted_shards(prefix: str, paths: list[str], parts_dir: str) -> No
     for part in glob.glob(os.path.join(parts_dir, "[0-9][0-9][0-9][0-9][0-9].json")):
         if int(os.path.basename(part)[:5]) >= len(paths):
             os.remove(part)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Pool worker start-up: end this worker as soon as the converter that started it is gone (a
+    ``kill -9`` of the converter must not leave workers behind)."""
+    import threading
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 class _Inline:

@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from posedual_tf import codec
+from posedual_tf.progress import Progress
 from posedual_tf.config import Config
 from posedual_tf.data import corrupt, pipeline
 from posedual_tf.evaluation import aic, coco, mpii
@@ -37,13 +38,11 @@ def predict(cfg: Config, nets: Sequence, dataset: tf.data.Dataset, total: int | 
     Each instance: ``keypoints [24, 3]`` (image x, y, score), ``box_score``, ``area``, ``image_id``,
     ``ann_id`` (MPII: the person's index in the source json), ``center``, ``scale``, ``bbox`` (the raw box).
     """
-    from tqdm import tqdm
-
     t = cfg.test
     run = heatmaps_fn(nets, t.flip_test, t.shift_heatmap)
     names = [f"net{i + 1}" for i in range(len(nets))] + (["ensemble"] if len(nets) == 2 else [])
     out: dict[str, list[dict]] = {n: [] for n in names}
-    bar = tqdm(total=total, desc="evaluate", unit="person", disable=not progress or None, file=sys.stderr)
+    bar = Progress(total, "evaluate", "person", enabled=progress)
     for i, batch in enumerate(dataset):
         if t.max_batches and i >= t.max_batches:
             break
