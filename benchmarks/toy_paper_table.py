@@ -92,7 +92,7 @@ def main() -> None:
         code = ("import sys; from posedual_tf import config, demo, training\n"
                 "cfg = config.load(sys.argv[1], sys.argv[2:])\n"
                 "demo.prepare_data(cfg)\n"
-                "training.run(cfg, verbose=0)\n")
+                "training.run(cfg, progress='none')\n")
         proc = subprocess.run([sys.executable, "-c", code, cfg_name, *sets], capture_output=True, text=True)
         if proc.returncode:
             raise SystemExit(f"{name} failed:\n{proc.stderr[-3000:]}")

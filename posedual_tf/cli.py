@@ -1,13 +1,75 @@
 """Flags and helpers shared by the absl command lines (train, evaluate, export, predict, convert_torch)."""
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import sys
 
 from absl import flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_bool("debug", False, "on an error, show the whole traceback instead of one line")
+flags.DEFINE_bool("verbose", False, "show TensorFlow's start-up and info log lines (hidden by default)")
+
+
+@contextlib.contextmanager
+def _stderr_to_devnull():
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        sys.stderr.flush()
+        os.dup2(null, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
+def quiet_tensorflow(argv: list[str] | None = None) -> None:
+    """Import TensorFlow and Keras with their start-up lines (oneDNN, CPU features, absl banners)
+    hidden, and keep later C++ info/warning lines quiet, unless ``--verbose`` is among ``argv``."""
+    argv = sys.argv if argv is None else argv
+    if "--verbose" in argv or "tensorflow" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import importlib
+
+    with _stderr_to_devnull():
+        importlib.import_module("tensorflow")
+        importlib.import_module("keras")
+
+
+def normalise_flag_spelling(argv: list[str], known) -> list[str]:
+    """Accept ``--a_b`` for a flag spelled ``--a-b`` (our spelling), and leave everything else alone."""
+    out = []
+    for arg in argv:
+        if arg.startswith("--") and "_" in arg.split("=", 1)[0]:
+            name, sep, value = arg[2:].partition("=")
+            dashed = name.replace("_", "-")
+            if known(dashed) and not known(name):
+                arg = f"--{dashed}{sep}{value}"
+        out.append(arg)
+    return out
+
+
+def run(main) -> None:
+    """Entry point of every absl command line: both flag spellings, quiet TensorFlow start-up, and
+    one-line errors (:func:`guarded`). Each command module calls ``flags.adopt_module_key_flags(cli)``
+    so that ``--config``/``--set`` and these shared flags show in its ``--help``."""
+    from absl import app
+
+    argv = normalise_flag_spelling(sys.argv, lambda n: n in FLAGS or n.startswith("no") and n[2:] in FLAGS)
+    asked_help = any(a in ("--help", "-h", "--helpfull", "--helpshort", "-?") for a in argv)
+    if not asked_help:
+        quiet_tensorflow(argv)
+    try:
+        app.run(guarded(main), argv=argv)
+    except SystemExit as e:
+        if asked_help and e.code == 1:        # absl ends --help with status 1; help asked for is a success
+            sys.exit(0)
+        raise
 
 
 def guarded(main):

@@ -11,16 +11,18 @@ from __future__ import annotations
 import json
 import os
 
-from absl import app, flags
+from absl import flags
 
 from posedual_tf import cli
 
+flags.adopt_module_key_flags(cli)
 FLAGS = flags.FLAGS
 flags.DEFINE_string("config", None, "experiment name or YAML path")
 flags.DEFINE_string("checkpoint", None, ".pth / .pth.tar file (torchvision, HRNet ImageNet or reference)")
 flags.DEFINE_string("output", None, "output folder")
 flags.DEFINE_multi_string("set", [], "config override key=value")
-flags.DEFINE_bool("allow_missing", False, "keep the initialisation of layers the checkpoint lacks")
+flags.DEFINE_bool("allow-missing", False, "keep the initialisation of layers the checkpoint lacks "
+                                        "(--allow_missing works too)")
 
 
 def convert(cfg, checkpoint: str, output: str, strict: bool = True) -> dict:
@@ -49,13 +51,13 @@ def main(argv):
     from posedual_tf import config
 
     if not (FLAGS.config and FLAGS.checkpoint and FLAGS.output):
-        raise app.UsageError("--config, --checkpoint and --output are required")
+        raise SystemExit("error: --config, --checkpoint and --output are required")
     cfg = config.load(FLAGS.config, FLAGS.set)
-    summary = convert(cfg, FLAGS.checkpoint, FLAGS.output, strict=not FLAGS.allow_missing)
+    summary = convert(cfg, FLAGS.checkpoint, FLAGS.output, strict=not FLAGS["allow-missing"].value)
     for name, info in summary["networks"].items():
         print(f"{name}: {info['matched']} tensors matched, {len(info['missing'])} missing, "
               f"{len(info['unexpected'])} unexpected -> {os.path.join(FLAGS.output, info['file'])}")
 
 
 if __name__ == "__main__":
-    app.run(cli.guarded(main))
+    cli.run(main)

@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 import sys
 
-from absl import app, flags
+from absl import flags
 
 from posedual_tf import cli
 
 cli.define_config_flags()
 flags.DEFINE_string("checkpoint", None, "training workdir, weights folder or .pth file")
 flags.DEFINE_string("output", None, "where to write results/metrics json (default: the workdir)")
+flags.adopt_module_key_flags(cli)
 FLAGS = flags.FLAGS
 
 
@@ -42,4 +43,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(cli.guarded(main))
+    cli.run(main)

@@ -22,10 +22,15 @@ import shutil
 import sys
 import tempfile
 
-import keras
-import tensorflow as tf
+from posedual_tf import cli
 
-from posedual_tf import codec, geometry, joints
+if __name__ == "__main__":
+    cli.quiet_tensorflow()       # before the imports below print TensorFlow's start-up lines
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from posedual_tf import codec, geometry, joints  # noqa: E402
 from posedual_tf.config import Config
 from posedual_tf.data import records
 
@@ -181,8 +186,6 @@ def main(argv):
     del argv
     from absl import flags
 
-    from posedual_tf import cli
-
     f = flags.FLAGS
     cfg = cli.load_config()
     if not f.checkpoint or not f.output:
@@ -193,9 +196,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    from absl import app, flags
-
-    from posedual_tf import cli
+    from absl import flags
 
     cli.define_config_flags()
     flags.DEFINE_string("checkpoint", None, "training workdir, weights folder or .pth file")
@@ -204,4 +205,5 @@ if __name__ == "__main__":
     flags.DEFINE_bool("flip-test", None, "flip test in the graph (default: test.flip_test)")
     flags.DEFINE_enum("post-process", None, ["shift", "dark", "none"], "decoding refinement (default: test.post_process)")
     flags.DEFINE_bool("overwrite", False, "replace --output if it holds a previous export (never anything else)")
-    app.run(cli.guarded(main))
+    flags.adopt_module_key_flags(cli)
+    cli.run(main)

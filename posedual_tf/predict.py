@@ -27,7 +27,7 @@ import os
 import re
 import sys
 
-from absl import app, flags
+from absl import flags
 
 from posedual_tf import cli
 
@@ -39,6 +39,7 @@ flags.DEFINE_string("boxes", None, "person boxes: COCO detections json (image_id
 flags.DEFINE_bool("whole-image", False, "use the whole image as one person box")
 flags.DEFINE_float("min-box-score", 0.0, "ignore detections below this score")
 flags.DEFINE_string("output", None, "output folder (not the input folder)")
+flags.adopt_module_key_flags(cli)
 FLAGS = flags.FLAGS
 IMAGE_EXT = (".jpg", ".jpeg", ".png")
 RECORD = "images.json"
@@ -231,4 +232,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(cli.guarded(main))
+    cli.run(main)

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
-from absl import app, flags
+from absl import flags
 
 from posedual_tf import cli
 
 cli.define_config_flags()
-flags.DEFINE_integer("verbose", 2, "Keras fit verbosity (0 silent, 1 progress bar, 2 one line per epoch)")
+flags.DEFINE_enum("progress", "auto", ["auto", "bar", "lines", "epochs", "none"],
+                  "progress within an epoch: a bar, a line every train.log_every steps, one line per epoch, "
+                  "or nothing; auto = a bar on a terminal, lines otherwise (log files)")
+flags.adopt_module_key_flags(cli)
 FLAGS = flags.FLAGS
 
 
@@ -31,7 +35,10 @@ def main(argv):
     strategy = training.make_strategy(cfg.train.strategy)
     if demo.is_demo(cfg):
         demo.prepare_data(cfg)
-    result = training.run(cfg, verbose=FLAGS.verbose, strategy=strategy)       # errors: one line (cli.guarded)
+    progress = FLAGS.progress
+    if progress == "auto":
+        progress = "bar" if sys.stdout.isatty() else "lines"
+    result = training.run(cfg, progress=progress, strategy=strategy)       # errors: one line (cli.guarded)
     if result["metrics"]:
         print(format_table(result["metrics"]))
     bad = result["corrupt_records"]
@@ -47,4 +54,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(cli.guarded(main))
+    cli.run(main)

@@ -119,6 +119,28 @@ class CorruptionMonitor(keras.callbacks.Callback):
         self.check()
 
 
+class StepLines(keras.callbacks.Callback):
+    """A plain progress line every N steps and at each epoch's end (readable in a log file)."""
+
+    def __init__(self, every: int, steps: int, epochs: int):
+        super().__init__()
+        self.every, self.steps, self.epochs = max(1, every), steps, epochs
+        self.epoch, self.start = 0, time.time()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch, self.start, self.first = epoch, time.time(), None
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.first is None:
+            self.first = (batch, time.time())
+        if (batch + 1) % self.every == 0 or batch + 1 == self.steps:
+            done, t0 = batch + 1 - self.first[0], self.first[1]
+            rate = (time.time() - t0) / max(done - 1, 1) if done > 1 else time.time() - self.start
+            values = ", ".join(f"{k} {float(v):.4g}" for k, v in (logs or {}).items())
+            print(f"epoch {self.epoch + 1}/{self.epochs} step {batch + 1}/{self.steps}: {values} "
+                  f"({rate:.2f} s/step)", flush=True)
+
+
 class ScalarLogger(keras.callbacks.Callback):
     """Step scalars (losses, lr, accuracy, collapse indicator) to TensorBoard every N steps."""
 
@@ -294,9 +316,11 @@ def build(cfg: Config, strategy: tf.distribute.Strategy, steps_per_epoch: int, l
     return nets, method, optimizer
 
 
-def run(cfg: Config, verbose: int = 2, strategy: tf.distribute.Strategy | None = None) -> dict:
+def run(cfg: Config, progress: str = "epochs", strategy: tf.distribute.Strategy | None = None) -> dict:
     """Train ``cfg`` in ``cfg.workdir``, resuming from its last checkpoint when there is one.
 
+    ``progress``: ``bar`` (Keras' bar), ``lines`` (a line every ``train.log_every`` steps, for log
+    files), ``epochs`` (a line per epoch) or ``none``.
     ``strategy``: made from ``train.strategy`` when not given (MultiWorkerMirroredStrategy must be
     created before any other TF op, so the CLI makes it first).
     """
@@ -348,12 +372,14 @@ def run(cfg: Config, verbose: int = 2, strategy: tf.distribute.Strategy | None =
         callbacks.append(PairImages(writer, cfg, first_unlabelled_batch(cfg), t.image_summary_every))
     if validation:
         callbacks.append(validation)
+    if progress == "lines":
+        callbacks.append(StepLines(t.log_every, steps, t.epochs))
     write_run_config(cfg)                   # only now: training actually starts
     start = time.time()
     history = {}
     if initial_epoch < t.epochs:
         history = method.fit(ds, epochs=t.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
-                             callbacks=callbacks, verbose=verbose).history
+                             callbacks=callbacks, verbose={"bar": 1, "epochs": 2}.get(progress, 0)).history
     if monitor.failed:
         raise corrupt.CorruptDataError(monitor.failed)
     if guard.failed_at is not None:

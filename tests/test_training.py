@@ -343,6 +343,8 @@ def test_resuming_a_run_needs_no_initial_weights_file(tmp_path):
             "--set=train.epochs=1"]
     first = _run(base, timeout=600)
     assert first.returncode == 0, first.stderr[-3000:]
+    # not on a terminal: progress comes as lines within the epoch (a log file shows them)
+    assert "epoch 1/1 step 3/3: " in first.stdout and " s/step)" in first.stdout
     # the initial weights are gone (or were never here): a resumed run takes everything from its checkpoint
     again = _run(base + [f"--set=model.pretrained={tmp_path}/gone.pth"], timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]

@@ -380,12 +380,15 @@ def single_file_tool(argv, prog: str, doc: str, annotations_help: str, build_ent
 
 
 def run_cli(main_fn) -> None:
-    """Run a tool's main: any error ends it with one line (exit 1); ``--debug`` shows the traceback."""
-    from posedual_tf.cli import one_line
+    """Run a tool's main: any error ends it with one line (exit 1); ``--debug`` shows the traceback,
+    ``--verbose`` TensorFlow's start-up lines; ``--a_b`` is accepted for ``--a-b``."""
+    from posedual_tf.cli import normalise_flag_spelling, one_line, quiet_tensorflow
 
-    debug = "--debug" in sys.argv
-    if debug:
-        sys.argv.remove("--debug")
+    debug, verbose = "--debug" in sys.argv, "--verbose" in sys.argv
+    sys.argv = [a for a in normalise_flag_spelling(sys.argv, lambda name: "_" not in name)
+                if a not in ("--debug", "--verbose")]
+    if not verbose and not any(a in ("-h", "--help") for a in sys.argv):
+        quiet_tensorflow([])
     try:
         main_fn()
     except (SystemExit, KeyboardInterrupt):

@@ -178,7 +178,7 @@ def load_into(nets: list, path: str, backbone: str, strict: bool = True) -> list
             if state is None:
                 if strict:
                     raise ConversionError(f"{path}: has no weights for net{i + 1} (keys 'resnet2.*'); "
-                                          "pass --allow_missing to keep its initialisation")
+                                          "pass --allow-missing to keep its initialisation")
                 reports.append(Report([], ["<all>"], [], source="-"))
                 continue
             rep = assign(net, state)
