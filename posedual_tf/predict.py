@@ -3,6 +3,10 @@
     python -m posedual_tf.predict --saved-model DIR (--image FILE | --images DIR) \\
         [--boxes DETECTIONS.json | --whole-image] [--min-box-score 0.5] --output OUT_DIR
 
+People come from ``--boxes`` (a detections json: the precise path), ``--whole-image`` (one person
+filling the picture), or, with neither, OpenCV's HOG pedestrian detector: a weak default that needs no
+download and finds upright, unoccluded people of 100 px or more, and misses many others.
+
 Writes into ``OUT_DIR`` (never the input folder, never over a file it did not write):
 
 * one drawing per image, ``<file name>.pose.png`` (``a.jpg`` -> ``a.jpg.pose.png``, so ``a.jpg`` and
@@ -35,8 +39,12 @@ flags.DEFINE_string("saved-model", None, "SavedModel folder written by posedual_
 flags.DEFINE_string("image", None, "one image file")
 flags.DEFINE_string("images", None, "a folder of images (jpg, jpeg, png)")
 flags.DEFINE_string("boxes", None, "person boxes: COCO detections json (image_id, bbox, score) or "
-                                   "{file name: [[x, y, w, h], ...]}")
+                                   "{file name: [[x, y, w, h], ...]}. Without --boxes or --whole-image, "
+                                   "OpenCV's HOG people detector finds them: a WEAK default (upright, "
+                                   "unoccluded, >= ~100 px tall people only)")
 flags.DEFINE_bool("whole-image", False, "use the whole image as one person box")
+flags.DEFINE_float("min-hog-score", 0.0, "with neither --boxes nor --whole-image: keep HOG detections whose SVM "
+                                         "margin exceeds this")
 flags.DEFINE_float("min-box-score", 0.0, "ignore detections below this score")
 flags.DEFINE_string("output", None, "output folder (not the input folder)")
 flags.adopt_module_key_flags(cli)
@@ -126,6 +134,21 @@ def plan_outputs(paths: list[str], output: str) -> dict[str, str]:
     return plan
 
 
+def hog_people(img, min_score: float = 0.0, max_side: int = 800) -> list[tuple[list[float], float]]:
+    """People boxes ``(x, y, w, h)`` and scores from OpenCV's HOG + linear SVM pedestrian detector
+    (Dalal and Triggs), run on the image scaled to ``max_side``; score = sigmoid(SVM margin)."""
+    import cv2
+    import numpy as np
+
+    hog = cv2.HOGDescriptor()
+    hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+    s = min(1.0, max_side / max(img.shape[:2]))
+    small = cv2.resize(img, (round(img.shape[1] * s), round(img.shape[0] * s))) if s < 1 else img
+    rects, weights = hog.detectMultiScale(small, winStride=(8, 8), padding=(8, 8), scale=1.05)
+    return [([float(v) / s for v in r], 1.0 / (1.0 + math.exp(-float(w))))
+            for r, w in zip(rects, np.asarray(weights).ravel()) if float(w) > min_score]
+
+
 def _write_json(path: str, data) -> None:
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
@@ -133,8 +156,10 @@ def _write_json(path: str, data) -> None:
     os.replace(tmp, path)
 
 
-def run(saved_model: str, paths: list[str], output: str, boxes: dict | None, progress: bool = True) -> list[dict]:
-    """Predict every image; returns the COCO results entries it wrote."""
+def run(saved_model: str, paths: list[str], output: str, boxes: dict | None, progress: bool = True,
+        whole_image: bool = False, min_hog_score: float = 0.0) -> list[dict]:
+    """Predict every image; returns the COCO results entries it wrote. People come from ``boxes``
+    (per file name), else the whole image, else :func:`hog_people`."""
     import cv2
     import numpy as np
     import tensorflow as tf
@@ -170,10 +195,13 @@ def run(saved_model: str, paths: list[str], output: str, boxes: dict | None, pro
         if img is None:
             entry["skipped"] = "empty file" if not data else "not a decodable image"
             continue
-        if boxes is None:
+        if boxes is not None:
+            people = boxes.get(name, [])
+        elif whole_image:
             people = [([0.0, 0.0, float(img.shape[1]), float(img.shape[0])], 1.0)]
         else:
-            people = boxes.get(name, [])
+            people = hog_people(img, min_hog_score)
+            entry["detector"] = "hog"
         box_arr = np.array([b for b, _ in people], np.float32).reshape(-1, 4)
         try:
             out = fn(image_bytes=tf.constant(data), boxes=tf.constant(box_arr))
@@ -214,8 +242,11 @@ def main(argv):
     saved_model, output = FLAGS["saved-model"].value, FLAGS.output
     if not saved_model or not output or not (FLAGS.image or FLAGS.images):
         sys.exit("error: --saved-model, --output and one of --image / --images are required")
-    if bool(FLAGS.boxes) == bool(FLAGS["whole-image"].value):
-        sys.exit("error: give exactly one of --boxes FILE or --whole-image")
+    if FLAGS.boxes and FLAGS["whole-image"].value:
+        sys.exit("error: give one of --boxes FILE or --whole-image, not both")
+    if not FLAGS.boxes and not FLAGS["whole-image"].value:
+        print("no --boxes: finding people with OpenCV's HOG detector, a weak default (upright, unoccluded, "
+              "large people); a detections json (--boxes) is the precise path", file=sys.stderr)
     if FLAGS.image:
         if not os.path.isfile(FLAGS.image):
             raise PredictError(f"--image {FLAGS.image}: no such file")
@@ -227,7 +258,8 @@ def main(argv):
                        if n.lower().endswith(IMAGE_EXT))
     ids = image_ids(paths)
     boxes = load_boxes(FLAGS.boxes, FLAGS["min-box-score"].value, ids) if FLAGS.boxes else None
-    results = run(saved_model, paths, output, boxes)            # errors: one line (cli.guarded)
+    results = run(saved_model, paths, output, boxes, whole_image=FLAGS["whole-image"].value,
+                  min_hog_score=FLAGS["min-hog-score"].value)            # errors: one line (cli.guarded)
     print(f"{len(paths)} images, {len(results)} people -> {os.path.abspath(output)} (results.json, {RECORD})")
 
 

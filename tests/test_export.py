@@ -213,3 +213,25 @@ def test_wrong_architecture_is_one_line_and_debug_shows_the_traceback(exported, 
     assert not (tmp_path / "out").exists()
     proc = subprocess.run(args + ["--debug"], capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and "Traceback (most recent call last)" in proc.stderr
+
+
+def test_predict_without_boxes_finds_people_with_the_built_in_detector(exported, shared, tmp_path):
+    _, _, saved = exported
+    photo = shared / "coco/000000196141.jpg"
+    proc = subprocess.run([sys.executable, "-m", "posedual_tf.predict", "--saved-model", saved, "--image", str(photo),
+                           "--output", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "OpenCV's HOG detector, a weak default" in proc.stderr
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert len(results) >= 1 and all(len(r["keypoints"]) == 51 for r in results)
+    gt = [a["bbox"] for a in json.loads((shared / "coco/test_coco.json").read_text())["annotations"]
+          if a["image_id"] == 196141]
+
+    def iou(a, b):
+        ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+        iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+        return ix * iy / (a[2] * a[3] + b[2] * b[3] - ix * iy)
+
+    assert max(iou(r["bbox"], g) for r in results for g in gt) > 0.25       # it found an annotated person
+    record = json.loads((tmp_path / "out" / "images.json").read_text())["images"][0]
+    assert record["detector"] == "hog" and record["people"] == len(results)
