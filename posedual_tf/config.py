@@ -165,6 +165,13 @@ class TrainConfig:
     strategy: Literal["auto", "default", "mirrored", "multi_worker"] = "auto"
     seed: int = 1314
     resume: bool = True
+    #: Save a training checkpoint (networks, optimizer, step: the input position follows from it) every
+    #: N optimizer steps, and at the end of every epoch; a killed run resumes at the last one.
+    #: 1000 ResNet-18 PoseDual steps are about half an hour on a current GPU. 0 = epoch ends only.
+    checkpoint_every_steps: int = 1000
+    #: tf.config.experimental.enable_op_determinism(): a run resumed from a checkpoint ends with the
+    #: same weights as an uninterrupted one (slower; see docs/benchmarks.md).
+    deterministic: bool = False
     keep_checkpoints: int = 3
     #: Validate every N epochs (and after the last).
     val_interval: int = 1
@@ -298,6 +305,7 @@ def _validate(cfg: Config, source: str, overrides: dict[str, str] | None = None)
         (t.epochs > 0, "train.epochs", "a positive int"),
         (t.lr > 0, "train.lr", "a positive float"),
         (t.steps_per_epoch >= 0, "train.steps_per_epoch", "an int >= 0 (0 = the reference epoch)"),
+        (t.checkpoint_every_steps >= 0, "train.checkpoint_every_steps", "an int >= 0 (0 = epoch ends only)"),
         (0 <= d.max_corrupt_fraction <= 1, "data.max_corrupt_fraction", "a fraction in [0, 1]"),
         (t.lr_step == sorted(t.lr_step), "train.lr_step", "ascending epochs"),
         (cfg.method.mask_joint_num >= 0, "method.mask_joint_num", "an int >= 0"),

@@ -58,18 +58,31 @@ def set_precision(policy: str) -> None:
     keras.mixed_precision.set_global_policy("float32" if policy == "none" else policy)
 
 
-class EpochCheckpoint(keras.callbacks.Callback):
-    """Save method + optimiser + epoch after every epoch (last K kept)."""
+class StepCheckpoint(keras.callbacks.Callback):
+    """Save networks + optimiser (its step is the input position) + finished epochs every N steps and
+    at every epoch's end, numbered by the step (last K kept); never after a non-finite loss."""
 
-    def __init__(self, manager: tf.train.CheckpointManager, epoch_var: tf.Variable):
+    def __init__(self, manager: tf.train.CheckpointManager, epoch_var: tf.Variable, every: int):
         super().__init__()
-        self.manager, self.epoch_var = manager, epoch_var
+        self.manager, self.epoch_var, self.every = manager, epoch_var, every
+        self.saved_at = -1
+
+    def _save(self, logs):
+        if logs and not all(np.isfinite(float(v)) for v in logs.values() if np.ndim(v) == 0):
+            return
+        step = int(self.model.optimizer.iterations.numpy())
+        if step != self.saved_at:
+            self.manager.save(checkpoint_number=step)
+            self.saved_at = step
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.every and int(self.model.optimizer.iterations.numpy()) % self.every == 0:
+            self._save(logs)
 
     def on_epoch_end(self, epoch, logs=None):
-        if logs and not all(np.isfinite(v) for v in logs.values() if isinstance(v, (float, np.floating))):
-            return
         self.epoch_var.assign(epoch + 1)
-        self.manager.save(checkpoint_number=epoch + 1)
+        self.saved_at = -1                  # the epoch counter changed: save even at the same step
+        self._save(logs)
 
 
 class FiniteGuard(keras.callbacks.Callback):
@@ -133,11 +146,12 @@ class StepLines(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if self.first is None:
             self.first = (batch, time.time())
-        if (batch + 1) % self.every == 0 or batch + 1 == self.steps:
+        step = int(self.model.optimizer.iterations.numpy()) - self.epoch * self.steps    # in this epoch
+        if step % self.every == 0 or step == self.steps:
             done, t0 = batch + 1 - self.first[0], self.first[1]
             rate = (time.time() - t0) / max(done - 1, 1) if done > 1 else time.time() - self.start
             values = ", ".join(f"{k} {float(v):.4g}" for k, v in (logs or {}).items())
-            print(f"epoch {self.epoch + 1}/{self.epochs} step {batch + 1}/{self.steps}: {values} "
+            print(f"epoch {self.epoch + 1}/{self.epochs} step {step}/{self.steps}: {values} "
                   f"({rate:.2f} s/step)", flush=True)
 
 
@@ -316,6 +330,22 @@ def build(cfg: Config, strategy: tf.distribute.Strategy, steps_per_epoch: int, l
     return nets, method, optimizer
 
 
+def _input_workers(strategy: tf.distribute.Strategy) -> int:
+    """How many machines read input (each reads its share of every step)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    spec = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    return max(1, len(spec.get("worker", [])) + len(spec.get("chief", [])))
+
+
+def _train_data(cfg: Config, strategy: tf.distribute.Strategy, counter, start_step: int):
+    """The training stream from ``start_step`` on; under several replicas every input pipeline takes
+    its own positions of the same epoch orders (pipeline.train_dataset)."""
+    if strategy.num_replicas_in_sync > 1:
+        return strategy.distribute_datasets_from_function(
+            lambda ctx: pipeline.train_dataset(cfg, input_context=ctx, counter=counter, start_step=start_step)[0])
+    return pipeline.train_dataset(cfg, counter=counter, start_step=start_step)[0]
+
+
 def run(cfg: Config, progress: str = "epochs", strategy: tf.distribute.Strategy | None = None) -> dict:
     """Train ``cfg`` in ``cfg.workdir``, resuming from its last checkpoint when there is one.
 
@@ -332,22 +362,12 @@ def run(cfg: Config, progress: str = "epochs", strategy: tf.distribute.Strategy 
     set_precision(t.mixed_precision)
     strategy = strategy or make_strategy(t.strategy)
     keras.utils.set_random_seed(t.seed)
+    if t.deterministic:
+        tf.config.experimental.enable_op_determinism()
 
     counter = corrupt.CorruptionCounter()
-    if strategy.num_replicas_in_sync > 1:
-        # every input pipeline takes its own positions of the same epoch order (pipeline.train_dataset)
-        made = {}
-
-        def dataset_fn(ctx):
-            made["ds"], made["steps"] = pipeline.train_dataset(cfg, input_context=ctx, counter=counter)
-            made["workers"] = ctx.num_input_pipelines
-            return made["ds"]
-
-        ds = strategy.distribute_datasets_from_function(dataset_fn)
-        steps, workers = made["steps"], made["workers"]     # this worker reads its share of every step
-    else:
-        (ds, steps), workers = pipeline.train_dataset(cfg, counter=counter), 1
     lab = pipeline.open_source(cfg.data.labelled, "labelled")
+    steps, _ = pipeline.epoch_steps(cfg)
     labelled_ids = list(lab.joint_set.to_union)
     nets, method, optimizer = build(cfg, strategy, steps, labelled_ids, initial_weights=not resuming)
     os.makedirs(cfg.workdir, exist_ok=True)      # data and networks are ready: the run begins
@@ -355,19 +375,23 @@ def run(cfg: Config, progress: str = "epochs", strategy: tf.distribute.Strategy 
     epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     ckpt = checkpoints.training_checkpoint(nets, optimizer, epoch_var)
     manager = tf.train.CheckpointManager(ckpt, os.path.join(cfg.workdir, "ckpt"), max_to_keep=t.keep_checkpoints)
-    initial_epoch = 0
     if t.resume and manager.latest_checkpoint:
         ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        initial_epoch = int(epoch_var.numpy())
-        print(f"resumed from {manager.latest_checkpoint} (epoch {initial_epoch}, step {int(optimizer.iterations.numpy())})")
+    step = int(optimizer.iterations.numpy())
+    initial_epoch, within = divmod(step, steps)
+    if step:
+        print(f"resumed from {manager.latest_checkpoint} (epoch {initial_epoch + 1}, step {within} of {steps}; "
+              f"global step {step})")
 
     writer = tf.summary.create_file_writer(os.path.join(cfg.workdir, "tb"))
     guard = FiniteGuard()
     validation = Validation(cfg, nets, writer, cfg.workdir, t.val_interval, t.epochs) if cfg.data.val.records else None
     streams = 2 if cfg.method.name != "supervised" and cfg.data.unlabelled.records else 1
+    workers = _input_workers(strategy)
     monitor = CorruptionMonitor(counter, writer, cfg.data.max_corrupt_fraction,
                                 t.batch_size * streams // workers, t.log_every)
-    callbacks = [guard, monitor, EpochCheckpoint(manager, epoch_var), ScalarLogger(writer, t.log_every)]
+    callbacks = [guard, monitor, StepCheckpoint(manager, epoch_var, t.checkpoint_every_steps),
+                 ScalarLogger(writer, t.log_every)]
     if cfg.method.name != "supervised":
         callbacks.append(PairImages(writer, cfg, first_unlabelled_batch(cfg), t.image_summary_every))
     if validation:
@@ -376,10 +400,21 @@ def run(cfg: Config, progress: str = "epochs", strategy: tf.distribute.Strategy 
         callbacks.append(StepLines(t.log_every, steps, t.epochs))
     write_run_config(cfg)                   # only now: training actually starts
     start = time.time()
-    history = {}
-    if initial_epoch < t.epochs:
-        history = method.fit(ds, epochs=t.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
-                             callbacks=callbacks, verbose={"bar": 1, "epochs": 2}.get(progress, 0)).history
+    history: dict[str, list] = {}
+    verbose = {"bar": 1, "epochs": 2}.get(progress, 0)
+    # A run resumed mid-epoch first finishes that epoch (its data start at the resumed step), then
+    # trains the remaining epochs whole: Keras starts every fit() at an epoch's beginning.
+    phases = [(step, initial_epoch + 1, steps - within)] if within else []
+    phases.append((max(step, (initial_epoch + 1) * steps if within else step), t.epochs, steps))
+    for start_step, end_epoch, phase_steps in phases:
+        first_epoch = start_step // steps
+        if first_epoch >= end_epoch or guard.failed_at is not None or monitor.failed:
+            continue
+        ds = _train_data(cfg, strategy, counter, start_step)
+        part = method.fit(ds, epochs=end_epoch, initial_epoch=first_epoch, steps_per_epoch=phase_steps,
+                          callbacks=callbacks, verbose=verbose).history
+        for k, v in part.items():
+            history.setdefault(k, []).extend(v)
     if monitor.failed:
         raise corrupt.CorruptDataError(monitor.failed)
     if guard.failed_at is not None:

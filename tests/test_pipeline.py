@@ -208,3 +208,18 @@ def test_crops_are_integer_valued_as_the_reference_uint8_warp(coco_records, det_
     assert c.min() >= 0 and c.max() <= 255
     # so Posterize keeps exactly the top bits of the crop's own uint8 values
     np.testing.assert_array_equal(augment._posterize(crop, 4).numpy(), c.astype(int) >> 4 << 4)
+
+
+@pytest.mark.parametrize("mixed", [False, True])
+def test_a_stream_started_at_step_k_is_the_full_stream_from_k_on(coco_records, det_records, mixed):
+    extra = [] if mixed else ["method.name=supervised", "data.labelled_sampling=permutation"]
+    cfg = _cfg(coco_records, det_records, "train.batch_size=5", "data.labelled.max_instances=0", *extra)
+    full, steps = pipeline.train_dataset(cfg)
+    full = [tf.nest.map_structure(lambda t: t.numpy(), b) for b in full.take(steps + 3)]
+    k = steps + 1                                         # mid-way into the second epoch
+    resumed, _ = pipeline.train_dataset(cfg, start_step=k)
+    for want, got in zip(full[k:], resumed.take(len(full) - k)):
+        for x, y in zip(tf.nest.flatten(want), tf.nest.flatten(tf.nest.map_structure(lambda t: t.numpy(), got))):
+            np.testing.assert_array_equal(x, y)
+    if not mixed:
+        assert [len(b["person"]) for b in full[:steps]] == [5, 5, 2]      # the reference's partial last batch

@@ -435,3 +435,48 @@ def test_saving_weights_never_replaces_a_folder_of_other_files(tmp_path):
     checkpoints.save_nets(nets, str(tmp_path / "final"))           # an earlier save is replaced
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best", "final"]
     assert [p.name for p in (tmp_path / "final").iterdir()] == ["net1.weights.h5"]
+
+
+def _latest_step(workdir) -> int:
+    try:
+        text = (workdir / "ckpt" / "checkpoint").read_text()
+    except OSError:
+        return -1
+    return int(text.split('model_checkpoint_path: "ckpt-')[1].split('"')[0])
+
+
+def test_kill_at_a_mid_epoch_step_resumes_to_the_same_weights(tmp_path):
+    """kill -9 right after a mid-epoch checkpoint; the resumed run (op determinism on) ends with the
+    weights of an uninterrupted run."""
+    import h5py
+
+    steps = 6
+    sets = [*SMALL_DEMO, f"--set=train.steps_per_epoch={steps}", "--set=train.epochs=3",
+            "--set=train.checkpoint_every_steps=4", "--set=train.deterministic=true"]
+
+    def args(workdir):
+        return ["-m", "posedual_tf.train", "--config", "demo_sup", f"--set=workdir={workdir}", *sets]
+
+    whole = _run(args(tmp_path / "whole"), timeout=600)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    cut = tmp_path / "cut"
+    proc = subprocess.Popen([sys.executable, *args(cut)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 400
+    while time.time() < deadline and proc.poll() is None and not (_latest_step(cut) > 0 and
+                                                                  _latest_step(cut) % steps):
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = _latest_step(cut)
+    assert killed_at % steps, f"no mid-epoch checkpoint caught before the run ended (last: {killed_at})"
+    again = _run(args(cut), timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"step {killed_at % steps} of {steps}; global step {killed_at})" in again.stdout
+    assert json.loads((cut / "train_result.json").read_text())["final_step"] == 3 * steps
+    with h5py.File(tmp_path / "whole" / "final" / "net1.weights.h5") as a, \
+            h5py.File(cut / "final" / "net1.weights.h5") as b:
+        names = []
+        a.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+        assert len(names) > 50
+        for n in names:
+            np.testing.assert_array_equal(a[n][()], b[n][()], err_msg=n)

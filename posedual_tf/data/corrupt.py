@@ -68,10 +68,12 @@ def _placeholder(spec):
     return tf.zeros(spec.shape, spec.dtype)
 
 
-def counted(ds: tf.data.Dataset, size, order, counter: CorruptionCounter | None, name: str, index) -> tf.data.Dataset:
+def counted(ds: tf.data.Dataset, size, order, counter: CorruptionCounter | None, name: str, index,
+            first=0) -> tf.data.Dataset:
     """``(position, element)`` pairs after ``ignore_errors`` -> elements, reporting the gaps.
 
-    ``size``: the number of positions in this stream's epoch; ``order[pos]``: the person at ``pos``.
+    ``size``: the number of positions in this stream's epoch; ``order[pos]``: the person at ``pos``;
+    ``first``: the first position the stream holds (a resumed epoch starts later).
     """
     if counter is None:
         return ds.map(lambda pos, elem: elem)
@@ -87,5 +89,5 @@ def counted(ds: tf.data.Dataset, size, order, counter: CorruptionCounter | None,
         n = tf.cond(pos - last > 1, missing, lambda: tf.constant(0, tf.int64))
         return pos, (pos + 0 * n, elem)          # the output depends on the report, so it always runs
 
-    ds = ds.concatenate(end).scan(tf.constant(-1, tf.int64), step)
+    ds = ds.concatenate(end).scan(tf.cast(first, tf.int64) - 1, step)
     return ds.filter(lambda pos, elem: pos < size).map(lambda pos, elem: elem)

@@ -308,9 +308,19 @@ def _element_seeds(n, seed: int, epoch) -> tf.Tensor:
                                        minval=None, maxval=None, dtype=tf.int64)
 
 
+def epoch_steps(cfg: Config, batch_size: int | None = None) -> tuple[int, int]:
+    """(steps per epoch, steps of the reference epoch: the unlabelled set, or the labelled set for
+    supervised training, in batches with the last one partial)."""
+    global_batch = batch_size or cfg.train.batch_size
+    epoch_set = open_source(cfg.data.unlabelled, "unlabelled") if _is_mixed(cfg) else \
+        open_source(cfg.data.labelled, "labelled")
+    ref_steps = math.ceil(epoch_set.num_instances / global_batch)
+    return cfg.train.steps_per_epoch or ref_steps, ref_steps
+
+
 def train_dataset(cfg: Config, seed: int | None = None, batch_size: int | None = None,
                   input_context: tf.distribute.InputContext | None = None,
-                  counter: corrupt.CorruptionCounter | None = None):
+                  counter: corrupt.CorruptionCounter | None = None, start_step: int = 0):
     """The training stream (endless) and its steps per epoch.
 
     Supervised (no unlabelled records): batches of ``{image, target, weight}``; otherwise batches of
@@ -322,6 +332,8 @@ def train_dataset(cfg: Config, seed: int | None = None, batch_size: int | None =
     batch is the per-replica one, and input pipeline ``i`` of ``n`` takes positions ``i, i + n, ...``
     of the same epoch order: the workers together see every selected person, whatever their number.
     People whose record fails to parse or decode are dropped and reported to ``counter``.
+    ``start_step``: the stream begins there (a resumed run): the epoch orders and every draw are the
+    ones an uninterrupted run would see, and nothing before that step is read.
     """
     seed = cfg.train.seed if seed is None else seed
     global_batch = batch_size or cfg.train.batch_size
@@ -336,9 +348,10 @@ def train_dataset(cfg: Config, seed: int | None = None, batch_size: int | None =
     lab = open_source(cfg.data.labelled, "labelled")
     unl = open_source(cfg.data.unlabelled, "unlabelled") if mixed else None
     epoch_set = unl if mixed else lab
-    ref_steps = math.ceil(epoch_set.num_instances / global_batch)
-    steps = cfg.train.steps_per_epoch or ref_steps
+    steps, ref_steps = epoch_steps(cfg, global_batch)
     full_batches = steps != ref_steps or replicas > 1
+    first_epoch, within = divmod(int(start_step), steps)
+    skip = within * (replicas // workers) * per_replica      # this pipeline's people in the steps already done
     size = steps * global_batch if full_batches else epoch_set.num_instances
     lab_sampling = labelled_sampling(cfg)
     lab_parse = labelled_parser(cfg)
@@ -348,9 +361,10 @@ def train_dataset(cfg: Config, seed: int | None = None, batch_size: int | None =
         order = epoch_order(src.num_instances, size, stream_seed, epoch, sampling)[worker::workers]
         n = tf.shape(order, out_type=tf.int64)[0]
         seeds = _element_seeds(n, stream_seed + 7, epoch)
-        ds = tf.data.Dataset.from_tensor_slices((tf.range(n), order, seeds))
+        start = tf.where(tf.equal(epoch, first_epoch), tf.constant(skip, tf.int64), tf.constant(0, tf.int64))
+        ds = tf.data.Dataset.from_tensor_slices((tf.range(n)[start:], order[start:], seeds[start:]))
         ds = ds.map(lambda pos, i, s: (pos, parse(fetch(i), s)), num_parallel_calls=calls).ignore_errors()
-        return corrupt.counted(ds, n, order, counter, name, src.index)
+        return corrupt.counted(ds, n, order, counter, name, src.index, first=start)
 
     if not mixed:
         def one_epoch(epoch):
@@ -364,7 +378,7 @@ def train_dataset(cfg: Config, seed: int | None = None, batch_size: int | None =
                                         stream(unl, fetch_unl, unl_parse, "permutation", seed + 1, epoch,
                                                "unlabelled"))).batch(per_replica)
 
-    ds = tf.data.Dataset.range(1 << 62).flat_map(one_epoch)
+    ds = tf.data.Dataset.range(first_epoch, 1 << 62).flat_map(one_epoch)
     return ds.prefetch(AUTOTUNE).with_options(_options()), steps
 
 
