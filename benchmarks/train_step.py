@@ -22,10 +22,13 @@ from common import peak_rss_mb  # noqa: E402
 CONFIGS = {"supervised": "coco1k_sup", "cons": "coco1k_cons", "dual": "coco1k_dual"}
 
 
-def one(method: str, batch: int, precision: str, steps: int) -> dict:
+def one(method: str, batch: int, precision: str, steps: int, deterministic: bool = False) -> dict:
     import keras
     import numpy as np
+    import tensorflow as tf
 
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
     keras.mixed_precision.set_global_policy("float32" if precision == "none" else precision)
     from posedual_tf import config, methods
     from posedual_tf.models import builder
@@ -48,7 +51,8 @@ def one(method: str, batch: int, precision: str, steps: int) -> dict:
     for _ in range(steps):
         m.train_on_batch(data)
     per_step = (time.perf_counter() - start) / steps
-    return {"method": method, "batch": batch, "precision": precision, "s_per_step": round(per_step, 3),
+    return {"method": method, "batch": batch, "precision": precision, "deterministic": deterministic,
+            "s_per_step": round(per_step, 3),
             "images_per_s": round(batch / per_step, 2), "first_step_s": round(warm, 1),
             "peak_rss_mb": round(peak_rss_mb())}
 
@@ -57,9 +61,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--one", nargs=3, metavar=("METHOD", "BATCH", "PRECISION"))
     ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--deterministic", action="store_true", help="with --one: enable_op_determinism()")
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(one(args.one[0], int(args.one[1]), args.one[2], args.steps)))
+        print(json.dumps(one(args.one[0], int(args.one[1]), args.one[2], args.steps, args.deterministic)))
         return
     print("| method | batch | precision | s/step | images/s | peak RSS MB |")
     print("|---|---|---|---|---|---|")

@@ -27,13 +27,15 @@ class TorchAdam(keras.optimizers.Adam):
         step = ops.cast(self.iterations + 1, variable.dtype)
         # convert_to_tensor, not cast: cast would round the betas through float32 first
         bias1 = 1 - ops.power(ops.convert_to_tensor(self.beta_1, variable.dtype), step)
-        bias2 = 1 - ops.power(ops.convert_to_tensor(self.beta_2, variable.dtype), step)
+        root2 = ops.sqrt(1 - ops.power(ops.convert_to_tensor(self.beta_2, variable.dtype), step))
         m = self._momentums[self._get_variable_index(variable)]
         v = self._velocities[self._get_variable_index(variable)]
         self.assign_add(m, ops.multiply(ops.subtract(gradient, m), 1 - self.beta_1))
-        self.assign(v, ops.add(ops.multiply(v, self.beta_2), ops.multiply(ops.square(gradient), 1 - self.beta_2)))
-        denom = ops.add(ops.divide(ops.sqrt(v), ops.sqrt(bias2)), self.epsilon)
-        self.assign_sub(variable, ops.multiply(lr / bias1, ops.divide(m, denom)))
+        self.assign_add(v, ops.multiply(ops.subtract(ops.square(gradient), v), 1 - self.beta_2))
+        # torch's m / (sqrt(v) / root2 + eps) * lr / bias1, written as Keras writes its step (same
+        # temporaries, same memory): m * (lr * root2 / bias1) / (sqrt(v) + eps * root2)
+        self.assign_sub(variable, ops.divide(ops.multiply(m, lr * root2 / bias1),
+                                             ops.add(ops.sqrt(v), self.epsilon * root2)))
 
 
 class MultiStepLR(keras.optimizers.schedules.LearningRateSchedule):
