@@ -404,8 +404,11 @@ def run(cfg: Config, progress: str = "epochs", strategy: tf.distribute.Strategy 
     verbose = {"bar": 1, "epochs": 2}.get(progress, 0)
     # A run resumed mid-epoch first finishes that epoch (its data start at the resumed step), then
     # trains the remaining epochs whole: Keras starts every fit() at an epoch's beginning.
-    phases = [(step, initial_epoch + 1, steps - within)] if within else []
-    phases.append((max(step, (initial_epoch + 1) * steps if within else step), t.epochs, steps))
+    phases = []                                   # (first step, end epoch, steps per epoch) of each fit()
+    if within:
+        phases.append((step, initial_epoch + 1, steps - within))
+        step = (initial_epoch + 1) * steps
+    phases.append((step, t.epochs, steps))
     for start_step, end_epoch, phase_steps in phases:
         first_epoch = start_step // steps
         if first_epoch >= end_epoch or guard.failed_at is not None or monitor.failed:

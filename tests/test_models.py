@@ -228,9 +228,10 @@ def test_checkpoint_without_net2_names_the_flag_that_exists(tmp_path):
     ref = tr.randomise(tr.PoseResNet(18), seed=13)
     torch.save({"resnet." + k: v for k, v in ref.state_dict().items()}, tmp_path / "cons.pth")
     nets = [pose_resnet(18, (64, 64, 3), 24, name=f"net{i}") for i in (1, 2)]
-    with pytest.raises(convert.ConversionError, match=r"pass --allow_missing to keep") as err:
+    with pytest.raises(convert.ConversionError, match=r"pass --allow-missing to keep") as err:
         convert.load_into(nets, str(tmp_path / "cons.pth"), "resnet")
-    flag = str(err.value).split("pass ")[1].split()[0].replace("-", "_")     # the other spelling works too
+    flag = str(err.value).split("pass --")[1].split()[0]
+    flag = "--" + flag.replace("-", "_")                          # the other spelling works too
     # the flag the message names is one convert_torch accepts, and it does what it says
     out = subprocess.run([sys.executable, "-m", "posedual_tf.convert_torch", "--config", "coco1k_dual",
                           "--set=data.image_size=[64,64]", "--set=data.heatmap_size=[16,16]", "--checkpoint",
