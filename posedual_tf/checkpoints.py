@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import glob
 import os
-import shutil
-import tempfile
 
 import tensorflow as tf
+
+from posedual_tf import files
 
 
 def save_nets(nets, folder: str) -> None:
@@ -20,26 +20,18 @@ def save_nets(nets, folder: str) -> None:
 
     An existing ``folder`` is replaced only if it holds nothing but weights files (an earlier save);
     anything else there is an error, never deleted."""
-    folder = os.path.normpath(folder)
-    parent = os.path.dirname(os.path.abspath(folder))
-    if os.path.lexists(folder) and (not os.path.isdir(folder) or any(
-            not n.endswith(".weights.h5") for n in os.listdir(folder))):
-        raise FileExistsError(f"{folder}: exists and holds other files than network weights; not replaced")
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(folder)}.tmp-", dir=parent)
-    try:
+    def fill(tmp):
         for net in nets:
             net.save_weights(os.path.join(tmp, f"{net.name}.weights.h5"))
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)        # ours
-        raise
-    old = None
-    if os.path.lexists(folder):
-        old = tempfile.mkdtemp(prefix=f".{os.path.basename(folder)}.old-", dir=parent)
-        os.replace(folder, os.path.join(old, "weights"))
-    os.replace(tmp, folder)
-    if old:
-        shutil.rmtree(old)                               # the earlier save, moved aside above
+
+    def is_ours(path):
+        return os.path.isdir(path) and all(n.endswith(".weights.h5") for n in os.listdir(path))
+
+    try:
+        files.replace_folder(folder, fill, is_ours)
+    except FileExistsError:
+        raise FileExistsError(f"{os.path.normpath(folder)}: exists and holds other files than network weights; "
+                              "not replaced") from None
 
 
 class PretrainedError(FileNotFoundError):

@@ -8,7 +8,6 @@ initialisation) or as ``--checkpoint`` to ``evaluate`` and ``export``.
 """
 from __future__ import annotations
 
-import json
 import os
 
 from absl import flags
@@ -27,6 +26,7 @@ flags.DEFINE_bool("allow-missing", False, "keep the initialisation of layers the
 
 def convert(cfg, checkpoint: str, output: str, strict: bool = True) -> dict:
     """Build the config's networks, fill them from ``checkpoint`` and save them to ``output``."""
+    from posedual_tf import files
     from posedual_tf.models import builder, convert as conv
 
     nets = builder.build_networks(cfg)
@@ -40,9 +40,7 @@ def convert(cfg, checkpoint: str, output: str, strict: bool = True) -> dict:
         os.replace(tmp, path)
         summary["networks"][net.name] = {"file": os.path.basename(path), "matched": len(rep.matched),
                                          "missing": rep.missing, "unexpected": rep.unexpected}
-    with open(os.path.join(output, "conversion.json.tmp"), "w") as f:
-        json.dump(summary, f, indent=1)
-    os.replace(os.path.join(output, "conversion.json.tmp"), os.path.join(output, "conversion.json"))
+    files.write_json_atomic(os.path.join(output, "conversion.json"), summary)
     return summary
 
 

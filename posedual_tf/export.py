@@ -16,11 +16,8 @@ Signatures:
 """
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import sys
-import tempfile
 
 from posedual_tf import cli
 
@@ -30,7 +27,7 @@ if __name__ == "__main__":
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from posedual_tf import codec, geometry, joints  # noqa: E402
+from posedual_tf import codec, files, geometry, joints  # noqa: E402
 from posedual_tf.config import Config
 from posedual_tf.data import records
 
@@ -154,31 +151,25 @@ def export(cfg: Config, checkpoint: str, output: str, net: str = "1", flip_test:
         archive.track(n)
     archive.add_endpoint("serving_default", serve_crops)
     archive.add_endpoint("predict_image", predict_image)
+    def fill(tmp):
+        archive.write_out(tmp, verbose=False)
+        files.write_json_atomic(os.path.join(tmp, MARKER), {
+            "config": cfg.name, "checkpoint": os.path.abspath(checkpoint), "net": net, "flip_test": flip,
+            "post_process": post_process or cfg.test.post_process})
+
+    def is_ours(path):
+        check_output(path, overwrite)     # one line unless a previous export and --overwrite
+        return True
+
     parent = os.path.dirname(os.path.abspath(output))
     try:
         os.makedirs(parent, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(output)}.tmp-", dir=parent)
     except OSError as e:
         raise ExportError(f"--output {output}: cannot write in {parent} ({e.strerror})") from None
-    try:                                   # tmp is ours: removed on any failure
-        archive.write_out(tmp, verbose=False)
-        with open(os.path.join(tmp, MARKER), "w") as f:
-            json.dump({"config": cfg.name, "checkpoint": os.path.abspath(checkpoint), "net": net,
-                       "flip_test": flip, "post_process": post_process or cfg.test.post_process}, f, indent=1)
-        check_output(output, overwrite)    # nothing appeared there meanwhile
-        old = None
-        if os.path.lexists(output):        # a previous export of ours, and --overwrite
-            old = tempfile.mkdtemp(prefix=f".{os.path.basename(output)}.old-", dir=parent)
-            os.replace(output, os.path.join(old, "export"))
-        os.replace(tmp, output)
-        if old:
-            shutil.rmtree(old)
+    try:
+        files.replace_folder(output, fill, is_ours)
     except OSError as e:
-        shutil.rmtree(tmp, ignore_errors=True)
         raise ExportError(f"--output {output}: writing the SavedModel failed ({e.strerror or e})") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return output
 
 

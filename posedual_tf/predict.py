@@ -149,13 +149,6 @@ def hog_people(img, min_score: float = 0.0, max_side: int = 800) -> list[tuple[l
             for r, w in zip(rects, np.asarray(weights).ravel()) if float(w) > min_score]
 
 
-def _write_json(path: str, data) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1)
-    os.replace(tmp, path)
-
-
 def run(saved_model: str, paths: list[str], output: str, boxes: dict | None, progress: bool = True,
         whole_image: bool = False, min_hog_score: float = 0.0) -> list[dict]:
     """Predict every image; returns the COCO results entries it wrote. People come from ``boxes``
@@ -163,7 +156,7 @@ def run(saved_model: str, paths: list[str], output: str, boxes: dict | None, pro
     import cv2
     import numpy as np
     import tensorflow as tf
-    from posedual_tf import joints
+    from posedual_tf import files, joints
     from posedual_tf.progress import Progress
     from tfrecords_tools.inspect import draw_person
 
@@ -220,14 +213,11 @@ def run(saved_model: str, paths: list[str], output: str, boxes: dict | None, pro
                             "score": float(s * box_score), "bbox": [float(v) for v in box]})
             entry["people"] += 1
         ok, png = cv2.imencode(".png", img)
-        target = os.path.join(output, plan[path])
-        with open(target + ".tmp", "wb") as f:
-            f.write(png.tobytes())
-        os.replace(target + ".tmp", target)
+        files.write_atomic(os.path.join(output, plan[path]), png.tobytes())
         entry["drawing"] = plan[path]
     bar.close()
-    _write_json(os.path.join(output, "results.json"), results)
-    _write_json(os.path.join(output, RECORD), {"images": record})
+    files.write_json_atomic(os.path.join(output, "results.json"), results)
+    files.write_json_atomic(os.path.join(output, RECORD), {"images": record})
     skipped = [e for e in record if "skipped" in e]
     for e in skipped:
         print(f"skipped {e['file']}: {e['skipped']}", file=sys.stderr)

@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 import yaml
 
-from posedual_tf import checkpoints, codec
+from posedual_tf import checkpoints, codec, files
 from posedual_tf.config import Config
 from posedual_tf.data import augment, corrupt, pipeline
 from posedual_tf.evaluation import runner
@@ -303,10 +303,7 @@ def write_run_config(cfg: Config) -> None:
     """``WORKDIR/config.yaml``: the config this run trains with (written atomically)."""
     from posedual_tf.config import dump
 
-    path = os.path.join(cfg.workdir, "config.yaml")
-    with open(path + ".tmp", "w") as f:
-        f.write(dump(cfg))
-    os.replace(path + ".tmp", path)
+    files.write_atomic(os.path.join(cfg.workdir, "config.yaml"), dump(cfg))
 
 
 def build(cfg: Config, strategy: tf.distribute.Strategy, steps_per_epoch: int, labelled_ids,
@@ -432,7 +429,5 @@ def run(cfg: Config, progress: str = "epochs", strategy: tf.distribute.Strategy 
               "history": {k: [float(x) for x in v] for k, v in history.items()}, "metrics": metrics,
               "corrupt_records": counter.summary(),
               "validation": validation.history if validation else []}
-    with open(os.path.join(cfg.workdir, "train_result.json.tmp"), "w") as f:
-        json.dump(result, f, indent=1)
-    os.replace(os.path.join(cfg.workdir, "train_result.json.tmp"), os.path.join(cfg.workdir, "train_result.json"))
+    files.write_json_atomic(os.path.join(cfg.workdir, "train_result.json"), result)
     return result

@@ -26,6 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from posedual_tf.data import records
+from posedual_tf.files import write_json_atomic
 from posedual_tf.progress import Progress
 from posedual_tf.joints import JointSet
 
@@ -42,13 +43,6 @@ def sha256_file(path: str, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
-
-
-def write_json_atomic(path: str, data: Any) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1)
-    os.replace(tmp, path)
 
 
 def image_size_from_header(data: bytes) -> tuple[int, int] | None:

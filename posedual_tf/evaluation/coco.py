@@ -14,12 +14,11 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 from typing import Sequence
 
 import numpy as np
 
-from posedual_tf import joints as joint_sets
+from posedual_tf import files, joints as joint_sets
 
 STAT_NAMES = ("AP", "AP .5", "AP .75", "AP (M)", "AP (L)", "AR", "AR .5", "AR .75", "AR (M)", "AR (L)")
 SIGMAS = np.array(joint_sets.COCO_SIGMAS)
@@ -146,7 +145,4 @@ def evaluate_coco(results: Sequence[dict] | str, annotation_file: str, verbose: 
 
 
 def write_results(results: Sequence[dict], path: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(list(results), f)
-    os.replace(tmp, path)
+    files.write_json_atomic(path, list(results), indent=None)

@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
-from posedual_tf import codec
+from posedual_tf import codec, files
 from posedual_tf.progress import Progress
 from posedual_tf.config import Config
 from posedual_tf.data import corrupt, pipeline
@@ -115,10 +115,7 @@ def evaluate(cfg: Config, nets: Sequence, workdir: str | None = None, progress: 
         print(f"evaluation: {counter.total()} of {expected} people skipped: their records failed to parse or decode "
               f"(by shard: {counter.summary()['by_shard']})", file=sys.stderr)
     if workdir:
-        path = os.path.join(workdir, f"metrics{tag}.json")
-        with open(path + ".tmp", "w") as f:
-            json.dump(metrics, f, indent=1)
-        os.replace(path + ".tmp", path)
+        files.write_json_atomic(os.path.join(workdir, f"metrics{tag}.json"), metrics)
     return metrics
 
 
