@@ -1,5 +1,6 @@
-"""The paper's comparison at toy scale, on synthetic people: Supervised, PoseCons (single), PoseDual and
-PoseDual + joint cutout, same labelled/unlabelled data, same steps, batch and seed.
+"""The paper's comparison at toy scale, on synthetic people: Supervised, PoseCons (single), PoseDual,
+PoseDual + joint cutout and MultiAugs (dual, the 1K paths JC/JO/JOCO/JCCM), same labelled/unlabelled
+data, same steps, batch and seed.
 
     python benchmarks/toy_paper_table.py [--steps-per-epoch 50 --epochs 6] [--out docs]
 
@@ -21,8 +22,10 @@ import time
 ROWS = [("Supervised", "demo_sup", []),
         ("PoseCons (single)", "demo_cons", []),
         ("PoseDual (dual)", "demo_dual", []),
-        ("PoseDual (dual) + Joint Cutout", "demo_dual", ["method.mask_joint_num=5"])]
-COLOURS = [(60, 60, 60), (40, 40, 220), (220, 120, 30), (40, 170, 40)]
+        ("PoseDual (dual) + Joint Cutout", "demo_dual", ["method.mask_joint_num=5"]),
+        ("MultiAugs (dual)", "demo_multiaugs", [])]
+COLOURS = [(60, 60, 60), (40, 40, 220), (220, 120, 30), (40, 170, 40), (170, 40, 170)]
+AUGMENTATION = {"demo_dual": "Affine", "demo_multiaugs": "Affine + JC, JO, JOCO, JCCM (4 paths)"}
 
 
 def plot(results, path: str) -> None:
@@ -53,7 +56,7 @@ def plot(results, path: str) -> None:
             for q in pts:
                 cv2.circle(canvas, q, 3, colour, -1)
     for i, ((name, _, _), colour) in enumerate(zip(ROWS, COLOURS)):
-        cv2.putText(canvas, name, (pad + 10 + 250 * i, h - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1)
+        cv2.putText(canvas, name, (pad + 10 + 200 * i, h - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4, colour, 1)
     cv2.imwrite(path, canvas)
 
 
@@ -97,7 +100,7 @@ def main() -> None:
         if proc.returncode:
             raise SystemExit(f"{name} failed:\n{proc.stderr[-3000:]}")
         r = json.loads(pathlib.Path(workdir, "train_result.json").read_text())
-        r["name"], r["wall_s"] = name, round(time.time() - start)
+        r["name"], r["wall_s"], r["config"] = name, round(time.time() - start), cfg_name
         results.append(r)
         print(f"{name}: AP {r['metrics']['net1']['AP']:.4f} ({r['wall_s']} s)", flush=True)
     os.makedirs(args.out, exist_ok=True)
@@ -113,7 +116,7 @@ def main() -> None:
              "|---|---|---|---|---|---|---|"]
     for r in results:
         m = r["metrics"]
-        aug = "Affine + Joint Cutout" if "Cutout" in r["name"] else "Affine"
+        aug = "Affine + Joint Cutout" if "Cutout" in r["name"] else AUGMENTATION.get(r["config"], "Affine")
         ens = f"{m['ensemble']['AP']:.4f}" if "ensemble" in m else "-"
         col = r["history"].get("collapse_1", [float("nan")])[-1]
         lines.append(f"| {r['name']} | {aug} | {m['net1']['AP']:.4f} | {ens} | {m['net1']['AP .5']:.4f} | "

@@ -1,7 +1,9 @@
-"""Train-step throughput and peak memory: Supervised, PoseCons and PoseDual with ResNet-18 at 256x192.
+"""Train-step throughput and peak memory: Supervised, PoseCons, PoseDual and the MultiAugs dual step
+(4 paths: JC, JO, JOCO, JCCM) with ResNet-18 at 256x192.
 
     python benchmarks/train_step.py                    # every method x batch {32, 8} x {fp32, bf16}
     python benchmarks/train_step.py --one dual 32 mixed_bfloat16 --steps 3
+    python benchmarks/train_step.py --methods dual multiaugs --batches 32
 
 Each combination runs in its own process (clean precision policy and peak RSS). Images/s counts the
 labelled batch for Supervised and the unlabelled batch for PoseCons/PoseDual (one image pair = one
@@ -19,7 +21,8 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from common import peak_rss_mb  # noqa: E402
 
-CONFIGS = {"supervised": "coco1k_sup", "cons": "coco1k_cons", "dual": "coco1k_dual"}
+CONFIGS = {"supervised": "coco1k_sup", "cons": "coco1k_cons", "dual": "coco1k_dual",
+           "multiaugs": "coco1k_dual_multiaugs"}
 
 
 def one(method: str, batch: int, precision: str, steps: int, deterministic: bool = False) -> dict:
@@ -62,14 +65,16 @@ def main() -> None:
     ap.add_argument("--one", nargs=3, metavar=("METHOD", "BATCH", "PRECISION"))
     ap.add_argument("--steps", type=int, default=2)
     ap.add_argument("--deterministic", action="store_true", help="with --one: enable_op_determinism()")
+    ap.add_argument("--methods", nargs="+", choices=sorted(CONFIGS), default=list(CONFIGS))
+    ap.add_argument("--batches", nargs="+", type=int, default=[32, 8])
     args = ap.parse_args()
     if args.one:
         print(json.dumps(one(args.one[0], int(args.one[1]), args.one[2], args.steps, args.deterministic)))
         return
     print("| method | batch | precision | s/step | images/s | peak RSS MB |")
     print("|---|---|---|---|---|---|")
-    for method in CONFIGS:
-        for batch in (32, 8):
+    for method in args.methods:
+        for batch in args.batches:
             for precision in ("none", "mixed_bfloat16"):
                 out = subprocess.run([sys.executable, __file__, "--one", method, str(batch), precision,
                                       "--steps", str(args.steps)], capture_output=True, text=True)

@@ -8,24 +8,32 @@ Layout of a workdir:
 from __future__ import annotations
 
 import glob
+import json
 import os
+from typing import Any
 
 import tensorflow as tf
 
 from posedual_tf import files
 
 
-def save_nets(nets, folder: str) -> None:
-    """Write ``net{i}.weights.h5`` for every network, atomically (temp folder beside it, then rename).
+def save_nets(nets, folder: str, extra: dict[str, Any] | None = None) -> None:
+    """Write ``net{i}.weights.h5`` for every network, and each ``extra`` name as JSON beside them,
+    atomically (temp folder beside it, then rename).
 
-    An existing ``folder`` is replaced only if it holds nothing but weights files (an earlier save);
-    anything else there is an error, never deleted."""
+    An existing ``folder`` is replaced only if it holds nothing but weights files and the ``extra`` names
+    (an earlier save); anything else there is an error, never deleted."""
+    extra = extra or {}
+
     def fill(tmp):
         for net in nets:
             net.save_weights(os.path.join(tmp, f"{net.name}.weights.h5"))
+        for name, data in extra.items():
+            with open(os.path.join(tmp, name), "w") as f:
+                json.dump(data, f)
 
     def is_ours(path):
-        return os.path.isdir(path) and all(n.endswith(".weights.h5") for n in os.listdir(path))
+        return os.path.isdir(path) and all(n.endswith(".weights.h5") or n in extra for n in os.listdir(path))
 
     try:
         files.replace_folder(folder, fill, is_ours)

@@ -24,6 +24,8 @@ from typing import Any, Literal
 
 import yaml
 
+from posedual_tf import aug_paths
+
 CONFIG_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
 
 
@@ -127,6 +129,25 @@ class MethodConfig:
     #: Weight of each network's supervised loss (0.5 for PoseDual, 1 for PoseCons/Supervised).
     sup_weight: float = 1.0
     cons_weight: float = 1.0
+    #: MultiAugs hard paths (MULTIAUGS.md section 2), run in this order; each is a hard view per network
+    #: with its own forward pass and consistency loss to the same warped teacher. A path is ``A60`` (the
+    #: batch affine only), or an optional first image-level copy (RA, TA, YOCORA, YOCOTA) then batch ops
+    #: (JC, JO, CO, CM, MU, and the composites JOCO = JO+CO, JCCM = JC+CM) joined by ``+``, applied left
+    #: to right (a chain). Repeating a path is the reference's repeat mode. Empty: the single PoseDual
+    #: hard view set by ``rand_aug`` and ``mask_joint_num``.
+    paths: list[str] = dataclasses.field(default_factory=list)
+    #: JO patches per sample (KP_CutMix_JOINT_NUM).
+    jo_joint_num: int = 2
+    #: CO and CM holes per sample (MASK_HOLES_NUM_CO / _CM; see fixes.hole_counts).
+    co_holes: int = 5
+    cm_holes: int = 2
+    #: MultiAugs loss options, off in every published run (MULTIAUGS.md 2.5): one MSE of the mean of a
+    #: network's path maps; per (sample, joint) masking by the warped teacher's peak > conf_thresh;
+    #: spatial softmax of prediction and target before the MSE.
+    heat_fusion: bool = False
+    conf_masking: bool = False
+    conf_thresh: float = 0.5
+    sharpen_pred: bool = False
 
 
 @dataclasses.dataclass
@@ -147,6 +168,20 @@ class FixesConfig:
     shift_bound: bool = False
     #: 19: PCKh "Mean@0.1" at threshold 0.10 (the reference uses 0.11).
     pckh_at_0_1: bool = False
+    # MultiAugs oddities (MULTIAUGS.md section 8), numbered there:
+    #: M1: JO boxes sit at the joint (the reference uses joint x as the row and y as the column).
+    jo_axes: bool = False
+    #: M2: JO pastes the in-image part of the moved source box (no zero fills on a size mismatch).
+    jo_boxes: bool = False
+    #: M3: CO/CM draw and clamp rows with H and columns with W (the reference swaps them).
+    hole_axes: bool = False
+    #: M4: PoseDual's standalone CO path uses co_holes (not 4) and JCCM's CutMix cm_holes (not co_holes).
+    hole_counts: bool = False
+    #: M5: the consistency loss is the mean over paths (the reference sums: P times PoseDual's share).
+    path_mean: bool = False
+    #: M13: with method.paths, each replica draws its own augmentation (the reference's DDP ranks share
+    #: one seed, so their draws repeat across ranks).
+    replica_draws: bool = False
 
 
 @dataclasses.dataclass
@@ -173,6 +208,9 @@ class TrainConfig:
     #: same weights as an uninterrupted one (slower; see docs/benchmarks.md).
     deterministic: bool = False
     keep_checkpoints: int = 3
+    #: Which validation number keeps the best weights: net 1's (PoseDual) or the mean of the networks'
+    #: (MultiAugs' model_best); equal for single-network methods.
+    select_best_by: Literal["net1", "mean"] = "net1"
     #: Validate every N epochs (and after the last).
     val_interval: int = 1
     log_every: int = 50
@@ -311,7 +349,18 @@ def _validate(cfg: Config, source: str, overrides: dict[str, str] | None = None)
         (cfg.method.mask_joint_num >= 0, "method.mask_joint_num", "an int >= 0"),
         (0 <= cfg.method.rand_magnitude <= 30, "method.rand_magnitude", "an int in [0, 30]"),
         (cfg.test.batch_size > 0, "test.batch_size", "a positive int"),
+        (not (cfg.method.paths and cfg.method.rand_aug), "method.rand_aug",
+         "false when method.paths is set (start a path with RA instead)"),
+        (not cfg.method.paths or cfg.method.name != "supervised", "method.paths",
+         "empty for method 'supervised' (paths are hard views of unlabelled data)"),
+        (cfg.method.jo_joint_num >= 0 and cfg.method.co_holes >= 0 and cfg.method.cm_holes >= 0,
+         "method.jo_joint_num", "ints >= 0 (and method.co_holes, method.cm_holes)"),
     ]
+    for i, text in enumerate(cfg.method.paths):
+        try:
+            aug_paths.parse_path(text)
+        except ValueError as e:
+            checks.append((False, f"method.paths[{i}]", str(e)))
     for ok, key, expected in checks:
         if not ok:
             blame = next((f"--set {text}" for k, text in (overrides or {}).items()

@@ -18,11 +18,11 @@ import numpy as np
 import tensorflow as tf
 import yaml
 
-from posedual_tf import checkpoints, codec, files
+from posedual_tf import aug_paths, checkpoints, codec, files
 from posedual_tf.config import Config
-from posedual_tf.data import augment, corrupt, pipeline
+from posedual_tf.data import augment, corrupt, hard_views, pipeline
 from posedual_tf.evaluation import runner
-from posedual_tf.methods import build_method, hard_views, make_optimizer
+from posedual_tf.methods import build_method, make_optimizer
 from posedual_tf.models import builder
 
 
@@ -201,17 +201,21 @@ class PairImages(keras.callbacks.Callback):
         easy = self.batch["image"]
         teachers = [m.teacher(n, easy) for n in m.nets]
         cut_from = teachers[::-1] if len(teachers) == 2 else teachers
-        base = self.batch.get("image_aug", easy) if self.cfg.method.rand_aug else easy
-        views, _ = hard_views(self.cfg, rng, base, cut_from, teachers, None)
+        views, _ = hard_views.build_views(self.cfg, rng, self.batch, cut_from, teachers, None)
+        labels = aug_paths.path_labels(aug_paths.method_paths(self.cfg.method))
         with self.writer.as_default(step=step):
-            for i, (net, view) in enumerate(zip(m.nets, views)):
+            for i, net in enumerate(m.nets):
                 tf.summary.image(f"pairs/net{i + 1}_easy", self._render(easy, teachers[i]), max_outputs=4)
-                hard_pred = tf.cast(net(view, training=False), tf.float32)
-                tf.summary.image(f"pairs/net{i + 1}_hard", self._render(view, hard_pred), max_outputs=4)
+                for label, path_views in zip(labels, views):
+                    view = path_views[i]
+                    hard_pred = tf.cast(net(view, training=False), tf.float32)
+                    suffix = "" if len(views) == 1 else f"_{label}"
+                    tf.summary.image(f"pairs/net{i + 1}_hard{suffix}", self._render(view, hard_pred), max_outputs=4)
 
 
 class Validation(keras.callbacks.Callback):
-    """Evaluate every N epochs and after the last; keep the best weights by net 1's first stat."""
+    """Evaluate every N epochs and after the last; keep the best weights by net 1's first stat, or the
+    mean over the networks (``train.select_best_by``)."""
 
     def __init__(self, cfg: Config, nets, writer, workdir: str, interval: int, epochs: int):
         super().__init__()
@@ -238,13 +242,20 @@ class Validation(keras.callbacks.Callback):
                 for k, v in metrics[h].items():
                     if isinstance(v, float):
                         tf.summary.scalar(f"val_{h}/{k}", v)
-        perf = runner.primary(metrics["net1"])
+        perf = selection_score(self.cfg, metrics)
         print(f"\nepoch {epoch + 1}: " + ", ".join(f"{h} {runner.primary(metrics[h]):.4f}" for h in heads))
         if perf > self.best:
             self.best = perf
-            checkpoints.save_nets(self.nets, os.path.join(self.workdir, "best"))
-            with open(os.path.join(self.workdir, "best", "best.json"), "w") as f:
-                json.dump({"perf": perf, "epoch": epoch + 1}, f)
+            checkpoints.save_nets(self.nets, os.path.join(self.workdir, "best"), extra={
+                "best.json": {"perf": perf, "epoch": epoch + 1, "select_best_by": self.cfg.train.select_best_by}})
+
+
+def selection_score(cfg: Config, metrics: dict) -> float:
+    """The number that keeps the best weights: net 1's AP (or PCKh), or the networks' mean."""
+    nets = sorted(h for h in metrics if h.startswith("net"))
+    if cfg.train.select_best_by == "mean":
+        return float(np.mean([runner.primary(metrics[h]) for h in nets]))
+    return runner.primary(metrics["net1"])
 
 
 def first_unlabelled_batch(cfg: Config, n: int = 4) -> dict | None:

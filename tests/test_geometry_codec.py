@@ -116,39 +116,6 @@ def test_batch_affine_matches_affine_grid_formula(align_corners):
     assert ((s >= 0.75 - 1e-6) & (s <= 1.25 + 1e-6)).all()
 
 
-@pytest.mark.parametrize("swap_axes", [True, False])
-def test_joint_cutout_zeroes_exactly_the_windows(swap_axes):
-    h_img, w_img = 64, 48
-    hm = np.zeros((1, 16, 12, 24), np.float32)
-    peaks = {14: (2, 3), 17: (10, 14), 11: (6, 1)}           # (x, y) in heatmap pixels
-    for j, (x, y) in peaks.items():
-        hm[0, y, x, j] = 1.0
-    images = np.ones((1, h_img, w_img, 3), np.float32)
-    out, mask = augment.joint_cutout(augment.StatelessRng([0, 1]), images, hm, 3, allowed_joints=list(peaks),
-                                     swap_axes=swap_axes, jitter=0.0, half_size=(5, 5))
-    want = np.zeros((h_img, w_img), bool)
-    x_lim, y_lim = (h_img, w_img) if swap_axes else (w_img, h_img)
-    for x, y in peaks.values():
-        qx, qy = 4 * x, 4 * y
-        x0, x1 = np.clip([qx - 5, qx + 5], 0, x_lim)
-        y0, y1 = np.clip([qy - 5, qy + 5], 0, y_lim)
-        want[y0:y1, x0:x1] = True
-    np.testing.assert_array_equal(mask.numpy()[0, ..., 0] > 0, want)
-    np.testing.assert_array_equal(out.numpy()[0, ..., 0] == 0, want)
-    if swap_axes:  # the reference clamps rows to the width (48): the box at rows 51-60 vanishes
-        assert not want[48:, :].any()
-    else:
-        assert want[51:61, 35:45].all()
-
-
-def test_joint_cutout_reference_draws_from_all_channels_with_replacement():
-    hm = np.random.default_rng(0).uniform(size=(64, 16, 12, 24)).astype(np.float32)
-    images = np.ones((64, 64, 48, 3), np.float32)
-    _, mask = augment.joint_cutout(augment.StatelessRng([5, 5]), images, hm, 5)
-    area = mask.numpy().sum(axis=(1, 2, 3))
-    assert area.min() > 0 and area.max() <= 5 * 38 * 38
-
-
 # ------------------------------------------------------------------------------ decoding
 
 def _gaussian(h, w, x, y, sigma=2.0):

@@ -70,8 +70,8 @@ def test_same_seed_same_batches(coco_records, det_records):
     assert any(not np.array_equal(x, y) for x, y in zip(tf.nest.flatten(a), tf.nest.flatten(c)))
     lab, unl = a[0]
     np.testing.assert_array_equal(unl["weight"][0], joints.COCO.union_mask())
-    assert set(unl) == {"image", "image_aug", "weight", "person"}
-    assert not np.array_equal(unl["image"], unl["image_aug"])
+    assert set(unl) == {"image", "image_RA", "weight", "person"}
+    assert not np.array_equal(unl["image"], unl["image_RA"])
 
 
 def test_steps_per_epoch_is_the_unlabelled_set(coco_records, det_records):

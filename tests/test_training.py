@@ -435,6 +435,10 @@ def test_saving_weights_never_replaces_a_folder_of_other_files(tmp_path):
     checkpoints.save_nets(nets, str(tmp_path / "final"))           # an earlier save is replaced
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best", "final"]
     assert [p.name for p in (tmp_path / "final").iterdir()] == ["net1.weights.h5"]
+    # the best weights are saved again at each improvement, with their best.json
+    for perf in (0.1, 0.2):
+        checkpoints.save_nets(nets, str(tmp_path / "kept"), extra={"best.json": {"perf": perf}})
+    assert json.loads((tmp_path / "kept" / "best.json").read_text()) == {"perf": 0.2}
 
 
 def _latest_step(workdir) -> int:

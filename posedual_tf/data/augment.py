@@ -1,10 +1,12 @@
-"""Batch augmentations of the hard view (pure TF): batch affine, joint cutout, RandAugment.
+"""Augmentations (pure TF): the batch affine and the image-level policies of the hard view.
 
 * :func:`batch_affine_theta` / :func:`affine_grid_warp`: the reference ``UNSUP_TRANSFORM``
   (``getRotationMatrix2D`` theta used with ``affine_grid`` + ``grid_sample``, bilinear, zero
   padding), applied identically to the hard images and to the teacher heatmaps.
-* :func:`joint_cutout`: ``MASK_JOINT_NUM`` boxes around teacher-predicted joints.
-* :func:`rand_augment`: the reference's 11 colour ops on a uint8 crop.
+* :func:`rand_augment`: the reference's 11 colour ops on a uint8 crop (RA).
+* :func:`trivial_augment` (TA) and :func:`yoco` (YOCO): MultiAugs' other image-level policies.
+
+The batch primitives (joint cutout, JO, CO, CM, MU) live in :mod:`posedual_tf.data.hard_views`.
 
 All randomness comes from a ``tf.random.Generator`` passed in, so a train step is reproducible
 and its RNG state is checkpointed with the model.
@@ -43,6 +45,9 @@ class StatelessRng:
     def normal(self, shape):
         return tf.random.stateless_normal(shape, self._next())
 
+    def gamma(self, shape, alpha):
+        return tf.random.stateless_gamma(shape, self._next(), alpha)
+
 
 # ------------------------------------------------------------------------------ batch affine
 
@@ -79,55 +84,6 @@ def affine_grid_warp(images, theta, align_corners: bool = False):
     inv = theta_to_pixel_map(theta, size, align_corners)
     out = geometry.tf_warp(images, inv, size, fill_value=0.0)
     return tf.cast(out, images.dtype)
-
-
-# ------------------------------------------------------------------------------ joint cutout
-
-def joint_cutout(gen: tf.random.Generator, images, teacher_heatmaps, num_boxes: int,
-                 allowed_joints: Sequence[int] | None = None, swap_axes: bool = True,
-                 stride: int = 4, jitter: float = 10.0, half_size: tuple[int, int] = (10, 19)):
-    """Zero ``num_boxes`` boxes per image around the teacher's argmax joints (REFERENCE.md 5.2).
-
-    Args:
-      images: ``[B, H, W, C]`` normalised hard-view inputs.
-      teacher_heatmaps: ``[B, h, w, J]``; joints are their argmax times ``stride``.
-      allowed_joints: joint ids to draw from *without* replacement (fix of oddity 2); None =
-        the reference: ``num_boxes`` draws with replacement from all J channels.
-      swap_axes: the reference clamps x to [0, H] and y to [0, W] (oddity 1); False clamps x to
-        [0, W] and y to [0, H].
-    Returns:
-      the masked images and the ``[B, H, W, 1]`` mask that was zeroed (1 = cut).
-    """
-    images = tf.convert_to_tensor(images)
-    b = tf.shape(images)[0]
-    h_img, w_img = int(images.shape[1]), int(images.shape[2])
-    hm = tf.convert_to_tensor(teacher_heatmaps, tf.float32)
-    j, w_hm = int(hm.shape[3]), tf.shape(hm)[2]
-    flat = tf.reshape(tf.transpose(hm, [0, 3, 1, 2]), [b, j, -1])
-    idx = tf.argmax(flat, axis=-1, output_type=tf.int32)
-    pts = tf.cast(tf.stack([idx % w_hm, idx // w_hm], -1), tf.float32) * stride         # [B, J, 2]
-    q = tf.cast(pts + jitter * gen.normal([b, j, 2]), tf.int32)                           # trunc to 0
-    sizes = gen.uniform([b, j, 2], half_size[0], half_size[1] + 1, dtype=tf.int32)
-    x_lim, y_lim = (h_img, w_img) if swap_axes else (w_img, h_img)
-    x0 = tf.clip_by_value(q[..., 0] - sizes[..., 0], 0, x_lim)
-    x1 = tf.clip_by_value(q[..., 0] + sizes[..., 0], 0, x_lim)
-    y0 = tf.clip_by_value(q[..., 1] - sizes[..., 1], 0, y_lim)
-    y1 = tf.clip_by_value(q[..., 1] + sizes[..., 1], 0, y_lim)
-    if allowed_joints is None:
-        choice = gen.uniform([b, num_boxes], 0, j, dtype=tf.int32)
-    else:
-        allowed = tf.constant(list(allowed_joints), tf.int32)
-        keys = gen.uniform([b, len(allowed_joints)])
-        order = tf.argsort(keys, axis=-1)[:, :num_boxes]
-        choice = tf.gather(allowed, order)
-    gather = lambda v: tf.gather(v, choice, batch_dims=1)                                  # [B, K]
-    x0, x1, y0, y1 = gather(x0), gather(x1), gather(y0), gather(y1)
-    cols = tf.range(w_img)[None, None, :]
-    rows = tf.range(h_img)[None, None, :]
-    in_x = tf.cast((cols >= x0[..., None]) & (cols < x1[..., None]), tf.float32)          # [B, K, W]
-    in_y = tf.cast((rows >= y0[..., None]) & (rows < y1[..., None]), tf.float32)          # [B, K, H]
-    mask = tf.reduce_max(in_y[..., :, None] * in_x[..., None, :], axis=1)[..., None]       # [B, H, W, 1]
-    return images * tf.cast(1.0 - mask, images.dtype), mask
 
 
 # ------------------------------------------------------------------------------ RandAugment
@@ -238,3 +194,46 @@ def rand_augment(img, gen: tf.random.Generator, num_ops: int = 2, magnitude: int
         img = tf.switch_case(op, branches)
         img.set_shape([None, None, 3])
     return img
+
+
+# ------------------------------------------------------------------------------ TrivialAugment, YOCO
+
+TRIVIAL_AUG_OPS = ("Identity", "AutoContrast", "Equalize", "Solarize", "Color", "Posterize", "Contrast",
+                   "Brightness", "Sharpness")
+
+
+def trivial_augment(img, gen, max_level: int = 30):
+    """TrivialAugment as MultiAugs uses it (MULTIAUGS.md 1.7): one of 9 colour ops, level U{0..30}.
+
+    Solarize threshold 256 - floor(256 l / 30), posterize bits 8 - floor(4 l / 30), enhancer factor
+    0.1 + 1.8 l / 30; no geometric op. ``img``: ``[H, W, 3]`` uint8-valued float.
+    """
+    img = tf.convert_to_tensor(img, tf.float32)
+    op = gen.uniform([], 0, len(TRIVIAL_AUG_OPS), dtype=tf.int32)
+    level = gen.uniform([], 0, max_level + 1, dtype=tf.int32)
+    fac = 0.1 + tf.cast(level, tf.float32) * 1.8 / max_level
+    threshold = tf.cast(256 - (level * 256) // max_level, tf.float32)
+    bits = 8 - (level * 4) // max_level
+    branches = [
+        lambda: img,
+        lambda: _autocontrast(img),
+        lambda: _equalize(img),
+        lambda: _solarize(img, threshold),
+        lambda: tf.floor(_blend(img, _grey(img), fac)),
+        lambda: _posterize(img, bits),
+        lambda: tf.floor(_blend(img, tf.floor(tf.reduce_mean(_grey(img)) + 0.5), fac)),
+        lambda: tf.floor(_blend(img, tf.zeros_like(img), fac)),
+        lambda: tf.floor(_blend(img, _sharpen_degenerate(img), fac)),
+    ]
+    out = tf.switch_case(op, branches)
+    out.set_shape(img.shape)
+    return out
+
+
+def yoco(a, b, u):
+    """YOCO stitch of two copies ``[H, W, C]``: u > 0.5 takes rows [H // 2, H) from ``b``, else
+    columns [W // 2, W) (MULTIAUGS.md 1.7)."""
+    h, w = tf.shape(a)[0], tf.shape(a)[1]
+    rows = tf.range(h)[:, None, None] >= h // 2
+    cols = tf.range(w)[None, :, None] >= w // 2
+    return tf.where(tf.where(u > 0.5, rows, cols), b, a)

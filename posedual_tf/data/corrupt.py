@@ -68,6 +68,10 @@ def _placeholder(spec):
     return tf.zeros(spec.shape, spec.dtype)
 
 
+def _element(_, elem):
+    return elem
+
+
 def counted(ds: tf.data.Dataset, size, order, counter: CorruptionCounter | None, name: str, index,
             first=0) -> tf.data.Dataset:
     """``(position, element)`` pairs after ``ignore_errors`` -> elements, reporting the gaps.
@@ -76,7 +80,7 @@ def counted(ds: tf.data.Dataset, size, order, counter: CorruptionCounter | None,
     ``first``: the first position the stream holds (a resumed epoch starts later).
     """
     if counter is None:
-        return ds.map(lambda pos, elem: elem)
+        return ds.map(_element)
     sid = counter.register(name, index)
     size = tf.cast(size, tf.int64)
     end = tf.data.Dataset.from_tensors((size, tf.nest.map_structure(_placeholder, ds.element_spec[1])))
@@ -90,4 +94,7 @@ def counted(ds: tf.data.Dataset, size, order, counter: CorruptionCounter | None,
         return pos, (pos + 0 * n, elem)          # the output depends on the report, so it always runs
 
     ds = ds.concatenate(end).scan(tf.cast(first, tf.int64) - 1, step)
-    return ds.filter(lambda pos, elem: pos < size).map(lambda pos, elem: elem)
+    def before_end(pos, _):
+        return pos < size
+
+    return ds.filter(before_end).map(_element)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from posedual_tf import codec, geometry, joints as joint_sets
+from posedual_tf import aug_paths, codec, geometry, joints as joint_sets
 from posedual_tf.config import Config, DatasetConfig
 from posedual_tf.data import augment, corrupt, record_index, records
 
@@ -244,22 +244,30 @@ def labelled_parser(cfg: Config):
 
 
 def unlabelled_parser(cfg: Config, labelled_mask: np.ndarray):
-    """``(elem, seed) -> {image, [image_aug], weight, person}``: the easy view and the hard view's inputs.
+    """``(elem, seed) -> {image, [image_<POLICY>], weight, person}``: the easy view and the dataset copies
+    the hard paths start from (RA, TA, YOCORA, YOCOTA: MULTIAUGS.md 1.7), with the easy view's geometry.
 
     ``weight`` is 1 on every union id of the labelled set (REFERENCE.md section 4).
     """
     maker = SampleMaker(cfg)
     m = cfg.method
     weight = tf.constant(labelled_mask, tf.float32)
+    policies = aug_paths.image_policies(m)
 
     def parse(elem, seed):
         rng = augment.StatelessRng(tf.stack([seed, 23]))
         scale, rot, flip = maker.draw_geometry(rng)
         crop, _, _, _, _ = maker.crop(elem, scale, rot, flip)
         out = {"image": maker.normalise(crop), "weight": weight, "person": elem["person"]}
-        if m.rand_aug:
-            aug = augment.rand_augment(crop, rng, m.rand_aug_num_ops, m.rand_magnitude)
-            out["image_aug"] = maker.normalise(aug)
+        copy = {"RA": lambda: augment.rand_augment(crop, rng, m.rand_aug_num_ops, m.rand_magnitude),
+                "TA": lambda: augment.trivial_augment(crop, rng)}
+        for policy in policies:
+            if policy.startswith("YOCO"):
+                a, b = copy[policy[4:]](), copy[policy[4:]]()
+                aug = augment.yoco(a, b, rng.uniform([]))
+            else:
+                aug = copy[policy]()
+            out[f"image_{policy}"] = maker.normalise(aug)
         return out
 
     return parse

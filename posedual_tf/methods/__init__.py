@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from posedual_tf.config import Config
-from posedual_tf.methods.base import PoseMethod, hard_views, joints_mse
+from posedual_tf.methods.base import PoseMethod, joints_mse
 from posedual_tf.methods.optimizer import TorchAdam, make_optimizer
 from posedual_tf.methods.cons import PoseCons
 from posedual_tf.methods.dual import PoseDual
@@ -16,4 +16,4 @@ def build_method(cfg: Config, nets, labelled_ids=None) -> PoseMethod:
     return cls(cfg, nets, labelled_ids=labelled_ids)
 
 
-__all__ = ["PoseMethod", "SupervisedPose", "PoseCons", "PoseDual", "build_method", "hard_views", "joints_mse", "make_optimizer", "TorchAdam"]
+__all__ = ["PoseMethod", "SupervisedPose", "PoseCons", "PoseDual", "build_method", "joints_mse", "make_optimizer", "TorchAdam"]

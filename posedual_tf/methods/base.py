@@ -8,20 +8,35 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from posedual_tf import codec
+from posedual_tf import aug_paths, codec
 from posedual_tf.config import Config
 from posedual_tf.data import augment
 
 
-def joints_mse(pred, target, weight):
+def joints_mse(pred, target, weight, sharpen: bool = False, mask=None):
     """Reference JointsMSELoss: ``mean over B, J, pixels of 0.5 * (w * (P - T))^2`` (J = all channels).
 
-    ``pred``/``target`` ``[B, h, w, J]``, ``weight`` ``[B, J]``; computed in float32.
+    ``pred``/``target`` ``[B, h, w, J]``, ``weight`` ``[B, J]``; computed in float32. MultiAugs' options
+    (MULTIAUGS.md 2.5), in its order after the weight: ``sharpen`` = softmax over each map's pixels,
+    ``mask [B, J]`` multiplies both.
     """
     pred = tf.cast(pred, tf.float32)
     target = tf.cast(target, tf.float32)
     w = tf.cast(weight, tf.float32)[:, None, None, :]
-    return 0.5 * tf.reduce_mean(tf.square(w * pred - w * target))
+    p, t = w * pred, w * target
+    if sharpen:
+        p, t = _spatial_softmax(p), _spatial_softmax(t)
+    if mask is not None:
+        m = tf.cast(mask, tf.float32)[:, None, None, :]
+        p, t = p * m, t * m
+    return 0.5 * tf.reduce_mean(tf.square(p - t))
+
+
+def _spatial_softmax(maps):
+    shape = tf.shape(maps)
+    flat = tf.reshape(tf.transpose(maps, [0, 3, 1, 2]), [shape[0], shape[3], -1])
+    soft = tf.reshape(tf.nn.softmax(flat, axis=-1), [shape[0], shape[3], shape[1], shape[2]])
+    return tf.transpose(soft, [0, 2, 3, 1])
 
 
 def heatmap_accuracy(pred, target, threshold: float = 0.5):
@@ -56,10 +71,12 @@ class PoseMethod(keras.Model):
 
     metric_names: tuple[str, ...] = ("loss", "loss_pose", "acc")
 
-    def __init__(self, cfg: Config, nets: list[keras.Model], **kwargs):
+    def __init__(self, cfg: Config, nets: list[keras.Model], metric_names: tuple[str, ...] | None = None, **kwargs):
         super().__init__(**kwargs)
         self.cfg = cfg
         self.nets = nets
+        if metric_names is not None:
+            self.metric_names = metric_names
         self.trackers = {n: keras.metrics.Mean(name=n) for n in self.metric_names}
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
@@ -85,10 +102,11 @@ class PoseMethod(keras.Model):
             return data[0]
         return data
 
-    def step_rng(self) -> augment.StatelessRng:
-        """Stateless RNG for this step and replica: reproducible, and resumes with the optimizer."""
+    def step_rng(self, shared: bool = False) -> augment.StatelessRng:
+        """Stateless RNG for this step and replica (the same on every replica if ``shared``):
+        reproducible, and resumes with the optimizer."""
         ctx = tf.distribute.get_replica_context()
-        replica = tf.cast(ctx.replica_id_in_sync_group if ctx is not None else 0, tf.int64)
+        replica = tf.cast(ctx.replica_id_in_sync_group if ctx is not None and not shared else 0, tf.int64)
         step = tf.cast(self.optimizer.iterations, tf.int64)
         return augment.StatelessRng(tf.stack([tf.constant(self.cfg.train.seed, tf.int64), step * 1024 + replica]))
 
@@ -122,53 +140,73 @@ class PoseMethod(keras.Model):
         return tf.stop_gradient(tf.cast(net(images, training=training), tf.float32))
 
 
-def hard_views(cfg: Config, rng, base, cutout_teachers, teacher_maps, labelled_ids):
-    """Hard inputs and their warped teacher targets (REFERENCE.md 5.2-5.4).
-
-    Args:
-      base: ``[B, H, W, 3]`` the plain unlabelled crops or their RandAugment copy.
-      cutout_teachers: per hard view, the heatmaps whose argmax places its cutout boxes.
-      teacher_maps: per hard view, the teacher heatmaps that become its target.
-      labelled_ids: union ids of the labelled set (used by the cutout fix only).
-    Returns:
-      (hard images, warped targets), one of each per view; one theta per sample shared by all.
-    """
-    m, f = cfg.method, cfg.fixes
-    views = []
-    for teacher in cutout_teachers:
-        x = base
-        if m.mask_joint_num > 0:
-            x, _ = augment.joint_cutout(rng, x, teacher, m.mask_joint_num,
-                                        allowed_joints=labelled_ids if f.cutout_supervised_joints else None,
-                                        swap_axes=not f.cutout_axes)
-        views.append(x)
-    targets = list(teacher_maps)
-    if m.unsup_transform:
-        theta = augment.batch_affine_theta(rng, tf.shape(base)[0], cfg.data.scale_factor, cfg.data.rot_factor,
-                                           m.unsup_rot_prob)
-        views = [augment.affine_grid_warp(v, theta, m.align_corners) for v in views]
-        targets = [augment.affine_grid_warp(t, theta, m.align_corners) for t in targets]
-    return views, targets
-
-
 class ConsistencyMethod(PoseMethod):
-    """Shared ``train_step`` of PoseCons and PoseDual; subclasses define :meth:`compute_losses`."""
+    """Shared ``train_step`` of PoseCons and PoseDual; subclasses define :meth:`compute_losses`.
+
+    One hard view per network and path (``method.paths``; MULTIAUGS.md section 2): each path has its own
+    forward pass and its own consistency loss to the same warped teacher. Logged per network
+    (``collapse_N``, mean over paths) and, with several paths, per path (``cons_<path>`` summed over the
+    networks, ``collapse_<path>`` averaged over them).
+    """
+
+    num_nets = 1
 
     def __init__(self, cfg: Config, nets, labelled_ids=None, **kwargs):
-        super().__init__(cfg, nets, **kwargs)
+        paths = aug_paths.method_paths(cfg.method)
+        labels = aug_paths.path_labels(paths)
+        names = ["loss", "loss_pose", "loss_cons", "acc"] + [f"collapse_{i + 1}" for i in range(self.num_nets)]
+        if len(paths) > 1:
+            names += [f"cons_{p}" for p in labels] + [f"collapse_{p}" for p in labels]
+        super().__init__(cfg, nets, metric_names=tuple(names), **kwargs)
+        self.paths, self.path_labels = tuple(paths), tuple(labels)
         self.labelled_ids = labelled_ids
 
+    def step_seed_replica(self):
+        """MultiAugs' DDP ranks share their draws (oddity M13) unless ``fixes.replica_draws``."""
+        return bool(self.cfg.method.paths) and not self.cfg.fixes.replica_draws
+
     def compute_losses(self, tape, lab, unl, rng) -> dict:
-        """Forward passes and loss terms: a dict with loss, loss_pose, loss_cons, sup [maps], hard [maps]."""
+        """Forward passes and loss terms: a dict with loss, loss_pose, loss_cons, sup [maps per net],
+        hard [per net, per path maps], cons_paths [per path, summed over nets]."""
         raise NotImplementedError
+
+    def hard_passes(self, net, views):
+        """One train-mode forward pass per path (each its own BatchNorm batch, as the reference)."""
+        return [net(v, training=True) for v in views]
+
+    def consistency(self, preds, target, weight):
+        """A network's consistency loss over its path maps and the per-path MSEs (MULTIAUGS.md 2.2, 2.5).
+
+        Summed over paths (the reference), averaged under ``fixes.path_mean``; ``heat_fusion`` takes one
+        MSE of the mean map; ``conf_masking`` and ``sharpen_pred`` change each MSE.
+        """
+        m = self.cfg.method
+        mask = None
+        if m.conf_masking:
+            mask = tf.cast(tf.reduce_max(target, axis=[1, 2]) > m.conf_thresh, tf.float32)
+        mse = lambda p: joints_mse(p, target, weight, sharpen=m.sharpen_pred, mask=mask)
+        per_path = [mse(p) for p in preds]
+        if m.heat_fusion:
+            total = mse(tf.add_n([tf.cast(p, tf.float32) for p in preds]) / len(preds))
+        else:
+            total = tf.add_n(per_path)
+            if self.cfg.fixes.path_mean:
+                total = total / len(preds)
+        return total, per_path
 
     def train_step(self, data):
         lab, unl = self.unwrap(data)
         with tf.GradientTape() as tape:
-            out = self.compute_losses(tape, lab, unl, self.step_rng())
+            out = self.compute_losses(tape, lab, unl, self.step_rng(shared=self.step_seed_replica()))
             scaled = self.scale_loss(out["loss"])
         self.apply_loss(tape, scaled)
         acc, count = heatmap_accuracy(out["sup"][0], lab["target"])
-        collapse = {f"collapse_{i + 1}": collapse_indicator(h, unl["weight"]) for i, h in enumerate(out["hard"])}
+        w = unl["weight"]
+        per_net_path = [[collapse_indicator(h, w) for h in maps] for maps in out["hard"]]
+        values = {f"collapse_{n + 1}": tf.add_n(c) / len(c) for n, c in enumerate(per_net_path)}
+        if len(self.paths) > 1:
+            for p, label in enumerate(self.path_labels):
+                values[f"cons_{label}"] = out["cons_paths"][p]
+                values[f"collapse_{label}"] = tf.add_n([c[p] for c in per_net_path]) / len(per_net_path)
         return self.record(tf.shape(lab["image"])[0], count, loss=out["loss"], loss_pose=out["loss_pose"],
-                           loss_cons=out["loss_cons"], acc=acc, **collapse)
+                           loss_cons=out["loss_cons"], acc=acc, **values)
