@@ -1,9 +1,10 @@
 """Hard-view primitives and the paths built from them (REFERENCE.md 5.2, MULTIAUGS.md sections 1-2).
 
 Every primitive is a batched op on the normalised easy view ``[B, H, W, C]``, run without gradient
-and before the batch affine. Each is split in two: ``*_draws(rng, ...)`` makes the random choices
-from a :class:`~posedual_tf.data.augment.StatelessRng`, and the op itself applies given draws, so
-tests can inject them. The reference's geometry is the default; each ``fixes`` switch is an argument.
+and before the batch affine. JO, CO, CM and MU are split in two: ``*_draws(rng, ...)`` makes the
+random choices from a :class:`~posedual_tf.data.augment.StatelessRng`, and the op itself applies given
+draws, so tests can inject them (JC takes the RNG itself, as before, and tests inject its draws through a
+fake RNG). The reference's geometry is the default; each ``fixes`` switch is an argument.
 
 * :func:`joint_cutout` (JC): zero boxes around teacher joints.
 * :func:`joint_cut_occlusion` (JO): paste patches cut around a batch-mate's joints onto this
