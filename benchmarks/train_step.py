@@ -1,19 +1,29 @@
-"""Train-step throughput and peak memory: Supervised, PoseCons, PoseDual and the MultiAugs dual step
-(4 paths: JC, JO, JOCO, JCCM) with ResNet-18 at 256x192.
+"""Train-step time and peak memory: Supervised, PoseCons, PoseDual, the MultiAugs dual step (4 paths: JC,
+JO, JOCO, JCCM) with ResNet-18 at 256x192, their fused schedules, and a PyTorch PoseDual step of the same
+shape, all in one run.
 
     python benchmarks/train_step.py                    # every method x batch {32, 8} x {fp32, bf16}
+    python benchmarks/train_step.py --methods dual dual_pernet dual_fused torch_dual multiaugs multiaugs_pernet \
+        multiaugs_fused --batches 32
     python benchmarks/train_step.py --one dual 32 mixed_bfloat16 --steps 3
-    python benchmarks/train_step.py --methods dual multiaugs --batches 32
 
-Each combination runs in its own process (clean precision policy and peak RSS). Images/s counts the
-labelled batch for Supervised and the unlabelled batch for PoseCons/PoseDual (one image pair = one
-row of the batch), on fixed random inputs, after a warm-up step that includes tracing.
+Each combination runs in its own process (clean precision policy and peak RSS). Two untimed steps (the
+first traces; the second still grows the allocator's pools), then the median of ``--steps`` timed steps.
+Images/s counts the labelled batch for Supervised and the unlabelled batch for the consistency methods
+(one image pair = one row of the batch), on fixed random inputs.
+
+``*_pernet`` / ``*_fused`` are the same method with ``train.pass_schedule=per_network`` / ``fused``. ``torch_dual`` is
+``benchmarks/torch_dual_step.py`` (fp32 NCHW as the reference ships; bf16 = autocast + channels_last).
+TFLOP/s counts the step's convolution arithmetic from the model (2 FLOPs per multiply-add; a trained
+pass is its forward, the weight gradient and the input gradient except the first layer's), and is
+compared with this machine's dense matmul throughput measured in the same run (``--matmul``).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import pathlib
+import statistics
 import subprocess
 import sys
 import time
@@ -23,67 +33,190 @@ from common import peak_rss_mb  # noqa: E402
 
 CONFIGS = {"supervised": "coco1k_sup", "cons": "coco1k_cons", "dual": "coco1k_dual",
            "multiaugs": "coco1k_dual_multiaugs"}
+SCHEDULES = {"_pernet": "per_network", "_fused": "fused"}      # train.pass_schedule variants
+VARIANTS = dict(CONFIGS, torch_dual="", **{m + suffix: CONFIGS[m] for m in ("cons", "dual", "multiaugs")
+                                            for suffix in SCHEDULES})
+_NAMES = {"supervised": "Supervised", "cons": "PoseCons", "dual": "PoseDual", "multiaugs": "MultiAugs dual, 4 paths",
+          "torch_dual": "PyTorch PoseDual"}
 
 
-def one(method: str, batch: int, precision: str, steps: int, deterministic: bool = False) -> dict:
-    import keras
+def split_variant(method: str) -> tuple[str, list[str]]:
+    """``dual_fused`` -> (``dual``, [``train.pass_schedule=fused``])."""
+    for suffix, schedule in SCHEDULES.items():
+        if method.endswith(suffix):
+            return method.removesuffix(suffix), [f"train.pass_schedule={schedule}"]
+    return method, []
+
+
+def label(method: str) -> str:
+    base, sets = split_variant(method)
+    return _NAMES[base] + (f", {sets[0].split('=')[1]}" if sets else "")
+
+
+def fake_batches(method: str, batch: int):
+    """Fixed random inputs of the shapes a ResNet-18 256x192 step takes (labelled, or (labelled, unlabelled))."""
     import numpy as np
-    import tensorflow as tf
 
-    if deterministic:
-        tf.config.experimental.enable_op_determinism()
-    keras.mixed_precision.set_global_policy("float32" if precision == "none" else precision)
-    from posedual_tf import config, methods
-    from posedual_tf.models import builder
-
-    cfg = config.load(CONFIGS[method], [f"train.mixed_precision={precision}", f"train.batch_size={batch}"])
-    nets = builder.build_networks(cfg)
-    m = methods.build_method(cfg, nets, labelled_ids=[1, 2, 3, 4, 5, 6, 11] + list(range(14, 24)))
-    m.compile(optimizer=methods.make_optimizer(cfg, 100))
     rng = np.random.default_rng(0)
     lab = {"image": rng.normal(size=(batch, 256, 192, 3)).astype("float32"),
            "target": rng.uniform(size=(batch, 64, 48, 24)).astype("float32"),
            "weight": np.ones((batch, 24), "float32")}
     unl = {"image": rng.normal(size=(batch, 256, 192, 3)).astype("float32"),
            "weight": np.ones((batch, 24), "float32")}
-    data = lab if method == "supervised" else (lab, unl)
+    return lab if method == "supervised" else (lab, unl)
+
+
+def conv_macs(net) -> tuple[int, int]:
+    """(multiply-adds of one image's forward pass over every convolution, those of the first layer)."""
+    import keras
+
+    per_layer = []
+    for layer in net.layers:
+        if isinstance(layer, keras.layers.Conv2DTranspose):
+            shape = layer.input.shape                   # each input pixel meets the whole kernel
+        elif isinstance(layer, keras.layers.Conv2D):
+            shape = layer.output.shape
+        else:
+            continue
+        kh, kw, a, b = layer.kernel.shape
+        per_layer.append(shape[1] * shape[2] * kh * kw * a * b)
+    return sum(per_layer), per_layer[0]
+
+
+def step_flops(method: str, cfg, net, batch: int) -> float:
+    """Convolution FLOPs of one step: per network, its trained passes (sup, each path) and its teacher."""
+    from posedual_tf import aug_paths
+
+    fwd, first = conv_macs(net)
+    trained = 3 * fwd - first
+    if method.startswith("supervised"):
+        per_net = trained
+    else:
+        per_net = fwd + trained * (1 + len(aug_paths.method_paths(cfg.method)))
+    nets = 2 if method.startswith(("dual", "multiaugs", "torch")) else 1
+    return 2.0 * batch * nets * per_net
+
+
+def matmul_tflops() -> dict:
+    """Dense 8192^2 matmul throughput of TensorFlow on this machine, fp32 and bf16 (best of 3)."""
+    import tensorflow as tf
+
+    out = {}
+    for dtype in (tf.float32, tf.bfloat16):
+        a = tf.cast(tf.random.normal([8192, 8192]), dtype)
+        f = tf.function(lambda: tf.reduce_sum(tf.cast(tf.matmul(a, a)[:1, :1], tf.float32)))
+        f()
+        best = min(_timed(f) for _ in range(3))
+        out[dtype.name] = 2 * 8192 ** 3 / best / 1e12
+    return out
+
+
+def _timed(fn) -> float:
     start = time.perf_counter()
-    m.train_on_batch(data)
-    warm = time.perf_counter() - start
-    start = time.perf_counter()
-    for _ in range(steps):
+    fn()
+    return time.perf_counter() - start
+
+
+def one(method: str, batch: int, precision: str, steps: int, deterministic: bool = False) -> dict:
+    import keras
+    import tensorflow as tf
+
+    if method == "torch_dual":
+        import torch_dual_step
+
+        r = torch_dual_step.time_step(batch, precision, steps + 1)
+        times = r["step_times"][1:]
+        keras.mixed_precision.set_global_policy("float32")
+        from posedual_tf import config
+        from posedual_tf.models import builder
+
+        cfg = config.load("coco1k_dual")
+        flops = step_flops("dual", cfg, builder.build_networks(cfg)[0], batch)
+        first = r["first_step_s"]
+    else:
+        if deterministic:
+            tf.config.experimental.enable_op_determinism()
+        keras.mixed_precision.set_global_policy("float32" if precision == "none" else precision)
+        from posedual_tf import config, methods
+        from posedual_tf.models import builder
+
+        base, schedule = split_variant(method)
+        cfg = config.load(VARIANTS[method], [f"train.mixed_precision={precision}", f"train.batch_size={batch}"]
+                          + schedule)
+        nets = builder.build_networks(cfg)
+        m = methods.build_method(cfg, nets, labelled_ids=[1, 2, 3, 4, 5, 6, 11] + list(range(14, 24)))
+        m.compile(optimizer=methods.make_optimizer(cfg, 100))
+        data = fake_batches(base, batch)
+        first = _timed(lambda: m.train_on_batch(data))
         m.train_on_batch(data)
-    per_step = (time.perf_counter() - start) / steps
+        times = [_timed(lambda: m.train_on_batch(data)) for _ in range(steps)]
+        flops = step_flops(base, cfg, nets[0], batch)
+    per_step = statistics.median(times)
     return {"method": method, "batch": batch, "precision": precision, "deterministic": deterministic,
-            "s_per_step": round(per_step, 3),
-            "images_per_s": round(batch / per_step, 2), "first_step_s": round(warm, 1),
+            "s_per_step": round(per_step, 3), "step_times": [round(t, 2) for t in times],
+            "images_per_s": round(batch / per_step, 2), "first_step_s": round(first, 1),
+            "tflop_per_step": round(flops / 1e12, 3), "tflops": round(flops / per_step / 1e12, 3),
             "peak_rss_mb": round(peak_rss_mb())}
+
+
+def _run(args: list[str]) -> dict | str:
+    out = subprocess.run([sys.executable, __file__] + args, capture_output=True, text=True)
+    if out.returncode:
+        lines = out.stderr.strip().splitlines()
+        return f"failed: {lines[-1] if lines else out.returncode}"
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--one", nargs=3, metavar=("METHOD", "BATCH", "PRECISION"))
-    ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--matmul", action="store_true", help="print the dense matmul throughput only")
+    ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--deterministic", action="store_true", help="with --one: enable_op_determinism()")
-    ap.add_argument("--methods", nargs="+", choices=sorted(CONFIGS), default=list(CONFIGS))
+    ap.add_argument("--methods", nargs="+", choices=sorted(VARIANTS), default=list(CONFIGS))
     ap.add_argument("--batches", nargs="+", type=int, default=[32, 8])
+    ap.add_argument("--precisions", nargs="+", default=["none", "mixed_bfloat16"])
     args = ap.parse_args()
+    if args.matmul:
+        print(json.dumps(matmul_tflops()))
+        return
     if args.one:
         print(json.dumps(one(args.one[0], int(args.one[1]), args.one[2], args.steps, args.deterministic)))
         return
-    print("| method | batch | precision | s/step | images/s | peak RSS MB |")
-    print("|---|---|---|---|---|---|")
+    peak = _run(["--matmul"])
+    if isinstance(peak, str):
+        sys.exit(f"matmul measurement {peak}")
+    print(f"dense 8192^2 matmul on this machine: fp32 {peak['float32']:.3f}, bf16 {peak['bfloat16']:.3f} TFLOP/s\n")
+    print("| method | batch | precision | s/step (median) | steps | images/s | conv TFLOP/step | TFLOP/s "
+          "| of matmul | peak RSS MB |")
+    print("|---" * 10 + "|")
+    rows = {}
     for method in args.methods:
         for batch in args.batches:
-            for precision in ("none", "mixed_bfloat16"):
-                out = subprocess.run([sys.executable, __file__, "--one", method, str(batch), precision,
-                                      "--steps", str(args.steps)], capture_output=True, text=True)
-                if out.returncode:
-                    print(f"| {method} | {batch} | {precision} | failed: {out.stderr.strip().splitlines()[-1]} |")
+            for precision in args.precisions:
+                r = _run(["--one", method, str(batch), precision, "--steps", str(args.steps)])
+                prec = "fp32" if precision == "none" else "bf16"
+                if isinstance(r, str):
+                    print(f"| {label(method)} | {batch} | {prec} | {r} |", flush=True)
                     continue
-                r = json.loads(out.stdout.strip().splitlines()[-1])
-                print(f"| {method} | {batch} | {'fp32' if precision == 'none' else 'bf16'} | {r['s_per_step']} | "
-                      f"{r['images_per_s']} | {r['peak_rss_mb']} |", flush=True)
+                rows[method, batch, precision] = r
+                share = r["tflops"] / peak["float32" if precision == "none" else "bfloat16"]
+                print(f"| {label(method)} | {batch} | {prec} | {r['s_per_step']} | "
+                      f"{' '.join(map(str, r['step_times']))} | {r['images_per_s']} | {r['tflop_per_step']} | "
+                      f"{r['tflops']} | {100 * share:.0f} % | {r['peak_rss_mb']} |", flush=True)
+    ratios = []
+    for (method, batch, precision), r in rows.items():
+        prec = "fp32" if precision == "none" else "bf16"
+        torch = rows.get(("torch_dual", batch, precision))
+        if torch and method != "torch_dual":
+            ratios.append(f"PyTorch PoseDual / {label(method)}, batch {batch} {prec}: "
+                          f"{torch['s_per_step'] / r['s_per_step']:.2f}x")
+        dual = rows.get(("dual", batch, precision))
+        if dual and method.startswith("multiaugs"):
+            ratios.append(f"{label(method)} / PoseDual, batch {batch} {prec}: "
+                          f"{r['s_per_step'] / dual['s_per_step']:.2f}x")
+    if ratios:
+        print("\n" + "\n".join(ratios))
 
 
 if __name__ == "__main__":

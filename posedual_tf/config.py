@@ -197,6 +197,12 @@ class TrainConfig:
     steps_per_epoch: int = 0
     mixed_precision: Literal["none", "mixed_bfloat16", "mixed_float16"] = "none"
     jit_compile: Literal["auto", "true", "false"] = "auto"
+    #: Order of a consistency step's passes; all give the same outputs, gradients and running statistics
+    #: (docs/benchmarks.md). reference: every pass its own call, one tape over both networks.
+    #: per_network: both teachers first (BatchNorm updates deferred), then each network's sup and path
+    #: passes and its gradient before the next network runs (one network's activations alive at a time).
+    #: fused: as per_network, with a network's sup and paths as one call with per-group BatchNorm.
+    pass_schedule: Literal["reference", "per_network", "fused"] = "reference"
     strategy: Literal["auto", "default", "mirrored", "multi_worker"] = "auto"
     seed: int = 1314
     resume: bool = True

@@ -299,6 +299,11 @@ def build_views(cfg, rng, unl: dict, cut_teachers, teacher_maps, labelled_ids=No
       ``(views, targets)``: ``views[p][n]`` = path p's view for net n, all warped by one per-sample theta
       drawn after every path; ``targets[n]`` = warped ``teacher_maps[n]``. Draws go op by op, net by net.
     """
+    with tf.name_scope("hard_views"):
+        return _build_views(cfg, rng, unl, cut_teachers, teacher_maps, labelled_ids)
+
+
+def _build_views(cfg, rng, unl, cut_teachers, teacher_maps, labelled_ids):
     m, f = cfg.method, cfg.fixes
     dual = len(cut_teachers) == 2
     views = []

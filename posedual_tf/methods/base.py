@@ -10,7 +10,8 @@ import tensorflow as tf
 
 from posedual_tf import aug_paths, codec
 from posedual_tf.config import Config
-from posedual_tf.data import augment
+from posedual_tf.data import augment, hard_views
+from posedual_tf.models import bn_groups
 
 
 def joints_mse(pred, target, weight, sharpen: bool = False, mask=None):
@@ -20,16 +21,17 @@ def joints_mse(pred, target, weight, sharpen: bool = False, mask=None):
     (MULTIAUGS.md 2.5), in its order after the weight: ``sharpen`` = softmax over each map's pixels,
     ``mask [B, J]`` multiplies both.
     """
-    pred = tf.cast(pred, tf.float32)
-    target = tf.cast(target, tf.float32)
-    w = tf.cast(weight, tf.float32)[:, None, None, :]
-    p, t = w * pred, w * target
-    if sharpen:
-        p, t = _spatial_softmax(p), _spatial_softmax(t)
-    if mask is not None:
-        m = tf.cast(mask, tf.float32)[:, None, None, :]
-        p, t = p * m, t * m
-    return 0.5 * tf.reduce_mean(tf.square(p - t))
+    with tf.name_scope("losses"):
+        pred = tf.cast(pred, tf.float32)
+        target = tf.cast(target, tf.float32)
+        w = tf.cast(weight, tf.float32)[:, None, None, :]
+        p, t = w * pred, w * target
+        if sharpen:
+            p, t = _spatial_softmax(p), _spatial_softmax(t)
+        if mask is not None:
+            m = tf.cast(mask, tf.float32)[:, None, None, :]
+            p, t = p * m, t * m
+        return 0.5 * tf.reduce_mean(tf.square(p - t))
 
 
 def _spatial_softmax(maps):
@@ -141,12 +143,19 @@ class PoseMethod(keras.Model):
 
 
 class ConsistencyMethod(PoseMethod):
-    """Shared ``train_step`` of PoseCons and PoseDual; subclasses define :meth:`compute_losses`.
+    """Shared ``train_step`` of PoseCons and PoseDual; subclasses set ``num_nets`` and :meth:`partner`.
 
     One hard view per network and path (``method.paths``; MULTIAUGS.md section 2): each path has its own
-    forward pass and its own consistency loss to the same warped teacher. Logged per network
+    BatchNorm batch and its own consistency loss to the same warped teacher. Logged per network
     (``collapse_N``, mean over paths) and, with several paths, per path (``cons_<path>`` summed over the
     networks, ``collapse_<path>`` averaged over them).
+
+    Three pass schedules with the same outputs, gradients and running statistics (``train.pass_schedule``):
+    ``reference`` (every pass its own call, all under one tape: sup, teacher, then each network's paths);
+    ``per_network`` (both teachers first with their BatchNorm updates deferred, then per network its sup
+    and path passes with the running statistics updated in the reference's order, and its gradient
+    taken before the next network runs, so only one network's activations are alive at a time);
+    ``fused`` (as per_network, with ``[sup; path 1; ...; path P]`` as one call with per-group BatchNorm).
     """
 
     num_nets = 1
@@ -161,14 +170,90 @@ class ConsistencyMethod(PoseMethod):
         self.paths, self.path_labels = tuple(paths), tuple(labels)
         self.labelled_ids = labelled_ids
 
+    def partner(self, n: int) -> int:
+        """The network whose teacher places net ``n``'s cutouts and whose warped map net ``n`` learns."""
+        return n
+
     def step_seed_replica(self):
         """MultiAugs' DDP ranks share their draws (oddity M13) unless ``fixes.replica_draws``."""
         return bool(self.cfg.method.paths) and not self.cfg.fixes.replica_draws
 
+    def _views(self, rng, unl, teachers):
+        """Every path's hard view per network and each network's target (its partner's warped teacher)."""
+        partners = [self.partner(n) for n in range(len(self.nets))]
+        views, warped = hard_views.build_views(self.cfg, rng, unl, [teachers[p] for p in partners], teachers,
+                                               self.labelled_ids)
+        return [[v[n] for v in views] for n in range(len(self.nets))], [warped[p] for p in partners]
+
+    def _net_losses(self, sup, hard, target, lab, unl):
+        """One network's terms: (pose MSE, consistency over its paths, per-path MSEs)."""
+        pose = joints_mse(sup, lab["target"], lab["weight"])
+        cons, per_path = self.consistency(hard, target, unl["weight"])
+        return pose, cons, per_path
+
+    def _combine(self, sup, hard, terms) -> dict:
+        """The step's loss and logs from every network's (pose, cons, per_path) terms. Logged as the
+        reference logs them: loss_pose as it enters the loss (0.5 (net 1 + net 2) for PoseDual),
+        loss_cons the sum."""
+        m = self.cfg.method
+        pose = tf.add_n([t[0] for t in terms])
+        cons = tf.add_n([t[1] for t in terms])
+        return {"loss": m.sup_weight * pose + m.cons_weight * cons, "loss_pose": m.sup_weight * pose,
+                "loss_cons": cons, "cons_nets": [t[1] for t in terms], "sup": sup, "hard": hard,
+                "cons_paths": [tf.add_n(list(p)) for p in zip(*[t[2] for t in terms])]}
+
     def compute_losses(self, tape, lab, unl, rng) -> dict:
-        """Forward passes and loss terms: a dict with loss, loss_pose, loss_cons, sup [maps per net],
-        hard [per net, per path maps], cons_paths [per path, summed over nets]."""
-        raise NotImplementedError
+        """The reference's schedule: every pass its own call (sup 1, sup 2, teacher 1, teacher 2, net 1's
+        paths, net 2's paths) under ``tape``; a dict with loss, loss_pose, loss_cons, cons_nets,
+        sup [maps per net], hard [per net, per path maps], cons_paths [per path, summed over nets]."""
+        sup = [net(lab["image"], training=True) for net in self.nets]
+        with tape.stop_recording():
+            teachers = [self.teacher(net, unl["image"]) for net in self.nets]
+            views, targets = self._views(rng, unl, teachers)
+        hard = [self.hard_passes(net, v) for net, v in zip(self.nets, views)]
+        terms = [self._net_losses(s, h, t, lab, unl) for s, h, t in zip(sup, hard, targets)]
+        return self._combine(sup, hard, terms)
+
+    def per_network_gradients(self, lab, unl, rng, fuse: bool):
+        """The per-network and fused schedules (class docstring): ``(out, [(gradient, variable)])``."""
+        m = self.cfg.method
+        teachers, recorded = [], []
+        for net in self.nets:
+            with bn_groups.deferred() as stats:
+                teachers.append(self.teacher(net, unl["image"]))
+            recorded.append(stats)
+        views, targets = self._views(rng, unl, teachers)
+        sup, hard, terms, pairs = [], [], [], []
+        for net, v, target, stats in zip(self.nets, views, targets, recorded):
+            inputs = [lab["image"]] + v
+            if pairs:       # the graph may not start this network before the last one's gradient exists
+                with tf.control_dependencies([g for g, _ in pairs if g is not None]):
+                    inputs = [tf.identity(x) for x in inputs]
+            with tf.GradientTape() as tape:
+                if fuse:
+                    maps = bn_groups.grouped_call(net, inputs, insert={1: stats})
+                else:
+                    maps = ([net(inputs[0], training=True)] + bn_groups.grouped_call(net, inputs[1:2], insert={0: stats})
+                            + [net(x, training=True) for x in inputs[2:]])
+                term = self._net_losses(maps[0], maps[1:], target, lab, unl)
+                scaled = self.scale_loss(m.sup_weight * term[0] + m.cons_weight * term[1])
+            variables = net.trainable_variables
+            pairs += zip(tape.gradient(scaled, variables), variables)
+            sup.append(maps[0])
+            hard.append(maps[1:])
+            terms.append(term)
+        return self._combine(sup, hard, terms), pairs
+
+    def gradients(self, lab, unl, rng):
+        """Forward passes, losses and gradients of one step: ``(out, [(gradient, variable)])``."""
+        schedule = self.cfg.train.pass_schedule
+        if schedule != "reference":
+            return self.per_network_gradients(lab, unl, rng, fuse=schedule == "fused")
+        with tf.GradientTape() as tape:
+            out = self.compute_losses(tape, lab, unl, rng)
+            scaled = self.scale_loss(out["loss"])
+        variables = self.trainable_variables
+        return out, list(zip(tape.gradient(scaled, variables), variables))
 
     def hard_passes(self, net, views):
         """One train-mode forward pass per path (each its own BatchNorm batch, as the reference)."""
@@ -196,10 +281,8 @@ class ConsistencyMethod(PoseMethod):
 
     def train_step(self, data):
         lab, unl = self.unwrap(data)
-        with tf.GradientTape() as tape:
-            out = self.compute_losses(tape, lab, unl, self.step_rng(shared=self.step_seed_replica()))
-            scaled = self.scale_loss(out["loss"])
-        self.apply_loss(tape, scaled)
+        out, pairs = self.gradients(lab, unl, self.step_rng(shared=self.step_seed_replica()))
+        self.optimizer.apply_gradients(pairs)
         acc, count = heatmap_accuracy(out["sup"][0], lab["target"])
         w = unl["weight"]
         per_net_path = [[collapse_indicator(h, w) for h in maps] for maps in out["hard"]]

@@ -9,6 +9,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from posedual_tf.models import bn_groups
+
 BN_MOMENTUM = 0.9      # PyTorch momentum 0.1
 BN_EPSILON = 1e-5
 
@@ -66,7 +68,8 @@ class BatchNorm(layers.BatchNormalization):
     Same weights as Keras' layer (gamma, beta, moving mean, moving variance). In training it
     normalises with the batch statistics and updates the running variance with the *unbiased*
     batch variance, as PyTorch does (Keras' own layer uses the biased one); the fused kernel and
-    its fused gradient are also about 2x faster on CPU than Keras' composed ops.
+    its fused gradient are also about 2x faster on CPU than Keras' composed ops. Under a
+    :mod:`~posedual_tf.models.bn_groups` schedule one call normalises several groups separately.
     """
 
     def call(self, inputs, training=None, mask=None):
@@ -75,7 +78,9 @@ class BatchNorm(layers.BatchNormalization):
         if mask is not None or len(inputs.shape) != 4 or self.axis not in (-1, 3) or not (self.center and self.scale):
             return super().call(inputs, training=training, mask=mask)
         factor = 1.0 - self.momentum
-        if training and self.trainable:
+        if training and self.trainable and bn_groups.current() is not None:
+            y = bn_groups.train_batch_norm(self, inputs)
+        elif training and self.trainable:
             y, mean, var = tf.compat.v1.nn.fused_batch_norm(
                 inputs, self.gamma, self.beta, mean=self.moving_mean, variance=self.moving_variance,
                 epsilon=self.epsilon, data_format="NHWC", is_training=True, exponential_avg_factor=factor)

@@ -1,0 +1,105 @@
+"""Several BatchNorm batches in one network call: per-group statistics, running statistics in a chosen order.
+
+A consistency step runs each network on several batches (supervised, teacher, one per hard path), and
+train-mode BatchNorm makes each call its own normalisation batch. :func:`grouped_call` runs the batches
+that get gradients as one call on their concatenation while every :class:`~posedual_tf.models.layers.BatchNorm`
+normalises each group with that group's own mean and variance, so outputs and gradients equal the separate
+calls'. The running statistics follow ``m <- (1 - f) m + f s_g`` over the groups in order, and statistics
+recorded earlier under :func:`deferred` (a teacher pass) can be inserted at any position: the reference's
+order sup, teacher, path 1..P is kept although the teacher ran first.
+
+Example:
+    >>> with deferred() as teacher_stats:
+    ...     teacher = net(unlabelled, training=True)           # running statistics untouched
+    >>> sup, path1, path2 = grouped_call(net, [labelled, view1, view2], insert={1: teacher_stats})
+
+The schedule is read when a layer is called (at trace time inside a ``tf.function``) and is kept per
+thread, since MirroredStrategy traces its replicas in threads.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import tensorflow as tf
+
+_LOCAL = threading.local()
+
+
+class Schedule:
+    """What the BatchNorm layers of one call do with their statistics.
+
+    ``sizes``: the group sizes along the batch axis (None = one group). ``insert``: group index -> a
+    :class:`Schedule` whose recorded statistics update the running statistics just before that group.
+    ``defer``: record the batch statistics per layer in ``recorded`` instead of updating.
+    """
+
+    def __init__(self, sizes=None, insert=None, defer: bool = False):
+        self.sizes = sizes
+        self.insert = dict(insert or {})
+        self.defer = defer
+        self.recorded: dict[str, tuple] = {}
+
+
+def current() -> Schedule | None:
+    return getattr(_LOCAL, "schedule", None)
+
+
+@contextlib.contextmanager
+def _active(schedule: Schedule):
+    previous = current()
+    _LOCAL.schedule = schedule
+    try:
+        yield schedule
+    finally:
+        _LOCAL.schedule = previous
+
+
+def deferred():
+    """Context: train-mode BatchNorm layers record their batch statistics instead of updating."""
+    return _active(Schedule(defer=True))
+
+
+def grouped_call(net, inputs, insert=None):
+    """``net`` (training) on several batches as one call; returns one output per input.
+
+    ``insert``: group index -> the ``Schedule`` of a :func:`deferred` pass whose statistics update the
+    running statistics before that group's.
+    """
+    if len(inputs) == 1:
+        with _active(Schedule(insert=insert)):
+            return [net(inputs[0], training=True)]
+    sizes = [tf.shape(x)[0] for x in inputs]
+    with _active(Schedule(sizes=sizes, insert=insert)):
+        out = net(tf.concat(inputs, axis=0), training=True)
+    return tf.split(out, tf.stack(sizes), num=len(inputs), axis=0)
+
+
+def train_batch_norm(layer, inputs):
+    """Train-mode BatchNorm of ``layer`` (gamma, beta, moving statistics, momentum, epsilon) under the
+    current schedule: the normalised output; the running statistics updated or recorded."""
+    schedule = current() or Schedule()
+    groups = [inputs] if schedule.sizes is None else tf.split(inputs, tf.stack(schedule.sizes),
+                                                             num=len(schedule.sizes), axis=0)
+    outputs, stats = [], []
+    for g, x in enumerate(groups):
+        # exponential_avg_factor 1: the returned "running" statistics are this batch's mean and its
+        # unbiased variance (PyTorch's running-variance rule)
+        y, mean, var = tf.compat.v1.nn.fused_batch_norm(
+            x, layer.gamma, layer.beta, mean=layer.moving_mean, variance=layer.moving_variance,
+            epsilon=layer.epsilon, data_format="NHWC", is_training=True, exponential_avg_factor=1.0)
+        outputs.append(y)
+        if g in schedule.insert and layer.name in schedule.insert[g].recorded:
+            stats.append(schedule.insert[g].recorded[layer.name])
+        stats.append((mean, var))
+    if schedule.defer:
+        schedule.recorded[layer.name] = stats[0]
+    else:
+        factor = 1.0 - layer.momentum
+        mean, var = layer.moving_mean, layer.moving_variance
+        for m, v in stats:
+            mean = (1.0 - factor) * mean + factor * m
+            var = (1.0 - factor) * var + factor * v
+        layer.moving_mean.assign(mean)
+        layer.moving_variance.assign(var)
+    return outputs[0] if len(outputs) == 1 else tf.concat(outputs, axis=0)
