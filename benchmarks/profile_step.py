@@ -25,7 +25,7 @@ import tempfile
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from train_step import VARIANTS, fake_batches, split_variant  # noqa: E402
+from train_step import VARIANTS, build_step  # noqa: E402
 
 GROUPS = ("layer1", "layer2", "layer3", "layer4", "deconv_layers", "final_layer")
 
@@ -94,19 +94,10 @@ def parse_trace(trace_dir: pathlib.Path) -> dict:
 
 
 def one(method: str, batch: int, precision: str, trace_dir: pathlib.Path) -> dict:
-    import keras
     import tensorflow as tf
 
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    keras.mixed_precision.set_global_policy("float32" if precision == "none" else precision)
-    from posedual_tf import config, methods
-    from posedual_tf.models import builder
-
-    base, schedule = split_variant(method)
-    cfg = config.load(VARIANTS[method], [f"train.mixed_precision={precision}", f"train.batch_size={batch}"] + schedule)
-    m = methods.build_method(cfg, builder.build_networks(cfg), labelled_ids=[1, 2, 3, 4, 5, 6, 11] + list(range(14, 24)))
-    m.compile(optimizer=methods.make_optimizer(cfg, 100))
-    data = fake_batches(base, batch)
+    _, m, data = build_step(method, batch, precision)
     m.train_on_batch(data)
     m.train_on_batch(data)
     tf.profiler.experimental.start(str(trace_dir))

@@ -66,6 +66,21 @@ def fake_batches(method: str, batch: int):
     return lab if method == "supervised" else (lab, unl)
 
 
+def build_step(method: str, batch: int, precision: str):
+    """(config, compiled method, fake batch) of a benchmark variant, under its precision policy."""
+    import keras
+
+    keras.mixed_precision.set_global_policy("float32" if precision == "none" else precision)
+    from posedual_tf import config, methods
+    from posedual_tf.models import builder
+
+    base, schedule = split_variant(method)
+    cfg = config.load(VARIANTS[method], [f"train.mixed_precision={precision}", f"train.batch_size={batch}"] + schedule)
+    m = methods.build_method(cfg, builder.build_networks(cfg), labelled_ids=[1, 2, 3, 4, 5, 6, 11] + list(range(14, 24)))
+    m.compile(optimizer=methods.make_optimizer(cfg, 100))
+    return cfg, m, fake_batches(base, batch)
+
+
 def conv_macs(net) -> tuple[int, int]:
     """(multiply-adds of one image's forward pass over every convolution, those of the first layer)."""
     import keras
@@ -136,21 +151,11 @@ def one(method: str, batch: int, precision: str, steps: int, deterministic: bool
     else:
         if deterministic:
             tf.config.experimental.enable_op_determinism()
-        keras.mixed_precision.set_global_policy("float32" if precision == "none" else precision)
-        from posedual_tf import config, methods
-        from posedual_tf.models import builder
-
-        base, schedule = split_variant(method)
-        cfg = config.load(VARIANTS[method], [f"train.mixed_precision={precision}", f"train.batch_size={batch}"]
-                          + schedule)
-        nets = builder.build_networks(cfg)
-        m = methods.build_method(cfg, nets, labelled_ids=[1, 2, 3, 4, 5, 6, 11] + list(range(14, 24)))
-        m.compile(optimizer=methods.make_optimizer(cfg, 100))
-        data = fake_batches(base, batch)
+        cfg, m, data = build_step(method, batch, precision)
         first = _timed(lambda: m.train_on_batch(data))
         m.train_on_batch(data)
         times = [_timed(lambda: m.train_on_batch(data)) for _ in range(steps)]
-        flops = step_flops(base, cfg, nets[0], batch)
+        flops = step_flops(split_variant(method)[0], cfg, m.nets[0], batch)
     per_step = statistics.median(times)
     return {"method": method, "batch": batch, "precision": precision, "deterministic": deterministic,
             "s_per_step": round(per_step, 3), "step_times": [round(t, 2) for t in times],

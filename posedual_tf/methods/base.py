@@ -217,6 +217,7 @@ class ConsistencyMethod(PoseMethod):
     def per_network_gradients(self, lab, unl, rng, fuse: bool):
         """The per-network and fused schedules (class docstring): ``(out, [(gradient, variable)])``."""
         m = self.cfg.method
+        call = bn_groups.grouped_call if fuse else bn_groups.separate_calls
         teachers, recorded = [], []
         for net in self.nets:
             with bn_groups.deferred() as stats:
@@ -230,11 +231,7 @@ class ConsistencyMethod(PoseMethod):
                 with tf.control_dependencies([g for g, _ in pairs if g is not None]):
                     inputs = [tf.identity(x) for x in inputs]
             with tf.GradientTape() as tape:
-                if fuse:
-                    maps = bn_groups.grouped_call(net, inputs, insert={1: stats})
-                else:
-                    maps = ([net(inputs[0], training=True)] + bn_groups.grouped_call(net, inputs[1:2], insert={0: stats})
-                            + [net(x, training=True) for x in inputs[2:]])
+                maps = call(net, inputs, insert={1: stats})       # the teacher's statistics after sup's
                 term = self._net_losses(maps[0], maps[1:], target, lab, unl)
                 scaled = self.scale_loss(m.sup_weight * term[0] + m.cons_weight * term[1])
             variables = net.trainable_variables

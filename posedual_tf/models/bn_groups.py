@@ -67,27 +67,45 @@ def grouped_call(net, inputs, insert=None):
     running statistics before that group's.
     """
     if len(inputs) == 1:
-        with _active(Schedule(insert=insert)):
-            return [net(inputs[0], training=True)]
+        return separate_calls(net, inputs, insert)
     sizes = [tf.shape(x)[0] for x in inputs]
     with _active(Schedule(sizes=sizes, insert=insert)):
         out = net(tf.concat(inputs, axis=0), training=True)
     return tf.split(out, tf.stack(sizes), num=len(inputs), axis=0)
 
 
+def separate_calls(net, inputs, insert=None):
+    """:func:`grouped_call`'s results and running statistics with one call per batch (each its own
+    BatchNorm batch, as the reference runs them)."""
+    insert = insert or {}
+    outputs = []
+    for i, x in enumerate(inputs):
+        with _active(Schedule(insert={0: insert[i]} if i in insert else None)):
+            outputs.append(net(x, training=True))
+    return outputs
+
+
 def train_batch_norm(layer, inputs):
     """Train-mode BatchNorm of ``layer`` (gamma, beta, moving statistics, momentum, epsilon) under the
     current schedule: the normalised output; the running statistics updated or recorded."""
     schedule = current() or Schedule()
+    factor = 1.0 - layer.momentum
+    fused = lambda x, avg: tf.compat.v1.nn.fused_batch_norm(
+        x, layer.gamma, layer.beta, mean=layer.moving_mean, variance=layer.moving_variance,
+        epsilon=layer.epsilon, data_format="NHWC", is_training=True, exponential_avg_factor=avg)
+    if schedule.sizes is None and not schedule.insert and not schedule.defer:
+        # one plain batch: the kernel updates the running statistics itself
+        y, mean, var = fused(inputs, factor)
+        layer.moving_mean.assign(mean)
+        layer.moving_variance.assign(var)
+        return y
     groups = [inputs] if schedule.sizes is None else tf.split(inputs, tf.stack(schedule.sizes),
                                                              num=len(schedule.sizes), axis=0)
     outputs, stats = [], []
     for g, x in enumerate(groups):
         # exponential_avg_factor 1: the returned "running" statistics are this batch's mean and its
         # unbiased variance (PyTorch's running-variance rule)
-        y, mean, var = tf.compat.v1.nn.fused_batch_norm(
-            x, layer.gamma, layer.beta, mean=layer.moving_mean, variance=layer.moving_variance,
-            epsilon=layer.epsilon, data_format="NHWC", is_training=True, exponential_avg_factor=1.0)
+        y, mean, var = fused(x, 1.0)
         outputs.append(y)
         if g in schedule.insert and layer.name in schedule.insert[g].recorded:
             stats.append(schedule.insert[g].recorded[layer.name])
@@ -95,7 +113,6 @@ def train_batch_norm(layer, inputs):
     if schedule.defer:
         schedule.recorded[layer.name] = stats[0]
     else:
-        factor = 1.0 - layer.momentum
         mean, var = layer.moving_mean, layer.moving_variance
         for m, v in stats:
             mean = (1.0 - factor) * mean + factor * m

@@ -77,15 +77,8 @@ class BatchNorm(layers.BatchNormalization):
 
         if mask is not None or len(inputs.shape) != 4 or self.axis not in (-1, 3) or not (self.center and self.scale):
             return super().call(inputs, training=training, mask=mask)
-        factor = 1.0 - self.momentum
-        if training and self.trainable and bn_groups.current() is not None:
+        if training and self.trainable:
             y = bn_groups.train_batch_norm(self, inputs)
-        elif training and self.trainable:
-            y, mean, var = tf.compat.v1.nn.fused_batch_norm(
-                inputs, self.gamma, self.beta, mean=self.moving_mean, variance=self.moving_variance,
-                epsilon=self.epsilon, data_format="NHWC", is_training=True, exponential_avg_factor=factor)
-            self.moving_mean.assign(mean)
-            self.moving_variance.assign(var)
         else:
             y, _, _ = tf.compat.v1.nn.fused_batch_norm(
                 inputs, self.gamma, self.beta, mean=self.moving_mean, variance=self.moving_variance,
