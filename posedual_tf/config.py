@@ -87,6 +87,10 @@ class DataConfig:
     #: Unlabelled set; empty records = supervised training only.
     unlabelled: DatasetConfig = dataclasses.field(default_factory=DatasetConfig)
     val: DatasetConfig = dataclasses.field(default_factory=DatasetConfig)
+    #: The unlabelled people with their ground truth (records of GT boxes + annotations), evaluated
+    #: beside data.val at every validation (``unl_*`` in the logs): how training fares on the images it
+    #: learns from without labels (the synthetic demo sets have it; empty = not evaluated).
+    unlabelled_eval: DatasetConfig = dataclasses.field(default_factory=DatasetConfig)
     #: Network input [W, H].
     image_size: list[int] = dataclasses.field(default_factory=lambda: [192, 256])
     #: Heatmap [w, h].
@@ -148,6 +152,11 @@ class MethodConfig:
     conf_masking: bool = False
     conf_thresh: float = 0.5
     sharpen_pred: bool = False
+    #: Which views make a consistency pair (the collapse study, docs/collapse_study.md): ``easy_hard``
+    #: (the reference: teacher on the easy view, student on the hard one), ``same`` (teacher and student
+    #: each on an independent draw of the hard view: the same difficulty), ``reversed`` (teacher on the
+    #: hard view, student on the easy one). The last two take one path and the reference pass schedule.
+    consistency_pair: Literal["easy_hard", "same", "reversed"] = "easy_hard"
 
 
 @dataclasses.dataclass
@@ -182,6 +191,10 @@ class FixesConfig:
     #: M13: with method.paths, each replica draws its own augmentation (the reference's DDP ranks share
     #: one seed, so their draws repeat across ranks).
     replica_draws: bool = False
+    #: Not an oddity of the reference at its input size: the box half-sizes (10-19 px) and joint jitter
+    #: (10 px) of JC, JO, CO and CM were set for 192 px wide crops; true scales them by input width / 192
+    #: (no change at 256x192).
+    scaled_boxes: bool = False
 
 
 @dataclasses.dataclass
@@ -238,6 +251,10 @@ class TestConfig:
     nms: Literal["oks", "soft_oks", "none"] = "oks"
     #: Checkpoint evaluated by default (reference TEST.MODEL_FILE, for the record).
     model_file: str = ""
+    #: Peaks (a joint's max heatmap value) below this count as background: evaluation reports the
+    #: fraction of predicted peaks below it (``peaks_below``) beside their mean (``peak_mean``), and a
+    #: consistency step logs it for its hard views (``low_peaks_N``). Near 1 = collapse.
+    peak_threshold: float = 0.1
     #: Evaluate at most this many batches (0 = all), for quick checks.
     max_batches: int = 0
 
@@ -361,6 +378,11 @@ def _validate(cfg: Config, source: str, overrides: dict[str, str] | None = None)
          "empty for method 'supervised' (paths are hard views of unlabelled data)"),
         (cfg.method.jo_joint_num >= 0 and cfg.method.co_holes >= 0 and cfg.method.cm_holes >= 0,
          "method.jo_joint_num", "ints >= 0 (and method.co_holes, method.cm_holes)"),
+        (cfg.method.consistency_pair == "easy_hard" or len(cfg.method.paths) <= 1, "method.consistency_pair",
+         "easy_hard when method.paths has several paths (same/reversed pair one hard path)"),
+        (cfg.method.consistency_pair == "easy_hard" or t.pass_schedule == "reference", "train.pass_schedule",
+         f"reference with method.consistency_pair={cfg.method.consistency_pair}"),
+        (0 <= cfg.test.peak_threshold <= 1, "test.peak_threshold", "a float in [0, 1]"),
     ]
     for i, text in enumerate(cfg.method.paths):
         try:
@@ -483,7 +505,7 @@ def load(name_or_path: str, overrides: list[str] | None = None) -> Config:
 def _expand_workdir(cfg: Config) -> None:
     """Replace ``{workdir}`` in data paths and model.pretrained (demo data lives in the workdir), and
     ``{weights_dir}`` in model.pretrained."""
-    for ds in (cfg.data.labelled, cfg.data.unlabelled, cfg.data.val):
+    for ds in (cfg.data.labelled, cfg.data.unlabelled, cfg.data.val, cfg.data.unlabelled_eval):
         ds.records = ds.records.replace("{workdir}", cfg.workdir)
         ds.annotations = ds.annotations.replace("{workdir}", cfg.workdir)
     m = cfg.model

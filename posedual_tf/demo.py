@@ -1,7 +1,8 @@
 """The embedded default: synthetic people generated and converted inside a demo config's workdir.
 
 Used by ``python -m posedual_tf.train --config demo_dual``: :func:`prepare_data` makes the
-labelled, unlabelled (detected-style boxes) and validation splits on first run, and
+labelled, unlabelled (detected-style boxes; with ``data.unlabelled_eval`` also their ground truth) and
+validation splits on first run, and
 :func:`export_after_training` writes the SavedModel at the end.
 """
 from __future__ import annotations
@@ -28,17 +29,20 @@ def prepare_data(cfg: Config, workers: int = 1) -> None:
     s = cfg.data.synthetic
     src = data_dir(cfg)
     size = (s.image_height, s.image_width)
-    splits = [("train", cfg.data.labelled.records, s.labelled_images, 1),
-              ("val", cfg.data.val.records, s.val_images, 500_000),
-              ("unlabelled", cfg.data.unlabelled.records, s.unlabelled_images, 1_000_000)]
-    for i, (split, prefix, n, first_id) in enumerate(splits):
+    # (json and images of the split, records prefix, images to generate, first image id, converter)
+    splits = [("train", cfg.data.labelled.records, s.labelled_images, 1, "gt"),
+              ("val", cfg.data.val.records, s.val_images, 500_000, "gt"),
+              ("unlabelled", cfg.data.unlabelled.records, s.unlabelled_images, 1_000_000, "detections"),
+              ("unlabelled", cfg.data.unlabelled_eval.records, s.unlabelled_images, 1_000_000, "gt")]
+    seeds = {"train": 0, "val": 1, "unlabelled": 2}
+    for split, prefix, n, first_id, kind in splits:
         if not prefix or os.path.exists(records.manifest_path(prefix)):
             continue
         if not os.path.exists(os.path.join(src, f"{split}.json")):
             print(f"generating {n} synthetic images ({split}) in {src}")
-            synthetic.generate(src, n, s.seed + 1000 * i, split, size, first_id)
+            synthetic.generate(src, n, s.seed + 1000 * seeds[split], split, size, first_id)
         images = os.path.join(src, split)
-        if split == "unlabelled":
+        if kind == "detections":
             manifest = detections.convert(os.path.join(src, f"{split}_image_info.json"),
                                           os.path.join(src, f"{split}_detections.json"), images, prefix, workers=workers)
         else:

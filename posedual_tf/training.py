@@ -174,7 +174,8 @@ class ScalarLogger(keras.callbacks.Callback):
 
 
 class PairImages(keras.callbacks.Callback):
-    """Image summaries of easy/hard unlabelled pairs with each net's predicted joints."""
+    """Image summaries of the unlabelled pairs (teacher's view, student's views per path) with each net's
+    predicted joints, all in inference mode (the summaries never touch BatchNorm statistics)."""
 
     def __init__(self, writer, cfg: Config, unlabelled_batch: dict | None, every: int):
         super().__init__()
@@ -199,18 +200,25 @@ class PairImages(keras.callbacks.Callback):
         m = self.model
         rng = augment.StatelessRng(tf.constant([7, 7], tf.int64))
         easy = self.batch["image"]
-        teachers = [m.teacher(n, easy) for n in m.nets]
-        cut_from = teachers[::-1] if len(teachers) == 2 else teachers
-        views, _ = hard_views.build_views(self.cfg, rng, self.batch, cut_from, teachers, None)
+        predict = lambda net, x: tf.cast(net(x, training=False), tf.float32)   # inference mode: BN untouched
+        teachers = [predict(n, easy) for n in m.nets]
+        cut_from = [teachers[m.partner(i)] for i in range(len(m.nets))]
+        if self.cfg.method.consistency_pair == "easy_hard":
+            inputs = [easy] * len(m.nets)
+            views, _ = hard_views.build_views(self.cfg, rng, self.batch, cut_from, teachers, None)
+        else:
+            pair = hard_views.build_pair_views(self.cfg, rng, self.batch, cut_from)
+            inputs, views = pair.teacher, [pair.student]
         labels = aug_paths.path_labels(aug_paths.method_paths(self.cfg.method))
         with self.writer.as_default(step=step):
             for i, net in enumerate(m.nets):
-                tf.summary.image(f"pairs/net{i + 1}_easy", self._render(easy, teachers[i]), max_outputs=4)
+                tf.summary.image(f"pairs/net{i + 1}_teacher", self._render(inputs[i], predict(net, inputs[i])),
+                                 max_outputs=4)
                 for label, path_views in zip(labels, views):
                     view = path_views[i]
-                    hard_pred = tf.cast(net(view, training=False), tf.float32)
                     suffix = "" if len(views) == 1 else f"_{label}"
-                    tf.summary.image(f"pairs/net{i + 1}_hard{suffix}", self._render(view, hard_pred), max_outputs=4)
+                    tf.summary.image(f"pairs/net{i + 1}_student{suffix}", self._render(view, predict(net, view)),
+                                     max_outputs=4)
 
 
 class Validation(keras.callbacks.Callback):
@@ -223,6 +231,7 @@ class Validation(keras.callbacks.Callback):
         self.interval, self.epochs = max(1, interval), epochs
         self.best = -math.inf
         self.last: dict = {}
+        self.last_unlabelled: dict = {}
         self.history: list[dict] = []
         best_file = os.path.join(workdir, "best", "best.json")
         if os.path.exists(best_file):
@@ -234,16 +243,27 @@ class Validation(keras.callbacks.Callback):
             return
         metrics = runner.evaluate(self.cfg, self.nets, workdir=self.workdir, progress=False)
         self.last = metrics
-        self.history.append({"epoch": epoch + 1, "step": int(self.model.optimizer.iterations.numpy()),
-                             **{h: runner.primary(v) for h, v in metrics.items() if not h.startswith("_")}})
-        heads = [h for h in metrics if not h.startswith("_")]
-        with self.writer.as_default(step=epoch + 1):
-            for h in heads:
-                for k, v in metrics[h].items():
-                    if isinstance(v, float):
-                        tf.summary.scalar(f"val_{h}/{k}", v)
+        sets = {"val": metrics}
+        if self.cfg.data.unlabelled_eval.records:       # the unlabelled people, scored with their GT
+            sets["unl"] = self.last_unlabelled = runner.evaluate(self.cfg, self.nets, workdir=self.workdir,
+                                                                 progress=False, tag="_unlabelled",
+                                                                 split="unlabelled_eval")
+        entry = {"epoch": epoch + 1, "step": int(self.model.optimizer.iterations.numpy())}
+        line = []
+        for prefix, ms in sets.items():
+            heads = [h for h in ms if not h.startswith("_")]
+            name = lambda h: h if prefix == "val" else f"unl_{h}"     # history keys: net1, unl_net1, ...
+            entry.update({name(h): runner.primary(ms[h]) for h in heads})
+            entry.update({f"{name(h)}_peaks_below": ms[h]["peaks_below"] for h in heads})
+            line += [f"{name(h)} {runner.primary(ms[h]):.4f}" for h in heads]
+            with self.writer.as_default(step=epoch + 1):
+                for h in heads:
+                    for k, v in ms[h].items():
+                        if isinstance(v, float):
+                            tf.summary.scalar(f"{prefix}_{h}/{k}", v)
+        self.history.append(entry)
         perf = selection_score(self.cfg, metrics)
-        print(f"\nepoch {epoch + 1}: " + ", ".join(f"{h} {runner.primary(metrics[h]):.4f}" for h in heads))
+        print(f"\nepoch {epoch + 1}: " + ", ".join(line))
         if perf > self.best:
             self.best = perf
             checkpoints.save_nets(self.nets, os.path.join(self.workdir, "best"), extra={
@@ -439,6 +459,7 @@ def run(cfg: Config, progress: str = "epochs", strategy: tf.distribute.Strategy 
               "final_step": int(optimizer.iterations.numpy()), "seconds": round(time.time() - start, 1),
               "history": {k: [float(x) for x in v] for k, v in history.items()}, "metrics": metrics,
               "corrupt_records": counter.summary(),
+              "unlabelled_metrics": validation.last_unlabelled if validation else {},
               "validation": validation.history if validation else []}
     files.write_json_atomic(os.path.join(cfg.workdir, "train_result.json"), result)
     return result

@@ -57,6 +57,14 @@ def test_demo_command_end_to_end_reduced(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((workdir / "metrics.json").read_text())
     assert metrics["net1"]["AP"] > 0 and metrics["ensemble"]["AP"] > 0
+    # the unlabelled people are scored with their ground truth beside val, with the collapse statistics
+    unl = json.loads((workdir / "metrics_unlabelled.json").read_text())
+    gt = json.loads((workdir / "data/synthetic/unlabelled.json").read_text())
+    assert unl["_counts"]["instances"] == len(gt["annotations"]) > 0
+    assert 0 <= unl["net1"]["peaks_below"] <= 1 and unl["net1"]["peak_mean"] > 0
+    result = json.loads((workdir / "train_result.json").read_text())
+    assert result["validation"][-1]["unl_net1"] == unl["net1"]["AP"]
+    assert len(result["history"]["low_peaks_1"]) == 2 and "unl_net1" in proc.stdout
     assert "| net1 |" in proc.stdout and "SavedModel:" in proc.stdout
     assert (workdir / "saved_model" / "saved_model.pb").exists()
     assert list((workdir / "tb").glob("events.out.tfevents.*"))

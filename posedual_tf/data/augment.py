@@ -62,6 +62,22 @@ def batch_affine_theta(gen: tf.random.Generator, batch_size, scale_factor: float
     return tf.stack([tf.stack([c, sn, z], -1), tf.stack([-sn, c, z], -1)], axis=-2)
 
 
+def _theta3(theta):
+    theta = tf.convert_to_tensor(theta, tf.float32)
+    bottom = tf.broadcast_to(tf.constant([[0.0, 0.0, 1.0]]), [tf.shape(theta)[0], 1, 3])
+    return tf.concat([theta, bottom], axis=1)
+
+
+def compose_theta(a, b):
+    """The theta of ``affine_grid_warp(x, a)`` then warped by ``b``: sampling at ``a @ b`` (``[B, 2, 3]``)."""
+    return (_theta3(a) @ _theta3(b))[:, :2]
+
+
+def invert_theta(theta):
+    """The theta that undoes a warp by ``theta`` (where both frames overlap): ``[B, 2, 3]``."""
+    return tf.linalg.inv(_theta3(theta))[:, :2]
+
+
 def theta_to_pixel_map(theta, size: Sequence[int], align_corners: bool = False):
     """``affine_grid`` theta ``[B, 2, 3]`` -> pixel-space output->input affine for ``size [W, H]``."""
     w, h = float(size[0]), float(size[1])
@@ -71,10 +87,7 @@ def theta_to_pixel_map(theta, size: Sequence[int], align_corners: bool = False):
     else:
         n = np.array([[2 / w, 0, 1 / w - 1], [0, 2 / h, 1 / h - 1], [0, 0, 1]])
         p = np.array([[w / 2, 0, (w - 1) / 2], [0, h / 2, (h - 1) / 2]])
-    theta = tf.convert_to_tensor(theta, tf.float32)
-    bottom = tf.broadcast_to(tf.constant([[0.0, 0.0, 1.0]]), [tf.shape(theta)[0], 1, 3])
-    theta3 = tf.concat([theta, bottom], axis=1)
-    return tf.constant(p, tf.float32)[None] @ theta3 @ tf.constant(n, tf.float32)[None]
+    return tf.constant(p, tf.float32)[None] @ _theta3(theta) @ tf.constant(n, tf.float32)[None]
 
 
 def affine_grid_warp(images, theta, align_corners: bool = False):

@@ -390,17 +390,18 @@ def train_dataset(cfg: Config, seed: int | None = None, batch_size: int | None =
     return ds.prefetch(AUTOTUNE).with_options(_options()), steps
 
 
-def eval_dataset(cfg: Config, batch_size: int | None = None,
-                 counter: corrupt.CorruptionCounter | None = None) -> tuple[tf.data.Dataset, Source]:
-    """Validation crops (GT boxes, or detected boxes with score >= test.image_thre), in file order;
-    people whose record fails to parse or decode are dropped and reported to ``counter``."""
-    src = open_source(cfg.data.val, "val")
+def eval_dataset(cfg: Config, batch_size: int | None = None, counter: corrupt.CorruptionCounter | None = None,
+                 split: str = "val") -> tuple[tf.data.Dataset, Source]:
+    """Evaluation crops of ``data.<split>`` (``val`` or ``unlabelled_eval``): GT boxes, or for ``val``
+    detected boxes with score >= test.image_thre, in file order; people whose record fails to parse or
+    decode are dropped and reported to ``counter``."""
+    src = open_source(getattr(cfg.data, split), split)
     calls = cfg.data.num_parallel_calls if cfg.data.num_parallel_calls > 0 else AUTOTUNE
     fetch, parse = person_fetcher(src), eval_parser(cfg)
     order = tf.range(src.num_instances, dtype=tf.int64)
     ds = tf.data.Dataset.from_tensor_slices(order).map(lambda i: (i, parse(fetch(i))), num_parallel_calls=calls)
-    ds = corrupt.counted(ds.ignore_errors(), src.num_instances, order, counter, "val", src.index)
-    if not cfg.test.use_gt_bbox:
+    ds = corrupt.counted(ds.ignore_errors(), src.num_instances, order, counter, split, src.index)
+    if not cfg.test.use_gt_bbox and split == "val":
         thre = cfg.test.image_thre
         ds = ds.filter(lambda e: e["score"] >= thre)
     return ds.batch(batch_size or cfg.test.batch_size).prefetch(AUTOTUNE), src

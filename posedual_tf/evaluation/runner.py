@@ -65,27 +65,42 @@ def predict(cfg: Config, nets: Sequence, dataset: tf.data.Dataset, total: int | 
     return out
 
 
-def score(cfg: Config, src: pipeline.Source, instances: list[dict]) -> tuple[dict, list[dict]]:
-    """Metrics of one head's union-24 instances on the validation set, and its results entries."""
+def peak_stats(keypoints: list[np.ndarray], threshold: float) -> dict[str, float]:
+    """Mean of the predicted peaks (a joint's max heatmap value, ``keypoints[..., 2]``) and the fraction
+    below ``threshold``: a network that predicts background everywhere (collapse) has it near 1."""
+    if not keypoints:
+        return {"peak_mean": float("nan"), "peaks_below": float("nan")}
+    peaks = np.stack([k[:, 2] for k in keypoints])
+    return {"peak_mean": float(peaks.mean()), "peaks_below": float((peaks < threshold).mean())}
+
+
+def score(cfg: Config, src: pipeline.Source, instances: list[dict], split: str = "val") -> tuple[dict, list[dict]]:
+    """Metrics of one head's union-24 instances on ``data.<split>``, and its results entries; with the
+    peak statistics (:func:`peak_stats`) of the set's own joints."""
     jset = src.joint_set
     mapped = [dict(i, keypoints=jset.from_union_array(i["keypoints"])) for i in instances]
+    stats, results = _score(cfg, jset, mapped, split)
+    return {**stats, **peak_stats([m["keypoints"] for m in mapped], cfg.test.peak_threshold)}, results
+
+
+def _score(cfg: Config, jset, mapped: list[dict], split: str) -> tuple[dict, list[dict]]:
     t = cfg.test
+    ann = getattr(cfg.data, split).annotations
     if jset.name in ("coco", "custom"):
         kept = coco.rescore_and_nms(mapped, t.in_vis_thre, t.oks_thre, t.nms)
         results = coco.to_results(kept)
-        ann = cfg.data.val.annotations
         if not ann or not os.path.exists(ann):
-            raise FileNotFoundError(f"data.val.annotations: COCO annotation file not found: {ann!r}")
+            raise FileNotFoundError(f"data.{split}.annotations: COCO annotation file not found: {ann!r}")
         return coco.evaluate_coco(results, ann), results
     if jset.name == "mpii":
-        gt = mpii.load_gt_mat(cfg.data.val.annotations)
-        preds, missing = mpii.match_by_index(mapped, gt, cfg.data.val.annotations)
+        gt = mpii.load_gt_mat(ann)
+        preds, missing = mpii.match_by_index(mapped, gt, ann)
         stats = mpii.pckh(preds + 1.0, gt["gt"], missing, gt["headboxes"],
                           at_0_1=0.1 if cfg.fixes.pckh_at_0_1 else 0.11)
         stats["unpredicted_people"] = float(np.sum(missing.all(axis=1) & ~gt["missing"].all(axis=1)))
         return stats, []
     if jset.name == "aic":
-        with open(cfg.data.val.annotations) as f:
+        with open(ann) as f:
             raw = json.load(f)
         by_index = {i: item["image_id"] for i, item in enumerate(raw)}
         preds: dict[str, list] = {}
@@ -96,14 +111,15 @@ def score(cfg: Config, src: pipeline.Source, instances: list[dict]) -> tuple[dic
 
 
 def evaluate(cfg: Config, nets: Sequence, workdir: str | None = None, progress: bool = True,
-             tag: str = "") -> dict[str, dict]:
-    """Predict on ``data.val`` and score every head; write results/metrics json to ``workdir``."""
+             tag: str = "", split: str = "val") -> dict[str, dict]:
+    """Predict on ``data.<split>`` (``val``, or ``unlabelled_eval``: the unlabelled people with their
+    ground truth) and score every head; write results/metrics json to ``workdir``."""
     counter = corrupt.CorruptionCounter()
-    ds, src = pipeline.eval_dataset(cfg, counter=counter)
+    ds, src = pipeline.eval_dataset(cfg, counter=counter, split=split)
     per_head = predict(cfg, nets, ds, total=src.num_instances, progress=progress)
     metrics = {}
     for name, instances in per_head.items():
-        stats, results = score(cfg, src, instances)
+        stats, results = score(cfg, src, instances, split)
         metrics[name] = stats
         if workdir and results:
             os.makedirs(workdir, exist_ok=True)

@@ -61,9 +61,12 @@ def heatmap_accuracy(pred, target, threshold: float = 0.5):
     return tf.math.divide_no_nan(tf.reduce_sum(acc_j * has), n), n
 
 
-def collapse_indicator(heatmaps, weight):
-    """Mean over the supervised joints of each map's max response: near 0 means collapse."""
+def collapse_indicator(heatmaps, weight, threshold: float | None = None):
+    """Mean over the supervised joints of each map's max response: near 0 means collapse. With a
+    ``threshold``: the mean fraction of those peaks below it instead (near 1 means collapse)."""
     peak = tf.reduce_max(tf.cast(heatmaps, tf.float32), axis=[1, 2])       # [B, J]
+    if threshold is not None:
+        peak = tf.cast(peak < threshold, tf.float32)
     w = tf.cast(weight, tf.float32)
     return tf.reduce_mean(tf.math.divide_no_nan(tf.reduce_sum(peak * w, -1), tf.reduce_sum(w, -1)))
 
@@ -164,6 +167,7 @@ class ConsistencyMethod(PoseMethod):
         paths = aug_paths.method_paths(cfg.method)
         labels = aug_paths.path_labels(paths)
         names = ["loss", "loss_pose", "loss_cons", "acc"] + [f"collapse_{i + 1}" for i in range(self.num_nets)]
+        names += [f"low_peaks_{i + 1}" for i in range(self.num_nets)]
         if len(paths) > 1:
             names += [f"cons_{p}" for p in labels] + [f"collapse_{p}" for p in labels]
         super().__init__(cfg, nets, metric_names=tuple(names), **kwargs)
@@ -178,12 +182,26 @@ class ConsistencyMethod(PoseMethod):
         """MultiAugs' DDP ranks share their draws (oddity M13) unless ``fixes.replica_draws``."""
         return bool(self.cfg.method.paths) and not self.cfg.fixes.replica_draws
 
+    @property
+    def easy_teachers(self) -> bool:
+        """Whether a step runs the teachers on the easy view: always for the reference's easy -> hard
+        pair; for the study pairs only when the path places boxes with them (JC, JO)."""
+        return (self.cfg.method.consistency_pair == "easy_hard"
+                or any(hard_views.path_places_boxes(p) for p in self.paths))
+
     def _views(self, rng, unl, teachers):
-        """Every path's hard view per network and each network's target (its partner's warped teacher)."""
-        partners = [self.partner(n) for n in range(len(self.nets))]
-        views, warped = hard_views.build_views(self.cfg, rng, unl, [teachers[p] for p in partners], teachers,
-                                               self.labelled_ids)
-        return [[v[n] for v in views] for n in range(len(self.nets))], [warped[p] for p in partners]
+        """Every path's view per network and each network's target (its partner's teacher, in the
+        view's frame). ``teachers``: each network's teacher maps on the easy view (None when
+        :attr:`easy_teachers` is False). The study pairs run their teacher passes here."""
+        n_nets = len(self.nets)
+        partners = [self.partner(n) for n in range(n_nets)]
+        cut = [teachers[p] for p in partners] if teachers is not None else [None] * n_nets
+        if self.cfg.method.consistency_pair != "easy_hard":
+            pair = hard_views.build_pair_views(self.cfg, rng, unl, cut, self.labelled_ids)
+            targets = [pair.target(self.teacher(self.nets[p], pair.teacher[n])) for n, p in enumerate(partners)]
+            return [[v] for v in pair.student], targets
+        views, warped = hard_views.build_views(self.cfg, rng, unl, cut, teachers, self.labelled_ids)
+        return [[v[n] for v in views] for n in range(n_nets)], [warped[p] for p in partners]
 
     def _net_losses(self, sup, hard, target, lab, unl):
         """One network's terms: (pose MSE, consistency over its paths, per-path MSEs)."""
@@ -208,7 +226,7 @@ class ConsistencyMethod(PoseMethod):
         sup [maps per net], hard [per net, per path maps], cons_paths [per path, summed over nets]."""
         sup = [net(lab["image"], training=True) for net in self.nets]
         with tape.stop_recording():
-            teachers = [self.teacher(net, unl["image"]) for net in self.nets]
+            teachers = [self.teacher(net, unl["image"]) for net in self.nets] if self.easy_teachers else None
             views, targets = self._views(rng, unl, teachers)
         hard = [self.hard_passes(net, v) for net, v in zip(self.nets, views)]
         terms = [self._net_losses(s, h, t, lab, unl) for s, h, t in zip(sup, hard, targets)]
@@ -284,6 +302,9 @@ class ConsistencyMethod(PoseMethod):
         w = unl["weight"]
         per_net_path = [[collapse_indicator(h, w) for h in maps] for maps in out["hard"]]
         values = {f"collapse_{n + 1}": tf.add_n(c) / len(c) for n, c in enumerate(per_net_path)}
+        threshold = self.cfg.test.peak_threshold
+        for n, maps in enumerate(out["hard"]):
+            values[f"low_peaks_{n + 1}"] = tf.add_n([collapse_indicator(h, w, threshold) for h in maps]) / len(maps)
         if len(self.paths) > 1:
             for p, label in enumerate(self.path_labels):
                 values[f"cons_{label}"] = out["cons_paths"][p]
