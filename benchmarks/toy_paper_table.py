@@ -1,129 +1,74 @@
-"""The paper's comparison at toy scale, on synthetic people: Supervised, PoseCons (single), PoseDual,
-PoseDual + joint cutout and MultiAugs (dual, the 1K paths JC/JO/JOCO/JCCM), same labelled/unlabelled
-data, same steps, batch and seed.
+"""The paper's COCO table at toy scale, on synthetic people, with seeds: mean ± std per row.
 
-    python benchmarks/toy_paper_table.py [--steps-per-epoch 50 --epochs 6] [--out docs]
+    python benchmarks/toy_paper_table.py [--seeds 3 --jobs 2 --epochs E --steps-per-epoch S ...]
 
-Writes ``docs/toy_results.md`` (an AP table laid out like the paper's) and ``docs/toy_results.png``
-(AP and the collapse indicator, the mean max heatmap response on unlabelled hard views, over training).
-PoseDual trains two networks, so it spends twice the compute of the others per step (as in the paper).
+The rows of the paper's table (REFERENCE.md section 12): Supervised, PoseCons, PoseCons + JC,
+PoseDual, PoseDual + RandAug (M = 20), PoseDual + JC (K = 5), with the reference's joint-cutout box
+sizes, plus PoseDual + JC with the boxes scaled to the input (``fixes.scaled_boxes``). The setting is
+the collapse study's (benchmarks/collapse_study.py), and runs both share are trained once. Writes
+``OUT/toy_results.md``, ``.png`` and ``.json``; the page keeps its hand-written ``## Reading`` section.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import pathlib
-import shutil
-import subprocess
 import sys
-import time
 
-ROWS = [("Supervised", "demo_sup", []),
-        ("PoseCons (single)", "demo_cons", []),
-        ("PoseDual (dual)", "demo_dual", []),
-        ("PoseDual (dual) + Joint Cutout", "demo_dual", ["method.mask_joint_num=5"]),
-        ("MultiAugs (dual)", "demo_multiaugs", [])]
-COLOURS = [(60, 60, 60), (40, 40, 220), (220, 120, 30), (40, 170, 40), (170, 40, 170)]
-AUGMENTATION = {"demo_dual": "Affine", "demo_multiaugs": "Affine + JC, JO, JOCO, JCCM (4 paths)"}
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from collapse_study import DEFAULTS  # noqa: E402
+from toy_runs import Row, add_arguments, command_line, final, fmt, mean_std, run_study, selected  # noqa: E402
 
-def plot(results, path: str) -> None:
-    """Two panels (AP, collapse indicator) drawn with OpenCV."""
-    import cv2
-    import numpy as np
-
-    w, h, pad = 520, 360, 50
-    canvas = np.full((h, 2 * w, 3), 255, np.uint8)
-    panels = [("val AP (net 1)", lambda r: [(v["step"], v["net1"]) for v in r["validation"]]),
-              ("collapse indicator (train, hard views)",
-               lambda r: [((i + 1) * r["steps_per_epoch"], c) for i, c in enumerate(r["history"].get("collapse_1", []))])]
-    for p, (title, series) in enumerate(panels):
-        x0 = p * w
-        data = [series(r) for r in results]
-        xs = [x for d in data for x, _ in d] or [1]
-        ys = [y for d in data for _, y in d] or [1]
-        xmax, ymax = max(xs), max(max(ys), 1e-3) * 1.1
-        cv2.rectangle(canvas, (x0 + pad, pad), (x0 + w - 10, h - pad), (0, 0, 0), 1)
-        cv2.putText(canvas, title, (x0 + pad, pad - 15), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1)
-        cv2.putText(canvas, f"{ymax:.3f}", (x0 + 2, pad + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1)
-        cv2.putText(canvas, "0", (x0 + 30, h - pad), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1)
-        cv2.putText(canvas, f"step {xmax}", (x0 + w - 90, h - pad + 15), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1)
-        for d, colour in zip(data, COLOURS):
-            pts = [(int(x0 + pad + (w - pad - 10) * x / xmax), int(h - pad - (h - 2 * pad) * y / ymax)) for x, y in d]
-            for a, b in zip(pts, pts[1:]):
-                cv2.line(canvas, a, b, colour, 2)
-            for q in pts:
-                cv2.circle(canvas, q, 3, colour, -1)
-    for i, ((name, _, _), colour) in enumerate(zip(ROWS, COLOURS)):
-        cv2.putText(canvas, name, (pad + 10 + 200 * i, h - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4, colour, 1)
-    cv2.imwrite(path, canvas)
+ROWS = [
+    (Row("Supervised", "demo_sup"), "Affine", (31.5, 46.4, 51.1)),
+    (Row("PoseCons (single)", "demo_cons"), "Affine", (38.5, 50.5, 55.4)),
+    (Row("PoseCons (single) + JC", "demo_cons", ("method.mask_joint_num=5",)), "Affine + Joint Cutout",
+     (42.1, 52.3, 57.3)),
+    (Row("PoseDual (dual)", "demo_dual"), "Affine", (41.5, 54.8, 58.7)),
+    (Row("PoseDual (dual) + RandAug", "demo_dual", ("method.rand_aug=true", "method.rand_magnitude=20")),
+     "Affine + RandAug (M = 20)", (43.7, 55.4, 59.3)),
+    (Row("PoseDual (dual) + JC", "demo_dual", ("method.mask_joint_num=5",)), "Affine + Joint Cutout (K = 5)",
+     (44.6, 55.6, 59.6)),
+    (Row("PoseDual (dual) + JC, scaled boxes", "demo_dual", ("method.mask_joint_num=5", "fixes.scaled_boxes=true")),
+     "Affine + Joint Cutout, boxes x input/192", None),
+]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--epochs", type=int, default=6)
-    ap.add_argument("--steps-per-epoch", type=int, default=50)
-    ap.add_argument("--labelled-images", type=int, default=20)
-    ap.add_argument("--unlabelled-images", type=int, default=400)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--workdir", default="runs/toy_table")
-    ap.add_argument("--out", default="docs")
-    args = ap.parse_args()
-    marker = os.path.join(args.workdir, ".toy_paper_table")
-    if os.path.exists(args.workdir):      # start afresh, but only in a folder this script made
-        if not os.path.exists(marker):
-            raise SystemExit(f"error: --workdir {args.workdir} exists and was not made by this script; choose another")
-        shutil.rmtree(args.workdir)
-    os.makedirs(args.workdir)
-    open(marker, "w").close()
-    common = [f"train.epochs={args.epochs}", f"train.steps_per_epoch={args.steps_per_epoch}",
-              f"train.lr_step=[{args.epochs}]", "train.val_interval=1", f"train.seed={args.seed}",
-              f"data.synthetic.labelled_images={args.labelled_images}",
-              f"data.synthetic.unlabelled_images={args.unlabelled_images}", f"data.synthetic.seed={args.seed}"]
-    data = os.path.join(args.workdir, "shared_data")
-    results = []
-    for name, cfg_name, extra in ROWS:
-        workdir = os.path.join(args.workdir, name.split()[0].lower() + ("_jc" if extra else ""))
-        sets = common + extra + [f"workdir={workdir}",
-                                 f"data.labelled.records={data}/records/train", f"data.val.records={data}/records/val",
-                                 f"data.unlabelled.records={data}/records/unlabelled",
-                                 f"data.val.annotations={data}/synthetic/val.json"]
-        if cfg_name == "demo_sup":
-            sets = [s for s in sets if not s.startswith("data.unlabelled")]
-        start = time.time()
-        code = ("import sys; from posedual_tf import config, demo, training\n"
-                "cfg = config.load(sys.argv[1], sys.argv[2:])\n"
-                "demo.prepare_data(cfg)\n"
-                "training.run(cfg, progress='none')\n")
-        proc = subprocess.run([sys.executable, "-c", code, cfg_name, *sets], capture_output=True, text=True)
-        if proc.returncode:
-            raise SystemExit(f"{name} failed:\n{proc.stderr[-3000:]}")
-        r = json.loads(pathlib.Path(workdir, "train_result.json").read_text())
-        r["name"], r["wall_s"], r["config"] = name, round(time.time() - start), cfg_name
-        results.append(r)
-        print(f"{name}: AP {r['metrics']['net1']['AP']:.4f} ({r['wall_s']} s)", flush=True)
-    os.makedirs(args.out, exist_ok=True)
-    plot(results, os.path.join(args.out, "toy_results.png"))
-    lines = ["# Toy-scale version of the paper's table (synthetic people)", "",
-             f"Command: `python benchmarks/toy_paper_table.py --epochs {args.epochs} --steps-per-epoch "
-             f"{args.steps_per_epoch} --labelled-images {args.labelled_images} --unlabelled-images "
-             f"{args.unlabelled_images} --seed {args.seed}` (2 CPU cores).", "",
-             "Labelled: the synthetic `train` split; unlabelled: its own split with detected-style boxes; "
-             "evaluation: COCO AP (pycocotools, GT boxes, no flip) on the `val` split. ResNet-18 at width 0.25, "
-             f"96x64 input, batch 16, {args.epochs * args.steps_per_epoch} steps, same seed for every row.", "",
-             "| Method | Augmentation | AP (net 1) | AP (ensemble) | AP .5 | final collapse indicator | train time |",
-             "|---|---|---|---|---|---|---|"]
-    for r in results:
-        m = r["metrics"]
-        aug = "Affine + Joint Cutout" if "Cutout" in r["name"] else AUGMENTATION.get(r["config"], "Affine")
-        ens = f"{m['ensemble']['AP']:.4f}" if "ensemble" in m else "-"
-        col = r["history"].get("collapse_1", [float("nan")])[-1]
-        lines.append(f"| {r['name']} | {aug} | {m['net1']['AP']:.4f} | {ens} | {m['net1']['AP .5']:.4f} | "
-                     f"{col:.3f} | {r['wall_s']} s |")
-    lines += ["", "![AP and collapse indicator over training](toy_results.png)", ""]
-    pathlib.Path(args.out, "toy_results.md").write_text("\n".join(lines))
-    print("\n".join(lines))
+def page(results, args, setting, seconds: float) -> str:
+    n = len(next(iter(results.values())))
+    lines = ["# The paper's table at toy scale (synthetic people)", "",
+             f"Command: `{command_line('toy_paper_table.py', args, DEFAULTS)}` ({n} seeds; "
+             f"{seconds / 60:.0f} min of new runs on 2 CPU cores, runs shared with the collapse study reused).", "",
+             f"The collapse study's setting (docs/collapse_study.md): ResNet-18 at width 0.25, "
+             f"{setting.image_size[1]}x{setting.image_size[0]} crops, {setting.epochs * setting.steps_per_epoch} "
+             f"steps of batch {setting.batch_size} (+ {setting.batch_size} unlabelled), {setting.precision}, "
+             f"{setting.labelled_images} labelled and {setting.unlabelled_images} unlabelled synthetic images; "
+             "COCO AP with pycocotools on the validation people (GT boxes, no flip) and on the unlabelled "
+             "people (their ground truth). Mean ± std over seeds (train.seed 0..N-1, same data). The "
+             "paper's numbers (COCO 1K / 5K / 10K labels, ResNet-18, REFERENCE.md section 12) are for "
+             "reading the order of the rows, not the values.", "",
+             "| Method | Augmentation | AP (net 1) | AP (ensemble) | AP .5 | unlabelled AP | paper 1K / 5K / 10K | "
+             "time per run |", "|---|---|---|---|---|---|---|---|"]
+    for row, aug, paper in ROWS:
+        if row.name not in results:
+            continue
+        runs = results[row.name]
+        ens = fmt(final(runs, "ensemble")) if "ensemble" in runs[0]["validation"][-1] else "-"
+        ap5 = mean_std([r["metrics"]["net1"]["AP .5"] for r in runs])
+        t = sum(r.get("wall_s", r["seconds"]) for r in runs) / len(runs)
+        published = " / ".join(f"{v:.1f}" for v in paper) if paper else "-"
+        lines.append(f"| {row.name} | {aug} | {fmt(final(runs, 'net1'))} | {ens} | {fmt(ap5)} | "
+                     f"{fmt(final(runs, 'unl_net1'))} | {published} | {t:.0f} s |")
+    lines += ["", "![val AP and unlabelled AP over training](toy_results.png)", ""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_arguments(ap, DEFAULTS, "runs/toy_study")
+    args = ap.parse_args(argv)
+    panels = [("val AP (net 1)", "net1"), ("unlabelled AP (net 1)", "unl_net1")]
+    return run_study(args, selected([r for r, _, _ in ROWS], args.rows), "toy_results", panels, page)
 
 
 if __name__ == "__main__":

@@ -254,7 +254,7 @@ class Validation(keras.callbacks.Callback):
             heads = [h for h in ms if not h.startswith("_")]
             name = lambda h: h if prefix == "val" else f"unl_{h}"     # history keys: net1, unl_net1, ...
             entry.update({name(h): runner.primary(ms[h]) for h in heads})
-            entry.update({f"{name(h)}_peaks_below": ms[h]["peaks_below"] for h in heads})
+            entry.update({f"{name(h)}_{k}": ms[h][k] for h in heads for k in ("peaks_below", "peak_mean")})
             line += [f"{name(h)} {runner.primary(ms[h]):.4f}" for h in heads]
             with self.writer.as_default(step=epoch + 1):
                 for h in heads:
@@ -287,6 +287,15 @@ def first_unlabelled_batch(cfg: Config, n: int = 4) -> dict | None:
     parse = pipeline.unlabelled_parser(cfg, lab.joint_set.union_mask())
     ds = tf.data.Dataset.zip((pipeline.instances(unl).take(n), tf.data.Dataset.range(n)))
     return next(iter(ds.map(parse).batch(n)), None)
+
+
+def check_eval_sets(cfg: Config) -> None:
+    """Before any training: every set evaluated during training has its ground-truth file."""
+    for split in ("val", "unlabelled_eval"):
+        ds = getattr(cfg.data, split)
+        if ds.records and not os.path.exists(ds.annotations):
+            raise FileNotFoundError(f"data.{split}.annotations: ground-truth file not found: {ds.annotations!r} "
+                                    f"(needed to evaluate data.{split}.records during training)")
 
 
 def resume_point(cfg: Config) -> str | None:
@@ -384,6 +393,7 @@ def run(cfg: Config, progress: str = "epochs", strategy: tf.distribute.Strategy 
     """
     t = cfg.train
     check_resume(cfg)
+    check_eval_sets(cfg)
     resuming = resume_point(cfg) is not None
     if not resuming:
         checkpoints.check_pretrained(cfg)
