@@ -38,8 +38,8 @@ PANELS = [("val AP", "net1"), ("unlabelled AP", "unl_net1"), ("unlabelled mean p
 def page(results, args, setting, seconds: float) -> str:
     n = len(next(iter(results.values())))
     lines = ["# The collapse study (synthetic people)", "",
-             f"Command: `{command_line('collapse_study.py', args, DEFAULTS)}` ({n} seeds, "
-             f"{seconds / 60:.0f} min of runs on 2 CPU cores).", "",
+             f"Command: `{command_line('collapse_study.py', args, DEFAULTS)}` ({n} seeds; {len(results) * n} "
+             f"runs, {seconds / 60:.0f} min of run time on 2 CPU cores, {args.jobs} runs side by side).", "",
              f"Every row: ResNet-18 at width 0.25, {setting.image_size[1]}x{setting.image_size[0]} crops, "
              f"heatmap sigma {setting.sigma:g}, batch {setting.batch_size} labelled + {setting.batch_size} "
              f"unlabelled, {setting.epochs * setting.steps_per_epoch} steps, {setting.precision}, "
@@ -49,7 +49,7 @@ def page(results, args, setting, seconds: float) -> str:
              "flip, net 1), the mean predicted peak on the unlabelled people and the fraction of peaks below "
              "0.1. Values are mean ± std over seeds at the end of training; the figure shows the mean (line) "
              "and the seeds' range (band).", "",
-             "| Row | val AP | unlabelled AP | unlabelled mean peak | peaks < 0.1 | time per run |",
+             f"| Row | val AP | unlabelled AP | unlabelled mean peak | peaks < 0.1 | run time, {args.jobs} at a time |",
              "|---|---|---|---|---|---|"]
     for name, runs in results.items():
         t = sum(r.get("wall_s", r["seconds"]) for r in runs) / len(runs)

@@ -37,8 +37,9 @@ ROWS = [
 def page(results, args, setting, seconds: float) -> str:
     n = len(next(iter(results.values())))
     lines = ["# The paper's table at toy scale (synthetic people)", "",
-             f"Command: `{command_line('toy_paper_table.py', args, DEFAULTS)}` ({n} seeds; "
-             f"{seconds / 60:.0f} min of new runs on 2 CPU cores, runs shared with the collapse study reused).", "",
+             f"Command: `{command_line('toy_paper_table.py', args, DEFAULTS)}` ({n} seeds; {len(results) * n} "
+             f"runs, {seconds / 60:.0f} min of run time on 2 CPU cores, {args.jobs} runs side by side; the runs "
+             "it shares with the collapse study are trained once).", "",
              f"The collapse study's setting (docs/collapse_study.md): ResNet-18 at width 0.25, "
              f"{setting.image_size[1]}x{setting.image_size[0]} crops, {setting.epochs * setting.steps_per_epoch} "
              f"steps of batch {setting.batch_size} (+ {setting.batch_size} unlabelled), {setting.precision}, "
@@ -48,7 +49,7 @@ def page(results, args, setting, seconds: float) -> str:
              "paper's numbers (COCO 1K / 5K / 10K labels, ResNet-18, REFERENCE.md section 12) are for "
              "reading the order of the rows, not the values.", "",
              "| Method | Augmentation | AP (net 1) | AP (ensemble) | AP .5 | unlabelled AP | paper 1K / 5K / 10K | "
-             "time per run |", "|---|---|---|---|---|---|---|---|"]
+             f"run time, {args.jobs} at a time |", "|---|---|---|---|---|---|---|---|"]
     for row, aug, paper in ROWS:
         if row.name not in results:
             continue

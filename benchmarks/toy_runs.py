@@ -111,7 +111,12 @@ class Study:
         if not done.exists():
             return None
         result = json.loads(done.read_text())
-        return result if result["final_step"] == self.setting.epochs * self.setting.steps_per_epoch else None
+        if result["final_step"] != self.setting.epochs * self.setting.steps_per_epoch:
+            return None
+        timing = workdir / "toy_study.json"           # how long the run took when it was made
+        if timing.exists():
+            result["wall_s"] = json.loads(timing.read_text())["wall_s"]
+        return result
 
     def run_rows(self, rows: list[Row], seeds: list[int]) -> dict[str, list[dict]]:
         """Every (row, seed), ``jobs`` at a time; ``{row name: [train_result per seed]}``."""
@@ -149,6 +154,7 @@ class Study:
                     raise SystemExit(f"{row.name} seed {seed} failed (log {workdir}/log.txt):\n{tail}")
                 result = json.loads((workdir / "train_result.json").read_text())
                 result["wall_s"] = round(took)
+                write_text(str(workdir / "toy_study.json"), json.dumps({"wall_s": result["wall_s"], "jobs": self.jobs}))
                 results[(row.name, seed)] = result
                 last = result["validation"][-1]
                 print(f"{row.name} seed {seed}: val AP {last['net1']:.4f}, unlabelled AP {last['unl_net1']:.4f}, "
@@ -323,8 +329,8 @@ def keep_reading(path: str) -> str:
 def run_study(args, rows: list[Row], stem: str, panels: list[tuple[str, str]],
               page: Callable[[dict, object, ToySetting, float], str]) -> dict:
     """Run (or reuse) every row and seed, then write ``OUT/<stem>.json`` (every curve of every seed),
-    ``.png`` (``panels``) and ``.md`` (``page(results, args, setting, compute seconds)`` and the kept
-    reading); returns the json's content."""
+    ``.png`` (``panels``) and ``.md`` (``page(results, args, setting, seconds of all its runs)`` and the
+    kept reading); returns the json's content."""
     setting = setting_of(args)
     study = Study(args.workdir, setting, jobs=args.jobs)
     start = time.time()
@@ -336,7 +342,8 @@ def run_study(args, rows: list[Row], stem: str, panels: list[tuple[str, str]],
     plot(results, panels, os.path.join(args.out, f"{stem}.png"),
          f"mean over {args.seeds} seeds (line) and their range (band); x: training step")
     md = os.path.join(args.out, f"{stem}.md")
-    write_text(md, page(results, args, setting, study.compute_s) + keep_reading(md))
+    run_s = sum(r.get("wall_s", r["seconds"]) for runs in results.values() for r in runs)
+    write_text(md, page(results, args, setting, run_s) + keep_reading(md))
     print(pathlib.Path(md).read_text())
     print(f"compute: {study.compute_s / 60:.1f} min of runs made ({study.reused} reused), "
           f"wall {out['wall_s'] / 60:.1f} min")
