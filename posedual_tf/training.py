@@ -289,12 +289,16 @@ def first_unlabelled_batch(cfg: Config, n: int = 4) -> dict | None:
     return next(iter(ds.map(parse).batch(n)), None)
 
 
+class MissingGroundTruthError(FileNotFoundError):
+    """A set evaluated during training has no ground-truth file."""
+
+
 def check_eval_sets(cfg: Config) -> None:
     """Before any training: every set evaluated during training has its ground-truth file."""
     for split in ("val", "unlabelled_eval"):
         ds = getattr(cfg.data, split)
         if ds.records and not os.path.exists(ds.annotations):
-            raise FileNotFoundError(f"data.{split}.annotations: ground-truth file not found: {ds.annotations!r} "
+            raise MissingGroundTruthError(f"data.{split}.annotations: ground-truth file not found: {ds.annotations!r} "
                                     f"(needed to evaluate data.{split}.records during training)")
 
 
@@ -393,7 +397,6 @@ def run(cfg: Config, progress: str = "epochs", strategy: tf.distribute.Strategy 
     """
     t = cfg.train
     check_resume(cfg)
-    check_eval_sets(cfg)
     resuming = resume_point(cfg) is not None
     if not resuming:
         checkpoints.check_pretrained(cfg)
@@ -405,6 +408,7 @@ def run(cfg: Config, progress: str = "epochs", strategy: tf.distribute.Strategy 
 
     counter = corrupt.CorruptionCounter()
     lab = pipeline.open_source(cfg.data.labelled, "labelled")
+    check_eval_sets(cfg)
     steps, _ = pipeline.epoch_steps(cfg)
     labelled_ids = list(lab.joint_set.to_union)
     nets, method, optimizer = build(cfg, strategy, steps, labelled_ids, initial_weights=not resuming)

@@ -484,3 +484,16 @@ def test_kill_at_a_mid_epoch_step_resumes_to_the_same_weights(tmp_path):
         assert len(names) > 50
         for n in names:
             np.testing.assert_array_equal(a[n][()], b[n][()], err_msg=n)
+
+
+def test_an_evaluated_set_without_ground_truth_stops_before_training(tmp_path):
+    from posedual_tf import cli, training
+
+    cfg = config.load("demo_cons", [f"workdir={tmp_path}/run", f"data.val.annotations={__file__}",
+                                    f"data.unlabelled_eval.annotations={tmp_path}/no.json"])
+    with pytest.raises(training.MissingGroundTruthError) as e:
+        training.check_eval_sets(cfg)
+    line = cli.one_line(e.value)
+    assert line.startswith("data.unlabelled_eval.annotations: ground-truth file not found") and "no.json" in line
+    training.check_eval_sets(config.load("demo_cons", ["data.unlabelled_eval.records=''",
+                                                       f"data.val.annotations={__file__}"]))   # nothing evaluated
