@@ -135,7 +135,6 @@ class Study:
                     print(f"{row.name} seed {seed}: reused {workdir}", flush=True)
                     continue
                 workdir.mkdir(parents=True, exist_ok=True)
-                (workdir / ".toy_study").touch()
                 log = open(workdir / "log.txt", "w")
                 proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(self.threads), row.config, *sets],
                                         stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -150,6 +149,9 @@ class Study:
                 took = time.time() - start
                 self.compute_s += took
                 if proc.returncode:
+                    for other in running:          # no run is left going on its own after the study stops
+                        other[3].terminate()
+                        other[3].wait()
                     tail = (workdir / "log.txt").read_text()[-3000:]
                     raise SystemExit(f"{row.name} seed {seed} failed (log {workdir}/log.txt):\n{tail}")
                 result = json.loads((workdir / "train_result.json").read_text())
