@@ -41,3 +41,82 @@ def det_records(tmp_path_factory, shared):
     detections.convert(str(shared / "coco/image_info_test_coco.json"), str(shared / "coco/test_coco_det_AP_H_56.json"),
                        str(shared / "coco"), str(out), workers=1)
     return str(out)
+
+
+# ------------------------------------------------------------------------------ tiny train-step helpers
+# Shared by the step tests. Crops are 96x64 (H x W): portrait and non-square like the reference's
+# 256x192, so a swapped height/width anywhere in a step shows. Both sides are multiples of 32, so the
+# ResNet keeps its stride of 4 (a 64x48 crop gives a 16x16 heatmap, in the reference's ResNet too).
+
+H, W = 96, 64
+HM_H, HM_W = 24, 16
+TINY = [f"data.image_size=[{W},{H}]", f"data.heatmap_size=[{HM_W},{HM_H}]", "model.width_multiplier=0.125"]
+TINY_SETS = [f"--set={t}" for t in TINY]
+#: the union-24 ids a COCO labelled set supervises
+LABELLED_IDS = [1, 2, 3, 4, 5, 6, 11] + list(range(14, 24))
+#: unlabelled weights: COCO's joints on, the 7 union ids COCO never labels off
+UNL_WEIGHT = [0, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 0, 0] + [1] * 10
+
+
+def tiny_batch(seed=0, b=4):
+    """A random (labelled, unlabelled) batch at the tiny size."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    lab = {"image": rng.normal(size=(b, H, W, 3)).astype(np.float32),
+           "target": rng.uniform(size=(b, HM_H, HM_W, 24)).astype(np.float32),
+           "weight": (rng.uniform(size=(b, 24)) > 0.3).astype(np.float32)}
+    unl = {"image": rng.normal(size=(b, H, W, 3)).astype(np.float32),
+           "weight": np.tile(np.float32(UNL_WEIGHT), (b, 1))}
+    return lab, unl
+
+
+def tiny_method(name, *extra):
+    """(cfg, nets, compiled method) of config ``name`` at the tiny size, with ``extra`` overrides."""
+    from posedual_tf import config, methods
+    from posedual_tf.models import builder
+
+    cfg = config.load(name, TINY + list(extra))
+    nets = builder.build_networks(cfg)
+    m = methods.build_method(cfg, nets, labelled_ids=LABELLED_IDS)
+    m.compile(optimizer=methods.make_optimizer(cfg, 10))
+    return cfg, nets, m
+
+
+def mse_np(p, t, w):
+    """The reference JointsMSELoss written out in float64: sum 0.5 w^2 (P - T)^2 / (J B h w)."""
+    import numpy as np
+
+    p, t, w = (np.asarray(v, np.float64) for v in (p, t, w))
+    b, h, wd, j = p.shape
+    return float(np.sum(0.5 * (w[:, None, None, :] ** 2) * (p - t) ** 2) / (j * b * h * wd))
+
+
+class FakeRng:
+    """Hands out the queued arrays in order, checking each draw's shape: injected draws."""
+
+    def __init__(self, *draws):
+        self.draws = list(draws)
+
+    def _pop(self, shape):
+        import numpy as np
+        import tensorflow as tf
+
+        v = np.asarray(self.draws.pop(0))
+        assert list(v.shape) == [int(s) for s in shape], (v.shape, shape)
+        return tf.constant(v)
+
+    def uniform(self, shape, minval=0, maxval=None, dtype=None):
+        import tensorflow as tf
+
+        return tf.cast(self._pop(shape), dtype or tf.float32)
+
+    def normal(self, shape):
+        import tensorflow as tf
+
+        return tf.cast(self._pop(shape), tf.float32)
+
+    def gamma(self, shape, alpha):
+        import tensorflow as tf
+
+        return tf.cast(self._pop(shape), tf.float32)

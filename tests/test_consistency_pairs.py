@@ -10,7 +10,7 @@ from posedual_tf import config
 from posedual_tf.data import augment, hard_views
 from posedual_tf.evaluation import runner
 from posedual_tf.methods.base import collapse_indicator
-from tests.test_training import _batch, _method
+from tests.conftest import tiny_batch as _batch, tiny_method as _method
 
 H, W = 64, 48
 

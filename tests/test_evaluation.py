@@ -29,8 +29,46 @@ def _gt_instances(shared, jitter=0.0, seed=0):
 def test_ground_truth_as_predictions_gives_ap_1(shared):
     kept = coco.rescore_and_nms(_gt_instances(shared), 0.2, 0.9)
     stats = coco.evaluate_coco(coco.to_results(kept), str(shared / "coco/test_coco.json"))
-    assert list(stats) == list(coco.STAT_NAMES)
     assert stats["AP"] == pytest.approx(1.0) and stats["AR"] == pytest.approx(1.0)
+
+
+def _summarize_lines(results_path, ann_path) -> dict[str, float]:
+    """pycocotools' own printed summary, each line named from its text: (AP|AR) [.5|.75] [(M)|(L)]."""
+    import contextlib
+    import io
+    import re
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        gt = COCO(ann_path)
+        ev = COCOeval(gt, gt.loadRes(results_path), "keypoints")
+        ev.evaluate(), ev.accumulate(), ev.summarize()
+    out = {}
+    pattern = r"Average (Precision|Recall) +\((AP|AR)\) @\[ IoU=([0-9.:]+) +\| area= *(\w+) \| maxDets= *\d+ \] = ([-0-9.]+)"
+    for kind, short, iou, area, value in re.findall(pattern, text.getvalue()):
+        name = short + {"0.50:0.95": "", "0.50": " .5", "0.75": " .75"}[iou] + \
+            {"all": "", "medium": " (M)", "large": " (L)"}[area]
+        out[name] = float(value)
+    return out
+
+
+def test_stat_names_match_pycocotools_printed_summary(shared, tmp_path):
+    """Each of our ten names carries the number pycocotools prints on the line that names it."""
+    inst = _gt_instances(shared, jitter=4.0, seed=3)
+    path = tmp_path / "res.json"
+    coco.write_results(coco.to_results(coco.rescore_and_nms(inst, 0.2, 0.9)), str(path))
+    ann = str(shared / "coco/test_coco.json")
+    printed = _summarize_lines(str(path), ann)
+    assert len(printed) == 10
+    stats = coco.evaluate_coco(str(path), ann)
+    assert set(stats) == set(printed)
+    for name, value in printed.items():
+        assert stats[name] == pytest.approx(value, abs=5e-4), name
+    # the case tells the labels apart: the IoU columns differ
+    assert abs(printed["AP .5"] - printed["AP .75"]) > 0.01 and abs(printed["AR .5"] - printed["AR .75"]) > 0.01
 
 
 def test_jittered_predictions_match_direct_pycocotools(shared, tmp_path):
@@ -75,6 +113,66 @@ def test_oks_nms_hand_built():
     assert keep[0] == 1 and 0 not in keep
     soft = coco.soft_oks_nms(kps, np.array([0.9, 0.8, 0.7, 0.6]), np.full(4, area), 0.5)
     assert soft[0] == 0 and soft[-1] == 1         # the near-duplicate is decayed the most
+
+
+def test_oks_nms_with_unequal_areas_uses_the_mean_area_of_the_pair():
+    """The reference's NMS OKS divides by the mean of the two instances' areas. A small instance shifted
+    from a large kept one: by the pair's mean area it is below the threshold (kept); by the kept one's
+    area alone it would be above (dropped)."""
+    sig = np.array(joints.COCO_SIGMAS)
+    base = np.zeros((17, 3))
+    base[:, 0], base[:, 1], base[:, 2] = np.arange(17) * 10.0, 50.0, 1.0
+    moved = base.copy()
+    moved[:, 0] += 4.0
+    big, small = 3600.0, 400.0
+    by_hand = lambda area: float(np.mean(np.exp(-16.0 / (2 * sig) ** 2 / (area + np.spacing(1)) / 2)))
+    mean_area, kept_area = by_hand((big + small) / 2), by_hand(big)
+    thresh = 0.5 * (mean_area + kept_area)
+    assert mean_area < thresh < kept_area
+    np.testing.assert_allclose(coco.oks_iou(base, moved[None], big, np.array([small])), [mean_area], rtol=1e-12)
+    keep = coco.oks_nms(np.stack([base, moved]), np.array([0.9, 0.8]), np.array([big, small]), thresh)
+    assert keep == [0, 1]
+    keep = coco.oks_nms(np.stack([base, moved]), np.array([0.9, 0.8]), np.array([big, big]), thresh)
+    assert keep == [0]
+
+
+def test_rescoring_is_box_score_times_mean_confident_joint_score():
+    """Independent of the code: score = box score x mean of the joint scores above in_vis_thre (0 when
+    none), per instance; nms 'none' keeps all."""
+    rng = np.random.default_rng(7)
+    inst, want = [], []
+    for i in range(12):
+        kp = np.zeros((17, 3))
+        kp[:, 2] = rng.uniform(0, 0.6, 17)
+        box = float(rng.uniform(0.1, 1.0))
+        inst.append({"keypoints": kp, "image_id": i // 3, "box_score": box, "area": 100.0})
+        conf = [v for v in kp[:, 2] if v > 0.2]
+        want.append(box * (sum(conf) / len(conf) if conf else 0.0))
+    got = coco.rescore_and_nms(inst, 0.2, 0.9, nms="none")
+    assert [g["score"] for g in got] == pytest.approx(want, rel=1e-12)
+
+
+def test_evaluation_carries_each_records_detection_score_into_rescoring():
+    """runner.predict keeps each person's box (detection) score; the kept instance's score is that score
+    times the mean confident joint score of the decoded heatmaps."""
+    import tensorflow as tf
+
+    from posedual_tf import config
+    from posedual_tf.evaluation import runner
+
+    hm = np.zeros((2, 16, 12, 24), np.float32)
+    hm[0, 5, 5, :], hm[1, 7, 3, :] = 0.8, 0.6                      # every joint's peak: 0.8 and 0.6
+    batch = {"image": np.zeros((2, 8, 8, 3), np.float32), "center": np.float32([[100, 100], [300, 100]]),
+             "scale": np.float32([[1, 1], [1, 1]]), "score": np.float32([0.37, 0.9]),
+             "image_id": np.int64([1, 1]), "ann_id": np.int64([0, 1]), "area": np.float32([1e4, 1e4]),
+             "raw_box": np.float32([[0, 0, 1, 1]] * 2)}
+    cfg = config.load("coco1k_sup", ["data.image_size=[48,64]", "data.heatmap_size=[12,16]"])
+    out = runner.predict(cfg, [lambda x, training=False: tf.constant(hm)], tf.data.Dataset.from_tensors(batch),
+                         progress=False)["net1"]
+    assert [o["box_score"] for o in out] == pytest.approx([0.37, 0.9])
+    mapped = [dict(o, keypoints=joints.COCO.from_union_array(o["keypoints"])) for o in out]
+    kept = coco.rescore_and_nms(mapped, 0.2, 0.9, nms="none")
+    assert [k["score"] for k in kept] == pytest.approx([0.37 * 0.8, 0.9 * 0.6], rel=1e-6)
 
 
 def test_rescoring_uses_visibility_threshold():

@@ -11,7 +11,7 @@ from posedual_tf.data import augment
 from posedual_tf.models import bn_groups
 from posedual_tf.models.layers import BatchNorm
 from posedual_tf.models.resnet import pose_resnet
-from tests.test_training import _batch, _method
+from tests.conftest import tiny_batch as _batch, tiny_method as _method
 
 
 def _moving_stats(nets):

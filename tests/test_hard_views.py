@@ -8,27 +8,7 @@ import tensorflow as tf
 
 from posedual_tf import aug_paths, config
 from posedual_tf.data import augment, hard_views
-
-
-class FakeRng:
-    """Hands out the queued arrays in order, checking each draw's shape: injected draws."""
-
-    def __init__(self, *draws):
-        self.draws = list(draws)
-
-    def _pop(self, shape):
-        v = np.asarray(self.draws.pop(0))
-        assert list(v.shape) == [int(s) for s in shape], (v.shape, shape)
-        return tf.constant(v)
-
-    def uniform(self, shape, minval=0, maxval=None, dtype=tf.float32):
-        return tf.cast(self._pop(shape), dtype)
-
-    def normal(self, shape):
-        return tf.cast(self._pop(shape), tf.float32)
-
-    def gamma(self, shape, alpha):
-        return tf.cast(self._pop(shape), tf.float32)
+from tests.conftest import FakeRng
 
 
 def _heatmaps_at(points, h=16, w=12, j=24):
@@ -70,11 +50,15 @@ def test_joint_cutout_zeroes_exactly_the_windows(swap_axes):
 
 
 def test_joint_cutout_reference_draws_from_all_channels_with_replacement():
-    hm = np.random.default_rng(0).uniform(size=(64, 16, 12, 24)).astype(np.float32)
-    images = np.ones((64, 64, 48, 3), np.float32)
-    _, mask = hard_views.joint_cutout(augment.StatelessRng([5, 5]), images, hm, 5)
-    area = mask.numpy().sum(axis=(1, 2, 3))
-    assert area.min() > 0 and area.max() <= 5 * 38 * 38
+    """The reference's JC choice is K uniform draws over all J channels: a repeated draw cuts one box."""
+    hm = np.zeros((1, 16, 12, 24), np.float32)
+    hm[0, 8, 6, :] = 1.0                                   # every joint at (24, 32) ...
+    hm[0, 2, 2, 3] = 2.0                                   # ... but joint 3, at (8, 8)
+    rng = FakeRng(np.zeros((1, 24, 2)), np.full((1, 24, 2), 5), np.array([[3, 3, 3]]))
+    _, mask = hard_views.joint_cutout(rng, np.ones((1, 64, 48, 3), np.float32), hm, 3)
+    want = np.zeros((64, 48), bool)
+    want[3:13, 3:13] = True                                # one 10x10 box, drawn three times
+    np.testing.assert_array_equal(mask.numpy()[0, ..., 0] > 0, want)
 
 
 # ------------------------------------------------------------------------------ JO (MULTIAUGS.md 1.2)
@@ -324,3 +308,33 @@ def test_views_are_cut_at_the_other_nets_joints_op_by_op(monkeypatch):
     hard_views.build_views(cfg, augment.StatelessRng([1, 1]), {"image": tf.ones([2, 96, 64, 3])}, [t2, t1], [t1, t2])
     where1, where2 = 10 * 16 + 10, 1 * 16 + 1           # argmax index of net 2's and net 1's peaks
     assert calls == [("JO", where1), ("JO", where2), ("CO", where1), ("CO", where2)]
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
+def test_views_and_targets_are_warped_as_torch_grid_sample_on_a_non_square_crop(align_corners):
+    """The batch affine of a step (an A60 path: the easy view warped by theta) against PyTorch's own
+    affine_grid + grid_sample (bilinear, zero padding) with the configured align_corners, on 64x48."""
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as F
+
+    cfg = config.load("coco1k_dual", ["data.image_size=[48,64]", "data.heatmap_size=[12,16]", "method.paths=[A60]",
+                                      f"method.align_corners={str(align_corners).lower()}"])
+    rng = np.random.default_rng(3)
+    images = rng.normal(size=(3, 64, 48, 3)).astype(np.float32)
+    maps = rng.uniform(size=(3, 16, 12, 24)).astype(np.float32)
+    views, targets = hard_views.build_views(cfg, augment.StatelessRng([8, 2]), {"image": tf.constant(images)},
+                                            [None, None], [tf.constant(maps)] * 2)
+    # the step's theta: the path has no op, so the batch affine makes the RNG's first draws
+    theta = augment.batch_affine_theta(augment.StatelessRng([8, 2]), 3, cfg.data.scale_factor, cfg.data.rot_factor,
+                                       cfg.method.unsup_rot_prob).numpy()
+    assert np.abs(theta[:, :, :2] - np.eye(2)).max() > 0.05          # a real warp, not the identity
+
+    def torch_warp(x):
+        t = torch.from_numpy(np.transpose(x, (0, 3, 1, 2)).copy())
+        grid = F.affine_grid(torch.from_numpy(theta), list(t.shape), align_corners=align_corners)
+        out = F.grid_sample(t, grid, mode="bilinear", padding_mode="zeros", align_corners=align_corners)
+        return np.transpose(out.numpy(), (0, 2, 3, 1))
+
+    for n in range(2):
+        np.testing.assert_allclose(views[0][n].numpy(), torch_warp(images), atol=1e-4)
+    np.testing.assert_allclose(targets[0].numpy(), torch_warp(maps), atol=1e-4)

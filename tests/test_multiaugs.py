@@ -13,7 +13,7 @@ import tensorflow as tf
 from posedual_tf import config, training
 from posedual_tf.data import augment, hard_views
 from posedual_tf.methods.base import joints_mse
-from tests.test_training import TINY_SETS, _batch, _method, _mse_np
+from tests.conftest import TINY_SETS, tiny_batch as _batch, tiny_method as _method, mse_np as _mse_np
 
 LABELLED_IDS = [1, 2, 3, 4, 5, 6, 11] + list(range(14, 24))
 
@@ -63,7 +63,7 @@ def test_multi_path_dual_loss_equals_hand_computation():
     net 2's, losses summed over paths with weight 1."""
     cfg, (f1, f2), m = _method("coco1k_dual", "method.paths=[JO, CM]")
     lab, unl = _batch(5)
-    b, h, w = 4, 64, 64
+    b, h, w = 4, 96, 64
     s1, s2 = f1(lab["image"], training=True).numpy(), f2(lab["image"], training=True).numpy()
     t1, t2 = f1(unl["image"], training=True), f2(unl["image"], training=True)
     rng = augment.StatelessRng([2, 4])
