@@ -97,8 +97,25 @@ def one_line(e: BaseException) -> str:
         return f"{where}: {e.strerror}" if where else e.strerror
     text = str(e).strip()
     first = text.splitlines()[0] if text else ""
+    if type(e).__module__.startswith("tensorflow"):
+        first = _first_cause(text) or first
     known = type(e).__module__.startswith(("posedual_tf", "tfrecords_tools")) or isinstance(e, (ValueError, KeyError))
     return first if known and first else f"{type(e).__name__}: {first} (run with --debug for the traceback)"
+
+
+#: lines of a TensorFlow error message that frame the cause rather than state it
+_FRAMING = ("Graph execution error", "Detected at node", "The op is created at", "File ", "Stack trace",
+            "defined at", "[[")
+
+
+def _first_cause(text: str) -> str:
+    """The first line of a TensorFlow error that states its cause (an XLA or graph error starts with
+    'Graph execution error:' and the stack of the node before the reason)."""
+    for line in text.splitlines():
+        s = line.strip()
+        if s and not line[:1].isspace() and not s.startswith(_FRAMING):
+            return s
+    return ""
 
 
 def define_config_flags() -> None:

@@ -293,7 +293,9 @@ def _coerce(value: Any, tp: Any, source: str, key: str) -> Any:
 
     origin = typing.get_origin(tp)
     if origin is Literal:
-        if value not in typing.get_args(tp):
+        if isinstance(value, bool) and str(value).lower() in typing.get_args(tp):
+            value = str(value).lower()                  # YAML reads true/false as booleans
+        if isinstance(value, bool) or value not in typing.get_args(tp):
             raise fail()
         return value
     if origin is list:

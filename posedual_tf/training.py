@@ -47,11 +47,22 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
-def resolve_jit(setting: str, strategy: tf.distribute.Strategy) -> bool:
-    """XLA only where it pays: a GPU and no multi-replica strategy (auto), or when forced."""
+def resolve_jit(setting: str, strategy: tf.distribute.Strategy, deterministic: bool = False) -> bool:
+    """XLA only where it pays: a GPU and no multi-replica strategy (auto), or when forced.
+
+    Keras turns XLA off under op determinism (with a warning), so ``deterministic`` with ``true`` is an
+    error here and ``auto`` says that it chose no XLA: never a silent drop."""
+    if setting == "true" and deterministic:
+        raise ValueError("train.jit_compile=true with train.deterministic=true: Keras runs no XLA under op "
+                         "determinism; set one of them to false")
     if setting in ("true", "false"):
         return setting == "true"
-    return bool(tf.config.list_logical_devices("GPU")) and strategy.num_replicas_in_sync == 1
+    wanted = bool(tf.config.list_logical_devices("GPU")) and strategy.num_replicas_in_sync == 1
+    if wanted and deterministic:
+        print("train.jit_compile=auto: no XLA, since train.deterministic=true (Keras runs no XLA under op "
+              "determinism)")
+        return False
+    return wanted
 
 
 def set_precision(policy: str) -> None:
@@ -367,7 +378,8 @@ def build(cfg: Config, strategy: tf.distribute.Strategy, steps_per_epoch: int, l
         method = build_method(cfg, nets, labelled_ids)
         optimizer = make_optimizer(cfg, steps_per_epoch)
         optimizer.build(method.trainable_variables)
-        method.compile(optimizer=optimizer, jit_compile=resolve_jit(cfg.train.jit_compile, strategy))
+        method.compile(optimizer=optimizer,
+                       jit_compile=resolve_jit(cfg.train.jit_compile, strategy, cfg.train.deterministic))
     return nets, method, optimizer
 
 

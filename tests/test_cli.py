@@ -46,3 +46,37 @@ def test_both_spellings_and_quiet_start_up(shared, tmp_path):
     loud = subprocess.run(args + ["--output", str(tmp_path / "b"), "--verbose"], capture_output=True, text=True,
                           timeout=300)
     assert loud.returncode == 0 and "oneDNN" in loud.stderr
+
+
+def test_xla_error_keeps_its_first_cause_line():
+    """An XLA failure inside Keras' fit says 'Graph execution error:' then the node's stack; the one-line
+    error carries the cause (the op XLA cannot compile), not the framing."""
+    import tensorflow as tf
+
+    @tf.function(jit_compile=True)
+    def warp(x):
+        return tf.raw_ops.ImageProjectiveTransformV3(
+            images=x, transforms=tf.constant([[1.0, 0, 0, 0, 1, 0, 0, 0]]), output_shape=tf.constant([8, 8]),
+            fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT")
+
+    with pytest.raises(tf.errors.InvalidArgumentError) as err:
+        warp(tf.zeros([1, 8, 8, 1]))
+    framed = tf.errors.InvalidArgumentError(None, None, "Graph execution error:\n\nDetected at node x defined at "
+                                            "(most recent call last):\n  File \"a.py\", line 1, in <module>\n\n"
+                                            + str(err.value))
+    for e in (err.value, framed):
+        line = cli.one_line(e)
+        assert "\n" not in line and "ImageProjectiveTransformV3" in line and "XLA" in line, line
+        assert line.startswith("InvalidArgumentError: Detected unsupported operations")
+
+
+def test_xla_with_determinism_is_an_error_or_said():
+    """Keras runs no XLA under op determinism: forcing both is a one-line error, never a silent drop."""
+    import tensorflow as tf
+
+    from posedual_tf.training import resolve_jit
+
+    one = tf.distribute.get_strategy()
+    with pytest.raises(ValueError, match="train.jit_compile=true with train.deterministic=true"):
+        resolve_jit("true", one, deterministic=True)
+    assert resolve_jit("true", one) is True and resolve_jit("false", one, deterministic=True) is False

@@ -168,3 +168,17 @@ def test_non_finite_values_yaml_syntax_and_set_errors_are_named(tmp_path):
     bad.write_text("base: coco1k_dual\ntrain:\n  lr_step: [20, 25\n  epochs: 3\n")
     with pytest.raises(config.ConfigError, match=rf"^{bad}: line 4, column \d+: not valid YAML: "):
         config.load(str(bad))
+
+
+def test_xla_jit_compile_takes_yaml_booleans(tmp_path):
+    """``train.jit_compile: true`` (a YAML boolean) is the string setting, in a file and in --set."""
+    assert config.load("demo_dual", ["train.jit_compile=true"]).train.jit_compile == "true"
+    assert config.load("demo_dual", ["train.jit_compile=false"]).train.jit_compile == "false"
+    path = tmp_path / "x.yaml"
+    path.write_text("base: demo_dual\ntrain:\n  jit_compile: true\n")
+    assert config.load(str(path)).train.jit_compile == "true"
+    with pytest.raises(config.ConfigError, match="train.jit_compile: expected one of 'auto', 'true', 'false'"):
+        config.load("demo_dual", ["train.jit_compile=1"])
+    # a boolean never passes for a setting whose choices are not true/false
+    with pytest.raises(config.ConfigError, match="train.strategy"):
+        config.load("demo_dual", ["train.strategy=true"])

@@ -51,6 +51,27 @@ CHECK = textwrap.dedent("""
 """)
 
 
+def _decode_np(hm, centers, scales):
+    """The reference's decoding written out per joint, apart from the code under test: first argmax
+    (zeroed where the max is not positive), a quarter pixel towards the higher neighbour when
+    1 < p < size - 1, then heatmap -> image by the box (x = p * 200 s / w + c - 100 s)."""
+    b, h, w, j = hm.shape
+    coords, maxvals = np.zeros((b, j, 2)), np.zeros((b, j))
+    for i in range(b):
+        for k in range(j):
+            m = hm[i, ..., k]
+            y, x = divmod(int(np.argmax(m)), w)
+            maxvals[i, k] = m[y, x]
+            px, py = (float(x), float(y)) if m[y, x] > 0 else (0.0, 0.0)
+            if m[y, x] > 0 and 1 < x < w - 1 and 1 < y < h - 1:
+                px += 0.25 * np.sign(m[y, x + 1] - m[y, x - 1])
+                py += 0.25 * np.sign(m[y + 1, x] - m[y - 1, x])
+            size = scales[i] * 200.0
+            coords[i, k] = [px * size[0] / w + centers[i][0] - size[0] / 2,
+                            py * size[1] / h + centers[i][1] - size[1] / 2]
+    return coords, maxvals
+
+
 def test_signatures_match_keras_in_fresh_process(exported, shared, tmp_path):
     cfg, nets, saved = exported
     image_path = shared / "coco/000000196141.jpg"
@@ -73,11 +94,11 @@ def test_signatures_match_keras_in_fresh_process(exported, shared, tmp_path):
     x = (crops[..., ::-1] / 255.0 - np.array(cfg.data.mean)) / np.array(cfg.data.std)
     hm = 0.5 * (nets[0](x.astype(np.float32), training=False).numpy() + nets[1](x.astype(np.float32), training=False).numpy())
     np.testing.assert_allclose(got["heatmaps"], hm, atol=1e-4)
-    coords, maxvals = codec.decode_heatmaps(hm, centers, scales, None, "shift")
-    np.testing.assert_allclose(got["image_keypoints"][..., :2], coords.numpy()[:, list(joints.COCO.to_union)], atol=1e-3)
-    np.testing.assert_allclose(got["image_keypoints"][..., 2], maxvals.numpy()[:, list(joints.COCO.to_union)], atol=1e-4)
-    crop_coords, _ = codec.decode_heatmaps(hm, np.tile([[48.0, 64.0]], (5, 1)), np.tile([[96 / 200, 128 / 200]], (5, 1)))
-    np.testing.assert_allclose(got["keypoints"][..., :2], crop_coords.numpy(), atol=1e-3)
+    coords, maxvals = _decode_np(hm, centers.numpy(), scales.numpy())
+    np.testing.assert_allclose(got["image_keypoints"][..., :2], coords[:, list(joints.COCO.to_union)], atol=1e-3)
+    np.testing.assert_allclose(got["image_keypoints"][..., 2], maxvals[:, list(joints.COCO.to_union)], atol=1e-4)
+    crop_coords, _ = _decode_np(hm, np.tile([[48.0, 64.0]], (5, 1)), np.tile([[96 / 200, 128 / 200]], (5, 1)))
+    np.testing.assert_allclose(got["keypoints"][..., :2], crop_coords, atol=1e-3)
     assert tuple(got["empty"]) == (0, 17, 3)
     assert got["scores"].shape == (5,)
 
@@ -106,8 +127,14 @@ def test_predict_cli_writes_pngs_and_evaluable_results(exported, shared, tmp_pat
     assert len(results) == sum(d["score"] >= 0.5 for d in dets)
     from posedual_tf.evaluation import coco
 
+    # evaluable: every entry is a COCO keypoint result on an image of the ground truth
+    gt_ids = {im["id"] for im in json.loads((shared / "coco/test_coco.json").read_text())["images"]}
+    for r in results:
+        assert r["image_id"] in gt_ids and r["category_id"] == 1 and len(r["keypoints"]) == 51
+        assert np.isfinite(r["keypoints"]).all() and np.isfinite(r["score"])
+    assert {r["image_id"] for r in results} == {d["image_id"] for d in dets if d["score"] >= 0.5}
     stats = coco.evaluate_coco(str(out / "results.json"), str(shared / "coco/test_coco.json"))
-    assert set(stats) == set(coco.STAT_NAMES) and 0.0 <= stats["AP"] <= 1.0
+    assert set(stats) == set(coco.STAT_NAMES)
 
 
 def test_export_never_replaces_what_it_did_not_write(exported, tmp_path):

@@ -62,7 +62,9 @@ def test_in_graph_crop_matches_cv2(shared):
         want = cv2.warpAffine(img, m, (192, 256), flags=cv2.INTER_LINEAR).astype(np.float32)
         got = geometry.tf_crop(tf.constant(img), tf.constant(c), tf.constant(s), tf.constant(rot, tf.float32),
                                (192, 256)).numpy()
-        assert np.abs(got - want).mean() < 1.0
+        # cv2 interpolates at 1/32 px in fixed point: a few grey levels on sharp edges, nowhere more
+        err = np.abs(got - want)
+        assert err.max() <= 6.0 and err.mean() < 0.35, (err.max(), err.mean())
         # the numpy and in-graph matrices agree, and the inverse is exact
         mt = geometry.tf_affine_matrix(c[None], s[None], [rot], (192, 256))[0].numpy()
         np.testing.assert_allclose(mt, m, rtol=1e-5, atol=1e-3)

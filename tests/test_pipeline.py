@@ -33,7 +33,8 @@ def test_flip_crop_equals_crop_of_mirrored_image(shared, coco_records, det_recor
     mirrored = img[:, ::-1]
     m = geometry.get_affine_transform(center.numpy(), scale.numpy(), 20.0, (192, 256))
     want = cv2.warpAffine(np.ascontiguousarray(mirrored), m, (192, 256), flags=cv2.INTER_LINEAR).astype(np.float32)
-    assert np.abs(crop.numpy() - want).mean() < 1.0
+    err = np.abs(crop.numpy() - want)     # cv2's 1/32 px fixed-point bilinear: a few levels on edges
+    assert err.max() <= 6.0 and err.mean() < 0.35, (err.max(), err.mean())
     # the left shoulder of the mirrored image is the person's right shoulder, moved by the same matrix
     lsho = elem["joints"].numpy()[14]
     expected = geometry.affine_transform_points([[img.shape[1] - 1 - lsho[0], lsho[1]]], m)[0]
@@ -42,19 +43,44 @@ def test_flip_crop_equals_crop_of_mirrored_image(shared, coco_records, det_recor
 
 
 def test_labelled_targets_peak_at_crop_joints(coco_records, det_records):
+    """Each supervised joint's target peaks (value 1) at the joint moved into the crop as the reference
+    moves it: cv2's affine of the drawn scale and rotation, after the mirror when flipped, over stride 4
+    with int(x + 0.5); a centre off the map leaves a partial gaussian (or no target)."""
     cfg = _cfg(coco_records, det_records)
+    maker = pipeline.SampleMaker(cfg)
     parse = pipeline.labelled_parser(cfg)
     src = pipeline.open_source(cfg.data.labelled, "labelled")
-    for elem, seed in zip(pipeline.instances(src).take(4), [1, 2, 3, 4]):
+    flips = set()
+    perm = np.arange(24)
+    for a, b in joints.UNION_FLIP_PAIRS:
+        perm[a], perm[b] = b, a
+    checked = 0
+    for elem, seed in zip(pipeline.instances(src).take(6), [1, 2, 3, 4, 5, 6]):
         out = parse(elem, tf.constant(seed, tf.int64))
         t, w = out["target"].numpy(), out["weight"].numpy()
         assert out["image"].shape == (256, 192, 3) and t.shape == (64, 48, 24)
         assert w[[0, 7, 8, 9, 10, 12, 13]].sum() == 0          # never supervised union ids
-        on = np.where(w > 0)[0]
-        assert len(on) > 0
-        for j in on:  # a peak of 1, or a partial gaussian whose centre is off the map (peak on the border)
-            y, x = np.unravel_index(np.argmax(t[..., j]), t.shape[:2])
-            assert t[y, x, j] == pytest.approx(1.0) or x in (0, 47) or y in (0, 63)
+        # the parser's draws, then the geometry the reference's way
+        s_mult, rot, flip = (v.numpy() for v in maker.draw_geometry(augment.StatelessRng(tf.stack([seed, 11]))))
+        flips.add(bool(flip))
+        width = int(records.image_size(elem["encoded"]).numpy()[1])
+        c, s = geometry.box_to_center_scale(elem["box"].numpy(), 192 / 256)
+        jts, vis = elem["joints"].numpy().copy(), elem["vis"].numpy().copy()
+        if flip:
+            jts[:, 0] = width - 1 - jts[:, 0]
+            jts, vis = jts[perm], vis[perm]
+            c = np.array([width - 1 - c[0], c[1]])
+        m = geometry.get_affine_transform(c, s * s_mult, float(rot), (192, 256))
+        moved = geometry.affine_transform_points(jts, m)
+        for j in np.where(vis > 0)[0]:
+            mx, my = int(moved[j, 0] / 4 + 0.5), int(moved[j, 1] / 4 + 0.5)
+            if 0 <= mx < 48 and 0 <= my < 64:
+                assert w[j] == 1 and t[my, mx, j] == pytest.approx(1.0), (seed, j)
+                assert np.unravel_index(np.argmax(t[..., j]), t.shape[:2]) == (my, mx)
+                checked += 1
+            elif w[j] > 0:
+                assert t[..., j].max() < 1.0
+    assert checked >= 20 and flips == {False, True}
 
 
 def test_same_seed_same_batches(coco_records, det_records):

@@ -495,3 +495,14 @@ def test_an_evaluated_set_without_ground_truth_stops_before_training(tmp_path):
     assert line.startswith("data.unlabelled_eval.annotations: ground-truth file not found") and "no.json" in line
     training.check_eval_sets(config.load("demo_cons", ["data.unlabelled_eval.records=''",
                                                        f"data.val.annotations={__file__}"]))   # nothing evaluated
+
+
+def test_learning_rate_steps_at_the_start_of_each_milestone_epoch():
+    """The reference's MultiStepLR (stepped once per epoch): lr x 0.1 from epoch 20 and again from 25
+    (0-based epochs), whatever the number of steps per epoch."""
+    cfg = config.load("coco1k_dual", ["train.lr=0.001", "train.lr_step=[20,25]", "train.lr_factor=0.1"])
+    opt = methods.make_optimizer(cfg, 7)
+    schedule = opt.learning_rate if callable(opt.learning_rate) else opt._learning_rate
+    want = {0: 1e-3, 19 * 7 + 6: 1e-3, 20 * 7: 1e-4, 24 * 7 + 6: 1e-4, 25 * 7: 1e-5, 40 * 7: 1e-5}
+    for step, lr in want.items():
+        assert float(schedule(step)) == pytest.approx(lr, rel=1e-6), step

@@ -1,0 +1,232 @@
+"""Seeded bugs that the suite must catch: ``python tests/mutants.py`` applies each mutation in a temporary
+copy of the repository, runs the tests named for it there and prints killed / survived.
+
+Not part of the suite (each mutant starts TensorFlow again: about 20-40 s each on 2 cores, some minutes
+for the ones that train). Its last output is in docs/testing.md, which also says how to add a mutant.
+
+    python tests/mutants.py                  # every mutant
+    python tests/mutants.py --only nms_kept_area,jc_without_replacement
+    python tests/mutants.py --list
+
+A mutant is (name, file, original text, mutated text, tests). The original text must occur exactly once
+in the file; the tests are pytest node ids run with ``-x``. Killed = the tests fail (pytest exit 1);
+survived = they pass; anything else (the text is gone, a collection error) is reported as an error,
+since it says nothing about the tests. The exit status is 0 only when every mutant is killed.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+#: left out of the copy: at the repository's root, and anywhere
+SKIP_ROOT = {".git", ".venv", ".venv-ci", "runs", "build", "data", "exported", ".whl", ".gl"}
+SKIP_ANY = {"__pycache__", ".pytest_cache"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Mutant:
+    name: str
+    file: str
+    original: str
+    mutated: str
+    tests: tuple[str, ...]
+    what: str
+
+
+def m(name, file, original, mutated, tests, what):
+    return Mutant(name, file, original, mutated, tuple([tests] if isinstance(tests, str) else tests), what)
+
+
+TT, HV, FX, EV = "tests/test_training.py", "tests/test_hard_views.py", "tests/test_fixes.py", "tests/test_evaluation.py"
+
+MUTANTS = [
+    # ---- the eight that survived the suite before (issue list, in its order)
+    m("consistency_all_joints", "posedual_tf/methods/base.py",
+      "mse = lambda p: joints_mse(p, target, weight,", "mse = lambda p: joints_mse(p, target, tf.ones_like(weight),",
+      f"{TT}::test_one_step_loss_equals_hand_computation",
+      "the consistency MSE weighs every union joint (supervises the 7 never-labelled ids)"),
+    m("warp_other_align_corners", "posedual_tf/data/hard_views.py",
+      "augment.affine_grid_warp(x, theta, cfg.method.align_corners)",
+      "augment.affine_grid_warp(x, theta, not cfg.method.align_corners)",
+      f"{HV}::test_views_and_targets_are_warped_as_torch_grid_sample_on_a_non_square_crop",
+      "the batch warp of views and targets uses the other align_corners"),
+    m("hole_axes_ignored", "posedual_tf/data/hard_views.py", "swap_axes=not f.hole_axes", "swap_axes=True",
+      f"{FX}::test_fixes_hole_axes_draws_rows_with_the_height", "apply_op ignores fixes.hole_axes"),
+    m("cutout_axes_ignored", "posedual_tf/data/hard_views.py", "swap_axes=not f.cutout_axes", "swap_axes=True",
+      f"{FX}::test_fixes_cutout_axes_clamps_rows_to_the_height", "apply_op ignores fixes.cutout_axes"),
+    m("jc_without_replacement", "posedual_tf/data/hard_views.py",
+      "choice = gen.uniform([b, num_boxes], 0, j, dtype=tf.int32)",
+      "choice = tf.argsort(gen.uniform([b, j]), axis=-1)[:, :num_boxes]",
+      f"{HV}::test_joint_cutout_reference_draws_from_all_channels_with_replacement",
+      "joint cutout draws its reference joints without replacement"),
+    m("ap_labels_swapped", "posedual_tf/evaluation/coco.py", '"AP .5", "AP .75"', '"AP .75", "AP .5"',
+      f"{EV}::test_stat_names_match_pycocotools_printed_summary", '"AP .5" and "AP .75" labels swapped'),
+    m("nms_kept_area", "posedual_tf/evaluation/coco.py",
+      "ovr = oks_iou(kps[i], kps[rest], areas[i], np.asarray(areas)[rest], sigmas)",
+      "ovr = oks_iou(kps[i], kps[rest], areas[i], np.full(len(rest), areas[i]), sigmas)",
+      f"{EV}::test_oks_nms_with_unequal_areas_uses_the_mean_area_of_the_pair",
+      "OKS-NMS uses only the kept instance's area"),
+    m("evaluation_drops_box_score", "posedual_tf/evaluation/runner.py",
+      '"box_score": float(meta["score"][b])', '"box_score": 1.0',
+      f"{EV}::test_evaluation_carries_each_records_detection_score_into_rescoring",
+      "rescoring in evaluation drops each person's box score"),
+    # ---- train step
+    m("teacher_gradient", "posedual_tf/methods/base.py",
+      "return tf.stop_gradient(tf.cast(net(images, training=training), tf.float32))",
+      "return tf.cast(net(images, training=training), tf.float32)",
+      f"{TT}::test_teachers_get_no_gradient", "the teacher pass lets gradients through"),
+    m("dual_learns_itself", "posedual_tf/methods/dual.py", "return 1 - n", "return n",
+      "tests/test_multiaugs.py::test_multi_path_dual_loss_equals_hand_computation",
+      "PoseDual's net n is cut and taught by its own teacher instead of the other net's"),
+    m("paths_averaged", "posedual_tf/methods/base.py", "total = tf.add_n(per_path)\n",
+      "total = tf.add_n(per_path) / len(per_path)\n",
+      "tests/test_multiaugs.py::test_repeated_plain_paths_multiply_the_consistency_and_log_per_path",
+      "the consistency loss is averaged over paths (the reference sums)"),
+    m("teacher_bn_fix_ignored", "posedual_tf/methods/base.py",
+      "training = not self.cfg.fixes.teacher_bn_inference", "training = True",
+      f"{FX}::test_fixes_teacher_bn_inference_uses_and_keeps_the_running_statistics",
+      "fixes.teacher_bn_inference no longer reaches the teacher pass"),
+    m("adam_keras_epsilon", "posedual_tf/methods/optimizer.py", "self.epsilon * root2", "self.epsilon",
+      f"{TT}::test_adam_matches_torch_for_100_steps_including_tiny_gradients",
+      "Adam adds epsilon before the bias correction (Keras') instead of after (torch)"),
+    m("lr_milestone_late", "posedual_tf/methods/optimizer.py", "tf.cast(epoch >= m, tf.float32)",
+      "tf.cast(epoch > m, tf.float32)",
+      f"{TT}::test_learning_rate_steps_at_the_start_of_each_milestone_epoch",
+      "the learning rate drops one epoch after each milestone"),
+    # ---- hard views
+    m("mixup_half_beta", "posedual_tf/data/hard_views.py", "(g[0] / (g[0] + g[1])) / 4.0",
+      "(g[0] / (g[0] + g[1])) / 2.0", f"{HV}::test_mixup_weight_is_one_minus_a_quarter_beta",
+      "MixUp's lambda is 1 - Beta/2 instead of 1 - Beta/4"),
+    m("cutmix_no_partner", "posedual_tf/data/hard_views.py",
+      "return tf.where(_holes_mask(images, draws)[..., None], tf.gather(images, draws.perm), images)",
+      "return tf.where(_holes_mask(images, draws)[..., None], images, images)",
+      f"{HV}::test_cutmix_copies_the_same_region_of_the_permuted_sample",
+      "CutMix fills its holes from the sample itself"),
+    m("jo_axes_ignored", "posedual_tf/data/hard_views.py", "transposed=not f.jo_axes", "transposed=True",
+      f"{FX}::test_fixes_jo_axes_puts_the_box_at_the_joint", "apply_op ignores fixes.jo_axes"),
+    # ---- codec
+    m("target_floor_always", "posedual_tf/codec.py",
+      "tf.cast(tf.floor(v), tf.int32) if floor_rounding else tf.cast(v, tf.int32)",
+      "tf.cast(tf.floor(v), tf.int32)", f"{FX}::test_fixes_target_rounding_floors_negative_centres",
+      "heatmap centres are always floored (the reference truncates)"),
+    m("shift_bound_ignored", "posedual_tf/codec.py", "lo = 0 if wide_bound else 1", "lo = 1",
+      f"{FX}::test_fixes_shift_bound_refines_a_peak_at_column_1", "fixes.shift_bound no longer widens the bound"),
+    m("flip_back_no_swap", "posedual_tf/codec.py", "    if perm is not None:\n        flipped = tf.gather(",
+      "    if False:\n        flipped = tf.gather(", "tests/test_geometry_codec.py::test_flip_back_maps_each_joint_to_its_partner",
+      "flip test does not swap left and right joints"),
+    # ---- data
+    m("crop_joints_not_flipped", "posedual_tf/data/pipeline.py", "joints = tf.where(flip, fj, joints)",
+      "joints = joints", "tests/test_pipeline.py::test_labelled_targets_peak_at_crop_joints",
+      "a flipped crop keeps the unflipped joints (targets off the mirrored person)"),
+    # ---- evaluation
+    m("rescore_without_box_score", "posedual_tf/evaluation/coco.py",
+      'score=float(kpt_score * inst.get("box_score", 1.0))', "score=float(kpt_score)",
+      f"{EV}::test_rescoring_is_box_score_times_mean_confident_joint_score", "rescoring ignores the box score"),
+    m("pckh_threshold", "posedual_tf/evaluation/mpii.py", "THRESHOLD = 0.5", "THRESHOLD = 0.6",
+      f"{EV}::test_pckh_hand_built", "PCKh at 0.6 of the head size instead of 0.5"),
+    m("pckh_fix_ignored", "posedual_tf/evaluation/runner.py", "at_0_1=0.1 if cfg.fixes.pckh_at_0_1 else 0.11",
+      "at_0_1=0.11", f"{FX}::test_fixes_pckh_at_0_1_reports_mean_at_0_10",
+      "fixes.pckh_at_0_1 no longer reaches PCKh"),
+    # ---- resume
+    m("resume_restarts_the_stream", "posedual_tf/training.py", "ds = _train_data(cfg, strategy, counter, start_step)",
+      "ds = _train_data(cfg, strategy, counter, 0)",
+      f"{TT}::test_kill_at_a_mid_epoch_step_resumes_to_the_same_weights",
+      "a run resumed mid-epoch reads its input from the epoch's start again"),
+    # ---- converters
+    m("visibility_unchecked", "tfrecords_tools/writer.py", "if not np.isin(k[2::3], visibility).all():",
+      "if False:", "tests/test_converter_strictness.py::test_coco_malformed_annotation_is_skipped_and_listed",
+      "converters accept keypoint visibilities outside {0, 1, 2}"),
+    m("coco_visibility_kept", "tfrecords_tools/coco.py", "kp[:, 2] = np.minimum(kp[:, 2], 1.0)", "pass",
+      "tests/test_tfrecords.py::test_coco_records_match_annotations",
+      "the COCO converter keeps visibility 2 instead of min(v, 1)"),
+]
+
+
+def copy_repo(dest: pathlib.Path) -> None:
+    def ignore(folder, names):
+        root = pathlib.Path(folder) == REPO
+        return [n for n in names if n in SKIP_ANY or n.endswith(".egg-info") or (root and n in SKIP_ROOT)]
+
+    shutil.copytree(REPO, dest, ignore=ignore)
+
+
+def run_mutant(mutant: Mutant, python: str, timeout: int) -> tuple[str, float, str]:
+    """(outcome, seconds, last lines of the test output) of one mutant."""
+    with tempfile.TemporaryDirectory(prefix=f"mutant-{mutant.name}-") as tmp:
+        root = pathlib.Path(tmp) / "repo"
+        copy_repo(root)
+        path = root / mutant.file
+        text = path.read_text()
+        if mutant.original and text.count(mutant.original) != 1:
+            return f"error (original text found {text.count(mutant.original)} times)", 0.0, ""
+        path.write_text(text.replace(mutant.original, mutant.mutated))
+        # the real samples stay where the checkout has them (tests find them relative to the repository)
+        shared = os.environ.get("POSEDUAL_SHARED_DATA", str(REPO.parent / "shared" / "data"))
+        env = dict(os.environ, PYTHONPATH=str(root), PYTHONDONTWRITEBYTECODE="1", POSEDUAL_SHARED_DATA=shared)
+        where = subprocess.run([python, "-c", "import posedual_tf, tfrecords_tools; print(posedual_tf.__file__, "
+                                "tfrecords_tools.__file__)"], cwd=root, env=env, capture_output=True, text=True)
+        if str(root) not in where.stdout or where.stdout.count(str(root)) != 2:
+            return f"error (the copy is not what is imported: {where.stdout.strip()} {where.stderr[-300:]})", 0.0, ""
+        start = time.time()
+        try:
+            out = subprocess.run([python, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *mutant.tests],
+                                 cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return "error (timed out)", time.time() - start, ""
+        tail = "\n".join((out.stdout + out.stderr).strip().splitlines()[-3:])
+        outcome = {0: "survived", 1: "killed"}.get(out.returncode, f"error (pytest exit {out.returncode})")
+        if outcome == "survived" and " skipped" in out.stdout:
+            outcome = "error (tests skipped)"
+        return outcome, time.time() - start, tail
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", default="", help="comma-separated mutant names (default: all)")
+    parser.add_argument("--list", action="store_true", help="list the mutants and exit")
+    parser.add_argument("--timeout", type=int, default=900, help="seconds per mutant's tests")
+    parser.add_argument("--python", default=sys.executable, help="the interpreter with the test extras")
+    parser.add_argument("--no-baseline", action="store_true",
+                        help="skip the first run of every chosen test on the unmutated copy (they must pass there)")
+    args = parser.parse_args(argv)
+    names = [n for n in args.only.split(",") if n]
+    unknown = set(names) - {mu.name for mu in MUTANTS}
+    if unknown:
+        parser.error(f"--only: no mutant named {', '.join(sorted(unknown))}")
+    chosen = [mu for mu in MUTANTS if not names or mu.name in names]
+    if args.list:
+        for mu in chosen:
+            print(f"{mu.name:28s} {mu.file:36s} {mu.what}")
+        return 0
+    if not args.no_baseline:
+        tests = sorted({t for mu in chosen for t in mu.tests})
+        outcome, seconds, tail = run_mutant(Mutant("baseline", "README.md", "", "", tuple(tests), ""), args.python,
+                                            args.timeout * 3)
+        print(f"baseline: the {len(tests)} tests on the unmutated copy: "
+              f"{'pass' if outcome == 'survived' else outcome} ({seconds:.0f}s)", flush=True)
+        if outcome != "survived":
+            print("    " + tail.replace("\n", "\n    "))
+            return 2
+    results = []
+    for i, mu in enumerate(chosen, 1):
+        outcome, seconds, tail = run_mutant(mu, args.python, args.timeout)
+        results.append((mu, outcome, seconds))
+        print(f"[{i}/{len(chosen)}] {outcome:9s} {seconds:6.1f}s  {mu.name}: {mu.what}", flush=True)
+        if outcome != "killed" and tail:
+            print("    " + tail.replace("\n", "\n    "), flush=True)
+    killed = sum(o == "killed" for _, o, _ in results)
+    print(f"{killed} of {len(results)} mutants killed" + ("" if killed == len(results) else
+          f"; not killed: {', '.join(mu.name for mu, o, _ in results if o != 'killed')}"))
+    return 0 if killed == len(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
