@@ -133,6 +133,39 @@ def tf_warp(images, inverse_m, output_size: Sequence[int], fill_value: float = 0
     return out if dtype == tf.float32 else tf.cast(out, tf.float32)
 
 
+def tf_gather_warp(images, inverse_m, output_size: Sequence[int], fill_value: float = 0.0):
+    """:func:`tf_warp` (bilinear, constant fill) written as four gathers, so that XLA compiles it: TF 2.21
+    has no XLA kernel for ``ImageProjectiveTransformV3``. Each of a sample's four neighbours outside the
+    input reads ``fill_value`` (zero padding, as ``grid_sample``); equal to :func:`tf_warp` to float
+    rounding. ``images [B, H, W, C]``, ``inverse_m [B, 2, 3]`` output -> input pixels; float32 out."""
+    import tensorflow as tf
+
+    x = tf.cast(tf.convert_to_tensor(images), tf.float32)
+    shape = tf.shape(x)
+    b, h_in, w_in, c = shape[0], shape[1], shape[2], shape[3]
+    w_out, h_out = int(output_size[0]), int(output_size[1])
+    ys, xs = tf.meshgrid(tf.range(h_out, dtype=tf.float32), tf.range(w_out, dtype=tf.float32), indexing="ij")
+    m = tf.cast(inverse_m, tf.float32)[:, :, :, None, None]                     # [B, 2, 3, 1, 1]
+    sx = m[:, 0, 0] * xs + m[:, 0, 1] * ys + m[:, 0, 2]                         # [B, H_out, W_out]
+    sy = m[:, 1, 0] * xs + m[:, 1, 1] * ys + m[:, 1, 2]
+    x0, y0 = tf.floor(sx), tf.floor(sy)
+    fx, fy = (sx - x0)[..., None], (sy - y0)[..., None]
+    flat = tf.reshape(x, [b, h_in * w_in, c])
+    w_max, h_max = tf.cast(w_in - 1, tf.float32), tf.cast(h_in - 1, tf.float32)
+    fill = tf.constant(fill_value, tf.float32)
+
+    def tap(yy, xx):
+        inside = (xx >= 0.0) & (xx <= w_max) & (yy >= 0.0) & (yy <= h_max)
+        index = tf.cast(tf.clip_by_value(yy, 0.0, h_max), tf.int32) * w_in + \
+            tf.cast(tf.clip_by_value(xx, 0.0, w_max), tf.int32)
+        values = tf.gather(flat, tf.reshape(index, [b, h_out * w_out]), batch_dims=1)
+        return tf.where(inside[..., None], tf.reshape(values, [b, h_out, w_out, c]), fill)
+
+    top = (1.0 - fx) * tap(y0, x0) + fx * tap(y0, x0 + 1.0)
+    bottom = (1.0 - fx) * tap(y0 + 1.0, x0) + fx * tap(y0 + 1.0, x0 + 1.0)
+    return (1.0 - fy) * top + fy * bottom
+
+
 def tf_crop(image, center, scale, rotation, output_size: Sequence[int]):
     """Crop one ``[H, W, C]`` image to ``[H_out, W_out, C]`` float32 with the reference affine."""
     import tensorflow as tf

@@ -91,11 +91,14 @@ def theta_to_pixel_map(theta, size: Sequence[int], align_corners: bool = False):
 
 
 def affine_grid_warp(images, theta, align_corners: bool = False):
-    """``grid_sample(images, affine_grid(theta))`` for channels-last ``[B, H, W, C]``, zero padding."""
+    """``grid_sample(images, affine_grid(theta))`` for channels-last ``[B, H, W, C]``, zero padding.
+
+    Written with gathers (:func:`~posedual_tf.geometry.tf_gather_warp`), so a train step that warps its
+    hard views compiles under XLA."""
     images = tf.convert_to_tensor(images)
     size = (int(images.shape[2]), int(images.shape[1]))
     inv = theta_to_pixel_map(theta, size, align_corners)
-    out = geometry.tf_warp(images, inv, size, fill_value=0.0)
+    out = geometry.tf_gather_warp(images, inv, size, fill_value=0.0)
     return tf.cast(out, images.dtype)
 
 
