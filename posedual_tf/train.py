@@ -38,7 +38,12 @@ def main(argv):
     progress = FLAGS.progress
     if progress == "auto":
         progress = "bar" if sys.stdout.isatty() else "lines"
+    chief = training.is_chief(strategy)
     result = training.run(cfg, progress=progress, strategy=strategy)       # errors: one line (cli.guarded)
+    if not chief:
+        print(f"trained as a worker of a {result['num_replicas']}-replica cluster; its chief writes "
+              f"{os.path.abspath(cfg.workdir)}")
+        return
     if result["metrics"]:
         print(format_table(result["metrics"]))
     bad = result["corrupt_records"]

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
+import tempfile
 import time
 
 import keras
@@ -30,11 +32,42 @@ class NonFiniteLoss(RuntimeError):
     """Training produced a NaN/Inf loss."""
 
 
+def cluster_tasks() -> int:
+    """How many training tasks TF_CONFIG names (its chief and its workers); 0 without TF_CONFIG."""
+    raw = os.environ.get("TF_CONFIG", "") or "{}"
+    try:
+        spec = json.loads(raw)
+        cluster = spec.get("cluster", {}) if isinstance(spec, dict) else None
+        return sum(len(cluster.get(role, []) or []) for role in ("chief", "worker"))
+    except (ValueError, AttributeError, TypeError):
+        raise ValueError(f"TF_CONFIG: expected JSON with a 'cluster' of 'chief'/'worker' address lists and a "
+                         f"'task', got {raw[:200]!r}") from None
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the workdir: the cluster's chief, or worker 0 when it names none, or
+    the only process."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    return resolver.task_type == "worker" and resolver.task_id == 0 and \
+        "chief" not in resolver.cluster_spec().as_dict()
+
+
+def strategy_name(strategy: tf.distribute.Strategy) -> str:
+    """The ``train.strategy`` value that makes ``strategy``: multi_worker, mirrored or default."""
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return "multi_worker"
+    return "mirrored" if isinstance(strategy, tf.distribute.MirroredStrategy) else "default"
+
+
 def make_strategy(name: str) -> tf.distribute.Strategy:
-    """``auto``: MultiWorkerMirrored when TF_CONFIG names several workers, Mirrored on >1 GPU, else default."""
+    """``auto``: MultiWorkerMirrored when TF_CONFIG names several tasks (chief and workers), Mirrored on
+    >1 GPU, else default."""
     if name == "auto":
-        tf_config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
-        if len(tf_config.get("cluster", {}).get("worker", [])) > 1:
+        if cluster_tasks() > 1:
             name = "multi_worker"
         elif len(tf.config.list_logical_devices("GPU")) > 1:
             name = "mirrored"
@@ -354,11 +387,11 @@ def check_resume(cfg: Config) -> None:
                 "--set train.resume=false")
 
 
-def write_run_config(cfg: Config) -> None:
-    """``WORKDIR/config.yaml``: the config this run trains with (written atomically)."""
+def write_run_config(cfg: Config, workdir: str) -> None:
+    """``workdir/config.yaml``: the config this run trains with (written atomically)."""
     from posedual_tf.config import dump
 
-    files.write_atomic(os.path.join(cfg.workdir, "config.yaml"), dump(cfg))
+    files.write_atomic(os.path.join(workdir, "config.yaml"), dump(cfg))
 
 
 def build(cfg: Config, strategy: tf.distribute.Strategy, steps_per_epoch: int, labelled_ids,
@@ -409,11 +442,27 @@ def run(cfg: Config, progress: str = "epochs", strategy: tf.distribute.Strategy 
     """
     t = cfg.train
     check_resume(cfg)
-    resuming = resume_point(cfg) is not None
-    if not resuming:
+    latest = resume_point(cfg)
+    if latest is None:
         checkpoints.check_pretrained(cfg)
     set_precision(t.mixed_precision)
     strategy = strategy or make_strategy(t.strategy)
+    if is_chief(strategy):
+        return _run(cfg, cfg.workdir, latest, progress, strategy)
+    # Another worker of a cluster: it takes part in every save (they are collective) but writes into a
+    # folder of its own that it removes, so that only the chief writes the shared workdir.
+    scratch = tempfile.mkdtemp(prefix="posedual-worker-")
+    try:
+        return _run(cfg, scratch, latest, "none", strategy)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _run(cfg: Config, workdir: str, latest: str | None, progress: str, strategy: tf.distribute.Strategy) -> dict:
+    """:func:`run` writing into ``workdir`` (the config's, or a worker's scratch folder), resuming from
+    the training checkpoint ``latest`` when there is one."""
+    t = cfg.train
+    resuming = latest is not None
     keras.utils.set_random_seed(t.seed)
     if t.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -424,22 +473,21 @@ def run(cfg: Config, progress: str = "epochs", strategy: tf.distribute.Strategy 
     steps, _ = pipeline.epoch_steps(cfg)
     labelled_ids = list(lab.joint_set.to_union)
     nets, method, optimizer = build(cfg, strategy, steps, labelled_ids, initial_weights=not resuming)
-    os.makedirs(cfg.workdir, exist_ok=True)      # data and networks are ready: the run begins
+    os.makedirs(workdir, exist_ok=True)      # data and networks are ready: the run begins
 
     epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     ckpt = checkpoints.training_checkpoint(nets, optimizer, epoch_var)
-    manager = tf.train.CheckpointManager(ckpt, os.path.join(cfg.workdir, "ckpt"), max_to_keep=t.keep_checkpoints)
-    if t.resume and manager.latest_checkpoint:
-        ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    manager = tf.train.CheckpointManager(ckpt, os.path.join(workdir, "ckpt"), max_to_keep=t.keep_checkpoints)
+    if latest:
+        ckpt.restore(latest).assert_existing_objects_matched()
     step = int(optimizer.iterations.numpy())
     initial_epoch, within = divmod(step, steps)
     if step:
-        print(f"resumed from {manager.latest_checkpoint} (epoch {initial_epoch + 1}, step {within} of {steps}; "
-              f"global step {step})")
+        print(f"resumed from {latest} (epoch {initial_epoch + 1}, step {within} of {steps}; global step {step})")
 
-    writer = tf.summary.create_file_writer(os.path.join(cfg.workdir, "tb"))
+    writer = tf.summary.create_file_writer(os.path.join(workdir, "tb"))
     guard = FiniteGuard()
-    validation = Validation(cfg, nets, writer, cfg.workdir, t.val_interval, t.epochs) if cfg.data.val.records else None
+    validation = Validation(cfg, nets, writer, workdir, t.val_interval, t.epochs) if cfg.data.val.records else None
     streams = 2 if cfg.method.name != "supervised" and cfg.data.unlabelled.records else 1
     workers = _input_workers(strategy)
     monitor = CorruptionMonitor(counter, writer, cfg.data.max_corrupt_fraction,
@@ -452,7 +500,7 @@ def run(cfg: Config, progress: str = "epochs", strategy: tf.distribute.Strategy 
         callbacks.append(validation)
     if progress == "lines":
         callbacks.append(StepLines(t.log_every, steps, t.epochs))
-    write_run_config(cfg)                   # only now: training actually starts
+    write_run_config(cfg, workdir)          # only now: training actually starts
     start = time.time()
     history: dict[str, list] = {}
     verbose = {"bar": 1, "epochs": 2}.get(progress, 0)
@@ -477,15 +525,16 @@ def run(cfg: Config, progress: str = "epochs", strategy: tf.distribute.Strategy 
     if guard.failed_at is not None:
         raise NonFiniteLoss(f"non-finite loss {guard.failed_at[1]} at step {int(optimizer.iterations.numpy())}; "
                             f"training stopped, last good checkpoint: {manager.latest_checkpoint}")
-    checkpoints.save_nets(nets, os.path.join(cfg.workdir, "final"))
+    checkpoints.save_nets(nets, os.path.join(workdir, "final"))
     metrics = validation.last if validation and validation.last else {}
     if validation and not metrics:  # nothing left to train (a finished run re-started): report it anyway
-        metrics = runner.evaluate(cfg, nets, workdir=cfg.workdir, progress=False)
+        metrics = runner.evaluate(cfg, nets, workdir=workdir, progress=False)
     result = {"config": cfg.name, "epochs": t.epochs, "steps_per_epoch": steps,
+              "strategy": strategy_name(strategy), "num_replicas": strategy.num_replicas_in_sync,
               "final_step": int(optimizer.iterations.numpy()), "seconds": round(time.time() - start, 1),
               "history": {k: [float(x) for x in v] for k, v in history.items()}, "metrics": metrics,
               "corrupt_records": counter.summary(),
               "unlabelled_metrics": validation.last_unlabelled if validation else {},
               "validation": validation.history if validation else []}
-    files.write_json_atomic(os.path.join(cfg.workdir, "train_result.json"), result)
+    files.write_json_atomic(os.path.join(workdir, "train_result.json"), result)
     return result

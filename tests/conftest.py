@@ -120,3 +120,26 @@ class FakeRng:
         import tensorflow as tf
 
         return tf.cast(self._pop(shape), tf.float32)
+
+
+def moving_stats(nets):
+    """Every BatchNorm running mean and variance of ``nets``, in layer order."""
+    from posedual_tf.models.layers import BatchNorm
+
+    return [v.numpy() for net in nets for layer in net.layers if isinstance(layer, BatchNorm)
+            for v in (layer.moving_mean, layer.moving_variance)]
+
+
+def grads_by_position(nets, pairs):
+    """Gradients keyed by (network, variable path): both networks name their variables alike."""
+    owner = {id(v): (n, v.path) for n, net in enumerate(nets) for v in net.trainable_variables}
+    return {owner[id(v)]: g for g, v in pairs}
+
+
+def assert_close(x, y, what, rtol=2e-4, atol=2e-6):
+    """``y`` equals ``x`` to ``rtol``, and to ``atol`` times the largest magnitude of ``x`` (at least 1)."""
+    import numpy as np
+
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    scale = max(np.abs(x).max(), 1e-12)
+    np.testing.assert_allclose(y, x, rtol=rtol, atol=atol * max(scale, 1.0), err_msg=what)

@@ -11,18 +11,8 @@ from posedual_tf.data import augment
 from posedual_tf.models import bn_groups
 from posedual_tf.models.layers import BatchNorm
 from posedual_tf.models.resnet import pose_resnet
-from tests.conftest import tiny_batch as _batch, tiny_method as _method
-
-
-def _moving_stats(nets):
-    return [v.numpy() for net in nets for layer in net.layers if isinstance(layer, BatchNorm)
-            for v in (layer.moving_mean, layer.moving_variance)]
-
-
-def _by_position(nets, pairs):
-    """Gradients keyed by (network, variable path): both networks name their variables alike."""
-    owner = {id(v): (n, v.path) for n, net in enumerate(nets) for v in net.trainable_variables}
-    return {owner[id(v)]: g for g, v in pairs}
+from tests.conftest import assert_close as _close, grads_by_position as _by_position, \
+    moving_stats as _moving_stats, tiny_batch as _batch, tiny_method as _method
 
 
 def _twin(name, schedule, *extra):
@@ -32,12 +22,6 @@ def _twin(name, schedule, *extra):
     for src, dst in zip(nets_a, nets_b):
         dst.set_weights(src.get_weights())
     return (nets_a, a), (nets_b, b)
-
-
-def _close(x, y, what, rtol=2e-4, atol=2e-6):
-    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    scale = max(np.abs(x).max(), 1e-12)
-    np.testing.assert_allclose(y, x, rtol=rtol, atol=atol * max(scale, 1.0), err_msg=what)
 
 
 @pytest.mark.parametrize("schedule", ["per_network", "fused"])

@@ -262,6 +262,60 @@ def test_two_device_mirrored_step_equals_the_per_replica_hand_computation():
     assert res["worst_update_error"] < 1e-3
 
 
+OVERFLOW = textwrap.dedent("""
+    import json, sys
+    import numpy as np, tensorflow as tf, keras
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    sys.path.insert(0, ".")
+    from posedual_tf import config, methods
+    from posedual_tf.models import builder
+    from tests.conftest import TINY, H, W, HM_H, HM_W
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    cfg = config.load("coco1k_sup", TINY + ["train.mixed_precision=mixed_float16"])
+    rng = np.random.default_rng(0)
+    batch = {"image": rng.normal(size=(8, H, W, 3)).astype("float32"),
+             "target": rng.uniform(size=(8, HM_H, HM_W, 24)).astype("float32"),
+             "weight": np.ones((8, 24), "float32")}
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        nets = builder.build_networks(cfg)
+        m = methods.build_method(cfg, nets)
+        opt = methods.make_optimizer(cfg, 10)
+        m.compile(optimizer=opt)
+        opt.build(m.trainable_variables)
+    initial = [v.numpy().copy() for v in nets[0].trainable_variables]
+    scale0 = float(opt.dynamic_scale.numpy())
+    bad = dict(batch, image=batch["image"].copy())
+    bad["image"][4:] = 1e5                          # replica 1's half overflows float16; replica 0's is fine
+    m.fit(tf.data.Dataset.from_tensors(bad), epochs=1, verbose=0)
+    after = [v.numpy() for v in nets[0].trainable_variables]
+    res = {"stats_finite": all(bool(np.isfinite(w).all()) for w in nets[0].get_weights()),"replicas": strategy.num_replicas_in_sync, "scale0": scale0,
+           "scale1": float(opt.dynamic_scale.numpy()), "step1": int(opt.iterations.numpy()),
+           "finite": all(bool(np.isfinite(w).all()) for w in after),
+           "unchanged": all(np.array_equal(a, b) for a, b in zip(initial, after))}
+    m.fit(tf.data.Dataset.from_tensors(batch), epochs=1, verbose=0)
+    res["step2"] = int(opt.iterations.numpy())
+    res["moved"] = not all(np.array_equal(a, v.numpy()) for a, v in zip(initial, nets[0].trainable_variables))
+    res["finite2"] = all(bool(np.isfinite(w).all()) for w in nets[0].get_weights())
+    print(json.dumps(res))
+""")
+
+
+def test_float16_overflow_on_one_replica_skips_the_step_on_both():
+    """2 logical CPU devices, mixed_float16: replica 1's gradients overflow, replica 0's do not. The step
+    is skipped on both (every weight finite and unchanged), the loss scale halves, and the global step
+    still counts the batch; the next, finite step trains."""
+    out = _run(["-c", OVERFLOW], timeout=600, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert out.returncode == 0, out.stderr[-3000:]
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["replicas"] == 2
+    assert res["finite"] and res["unchanged"], res          # trainable weights: the update was skipped
+    assert res["stats_finite"], res
+    assert res["scale1"] == res["scale0"] / 2 and res["step1"] == 1
+    assert res["moved"] and res["finite2"] and res["step2"] == 2
+
+
 def _free_ports(n):
     socks = [socket.socket() for _ in range(n)]
     for s in socks:
@@ -272,13 +326,18 @@ def _free_ports(n):
     return ports
 
 
-def _two_workers(args_of) -> list[str]:
-    """Run ``args_of(i)`` as workers 0 and 1 of a TF_CONFIG cluster on 127.0.0.1; their stdouts."""
+def _two_workers(args_of, roles=("worker", "worker"), env_of=lambda i: {}) -> list[str]:
+    """Run ``args_of(i)`` as the tasks ``roles`` (chief and/or workers) of a TF_CONFIG cluster on
+    127.0.0.1; their stdouts."""
     ports = _free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    cluster: dict[str, list[str]] = {}
+    tasks = []
+    for role, port in zip(roles, ports):
+        tasks.append({"type": role, "index": len(cluster.get(role, []))})
+        cluster.setdefault(role, []).append(f"127.0.0.1:{port}")
     procs = []
     for i in range(2):
-        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}))
+        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": tasks[i]}), **env_of(i))
         procs.append(subprocess.Popen([sys.executable, *args_of(i)], env=env, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True))
     outs = [p.communicate(timeout=600) for p in procs]
@@ -288,10 +347,41 @@ def _two_workers(args_of) -> list[str]:
 
 
 def test_multi_worker_two_processes_on_localhost(tmp_path):
+    """Two workers and no chief: worker 0 is the chief; worker 1 trains beside it and writes nothing."""
     _two_workers(lambda i: ["-m", "posedual_tf.train", "--config", "demo_sup", f"--set=workdir={tmp_path}/w{i}",
                             "--set=train.strategy=multi_worker", *SMALL_DEMO, "--set=train.epochs=1"])
-    for i in range(2):
-        assert json.loads((tmp_path / f"w{i}" / "train_result.json").read_text())["final_step"] == 3
+    result = json.loads((tmp_path / "w0" / "train_result.json").read_text())
+    assert result["final_step"] == 3 and result["num_replicas"] == 2
+    assert result["strategy"] == "multi_worker"
+    assert not (tmp_path / "w1" / "train_result.json").exists() and not (tmp_path / "w1" / "ckpt").exists()
+
+
+def test_chief_and_worker_train_together_and_only_the_chief_writes(tmp_path):
+    """TF_CONFIG with a chief and a worker on 127.0.0.1, one shared workdir, train.strategy=auto: one
+    2-replica run; the workdir holds the chief's files only, and the worker's scratch folder is gone."""
+    workdir = tmp_path / "run"
+    sets = [a.replace("--set=", "") for a in SMALL_DEMO] + ["train.epochs=1", f"workdir={workdir}"]
+    prep = _run(["-c", f"from posedual_tf import config, demo; demo.prepare_data(config.load('demo_sup', {sets!r}))"],
+                timeout=300)
+    assert prep.returncode == 0, prep.stderr[-2000:]
+    before = sorted(p.relative_to(workdir).as_posix() for p in workdir.rglob("*"))
+    scratch = [tmp_path / "tmp0", tmp_path / "tmp1"]
+    for d in scratch:
+        d.mkdir()
+    outs = _two_workers(lambda i: ["-m", "posedual_tf.train", "--config", "demo_sup",
+                                   *[f"--set={x}" for x in sets]],
+                        roles=("chief", "worker"), env_of=lambda i: {"TMPDIR": str(scratch[i])})
+    result = json.loads((workdir / "train_result.json").read_text())
+    assert result["num_replicas"] == 2 and result["strategy"] == "multi_worker"
+    assert result["final_step"] == 3
+    assert "its chief writes" in outs[1] and "workdir:" in outs[0]
+    assert list(scratch[1].iterdir()) == []                     # the worker removed its scratch folder
+    # each file the run wrote was written once, by the chief (no worker's file beside it)
+    written = sorted(p.relative_to(workdir).as_posix() for p in workdir.rglob("*") if p.is_file()
+                     and p.relative_to(workdir).as_posix() not in before)
+    assert "config.yaml" in written and "final/net1.weights.h5" in written
+    assert not any("worker" in w or "posedual-worker" in w for w in written)
+    assert sum(w.startswith("tb/") for w in written) == 1         # one event file: one writer
 
 
 def test_training_checkpoint_restores_every_weight(tmp_path):

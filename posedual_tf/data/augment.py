@@ -33,20 +33,41 @@ class StatelessRng:
         self.seed = tf.cast(seed, tf.int64)
         self.count = 0
 
+    #: Philox named, not "auto_select": XLA would select ThreeFry, so a step compiled with XLA would draw
+    #: other hard views than the same step without it (Philox is what auto_select gives on CPU and GPU)
+    ALG = "philox"
+
     def _next(self):
         self.count += 1
-        return tf.random.experimental.stateless_fold_in(self.seed, self.count)
+        return tf.random.experimental.stateless_fold_in(self.seed, self.count, alg=self.ALG)
 
     def uniform(self, shape, minval=0, maxval=None, dtype=tf.float32):
         if maxval is None:
             maxval = 1.0 if dtype.is_floating else None
-        return tf.random.stateless_uniform(shape, self._next(), minval, maxval, dtype)
+        return tf.random.stateless_uniform(shape, self._next(), minval, maxval, dtype, alg=self.ALG)
 
     def normal(self, shape):
-        return tf.random.stateless_normal(shape, self._next())
+        return tf.random.stateless_normal(shape, self._next(), alg=self.ALG)
 
-    def gamma(self, shape, alpha):
-        return tf.random.stateless_gamma(shape, self._next(), alpha)
+    def gamma(self, shape, alpha: float, candidates: int = 8):
+        """Gamma(``alpha``, 1) draws from uniform and normal ones, so that XLA compiles them (TF 2.21 has
+        no XLA kernel for ``StatelessRandomGammaV3``): Marsaglia and Tsang's method (2000) with
+        ``candidates`` proposals per draw, the first accepted one kept (each is accepted with probability
+        above 0.95 for alpha >= 1, so all 8 fail about once in 1e10 draws; the last is kept then), and
+        ``Gamma(a) = Gamma(a + 1) * U^(1/a)`` for alpha < 1."""
+        a = float(alpha)
+        d = (a + 1.0 if a < 1.0 else a) - 1.0 / 3.0
+        c = 1.0 / math.sqrt(9.0 * d)
+        full = tf.concat([tf.reshape(tf.cast(shape, tf.int32), [-1]), [candidates]], 0)
+        x, u = self.normal(full), self.uniform(full)
+        v = (1.0 + c * x) ** 3
+        ok = (v > 0) & (tf.math.log(u) < 0.5 * x * x + d - d * v + d * tf.math.log(tf.maximum(v, 1e-30)))
+        ok = ok | (tf.range(candidates) == candidates - 1)
+        first = tf.argmax(tf.cast(ok, tf.int32), axis=-1, output_type=tf.int32)
+        g = d * tf.gather(v, first, batch_dims=len(v.shape) - 1)
+        if a < 1.0:
+            g = g * tf.exp(tf.math.log(self.uniform(tf.shape(g))) / a)
+        return g
 
 
 # ------------------------------------------------------------------------------ batch affine

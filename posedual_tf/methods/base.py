@@ -71,6 +71,19 @@ def collapse_indicator(heatmaps, weight, threshold: float | None = None):
     return tf.reduce_mean(tf.math.divide_no_nan(tf.reduce_sum(peak * w, -1), tf.reduce_sum(w, -1)))
 
 
+def agree_on_finite(pairs):
+    """``[(gradient, variable)]`` made non-finite on every replica when any replica's are (one all-reduce
+    of a flag); unchanged otherwise and outside a multi-replica step."""
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        return pairs
+    grads = [g for g, _ in pairs if g is not None]
+    bad = tf.cast(tf.logical_not(tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])), tf.float32)
+    any_bad = ctx.all_reduce(tf.distribute.ReduceOp.SUM, bad) > 0
+    poison = tf.where(any_bad, tf.constant(float("nan")), tf.constant(0.0))
+    return [(None if g is None else g + tf.cast(poison, g.dtype), v) for g, v in pairs]
+
+
 class PoseMethod(keras.Model):
     """Base: owns the networks, the metrics, the per-step RNG and the optimiser step."""
 
@@ -125,7 +138,18 @@ class PoseMethod(keras.Model):
         """Gradients of the scaled loss and the optimiser update."""
         variables = self.trainable_variables
         grads = tape.gradient(scaled_loss, variables)
-        self.optimizer.apply_gradients(zip(grads, variables))
+        self.apply_pairs(list(zip(grads, variables)))
+
+    def apply_pairs(self, pairs):
+        """The optimiser update of ``[(gradient, variable)]``. With a loss scale (float16) the replicas
+        first agree whether the step is finite: Keras' LossScaleOptimizer looks at the first replica's
+        own gradients before they are summed, so an overflow on another replica alone would reach the
+        weights as NaN. A step that is not finite on some replica becomes non-finite on every one, so
+        every replica skips it and the scale drops (:class:`~posedual_tf.methods.optimizer.
+        StepCountingLossScale` still counts it as a step)."""
+        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            pairs = agree_on_finite(pairs)
+        self.optimizer.apply_gradients(pairs)
 
     def record(self, batch_size, acc_count, **values) -> dict:
         """Update the running means as the reference's AverageMeters: every value weighted by the
@@ -297,7 +321,7 @@ class ConsistencyMethod(PoseMethod):
     def train_step(self, data):
         lab, unl = self.unwrap(data)
         out, pairs = self.gradients(lab, unl, self.step_rng(shared=self.step_seed_replica()))
-        self.optimizer.apply_gradients(pairs)
+        self.apply_pairs(pairs)
         acc, count = heatmap_accuracy(out["sup"][0], lab["target"])
         w = unl["weight"]
         per_net_path = [[collapse_indicator(h, w) for h in maps] for maps in out["hard"]]

@@ -63,5 +63,15 @@ def make_optimizer(cfg: Config, steps_per_epoch: int) -> keras.optimizers.Optimi
     wd = t.weight_decay if cfg.fixes.weight_decay else None
     opt = TorchAdam(lr, beta_1=0.9, beta_2=0.999, epsilon=1e-8, weight_decay=wd)
     if t.mixed_precision == "mixed_float16":
-        opt = keras.optimizers.LossScaleOptimizer(opt)
+        opt = StepCountingLossScale(opt)
     return opt
+
+
+class StepCountingLossScale(keras.optimizers.LossScaleOptimizer):
+    """Keras' dynamic loss scale, except that a skipped (non-finite) step still counts in ``iterations``:
+    the global step stays the number of batches read, so the input position a checkpoint resumes at,
+    the learning-rate epochs and the per-step draws keep their meaning when float16 overflows."""
+
+    def _stateful_handle_non_finite_grads(self):
+        super()._stateful_handle_non_finite_grads()
+        self.inner_optimizer.iterations.assign_add(1)
