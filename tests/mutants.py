@@ -147,6 +147,18 @@ MUTANTS = [
       "ds = _train_data(cfg, strategy, counter, 0)",
       f"{TT}::test_kill_at_a_mid_epoch_step_resumes_to_the_same_weights",
       "a run resumed mid-epoch reads its input from the epoch's start again"),
+    # ---- XLA
+    m("rng_auto_select", "posedual_tf/data/augment.py", 'ALG = "philox"', 'ALG = "auto_select"',
+      "tests/test_xla.py::test_xla_hard_views_equal_the_views_without_xla",
+      "stateless draws leave the algorithm to the device: XLA draws other hard views"),
+    m("gamma_without_boost", "posedual_tf/data/augment.py", "        if a < 1.0:\n            g = g * tf.exp(",
+      "        if False:\n            g = g * tf.exp(",
+      "tests/test_hard_views.py::test_xla_gamma_draws_follow_the_gamma_distribution_and_compile",
+      "Gamma draws for alpha < 1 skip the U^(1/alpha) boost (MixUp's Beta(0.2, 0.2) becomes Beta(1.2, 1.2))"),
+    m("warp_gather_off_by_one", "posedual_tf/geometry.py", "top = (1.0 - fx) * tap(y0, x0) + fx * tap(y0, x0 + 1.0)",
+      "top = (1.0 - fx) * tap(y0, x0) + fx * tap(y0, x0)",
+      "tests/test_geometry_codec.py::test_xla_gather_warp_equals_the_projective_transform_and_compiles",
+      "the gather warp reads the wrong right-hand neighbour"),
     # ---- clusters
     m("auto_ignores_chief", "posedual_tf/training.py",
       'sum(len(cluster.get(role, []) or []) for role in ("chief", "worker"))', 'len(cluster.get("worker", []) or [])',

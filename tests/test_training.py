@@ -137,12 +137,12 @@ def test_bf16_step_equals_the_float32_step_to_bf16_precision():
     """mixed_bfloat16 computes in bf16 (8 bits of mantissa) with float32 variables and outputs: one step's
     losses agree with the float32 step to bf16 rounding, far tighter than any wrong term would allow."""
     lab, unl = _batch(5)
-    _, nets32, m32 = _method("coco1k_dual", "method.mask_joint_num=2")
+    _, nets32, m32 = _method("coco1k_cons", "method.mask_joint_num=2")
     initial = [net.get_weights() for net in nets32]
     logs32 = m32.train_on_batch((lab, unl), return_dict=True)
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
-        cfg, nets, m = _method("coco1k_dual", "train.mixed_precision=mixed_bfloat16", "method.mask_joint_num=2")
+        cfg, nets, m = _method("coco1k_cons", "train.mixed_precision=mixed_bfloat16", "method.mask_joint_num=2")
         for net, weights in zip(nets, initial):          # the float32 run's initial weights
             net.set_weights(weights)
     finally:
