@@ -66,8 +66,9 @@ def fake_batches(method: str, batch: int):
     return lab if method == "supervised" else (lab, unl)
 
 
-def build_step(method: str, batch: int, precision: str):
-    """(config, compiled method, fake batch) of a benchmark variant, under its precision policy."""
+def build_step(method: str, batch: int, precision: str, jit: bool = False):
+    """(config, compiled method, fake batch) of a benchmark variant, under its precision policy; the
+    step compiled with XLA when ``jit``."""
     import keras
 
     keras.mixed_precision.set_global_policy("float32" if precision == "none" else precision)
@@ -77,7 +78,7 @@ def build_step(method: str, batch: int, precision: str):
     base, schedule = split_variant(method)
     cfg = config.load(VARIANTS[method], [f"train.mixed_precision={precision}", f"train.batch_size={batch}"] + schedule)
     m = methods.build_method(cfg, builder.build_networks(cfg), labelled_ids=[1, 2, 3, 4, 5, 6, 11] + list(range(14, 24)))
-    m.compile(optimizer=methods.make_optimizer(cfg, 100))
+    m.compile(optimizer=methods.make_optimizer(cfg, 100), jit_compile=jit)
     return cfg, m, fake_batches(base, batch)
 
 
@@ -132,7 +133,7 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def one(method: str, batch: int, precision: str, steps: int, deterministic: bool = False) -> dict:
+def one(method: str, batch: int, precision: str, steps: int, deterministic: bool = False, jit: bool = False) -> dict:
     import keras
     import tensorflow as tf
 
@@ -151,13 +152,13 @@ def one(method: str, batch: int, precision: str, steps: int, deterministic: bool
     else:
         if deterministic:
             tf.config.experimental.enable_op_determinism()
-        cfg, m, data = build_step(method, batch, precision)
+        cfg, m, data = build_step(method, batch, precision, jit)
         first = _timed(lambda: m.train_on_batch(data))
         m.train_on_batch(data)
         times = [_timed(lambda: m.train_on_batch(data)) for _ in range(steps)]
         flops = step_flops(split_variant(method)[0], cfg, m.nets[0], batch)
     per_step = statistics.median(times)
-    return {"method": method, "batch": batch, "precision": precision, "deterministic": deterministic,
+    return {"method": method, "batch": batch, "precision": precision, "deterministic": deterministic, "jit": jit,
             "s_per_step": round(per_step, 3), "step_times": [round(t, 2) for t in times],
             "images_per_s": round(batch / per_step, 2), "first_step_s": round(first, 1),
             "tflop_per_step": round(flops / 1e12, 3), "tflops": round(flops / per_step / 1e12, 3),
@@ -178,6 +179,7 @@ def main() -> None:
     ap.add_argument("--matmul", action="store_true", help="print the dense matmul throughput only")
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--deterministic", action="store_true", help="with --one: enable_op_determinism()")
+    ap.add_argument("--jit", action="store_true", help="with --one: the step compiled with XLA (jit_compile=True)")
     ap.add_argument("--methods", nargs="+", choices=sorted(VARIANTS), default=list(CONFIGS))
     ap.add_argument("--batches", nargs="+", type=int, default=[32, 8])
     ap.add_argument("--precisions", nargs="+", default=["none", "mixed_bfloat16"])
@@ -186,7 +188,7 @@ def main() -> None:
         print(json.dumps(matmul_tflops()))
         return
     if args.one:
-        print(json.dumps(one(args.one[0], int(args.one[1]), args.one[2], args.steps, args.deterministic)))
+        print(json.dumps(one(args.one[0], int(args.one[1]), args.one[2], args.steps, args.deterministic, args.jit)))
         return
     peak = _run(["--matmul"])
     if isinstance(peak, str):
