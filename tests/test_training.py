@@ -596,3 +596,23 @@ def test_learning_rate_steps_at_the_start_of_each_milestone_epoch():
     want = {0: 1e-3, 19 * 7 + 6: 1e-3, 20 * 7: 1e-4, 24 * 7 + 6: 1e-4, 25 * 7: 1e-5, 40 * 7: 1e-5}
     for step, lr in want.items():
         assert float(schedule(step)) == pytest.approx(lr, rel=1e-6), step
+
+
+@pytest.mark.parametrize("raw", ["{not json", '{"cluster": ["a"]}', '["x"]'])
+def test_chief_malformed_tf_config_is_a_one_line_error(monkeypatch, raw):
+    from posedual_tf import cli, training
+
+    monkeypatch.setenv("TF_CONFIG", raw)
+    with pytest.raises(ValueError) as err:
+        training.make_strategy("auto")
+    line = cli.one_line(err.value)
+    assert line.startswith("TF_CONFIG: expected JSON with a 'cluster'") and "\n" not in line
+
+
+def test_chief_counts_every_task_of_tf_config(monkeypatch):
+    from posedual_tf import training
+
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"chief": ["a:1"], "worker": ["b:1", "c:1"]}, "task": {}}')
+    assert training.cluster_tasks() == 3
+    monkeypatch.delenv("TF_CONFIG")
+    assert training.cluster_tasks() == 0
