@@ -50,7 +50,7 @@ def main() -> None:
     print("|---" * 7 + "|")
     rows = []
     for method in args.methods:
-        mb = batch_bytes(method if method == "supervised" else "dual", args.batch) / 1e6
+        mb = batch_bytes(method, args.batch) / 1e6
         for precision in args.precisions:
             for jit in (False, True):
                 r = run_one(method, args.batch, precision, jit)

@@ -25,20 +25,20 @@ FLAGS = flags.FLAGS
 def main(argv):
     del argv
     cfg = cli.load_config()
-    from posedual_tf import checkpoints, demo, training
+    from posedual_tf import checkpoints, demo, distribution, training
     from posedual_tf.evaluation.runner import format_table
 
     # before any data work: never train from random weights by accident (a resumed run needs no file)
     training.check_resume(cfg)
     if training.resume_point(cfg) is None:
         checkpoints.check_pretrained(cfg)
-    strategy = training.make_strategy(cfg.train.strategy)
+    strategy = distribution.make_strategy(cfg.train.strategy)
     if demo.is_demo(cfg):
         demo.prepare_data(cfg)
     progress = FLAGS.progress
     if progress == "auto":
         progress = "bar" if sys.stdout.isatty() else "lines"
-    chief = training.is_chief(strategy)
+    chief = distribution.is_chief(strategy)
     result = training.run(cfg, progress=progress, strategy=strategy)       # errors: one line (cli.guarded)
     if not chief:
         print(f"trained as a worker of a {result['num_replicas']}-replica cluster; its chief writes "

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 import yaml
 
-from posedual_tf import aug_paths, checkpoints, codec, files
+from posedual_tf import aug_paths, checkpoints, codec, distribution, files
 from posedual_tf.config import Config
 from posedual_tf.data import augment, corrupt, hard_views, pipeline
 from posedual_tf.evaluation import runner
@@ -30,72 +30,6 @@ from posedual_tf.models import builder
 
 class NonFiniteLoss(RuntimeError):
     """Training produced a NaN/Inf loss."""
-
-
-def cluster_tasks() -> int:
-    """How many training tasks TF_CONFIG names (its chief and its workers); 0 without TF_CONFIG."""
-    raw = os.environ.get("TF_CONFIG", "") or "{}"
-    try:
-        spec = json.loads(raw)
-        cluster = spec.get("cluster", {}) if isinstance(spec, dict) else None
-        return sum(len(cluster.get(role, []) or []) for role in ("chief", "worker"))
-    except (ValueError, AttributeError, TypeError):
-        raise ValueError(f"TF_CONFIG: expected JSON with a 'cluster' of 'chief'/'worker' address lists and a "
-                         f"'task', got {raw[:200]!r}") from None
-
-
-def is_chief(strategy: tf.distribute.Strategy) -> bool:
-    """Whether this process writes the workdir: the cluster's chief, or worker 0 when it names none, or
-    the only process."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return True
-    if resolver.task_type == "chief":
-        return True
-    return resolver.task_type == "worker" and resolver.task_id == 0 and \
-        "chief" not in resolver.cluster_spec().as_dict()
-
-
-def strategy_name(strategy: tf.distribute.Strategy) -> str:
-    """The ``train.strategy`` value that makes ``strategy``: multi_worker, mirrored or default."""
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return "multi_worker"
-    return "mirrored" if isinstance(strategy, tf.distribute.MirroredStrategy) else "default"
-
-
-def make_strategy(name: str) -> tf.distribute.Strategy:
-    """``auto``: MultiWorkerMirrored when TF_CONFIG names several tasks (chief and workers), Mirrored on
-    >1 GPU, else default."""
-    if name == "auto":
-        if cluster_tasks() > 1:
-            name = "multi_worker"
-        elif len(tf.config.list_logical_devices("GPU")) > 1:
-            name = "mirrored"
-        else:
-            name = "default"
-    if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
-
-
-def resolve_jit(setting: str, strategy: tf.distribute.Strategy, deterministic: bool = False) -> bool:
-    """XLA only where it pays: a GPU and no multi-replica strategy (auto), or when forced.
-
-    Keras turns XLA off under op determinism (with a warning), so ``deterministic`` with ``true`` is an
-    error here and ``auto`` says that it chose no XLA: never a silent drop."""
-    if setting == "true" and deterministic:
-        raise ValueError("train.jit_compile=true with train.deterministic=true: Keras runs no XLA under op "
-                         "determinism; set one of them to false")
-    if setting in ("true", "false"):
-        return setting == "true"
-    wanted = bool(tf.config.list_logical_devices("GPU")) and strategy.num_replicas_in_sync == 1
-    if wanted and deterministic:
-        print("train.jit_compile=auto: no XLA, since train.deterministic=true (Keras runs no XLA under op "
-              "determinism)")
-        return False
-    return wanted
 
 
 def set_precision(policy: str) -> None:
@@ -412,15 +346,8 @@ def build(cfg: Config, strategy: tf.distribute.Strategy, steps_per_epoch: int, l
         optimizer = make_optimizer(cfg, steps_per_epoch)
         optimizer.build(method.trainable_variables)
         method.compile(optimizer=optimizer,
-                       jit_compile=resolve_jit(cfg.train.jit_compile, strategy, cfg.train.deterministic))
+                       jit_compile=distribution.resolve_jit(cfg.train.jit_compile, strategy, cfg.train.deterministic))
     return nets, method, optimizer
-
-
-def _input_workers(strategy: tf.distribute.Strategy) -> int:
-    """How many machines read input (each reads its share of every step)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    spec = resolver.cluster_spec().as_dict() if resolver is not None else {}
-    return max(1, len(spec.get("worker", [])) + len(spec.get("chief", [])))
 
 
 def _train_data(cfg: Config, strategy: tf.distribute.Strategy, counter, start_step: int):
@@ -446,8 +373,8 @@ def run(cfg: Config, progress: str = "epochs", strategy: tf.distribute.Strategy 
     if latest is None:
         checkpoints.check_pretrained(cfg)
     set_precision(t.mixed_precision)
-    strategy = strategy or make_strategy(t.strategy)
-    if is_chief(strategy):
+    strategy = strategy or distribution.make_strategy(t.strategy)
+    if distribution.is_chief(strategy):
         return _run(cfg, cfg.workdir, latest, progress, strategy)
     # Another worker of a cluster: it takes part in every save (they are collective) but writes into a
     # folder of its own that it removes, so that only the chief writes the shared workdir.
@@ -455,7 +382,7 @@ def run(cfg: Config, progress: str = "epochs", strategy: tf.distribute.Strategy 
     try:
         return _run(cfg, scratch, latest, "none", strategy)
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)          # ours: made by mkdtemp above
 
 
 def _run(cfg: Config, workdir: str, latest: str | None, progress: str, strategy: tf.distribute.Strategy) -> dict:
@@ -489,7 +416,7 @@ def _run(cfg: Config, workdir: str, latest: str | None, progress: str, strategy:
     guard = FiniteGuard()
     validation = Validation(cfg, nets, writer, workdir, t.val_interval, t.epochs) if cfg.data.val.records else None
     streams = 2 if cfg.method.name != "supervised" and cfg.data.unlabelled.records else 1
-    workers = _input_workers(strategy)
+    workers = distribution.input_workers(strategy)
     monitor = CorruptionMonitor(counter, writer, cfg.data.max_corrupt_fraction,
                                 t.batch_size * streams // workers, t.log_every)
     callbacks = [guard, monitor, StepCheckpoint(manager, epoch_var, t.checkpoint_every_steps),
@@ -530,7 +457,7 @@ def _run(cfg: Config, workdir: str, latest: str | None, progress: str, strategy:
     if validation and not metrics:  # nothing left to train (a finished run re-started): report it anyway
         metrics = runner.evaluate(cfg, nets, workdir=workdir, progress=False)
     result = {"config": cfg.name, "epochs": t.epochs, "steps_per_epoch": steps,
-              "strategy": strategy_name(strategy), "num_replicas": strategy.num_replicas_in_sync,
+              "strategy": distribution.strategy_name(strategy), "num_replicas": strategy.num_replicas_in_sync,
               "final_step": int(optimizer.iterations.numpy()), "seconds": round(time.time() - start, 1),
               "history": {k: [float(x) for x in v] for k, v in history.items()}, "metrics": metrics,
               "corrupt_records": counter.summary(),

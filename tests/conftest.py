@@ -83,6 +83,19 @@ def tiny_method(name, *extra):
     return cfg, nets, m
 
 
+def twin_methods(name, extra=(), extra_b=(), seed=None):
+    """Two copies of method ``name`` (``extra`` overrides; the second also ``extra_b``) with the same
+    initial weights: ``((nets_a, a), (nets_b, b))``. ``seed`` fixes those weights."""
+    if seed is not None:
+        import keras
+
+        keras.utils.set_random_seed(seed)
+    _, nets_a, a = tiny_method(name, *extra)
+    _, nets_b, b = tiny_method(name, *extra, *extra_b)
+    for src, dst in zip(nets_a, nets_b):
+        dst.set_weights(src.get_weights())
+    return (nets_a, a), (nets_b, b)
+
 def mse_np(p, t, w):
     """The reference JointsMSELoss written out in float64: sum 0.5 w^2 (P - T)^2 / (J B h w)."""
     import numpy as np
@@ -143,3 +156,41 @@ def assert_close(x, y, what, rtol=2e-4, atol=2e-6):
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     scale = max(np.abs(x).max(), 1e-12)
     np.testing.assert_allclose(y, x, rtol=rtol, atol=atol * max(scale, 1.0), err_msg=what)
+
+
+def run_python(args, **kw):
+    """``python ARGS`` in a subprocess; its CompletedProcess with text stdout and stderr."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, **kw)
+
+
+#: --set flags for a demo run of 3 epochs x 3 steps at the smallest size
+SMALL_DEMO = ["--set=data.synthetic.labelled_images=12", "--set=data.synthetic.unlabelled_images=12",
+              "--set=data.synthetic.val_images=4", "--set=train.batch_size=4", "--set=train.steps_per_epoch=3",
+              "--set=train.epochs=3", "--set=train.val_interval=10", "--set=model.width_multiplier=0.125"]
+
+
+def records_with_a_bad_image(shared, tmp_path, bad_index):
+    """The COCO samples written by hand with image ``bad_index``'s bytes replaced by garbage."""
+    import json
+
+    import tensorflow as tf
+
+    from posedual_tf.data import records
+    from tfrecords_tools import coco
+
+    entries, _, _, _ = coco.build_entries(str(shared / "coco/test_coco.json"), str(shared / "coco"))
+    prefix = str(tmp_path / f"bad{bad_index}")
+    with tf.io.TFRecordWriter(records.shard_paths(prefix, 1)[0]) as w:
+        for i, e in enumerate(entries):
+            data = open(e.path, "rb").read() if i != bad_index else b"\xff\xd8 this is not a jpeg"
+            w.write(records.encode_example(e, data, 17).SerializeToString())
+    people = [len(e.persons) for e in entries]
+    shard = {"file": os.path.basename(records.shard_paths(prefix, 1)[0]), "records": 4, "instances": sum(people),
+             "record_people": people}
+    with open(prefix + ".json", "w") as f:
+        json.dump({"joint_set": "coco", "num_joints": 17, "num_images": 4, "shards": [shard],
+                   "num_instances": sum(people)}, f)
+    return prefix, people[bad_index]

@@ -74,7 +74,7 @@ def test_xla_with_determinism_is_an_error_or_said():
     """Keras runs no XLA under op determinism: forcing both is a one-line error, never a silent drop."""
     import tensorflow as tf
 
-    from posedual_tf.training import resolve_jit
+    from posedual_tf.distribution import resolve_jit
 
     one = tf.distribute.get_strategy()
     with pytest.raises(ValueError, match="train.jit_compile=true with train.deterministic=true"):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from posedual_tf import checkpoints, codec, config, geometry, joints
+from posedual_tf import checkpoints, config, geometry, joints
 from posedual_tf.models import builder
 
 SETS = ["data.image_size=[96,128]", "data.heatmap_size=[24,32]", "model.width_multiplier=0.125"]

@@ -16,8 +16,7 @@ import tensorflow as tf
 from posedual_tf import config, joints, methods
 from posedual_tf.data import augment, hard_views, pipeline
 from posedual_tf.evaluation import mpii, runner
-from posedual_tf.models.layers import BatchNorm
-from tests.conftest import LABELLED_IDS, FakeRng, tiny_batch, tiny_method
+from tests.conftest import LABELLED_IDS, FakeRng, moving_stats, tiny_batch, tiny_method
 
 H, W = 64, 48                          # hard views need no network: the 4:3 crop of the brief
 ELSEWHERE = {
@@ -152,20 +151,15 @@ def test_fixes_hole_axes_draws_rows_with_the_height():
 
 # ------------------------------------------------------------------------------ teacher, optimizer
 
-def _moving(net):
-    return [v.numpy().copy() for layer in net.layers if isinstance(layer, BatchNorm)
-            for v in (layer.moving_mean, layer.moving_variance)]
-
-
 def test_fixes_teacher_bn_inference_uses_and_keeps_the_running_statistics():
     """Oddity 4: the reference's teacher passes run in train mode (batch statistics, running statistics
     updated); the fix uses the running statistics and leaves them alone."""
     _, unl = tiny_batch(2)
     for value in (False, True):
         _, (net,), m = tiny_method("coco1k_cons", f"fixes.teacher_bn_inference={str(value).lower()}")
-        before = _moving(net)
+        before = moving_stats([net])
         got = m.teacher(net, unl["image"]).numpy()
-        after = _moving(net)
+        after = moving_stats([net])
         if value:
             assert all(np.array_equal(a, b) for a, b in zip(before, after))
             np.testing.assert_allclose(got, net(unl["image"], training=False).numpy(), rtol=1e-5, atol=1e-6)

@@ -12,16 +12,7 @@ from posedual_tf.models import bn_groups
 from posedual_tf.models.layers import BatchNorm
 from posedual_tf.models.resnet import pose_resnet
 from tests.conftest import assert_close as _close, grads_by_position as _by_position, \
-    moving_stats as _moving_stats, tiny_batch as _batch, tiny_method as _method
-
-
-def _twin(name, schedule, *extra):
-    """The same method and initial weights, the reference schedule and ``schedule``."""
-    _, nets_a, a = _method(name, *extra)
-    _, nets_b, b = _method(name, *extra, f"train.pass_schedule={schedule}")
-    for src, dst in zip(nets_a, nets_b):
-        dst.set_weights(src.get_weights())
-    return (nets_a, a), (nets_b, b)
+    moving_stats as _moving_stats, tiny_batch as _batch, twin_methods
 
 
 @pytest.mark.parametrize("schedule", ["per_network", "fused"])
@@ -31,7 +22,7 @@ def _twin(name, schedule, *extra):
     ("coco1k_dual_multiaugs", ()),                            # 4 paths: JC, JO, JOCO, JCCM
 ])
 def test_schedule_equals_the_reference_schedule(name, extra, schedule):
-    (nets_a, a), (nets_b, b) = _twin(name, schedule, *extra)
+    (nets_a, a), (nets_b, b) = twin_methods(name, extra, [f"train.pass_schedule={schedule}"])
     lab, unl = _batch(5)
     if name.endswith("multiaugs"):
         unl = dict(unl, image_RA=unl["image"][::-1].copy())

@@ -1,8 +1,6 @@
 """tf.data pipeline on the real COCO samples: crops, flips, targets, mixing, seeds, eval, corruption."""
 from __future__ import annotations
 
-import json
-import os
 
 import cv2
 import numpy as np
@@ -11,6 +9,7 @@ import tensorflow as tf
 
 from posedual_tf import config, geometry, joints
 from posedual_tf.data import augment, pipeline, records
+from tests.conftest import records_with_a_bad_image as _records_with_a_bad_image
 
 
 def _cfg(coco_records, det_records, *extra):
@@ -119,25 +118,6 @@ def test_eval_dataset_detected_boxes_threshold(coco_records, det_records):
     n = sum(int(b["image"].shape[0]) for b in ds)
     scores = [s for r in records.read_all(det_records) for s in r["scores"]]
     assert n == sum(s >= 0.5 for s in scores) > 0
-
-
-def _records_with_a_bad_image(shared, tmp_path, bad_index):
-    """The COCO samples written by hand with image ``bad_index``'s bytes replaced by garbage."""
-    from tfrecords_tools import coco
-
-    entries, _, _, _ = coco.build_entries(str(shared / "coco/test_coco.json"), str(shared / "coco"))
-    prefix = str(tmp_path / f"bad{bad_index}")
-    with tf.io.TFRecordWriter(records.shard_paths(prefix, 1)[0]) as w:
-        for i, e in enumerate(entries):
-            data = open(e.path, "rb").read() if i != bad_index else b"\xff\xd8 this is not a jpeg"
-            w.write(records.encode_example(e, data, 17).SerializeToString())
-    people = [len(e.persons) for e in entries]
-    shard = {"file": os.path.basename(records.shard_paths(prefix, 1)[0]), "records": 4, "instances": sum(people),
-             "record_people": people}
-    with open(prefix + ".json", "w") as f:
-        json.dump({"joint_set": "coco", "num_joints": 17, "num_images": 4, "shards": [shard],
-                   "num_instances": sum(people)}, f)
-    return prefix, people[bad_index]
 
 
 @pytest.mark.parametrize("bad_index", [0, 3])      # the first image, and the last (no survivor after it)

@@ -7,24 +7,13 @@ therefore use the paths that place no box (CO, CM, MU, the affine), and every pa
 under XLA on teacher maps with clear peaks (:func:`test_xla_hard_views_equal_the_views_without_xla`)."""
 from __future__ import annotations
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from posedual_tf.data import augment
 from posedual_tf.methods.base import joints_mse
-from tests.conftest import assert_close, grads_by_position, moving_stats, tiny_batch, tiny_method
-
-
-def _twin(name, *extra):
-    """Two copies of a method with the same initial weights."""
-    keras.utils.set_random_seed(3)
-    _, nets_a, a = tiny_method(name, *extra)
-    _, nets_b, b = tiny_method(name, *extra)
-    for src, dst in zip(nets_a, nets_b):
-        dst.set_weights(src.get_weights())
-    return (nets_a, a), (nets_b, b)
+from tests.conftest import assert_close, grads_by_position, moving_stats, tiny_batch, tiny_method, twin_methods
 
 
 def _supervised_gradients(m, lab):
@@ -50,7 +39,7 @@ def _gradients_agree(want, got, key):
     ("coco1k_dual_multiaugs", ("method.paths=[CO, CM, MU, A60]",)),            # 4 paths, MixUp's Gamma draws
 ])
 def test_xla_step_equals_the_step_without_xla(name, extra):
-    (nets_a, a), (nets_b, b) = _twin(name, *extra)
+    (nets_a, a), (nets_b, b) = twin_methods(name, extra, seed=3)
     lab, unl = tiny_batch(5)
 
     def step(m, nets):

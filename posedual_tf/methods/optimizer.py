@@ -70,7 +70,9 @@ def make_optimizer(cfg: Config, steps_per_epoch: int) -> keras.optimizers.Optimi
 class StepCountingLossScale(keras.optimizers.LossScaleOptimizer):
     """Keras' dynamic loss scale, except that a skipped (non-finite) step still counts in ``iterations``:
     the global step stays the number of batches read, so the input position a checkpoint resumes at,
-    the learning-rate epochs and the per-step draws keep their meaning when float16 overflows."""
+    the learning-rate epochs and the per-step draws keep their meaning when float16 overflows. (It
+    extends Keras' own skip branch, ``_stateful_handle_non_finite_grads``; keras is pinned below 4, and
+    tests/test_distribution.py fails if that branch changes.)"""
 
     def _stateful_handle_non_finite_grads(self):
         super()._stateful_handle_non_finite_grads()
