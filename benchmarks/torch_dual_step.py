@@ -1,7 +1,8 @@
 """A PyTorch PoseDual step of the reference's shape, to time beside ours (``train_step.py --methods torch_dual``).
 
 The networks are ``tests/torch_reference.py``'s ResNet-18 SimpleBaseline (the reference architecture);
-the step does what the reference's PoseDual step does on a batch (REFERENCE.md 5.4, plain PoseDual:
+the step does what the reference's PoseDual step does on a batch (its lib/core/function.py:train with the
+PoseDual criterion of lib/core/loss.py; plain PoseDual,
 no joint cutout): supervised passes of both nets, train-mode teacher passes without gradient, one
 batch affine warp (``affine_grid``/``grid_sample``) of the unlabelled images and of the teacher maps,
 hard passes, the weighted joints MSE (0.5 each supervised term, the consistency terms summed), one

@@ -2,7 +2,7 @@
 
     python benchmarks/toy_paper_table.py [--seeds 3 --jobs 2 --epochs E --steps-per-epoch S ...]
 
-The rows of the paper's table (REFERENCE.md section 12): Supervised, PoseCons, PoseCons + JC,
+The rows of the paper's COCO table (ICCV 2021; docs/toy_results.md): Supervised, PoseCons, PoseCons + JC,
 PoseDual, PoseDual + RandAug (M = 20), PoseDual + JC (K = 5), with the reference's joint-cutout box
 sizes, plus PoseDual + JC with the boxes scaled to the input (``fixes.scaled_boxes``). The setting is
 the collapse study's (benchmarks/collapse_study.py), and runs both share are trained once. Writes
@@ -46,7 +46,7 @@ def page(results, args, setting, seconds: float) -> str:
              f"{setting.labelled_images} labelled and {setting.unlabelled_images} unlabelled synthetic images; "
              "COCO AP with pycocotools on the validation people (GT boxes, no flip) and on the unlabelled "
              "people (their ground truth). Mean ± std over seeds (train.seed 0..N-1, same data). The "
-             "paper's numbers (COCO 1K / 5K / 10K labels, ResNet-18, REFERENCE.md section 12) are for "
+             "paper's numbers (COCO 1K / 5K / 10K labels, ResNet-18, the paper's COCO table) are for "
              "reading the order of the rows, not the values.", "",
              "| Method | Augmentation | AP (net 1) | AP (ensemble) | AP .5 | unlabelled AP | paper 1K / 5K / 10K | "
              f"run time, {args.jobs} at a time |", "|---|---|---|---|---|---|---|---|"]
