@@ -266,6 +266,21 @@ def plot(results: dict[str, list[dict]], panels: list[tuple[str, str]], path: st
     os.replace(tmp, path)
 
 
+def check_out(path: str, setting: dict, replace: bool) -> None:
+    """Refuse to replace a study's page made with other settings (a --quick run over the published
+    docs/ page) unless ``--replace``; a file there that no study wrote is never replaced."""
+    if not os.path.exists(path):
+        return
+    try:
+        before = json.loads(pathlib.Path(path).read_text())["setting"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise SystemExit(f"error: {path} exists and was not written by a toy study; choose another --out") from None
+    if before != json.loads(json.dumps(setting)) and not replace:
+        changed = sorted(k for k in set(before) | set(setting) if before.get(k) != json.loads(json.dumps(setting)).get(k))
+        raise SystemExit(f"error: {path} holds a study made with other settings ({', '.join(changed)} differ); "
+                         "choose another --out, or pass --replace to replace it")
+
+
 def write_text(path: str, text: str) -> None:
     tmp = path + ".tmp"
     pathlib.Path(tmp).write_text(text)
@@ -290,7 +305,9 @@ def add_arguments(ap, defaults: ToySetting, workdir: str) -> None:
     ap.add_argument("--rows", default="", help="comma-separated row numbers (1-based) to run; default all")
     ap.add_argument("--set", action="append", default=[], help="a further config override for every row")
     ap.add_argument("--workdir", default=workdir, help="study folder (made and marked by these scripts; reused)")
-    ap.add_argument("--out", default="docs", help="where the page, figure and json go")
+    ap.add_argument("--out", default=None, help="where the page, figure and json go (default: docs; with --quick "
+                    "runs/quick_studies)")
+    ap.add_argument("--replace", action="store_true", help="replace a page in --out made with other settings")
 
 
 def setting_of(args) -> ToySetting:
@@ -334,6 +351,8 @@ def run_study(args, rows: list[Row], stem: str, panels: list[tuple[str, str]],
     ``.png`` (``panels``) and ``.md`` (``page(results, args, setting, seconds of all its runs)`` and the
     kept reading); returns the json's content."""
     setting = setting_of(args)
+    args.out = args.out or ("runs/quick_studies" if getattr(args, "quick", False) else "docs")
+    check_out(os.path.join(args.out, f"{stem}.json"), dataclasses.asdict(setting), args.replace)
     study = Study(args.workdir, setting, jobs=args.jobs)
     start = time.time()
     results = study.run_rows(rows, list(range(args.seeds)))

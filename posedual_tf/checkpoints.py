@@ -8,7 +8,6 @@ Layout of a workdir:
 from __future__ import annotations
 
 import glob
-import json
 import os
 from typing import Any
 
@@ -17,29 +16,54 @@ import tensorflow as tf
 from posedual_tf import files
 
 
-def save_nets(nets, folder: str, extra: dict[str, Any] | None = None) -> None:
+def save_nets(nets, folder: str, extra: dict[str, Any] | None = None, tool: str = "train") -> None:
     """Write ``net{i}.weights.h5`` for every network, and each ``extra`` name as JSON beside them,
-    atomically (temp folder beside it, then rename).
+    atomically (temp folder beside it, then rename); the folder carries an ownership list naming ``tool``.
 
-    An existing ``folder`` is replaced only if it holds nothing but weights files and the ``extra`` names
-    (an earlier save); anything else there is an error, never deleted."""
+    An existing ``folder`` is replaced only if its ownership list says ``tool`` wrote it (an earlier
+    save of the same kind: a run's best/ or final/, or a convert_torch output); anything else is an
+    error, one line, and nothing is written or deleted."""
     extra = extra or {}
 
     def fill(tmp):
+        files.claim(tmp, tool)
         for net in nets:
-            net.save_weights(os.path.join(tmp, f"{net.name}.weights.h5"))
+            net.save_weights(files.own(tmp, f"{net.name}.weights.h5"))
         for name, data in extra.items():
-            with open(os.path.join(tmp, name), "w") as f:
-                json.dump(data, f)
+            files.write_json_atomic(files.own(tmp, name), data, indent=None)
 
     def is_ours(path):
-        return os.path.isdir(path) and all(n.endswith(".weights.h5") or n in extra for n in os.listdir(path))
+        return files.owned_by(path) == tool
 
+    check_weights_folder(folder, tool)
     try:
         files.replace_folder(folder, fill, is_ours)
     except FileExistsError:
-        raise FileExistsError(f"{os.path.normpath(folder)}: exists and holds other files than network weights; "
-                              "not replaced") from None
+        check_weights_folder(folder, tool)
+        raise
+
+
+def check_weights_folder(folder: str, tool: str, setting: str = "") -> None:
+    """Refuse, in one line, a ``folder`` that :func:`save_nets` with ``tool`` may not replace."""
+    if not os.path.lexists(folder) or files.owned_by(folder) == tool:
+        return
+    other = files.owned_by(folder)
+    why = f"holds posedual_tf's {other} output" if other else "exists and was not written by posedual_tf"
+    where = f"{setting} {os.path.normpath(folder)}" if setting else os.path.normpath(folder)
+    raise files.NotOursError(f"{where}: {why}; not replaced, nothing was written (choose another folder)")
+
+
+def check_finite(nets, source: str) -> None:
+    """Refuse weights holding NaN or infinity (a damaged checkpoint), naming the first such tensor."""
+    import numpy as np
+
+    for net in nets:
+        for w in net.weights:
+            value = np.asarray(w.numpy())
+            if not np.isfinite(value).all():
+                bad = int((~np.isfinite(value)).sum())
+                raise ValueError(f"{source}: {net.name} {w.path} holds {bad} NaN/inf values of {value.size}; "
+                                 "the checkpoint is damaged")
 
 
 class PretrainedError(FileNotFoundError):

@@ -9,8 +9,13 @@ import sys
 from absl import flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_bool("debug", False, "on an error, show the whole traceback instead of one line")
-flags.DEFINE_bool("verbose", False, "show TensorFlow's start-up and info log lines (hidden by default)")
+
+
+def define_common_flags() -> None:
+    """``--debug`` and ``--verbose``, shared by every command (defined when a command runs, not on import)."""
+    if "debug" not in FLAGS:
+        flags.DEFINE_bool("debug", False, "on an error, show the whole traceback instead of one line")
+        flags.DEFINE_bool("verbose", False, "show TensorFlow's start-up and info log lines (hidden by default)")
 
 
 @contextlib.contextmanager
@@ -54,11 +59,17 @@ def normalise_flag_spelling(argv: list[str], known) -> list[str]:
     return out
 
 
-def run(main) -> None:
-    """Entry point of every absl command line: both flag spellings, quiet TensorFlow start-up, and
-    one-line errors (:func:`guarded`). Each command module calls ``flags.adopt_module_key_flags(cli)``
-    so that ``--config``/``--set`` and these shared flags show in its ``--help``."""
+def run(main, define_flags=None) -> None:
+    """Entry point of every absl command line: the shared flags and the command's (``define_flags``,
+    which calls ``flags.adopt_module_key_flags(cli)`` so that ``--config``/``--set`` and the shared
+    flags show in its ``--help``), both flag spellings, quiet TensorFlow start-up, and one-line errors
+    (:func:`guarded`). Flags exist only in a process that runs a command: the modules import cleanly
+    side by side (a notebook may import train, evaluate and predict together)."""
     from absl import app
+
+    define_common_flags()
+    if define_flags is not None:
+        define_flags()
 
     argv = normalise_flag_spelling(sys.argv, lambda n: n in FLAGS or n.startswith("no") and n[2:] in FLAGS)
     asked_help = any(a in ("--help", "-h", "--helpfull", "--helpshort", "-?") for a in argv)
@@ -83,7 +94,7 @@ def guarded(main):
         except (SystemExit, KeyboardInterrupt):
             raise
         except Exception as e:  # noqa: BLE001 - the one place that turns every error into one line
-            if FLAGS.is_parsed() and FLAGS.debug:
+            if FLAGS.is_parsed() and "debug" in FLAGS and FLAGS.debug:
                 raise
             sys.exit(f"error: {one_line(e)}")
 
@@ -119,7 +130,7 @@ def _first_cause(text: str) -> str:
 
 
 def define_config_flags() -> None:
-    flags.DEFINE_string("config", None, "experiment name (configs/NAME.yaml) or a YAML path")
+    flags.DEFINE_string("config", None, "experiment name (posedual_tf/configs/NAME.yaml) or a YAML path")
     flags.DEFINE_multi_string("set", [], "override a config value: --set train.batch_size=8 (repeatable)")
 
 

@@ -1,6 +1,6 @@
 """Typed experiment configs.
 
-A named experiment is a YAML file in ``configs/``; it may start with ``base: other_name`` to
+A named experiment is a YAML file in ``posedual_tf/configs/`` (installed with the package); it may start with ``base: other_name`` to
 inherit another file and state only what differs. Values are checked against the dataclass
 schema below; an unknown key, a wrong type or a bad choice is a one-line
 :class:`ConfigError` naming the file and the key.
@@ -26,7 +26,7 @@ import yaml
 
 from posedual_tf import aug_paths
 
-CONFIG_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
+CONFIG_DIR = pathlib.Path(__file__).resolve().parent / "configs"     # shipped inside the package
 
 
 class ConfigError(ValueError):
@@ -412,10 +412,42 @@ def find(name_or_path: str) -> pathlib.Path:
     raise ConfigError(f"{name_or_path}: no such config; expected a YAML path or one of {names}")
 
 
+class _ConfigLoader(yaml.SafeLoader):
+    """YAML as configs use it: a key stated twice in one mapping and aliases (``*name``, which can
+    expand a small file into gigabytes) are errors naming the line, not silently resolved."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.MarkedYAMLError(problem="aliases (*name) are not allowed in configs", problem_mark=mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.MarkedYAMLError(problem=f"'{key}' is stated twice (first at line {seen[key]}); "
+                                                   "merge the two blocks", problem_mark=key_node.start_mark)
+            if isinstance(key, (str, int, float, bool)):
+                seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
+#: The largest config file read (a config is a few kB; this bounds what a wrong path can cost).
+MAX_CONFIG_BYTES = 1 << 20
+
+
 def _read_yaml(path: pathlib.Path) -> dict[str, Any]:
     try:
+        if not path.is_file():
+            raise ConfigError(f"{path}: not a regular file")
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: {path.stat().st_size} bytes; a config is at most {MAX_CONFIG_BYTES} bytes")
         with open(path) as f:
-            data = yaml.safe_load(f) or {}
+            data = yaml.load(f, Loader=_ConfigLoader) or {}
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -440,8 +472,10 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 def _resolve_file(path: pathlib.Path, seen: tuple[str, ...] = ()) -> tuple[dict[str, Any], list[tuple[str, dict]]]:
     """Merged raw mapping and the chain of (file, mapping) layers, base first."""
-    if str(path) in seen:
-        raise ConfigError(f"{path.name}: base: cycle through {' -> '.join(seen)}")
+    key = str(path.resolve())
+    if key in seen:
+        chain = [pathlib.Path(p).name for p in seen] + [path.name]
+        raise ConfigError(f"{path.name}: base: cycle ({' -> '.join(chain)})")
     raw = _read_yaml(path)
     base_name = raw.pop("base", None)
     layers: list[tuple[str, dict]] = []
@@ -453,7 +487,7 @@ def _resolve_file(path: pathlib.Path, seen: tuple[str, ...] = ()) -> tuple[dict[
             base_path = find(base_name) if not base_name.endswith((".yaml", ".yml")) else path.parent / base_name
         except ConfigError as e:
             raise ConfigError(f"{path.name}: base: {e}") from None
-        merged, layers = _resolve_file(base_path, seen + (str(path),))
+        merged, layers = _resolve_file(base_path, seen + (key,))
     layers.append((path.name, raw))
     return _merge(merged, raw), layers
 

@@ -14,33 +14,35 @@ from absl import flags
 
 from posedual_tf import cli
 
-flags.adopt_module_key_flags(cli)
 FLAGS = flags.FLAGS
-flags.DEFINE_string("config", None, "experiment name or YAML path")
-flags.DEFINE_string("checkpoint", None, ".pth / .pth.tar file (torchvision, HRNet ImageNet or reference)")
-flags.DEFINE_string("output", None, "output folder")
-flags.DEFINE_multi_string("set", [], "config override key=value")
-flags.DEFINE_bool("allow-missing", False, "keep the initialisation of layers the checkpoint lacks "
-                                        "(--allow_missing works too)")
+
+
+def define_flags() -> None:
+    """This command's flags; defined only when it runs (importing the module defines none)."""
+    flags.adopt_module_key_flags(cli)
+    flags.DEFINE_string("config", None, "experiment name or YAML path")
+    flags.DEFINE_string("checkpoint", None, ".pth / .pth.tar file (torchvision, HRNet ImageNet or reference)")
+    flags.DEFINE_string("output", None, "output folder")
+    flags.DEFINE_multi_string("set", [], "config override key=value")
+    flags.DEFINE_bool("allow-missing", False, "keep the initialisation of layers the checkpoint lacks "
+                                            "(--allow_missing works too)")
 
 
 def convert(cfg, checkpoint: str, output: str, strict: bool = True) -> dict:
     """Build the config's networks, fill them from ``checkpoint`` and save them to ``output``."""
-    from posedual_tf import files
+    from posedual_tf import checkpoints
     from posedual_tf.models import builder, convert as conv
 
+    checkpoints.check_weights_folder(output, "convert_torch", "--output")
     nets = builder.build_networks(cfg)
     reports = conv.load_into(nets, checkpoint, cfg.model.backbone, strict=strict)
-    os.makedirs(output, exist_ok=True)
+    checkpoints.check_finite(nets, checkpoint)
     summary = {"checkpoint": os.path.abspath(checkpoint), "config": cfg.name, "networks": {}}
     for net, rep in zip(nets, reports):
-        path = os.path.join(output, f"{net.name}.weights.h5")
-        tmp = path + ".tmp.weights.h5"
-        net.save_weights(tmp)
-        os.replace(tmp, path)
-        summary["networks"][net.name] = {"file": os.path.basename(path), "matched": len(rep.matched),
+        summary["networks"][net.name] = {"file": f"{net.name}.weights.h5", "matched": len(rep.matched),
                                          "missing": rep.missing, "unexpected": rep.unexpected}
-    files.write_json_atomic(os.path.join(output, "conversion.json"), summary)
+    # the whole folder at once: a new one, or an earlier conversion's (never a run's best/ or final/)
+    checkpoints.save_nets(nets, output, extra={"conversion.json": summary}, tool="convert_torch")
     return summary
 
 
@@ -58,4 +60,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main, define_flags)

@@ -26,8 +26,15 @@ def prepare_data(cfg: Config, workers: int = 1) -> None:
     """Generate and convert whatever split is missing (idempotent; each step is atomic)."""
     from tfrecords_tools import coco, detections, synthetic, writer
 
+    from posedual_tf import files
+
     s = cfg.data.synthetic
     src = data_dir(cfg)
+    work = os.path.abspath(cfg.workdir)
+    top = os.path.relpath(src, work).split(os.sep)[0]
+    if top not in ("..", ".") and not os.path.isabs(top):       # the demo data live in the workdir: claim it
+        files.claim(cfg.workdir, "train", accepts=("evaluate",), setting="workdir")
+        files.own(cfg.workdir, top, "train")
     size = (s.image_height, s.image_width)
     # (json and images of the split, records prefix, images to generate, first image id, converter)
     splits = [("train", cfg.data.labelled.records, s.labelled_images, 1, "gt"),

@@ -14,11 +14,15 @@ from absl import flags
 
 from posedual_tf import cli
 
-cli.define_config_flags()
-flags.DEFINE_string("checkpoint", None, "training workdir, weights folder or .pth file")
-flags.DEFINE_string("output", None, "where to write results/metrics json (default: the workdir)")
-flags.adopt_module_key_flags(cli)
 FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """This command's flags; defined only when it runs (importing the module defines none)."""
+    cli.define_config_flags()
+    flags.DEFINE_string("checkpoint", None, "training workdir, weights folder or .pth file")
+    flags.DEFINE_string("output", None, "where to write results/metrics json (default: the workdir)")
+    flags.adopt_module_key_flags(cli)
 
 
 def main(argv):
@@ -43,4 +47,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main, define_flags)

@@ -186,7 +186,8 @@ def main(argv):
     print(f"SavedModel written to {os.path.abspath(out)} (signatures: serving_default, predict_image)")
 
 
-if __name__ == "__main__":
+def define_flags() -> None:
+    """This command's flags; defined only when it runs (importing the module defines none)."""
     from absl import flags
 
     cli.define_config_flags()
@@ -197,4 +198,7 @@ if __name__ == "__main__":
     flags.DEFINE_enum("post-process", None, ["shift", "dark", "none"], "decoding refinement (default: test.post_process)")
     flags.DEFINE_bool("overwrite", False, "replace --output if it holds a previous export (never anything else)")
     flags.adopt_module_key_flags(cli)
-    cli.run(main)
+
+
+if __name__ == "__main__":
+    cli.run(main, define_flags)

@@ -4,19 +4,40 @@
   it and renamed when complete.
 * :func:`replace_folder`: a folder is filled in a temporary folder beside the target and swapped in;
   an existing target is replaced only if the caller's ``is_ours`` says it wrote it.
+* The ownership rule (:func:`claim`, :func:`own`, :func:`owned_by`): a folder a tool writes into carries
+  ``.posedual_tf.json``, the list of the names posedual_tf wrote there and which tool wrote the folder.
+  A name that exists and is not on the list is never replaced or deleted; a folder that holds files
+  and no list is refused with one line naming it. Converted datasets follow the same rule through
+  their manifest (``PREFIX.json`` lists its shards).
+* :func:`inside`: a path taken from data (a file name in an annotation file) resolved inside the
+  folder it is relative to, or None.
+* :func:`lock`: one writer per folder (a second ``train`` on a workdir is refused, not interleaved).
 
 Example:
     >>> write_json_atomic("runs/x/metrics.json", {"AP": 0.5})
     >>> replace_folder("runs/x/final", lambda tmp: net.save_weights(f"{tmp}/net1.weights.h5"),
     ...                is_ours=lambda path: True)
+    >>> claim("runs/x", "evaluate")               # new, empty, or a folder posedual_tf's evaluate wrote
+    >>> write_json_atomic(own("runs/x", "metrics.json"), {"AP": 0.5})
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
+
+#: The ownership list of a folder posedual_tf writes into.
+OWNERSHIP_FILE = ".posedual_tf.json"
+
+
+class NotOursError(FileExistsError):
+    """A file or folder posedual_tf did not write stands where it would write (one line, naming it)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 def write_atomic(path: str, data: bytes | str) -> None:
@@ -64,3 +85,119 @@ def replace_folder(target: str, fill: Callable[[str], None], is_ours: Callable[[
     if old:
         shutil.rmtree(old)                            # ours: holds only the target moved aside above
     return target
+
+
+def _listing(folder: str) -> dict | None:
+    """The ownership list of ``folder``: None if it has none; NotOursError if it holds a file of that
+    name that posedual_tf did not write."""
+    path = os.path.join(folder, OWNERSHIP_FILE)
+    if not os.path.lexists(path):
+        return None
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        data = None
+    if not (isinstance(data, dict) and data.get("written_by") == "posedual_tf" and isinstance(data.get("tool"), str)
+            and isinstance(data.get("entries"), dict)):
+        raise NotOursError(f"{path}: is not an ownership list written by posedual_tf; the folder is not ours, "
+                           "nothing was written (choose another folder)")
+    return data
+
+
+def owned_by(folder: str) -> str | None:
+    """The tool that wrote ``folder`` (its ownership list says so), or None."""
+    try:
+        listing = _listing(folder) if os.path.isdir(folder) else None
+    except NotOursError:
+        return None
+    return listing["tool"] if listing else None
+
+
+def claim(folder: str, tool: str, accepts: tuple[str, ...] = (), setting: str = "", create: bool = True) -> str:
+    """Make ``folder`` a folder ``tool`` may write into, or refuse in one line.
+
+    A missing or empty folder is created and given an ownership list naming ``tool``. An existing one
+    must carry a list written by ``tool`` or one of ``accepts`` (evaluate writes into a training
+    workdir). ``setting`` (e.g. ``--output``) starts the message. ``create=False`` only checks (a missing
+    folder passes and is not made). Returns ``folder``."""
+    where = f"{setting} {folder}" if setting else folder
+    if os.path.lexists(folder) and not os.path.isdir(folder):
+        raise NotOursError(f"{where}: is a file, expected a folder; nothing was written")
+    listing = _listing(folder) if os.path.isdir(folder) else None
+    if listing is None:
+        names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+        if names:
+            shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+            raise NotOursError(f"{where}: holds files posedual_tf did not write ({shown}); nothing was written "
+                               "(choose a new or empty folder)")
+        if not create:
+            return folder
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as e:
+            raise NotOursError(f"{where}: cannot create it ({e.strerror})") from None
+        write_json_atomic(os.path.join(folder, OWNERSHIP_FILE),
+                          {"written_by": "posedual_tf", "tool": tool, "entries": {}})
+    elif listing["tool"] not in (tool, *accepts):
+        raise NotOursError(f"{where}: holds the output of posedual_tf's {listing['tool']}, which {tool} does not "
+                           "write into; nothing was written (choose another folder)")
+    return folder
+
+
+def own(folder: str, name: str, tool: str = "") -> str:
+    """``folder/name``, for writing: a name already there must be on the folder's ownership list (it is
+    refused otherwise, in one line); a new name is put on the list before anything is written.
+    ``folder`` must have been :func:`claim`-ed."""
+    listing = _listing(folder)
+    if listing is None:
+        raise NotOursError(f"{folder}: has no ownership list (claim it first); nothing was written")
+    path = os.path.join(folder, name)
+    if name not in listing["entries"]:
+        if os.path.lexists(path):
+            raise NotOursError(f"{path}: exists and was not written by posedual_tf; not replaced")
+        listing["entries"][name] = tool or listing["tool"]
+        write_json_atomic(os.path.join(folder, OWNERSHIP_FILE), listing)
+    return path
+
+
+def is_listed(folder: str, name: str) -> bool:
+    """Whether ``folder``'s ownership list names ``name``."""
+    try:
+        listing = _listing(folder) if os.path.isdir(folder) else None
+    except NotOursError:
+        return False
+    return bool(listing) and name in listing["entries"]
+
+
+def inside(root: str, relative: str) -> str | None:
+    """``root/relative`` if ``relative`` is a relative path that stays inside ``root`` (no absolute path,
+    no ``..`` part, no drive), else None: file names from data never reach outside their folder."""
+    if not relative or os.path.isabs(relative) or "\\" in relative or "\0" in relative:
+        return None
+    parts = relative.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        return None
+    return os.path.join(root, *parts)
+
+
+@contextlib.contextmanager
+def lock(folder: str, what: str) -> Iterator[None]:
+    """Hold ``folder/.posedual_tf.lock`` while the block runs: a second process that asks for it is
+    refused at once, in one line naming the folder and the process that holds it."""
+    import fcntl
+
+    path = os.path.join(folder, ".posedual_tf.lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+            raise NotOursError(f"{folder}: {what} is already running there (pid {holder}); wait for it to end or "
+                               "use another folder") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)            # releases the lock

@@ -35,20 +35,26 @@ from absl import flags
 
 from posedual_tf import cli
 
-flags.DEFINE_string("saved-model", None, "SavedModel folder written by posedual_tf.export")
-flags.DEFINE_string("image", None, "one image file")
-flags.DEFINE_string("images", None, "a folder of images (jpg, jpeg, png)")
-flags.DEFINE_string("boxes", None, "person boxes: COCO detections json (image_id, bbox, score) or "
-                                   "{file name: [[x, y, w, h], ...]}. Without --boxes or --whole-image, "
-                                   "OpenCV's HOG people detector finds them: a WEAK default (upright, "
-                                   "unoccluded, >= ~100 px tall people only)")
-flags.DEFINE_bool("whole-image", False, "use the whole image as one person box")
-flags.DEFINE_float("min-hog-score", 0.0, "with neither --boxes nor --whole-image: keep HOG detections whose SVM "
-                                         "margin exceeds this")
-flags.DEFINE_float("min-box-score", 0.0, "ignore detections below this score")
-flags.DEFINE_string("output", None, "output folder (not the input folder)")
-flags.adopt_module_key_flags(cli)
 FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """This command's flags; defined only when it runs (importing the module defines none)."""
+    flags.DEFINE_string("saved-model", None, "SavedModel folder written by posedual_tf.export")
+    flags.DEFINE_string("image", None, "one image file")
+    flags.DEFINE_string("images", None, "a folder of images (jpg, jpeg, png)")
+    flags.DEFINE_string("boxes", None, "person boxes: COCO detections json (image_id, bbox, score) or "
+                                       "{file name: [[x, y, w, h], ...]}. Without --boxes or --whole-image, "
+                                       "OpenCV's HOG people detector finds them: a WEAK default (upright, "
+                                       "unoccluded, >= ~100 px tall people only)")
+    flags.DEFINE_bool("whole-image", False, "use the whole image as one person box")
+    flags.DEFINE_float("min-hog-score", 0.0, "with neither --boxes nor --whole-image: keep HOG detections whose SVM "
+                                             "margin exceeds this")
+    flags.DEFINE_float("min-box-score", 0.0, "ignore detections below this score")
+    flags.DEFINE_string("output", None, "output folder (not the input folder)")
+    flags.adopt_module_key_flags(cli)
+
+
 IMAGE_EXT = (".jpg", ".jpeg", ".png")
 RECORD = "images.json"
 
@@ -254,4 +260,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main, define_flags)

@@ -14,12 +14,16 @@ from absl import flags
 
 from posedual_tf import cli
 
-cli.define_config_flags()
-flags.DEFINE_enum("progress", "auto", ["auto", "bar", "lines", "epochs", "none"],
-                  "progress within an epoch: a bar, a line every train.log_every steps, one line per epoch, "
-                  "or nothing; auto = a bar on a terminal, lines otherwise (log files)")
-flags.adopt_module_key_flags(cli)
 FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """This command's flags; defined only when it runs (importing the module defines none)."""
+    cli.define_config_flags()
+    flags.DEFINE_enum("progress", "auto", ["auto", "bar", "lines", "epochs", "none"],
+                      "progress within an epoch: a bar, a line every train.log_every steps, one line per epoch, "
+                      "or nothing; auto = a bar on a terminal, lines otherwise (log files)")
+    flags.adopt_module_key_flags(cli)
 
 
 def main(argv):
@@ -59,4 +63,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main, define_flags)

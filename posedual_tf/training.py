@@ -8,6 +8,7 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -244,7 +245,7 @@ class Validation(keras.callbacks.Callback):
         print(f"\nepoch {epoch + 1}: " + ", ".join(line))
         if perf > self.best:
             self.best = perf
-            checkpoints.save_nets(self.nets, os.path.join(self.workdir, "best"), extra={
+            checkpoints.save_nets(self.nets, files.own(self.workdir, "best"), extra={
                 "best.json": {"perf": perf, "epoch": epoch + 1, "select_best_by": self.cfg.train.select_best_by}})
 
 
@@ -282,7 +283,24 @@ def check_eval_sets(cfg: Config) -> None:
 
 def resume_point(cfg: Config) -> str | None:
     """The training checkpoint a run of ``cfg`` resumes from (None: it starts afresh)."""
-    return tf.train.latest_checkpoint(os.path.join(cfg.workdir, "ckpt")) if cfg.train.resume else None
+    if not cfg.train.resume:
+        return None
+    folder = os.path.join(cfg.workdir, "ckpt")
+    state = os.path.join(folder, "checkpoint")
+    if not os.path.lexists(state):
+        return None
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("CRITICAL")        # TF logs a missing checkpoint as an ERROR line, then returns None
+    try:
+        latest = tf.train.latest_checkpoint(folder)
+    finally:
+        logger.setLevel(level)
+    if latest is None:           # garbage, or naming deleted files: training would restart and overwrite it
+        raise ResumeMismatchError(f"{state}: does not name a checkpoint that exists (a damaged or edited state file, or "
+                                  "deleted ckpt-N files); nothing was written: restore it, or start afresh with "
+                                  "--set train.resume=false or another workdir")
+    return latest
 
 
 class ResumeMismatchError(ValueError):
@@ -325,7 +343,7 @@ def write_run_config(cfg: Config, workdir: str) -> None:
     """``workdir/config.yaml``: the config this run trains with (written atomically)."""
     from posedual_tf.config import dump
 
-    files.write_atomic(os.path.join(workdir, "config.yaml"), dump(cfg))
+    files.write_atomic(files.own(workdir, "config.yaml"), dump(cfg))
 
 
 def build(cfg: Config, strategy: tf.distribute.Strategy, steps_per_epoch: int, labelled_ids,
@@ -368,6 +386,7 @@ def run(cfg: Config, progress: str = "epochs", strategy: tf.distribute.Strategy 
     created before any other TF op, so the CLI makes it first).
     """
     t = cfg.train
+    files.claim(cfg.workdir, "train", accepts=("evaluate",), setting="workdir", create=False)
     check_resume(cfg)
     latest = resume_point(cfg)
     if latest is None:
@@ -388,80 +407,82 @@ def run(cfg: Config, progress: str = "epochs", strategy: tf.distribute.Strategy 
 def _run(cfg: Config, workdir: str, latest: str | None, progress: str, strategy: tf.distribute.Strategy) -> dict:
     """:func:`run` writing into ``workdir`` (the config's, or a worker's scratch folder), resuming from
     the training checkpoint ``latest`` when there is one."""
-    t = cfg.train
-    resuming = latest is not None
-    keras.utils.set_random_seed(t.seed)
-    if t.deterministic:
-        tf.config.experimental.enable_op_determinism()
+    with contextlib.ExitStack() as held:     # the workdir lock, from the moment the run begins
+        t = cfg.train
+        resuming = latest is not None
+        keras.utils.set_random_seed(t.seed)
+        if t.deterministic:
+            tf.config.experimental.enable_op_determinism()
 
-    counter = corrupt.CorruptionCounter()
-    lab = pipeline.open_source(cfg.data.labelled, "labelled")
-    check_eval_sets(cfg)
-    steps, _ = pipeline.epoch_steps(cfg)
-    labelled_ids = list(lab.joint_set.to_union)
-    nets, method, optimizer = build(cfg, strategy, steps, labelled_ids, initial_weights=not resuming)
-    os.makedirs(workdir, exist_ok=True)      # data and networks are ready: the run begins
+        counter = corrupt.CorruptionCounter()
+        lab = pipeline.open_source(cfg.data.labelled, "labelled")
+        check_eval_sets(cfg)
+        steps, _ = pipeline.epoch_steps(cfg)
+        labelled_ids = list(lab.joint_set.to_union)
+        nets, method, optimizer = build(cfg, strategy, steps, labelled_ids, initial_weights=not resuming)
+        files.claim(workdir, "train", accepts=("evaluate",), setting="workdir")  # data and networks are ready
+        held.enter_context(files.lock(workdir, "a training run"))                # the run begins
 
-    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-    ckpt = checkpoints.training_checkpoint(nets, optimizer, epoch_var)
-    manager = tf.train.CheckpointManager(ckpt, os.path.join(workdir, "ckpt"), max_to_keep=t.keep_checkpoints)
-    if latest:
-        ckpt.restore(latest).assert_existing_objects_matched()
-    step = int(optimizer.iterations.numpy())
-    initial_epoch, within = divmod(step, steps)
-    if step:
-        print(f"resumed from {latest} (epoch {initial_epoch + 1}, step {within} of {steps}; global step {step})")
+        epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        ckpt = checkpoints.training_checkpoint(nets, optimizer, epoch_var)
+        manager = tf.train.CheckpointManager(ckpt, files.own(workdir, "ckpt"), max_to_keep=t.keep_checkpoints)
+        if latest:
+            ckpt.restore(latest).assert_existing_objects_matched()
+        step = int(optimizer.iterations.numpy())
+        initial_epoch, within = divmod(step, steps)
+        if step:
+            print(f"resumed from {latest} (epoch {initial_epoch + 1}, step {within} of {steps}; global step {step})")
 
-    writer = tf.summary.create_file_writer(os.path.join(workdir, "tb"))
-    guard = FiniteGuard()
-    validation = Validation(cfg, nets, writer, workdir, t.val_interval, t.epochs) if cfg.data.val.records else None
-    streams = 2 if cfg.method.name != "supervised" and cfg.data.unlabelled.records else 1
-    workers = distribution.input_workers(strategy)
-    monitor = CorruptionMonitor(counter, writer, cfg.data.max_corrupt_fraction,
-                                t.batch_size * streams // workers, t.log_every)
-    callbacks = [guard, monitor, StepCheckpoint(manager, epoch_var, t.checkpoint_every_steps),
-                 ScalarLogger(writer, t.log_every)]
-    if cfg.method.name != "supervised":
-        callbacks.append(PairImages(writer, cfg, first_unlabelled_batch(cfg), t.image_summary_every))
-    if validation:
-        callbacks.append(validation)
-    if progress == "lines":
-        callbacks.append(StepLines(t.log_every, steps, t.epochs))
-    write_run_config(cfg, workdir)          # only now: training actually starts
-    start = time.time()
-    history: dict[str, list] = {}
-    verbose = {"bar": 1, "epochs": 2}.get(progress, 0)
-    # A run resumed mid-epoch first finishes that epoch (its data start at the resumed step), then
-    # trains the remaining epochs whole: Keras starts every fit() at an epoch's beginning.
-    phases = []                                   # (first step, end epoch, steps per epoch) of each fit()
-    if within:
-        phases.append((step, initial_epoch + 1, steps - within))
-        step = (initial_epoch + 1) * steps
-    phases.append((step, t.epochs, steps))
-    for start_step, end_epoch, phase_steps in phases:
-        first_epoch = start_step // steps
-        if first_epoch >= end_epoch or guard.failed_at is not None or monitor.failed:
-            continue
-        ds = _train_data(cfg, strategy, counter, start_step)
-        part = method.fit(ds, epochs=end_epoch, initial_epoch=first_epoch, steps_per_epoch=phase_steps,
-                          callbacks=callbacks, verbose=verbose).history
-        for k, v in part.items():
-            history.setdefault(k, []).extend(v)
-    if monitor.failed:
-        raise corrupt.CorruptDataError(monitor.failed)
-    if guard.failed_at is not None:
-        raise NonFiniteLoss(f"non-finite loss {guard.failed_at[1]} at step {int(optimizer.iterations.numpy())}; "
-                            f"training stopped, last good checkpoint: {manager.latest_checkpoint}")
-    checkpoints.save_nets(nets, os.path.join(workdir, "final"))
-    metrics = validation.last if validation and validation.last else {}
-    if validation and not metrics:  # nothing left to train (a finished run re-started): report it anyway
-        metrics = runner.evaluate(cfg, nets, workdir=workdir, progress=False)
-    result = {"config": cfg.name, "epochs": t.epochs, "steps_per_epoch": steps,
-              "strategy": distribution.strategy_name(strategy), "num_replicas": strategy.num_replicas_in_sync,
-              "final_step": int(optimizer.iterations.numpy()), "seconds": round(time.time() - start, 1),
-              "history": {k: [float(x) for x in v] for k, v in history.items()}, "metrics": metrics,
-              "corrupt_records": counter.summary(),
-              "unlabelled_metrics": validation.last_unlabelled if validation else {},
-              "validation": validation.history if validation else []}
-    files.write_json_atomic(os.path.join(workdir, "train_result.json"), result)
-    return result
+        writer = tf.summary.create_file_writer(files.own(workdir, "tb"))
+        guard = FiniteGuard()
+        validation = Validation(cfg, nets, writer, workdir, t.val_interval, t.epochs) if cfg.data.val.records else None
+        streams = 2 if cfg.method.name != "supervised" and cfg.data.unlabelled.records else 1
+        workers = distribution.input_workers(strategy)
+        monitor = CorruptionMonitor(counter, writer, cfg.data.max_corrupt_fraction,
+                                    t.batch_size * streams // workers, t.log_every)
+        callbacks = [guard, monitor, StepCheckpoint(manager, epoch_var, t.checkpoint_every_steps),
+                     ScalarLogger(writer, t.log_every)]
+        if cfg.method.name != "supervised":
+            callbacks.append(PairImages(writer, cfg, first_unlabelled_batch(cfg), t.image_summary_every))
+        if validation:
+            callbacks.append(validation)
+        if progress == "lines":
+            callbacks.append(StepLines(t.log_every, steps, t.epochs))
+        write_run_config(cfg, workdir)          # only now: training actually starts
+        start = time.time()
+        history: dict[str, list] = {}
+        verbose = {"bar": 1, "epochs": 2}.get(progress, 0)
+        # A run resumed mid-epoch first finishes that epoch (its data start at the resumed step), then
+        # trains the remaining epochs whole: Keras starts every fit() at an epoch's beginning.
+        phases = []                                   # (first step, end epoch, steps per epoch) of each fit()
+        if within:
+            phases.append((step, initial_epoch + 1, steps - within))
+            step = (initial_epoch + 1) * steps
+        phases.append((step, t.epochs, steps))
+        for start_step, end_epoch, phase_steps in phases:
+            first_epoch = start_step // steps
+            if first_epoch >= end_epoch or guard.failed_at is not None or monitor.failed:
+                continue
+            ds = _train_data(cfg, strategy, counter, start_step)
+            part = method.fit(ds, epochs=end_epoch, initial_epoch=first_epoch, steps_per_epoch=phase_steps,
+                              callbacks=callbacks, verbose=verbose).history
+            for k, v in part.items():
+                history.setdefault(k, []).extend(v)
+        if monitor.failed:
+            raise corrupt.CorruptDataError(monitor.failed)
+        if guard.failed_at is not None:
+            raise NonFiniteLoss(f"non-finite loss {guard.failed_at[1]} at step {int(optimizer.iterations.numpy())}; "
+                                f"training stopped, last good checkpoint: {manager.latest_checkpoint}")
+        checkpoints.save_nets(nets, files.own(workdir, "final"))
+        metrics = validation.last if validation and validation.last else {}
+        if validation and not metrics:  # nothing left to train (a finished run re-started): report it anyway
+            metrics = runner.evaluate(cfg, nets, workdir=workdir, progress=False)
+        result = {"config": cfg.name, "epochs": t.epochs, "steps_per_epoch": steps,
+                  "strategy": distribution.strategy_name(strategy), "num_replicas": strategy.num_replicas_in_sync,
+                  "final_step": int(optimizer.iterations.numpy()), "seconds": round(time.time() - start, 1),
+                  "history": {k: [float(x) for x in v] for k, v in history.items()}, "metrics": metrics,
+                  "corrupt_records": counter.summary(),
+                  "unlabelled_metrics": validation.last_unlabelled if validation else {},
+                  "validation": validation.history if validation else []}
+        files.write_json_atomic(files.own(workdir, "train_result.json"), result)
+        return result

@@ -201,7 +201,7 @@ def test_inspect_draws_images(coco_records, tmp_path):
     assert "joint set coco (17 joints), 4 images, 12 people" in proc.stdout
     import cv2
 
-    pngs = sorted(os.listdir(tmp_path))
+    pngs = sorted(p.name for p in tmp_path.glob("*.png"))
     assert len(pngs) == 2
     drawn = cv2.imread(str(tmp_path / pngs[0]))
     assert drawn is not None and (drawn == (0, 0, 255)).all(axis=-1).sum() > 20  # red joint dots

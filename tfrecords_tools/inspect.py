@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from posedual_tf import joints
+from posedual_tf import files, joints
 from posedual_tf.data import records
 
 
@@ -31,6 +31,15 @@ def draw_person(img: np.ndarray, box, keypoints: np.ndarray | None, jset: joints
     for k in range(keypoints.shape[0]):
         if keypoints[k, 2] > 0:
             cv2.circle(img, tuple(int(round(v)) for v in keypoints[k, :2]), 3, (0, 0, 255), -1)
+
+
+def drawing_name(index: int, filename: bytes) -> str:
+    """The drawing of record ``index``: ``00003_pic.jpg.png``. The record's position keeps two images of
+    one base name apart (``a/pic.jpg``, ``b/pic.jpg``, ``pic.png``), and only the base name of the
+    record's file name is used, so that no drawing lands outside the folder."""
+    base = os.path.basename(filename.decode("utf-8", "replace").replace("\\", "/")) or "image"
+    base = "".join(c if c.isalnum() or c in "._-" else "_" for c in base).lstrip(".") or "image"
+    return f"{index:05d}_{base[:100]}.png"
 
 
 def main(argv=None) -> None:
@@ -57,8 +66,8 @@ def main(argv=None) -> None:
     import cv2
     import tensorflow as tf
 
-    if args.draw:
-        os.makedirs(args.draw, exist_ok=True)
+    if args.draw:      # a new or empty folder, or an earlier inspect's: nothing else is replaced
+        files.claim(args.draw, "inspect", setting="--draw")
     reader = record_index.RecordReader(index.paths)
     n = len(index.record_offset) if args.verify else min(args.limit, len(index.record_offset))
     bad: dict[str, int] = {}
@@ -77,8 +86,10 @@ def main(argv=None) -> None:
         if args.draw and drawn < args.limit:
             for box, kp, has in zip(r["boxes"], r["keypoints"], r["has_keypoints"]):
                 draw_person(img, box, kp if has else None, jset)
-            name = os.path.splitext(r["image/filename"].decode())[0] + ".png"
-            cv2.imwrite(os.path.join(args.draw, name), img)
+            ok, png = cv2.imencode(".png", img)
+            if not ok:
+                raise ValueError(f"--draw: OpenCV could not encode the drawing of record {i}")
+            files.write_atomic(files.own(args.draw, drawing_name(i, r["image/filename"])), png.tobytes())
             drawn += 1
     for path, count in bad.items():
         print(f"  corrupt: {count} records of {path} do not parse or decode")

@@ -61,10 +61,15 @@ def build_entries(ann_path: str, images_dir: str):
         side = 200.0 * s / 1.25
         box = [float(c[0] - side / 2), float(c[1] - side / 2), side, side]
         grouped.setdefault(name, []).append(records.Person(box=box, raw_box=box, keypoints=kp, ann_id=i))
-    entries = []
+    entries, taken = [], {}
     for index, (name, persons) in enumerate(grouped.items()):
         stem = os.path.splitext(name)[0]
         image_id = int(stem) if stem.isdigit() else index
+        if image_id in taken:         # 1.jpg and 01.jpg: one id would mix their people in evaluation
+            skipped.append({"image": name, "image_id": image_id, "instances": len(persons),
+                            "reason": f"image id {image_id} (from the file name) is already {taken[image_id]}'s"})
+            continue
+        taken[image_id] = name
         entries.append(records.ImageEntry(os.path.join(images_dir, name), name, image_id, 0, 0, persons))
     return entries, skipped
 

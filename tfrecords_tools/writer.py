@@ -26,6 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from posedual_tf.data import records
+from posedual_tf import files
 from posedual_tf.files import write_json_atomic
 from posedual_tf.progress import Progress
 from posedual_tf.joints import JointSet
@@ -122,8 +123,14 @@ def write_dataset(entries: Sequence[records.ImageEntry], prefix: str, *, joint_s
     level failures are appended. ``num_shards = 0`` picks about 256 MB per shard.
     """
     check_prefix(prefix)
+    owned = owned_shards(prefix, sources)
     skipped = list(skipped or [])
     entries = [e for e in entries if e.persons]
+    outside = [e for e in entries if files.inside(".", e.filename) is None]
+    for e in outside:            # the path rule: a file name from data is read only inside --images
+        skipped.append({"image": e.filename, "image_id": e.image_id, "instances": len(e.persons),
+                        "reason": "file name is absolute or leaves the images folder ('..'); not read"})
+    entries = [e for e in entries if files.inside(".", e.filename) is not None]
     out_dir = os.path.dirname(os.path.abspath(prefix))
     try:
         os.makedirs(out_dir, exist_ok=True)
@@ -135,8 +142,15 @@ def write_dataset(entries: Sequence[records.ImageEntry], prefix: str, *, joint_s
     num_shards = max(1, min(num_shards, len(entries))) if entries else 1
     bounds = [round(i * len(entries) / num_shards) for i in range(num_shards + 1)]
     paths = records.shard_paths(prefix, num_shards)
+    for path in paths:
+        if os.path.lexists(path) and os.path.basename(path) not in owned:
+            raise ConversionError(f"--output {prefix}: {path} exists and is not listed in {records.manifest_path(prefix)} "
+                                  "(another tool's file?); not replaced, nothing was written")
     parts_dir = prefix + ".parts"
-    os.makedirs(parts_dir, exist_ok=True)
+    try:
+        files.claim(parts_dir, "convert", setting="--output")
+    except files.NotOursError as e:
+        raise ConversionError(str(e)) from None
     for stale in glob.glob(glob.escape(prefix) + "-*.tfrecord.tmp-*") + glob.glob(os.path.join(parts_dir, "*.tmp-*")):
         os.remove(stale)  # left by an interrupted run
 
@@ -158,7 +172,8 @@ def write_dataset(entries: Sequence[records.ImageEntry], prefix: str, *, joint_s
                 bar.update(len(chunk))
                 continue
             part = _write_shard(chunk, path, spec, joint_set.num_joints, pool, bar)
-            write_json_atomic(part_file, part)
+            part["file"] = os.path.basename(path)
+            write_json_atomic(files.own(parts_dir, os.path.basename(part_file)), part)
             written_bytes += part["bytes"]
             written_records += part["records"]
             shard_infos.append(part)
@@ -168,6 +183,7 @@ def write_dataset(entries: Sequence[records.ImageEntry], prefix: str, *, joint_s
     for part in shard_infos:
         skipped.extend(part["skipped"])
     manifest = {
+        "written_by": "tfrecords_tools",
         "schema_version": records.SCHEMA_VERSION,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "joint_set": joint_set.name,
@@ -187,7 +203,7 @@ def write_dataset(entries: Sequence[records.ImageEntry], prefix: str, *, joint_s
     }
     manifest.update(extra or {})
     write_json_atomic(records.manifest_path(prefix), manifest)
-    _remove_unlisted_shards(prefix, paths, parts_dir)
+    _remove_unlisted_shards(prefix, paths, parts_dir, owned)
     if manifest["num_instances"] == 0:
         found = sum(1 for item in skipped if item.get("reason") != "missing file" and "image" in item)
         why = ("none of the images were found under the images folder" if entries and not found
@@ -205,16 +221,40 @@ def check_prefix(prefix: str) -> None:
                               "writes data/coco/train2017-00000-of-000NN.tfrecord and data/coco/train2017.json")
 
 
-def _remove_unlisted_shards(prefix: str, paths: list[str], parts_dir: str) -> None:
+def owned_shards(prefix: str, sources: Sequence[str] = ()) -> set[str]:
+    """The shard file names of ``prefix`` that tfrecords_tools wrote: those its manifest ``PREFIX.json``
+    lists, and those an interrupted conversion recorded in ``PREFIX.parts``. A ``PREFIX.json`` that is
+    one of the ``sources`` or is not our manifest is refused (one line): it is never replaced."""
+    path = records.manifest_path(prefix)
+    if any(os.path.exists(src) and os.path.lexists(path) and os.path.samefile(src, path) for src in sources):
+        raise ConversionError(f"--output {prefix}: its manifest {path} would replace the input file of that name; "
+                              "choose another --output prefix (e.g. data/coco/train2017 beside annotations/)")
+    names: set[str] = set()
+    if os.path.lexists(path):
+        manifest = _read_part(path)
+        if not (isinstance(manifest, dict) and "schema_version" in manifest and isinstance(manifest.get("shards"), list)):
+            raise ConversionError(f"--output {prefix}: {path} exists and is not a manifest written by tfrecords_tools; "
+                                  "not replaced, nothing was written (choose another --output prefix)")
+        names |= {s["file"] for s in manifest["shards"] if isinstance(s, dict) and isinstance(s.get("file"), str)}
+    parts_dir = prefix + ".parts"
+    if files.owned_by(parts_dir) == "convert":
+        for part in glob.glob(os.path.join(parts_dir, "[0-9][0-9][0-9][0-9][0-9].json")):
+            info = _read_part(part)
+            if isinstance(info, dict) and isinstance(info.get("file"), str) and files.is_listed(parts_dir, os.path.basename(part)):
+                names.add(info["file"])
+    return {n for n in names if os.path.basename(n) == n}
+
+
+def _remove_unlisted_shards(prefix: str, paths: list[str], parts_dir: str, owned: set[str]) -> None:
     """Delete this prefix's shards (and part files) that the new manifest does not list, e.g. after a
-    re-conversion into fewer shards. Only files of our own naming pattern for this prefix are touched."""
-    keep = {os.path.abspath(p) for p in paths}
-    pattern = glob.escape(prefix) + "-[0-9][0-9][0-9][0-9][0-9]-of-[0-9][0-9][0-9][0-9][0-9].tfrecord"
-    for path in glob.glob(pattern):
-        if os.path.abspath(path) not in keep:
-            os.remove(path)
+    re-conversion into fewer shards: only shards an earlier manifest or part file of ours listed."""
+    keep = {os.path.basename(p) for p in paths}
+    folder = os.path.dirname(os.path.abspath(prefix))
+    for name in owned - keep:
+        if os.path.isfile(os.path.join(folder, name)):
+            os.remove(os.path.join(folder, name))          # ours: listed by our manifest or part file
     for part in glob.glob(os.path.join(parts_dir, "[0-9][0-9][0-9][0-9][0-9].json")):
-        if int(os.path.basename(part)[:5]) >= len(paths):
+        if int(os.path.basename(part)[:5]) >= len(paths) and files.is_listed(parts_dir, os.path.basename(part)):
             os.remove(part)
 
 

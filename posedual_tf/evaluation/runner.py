@@ -114,16 +114,19 @@ def evaluate(cfg: Config, nets: Sequence, workdir: str | None = None, progress: 
              tag: str = "", split: str = "val") -> dict[str, dict]:
     """Predict on ``data.<split>`` (``val``, or ``unlabelled_eval``: the unlabelled people with their
     ground truth) and score every head; write results/metrics json to ``workdir``."""
+    if workdir:       # a new or empty folder, a training workdir or an earlier evaluation's folder
+        files.claim(workdir, "evaluate", accepts=("train",), setting="--output", create=False)
     counter = corrupt.CorruptionCounter()
     ds, src = pipeline.eval_dataset(cfg, counter=counter, split=split)
     per_head = predict(cfg, nets, ds, total=src.num_instances, progress=progress)
+    if workdir:
+        files.claim(workdir, "evaluate", accepts=("train",), setting="--output")
     metrics = {}
     for name, instances in per_head.items():
         stats, results = score(cfg, src, instances, split)
         metrics[name] = stats
         if workdir and results:
-            os.makedirs(workdir, exist_ok=True)
-            coco.write_results(results, os.path.join(workdir, f"results_{name}{tag}.json"))
+            coco.write_results(results, files.own(workdir, f"results_{name}{tag}.json", "evaluate"))
     n_seen = len(next(iter(per_head.values()))) if per_head else 0
     expected = src.num_instances
     metrics["_counts"] = {"instances": n_seen, "expected": expected, "corrupt": counter.summary()}
@@ -131,7 +134,7 @@ def evaluate(cfg: Config, nets: Sequence, workdir: str | None = None, progress: 
         print(f"evaluation: {counter.total()} of {expected} people skipped: their records failed to parse or decode "
               f"(by shard: {counter.summary()['by_shard']})", file=sys.stderr)
     if workdir:
-        files.write_json_atomic(os.path.join(workdir, f"metrics{tag}.json"), metrics)
+        files.write_json_atomic(files.own(workdir, f"metrics{tag}.json", "evaluate"), metrics)
     return metrics
 
 
