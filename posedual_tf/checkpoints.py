@@ -161,6 +161,28 @@ def training_checkpoint(nets, optimizer=None, epoch=None) -> tf.train.Checkpoint
     return tf.train.Checkpoint(**parts)
 
 
+def restore_training(ckpt: tf.train.Checkpoint, prefix: str) -> None:
+    """Restore a whole training checkpoint (resume). A damaged one (truncated ``.data``, garbage
+    ``.index``) or one of other networks is one line naming it, without TF's deferred warnings."""
+    try:
+        status = ckpt.restore(prefix)
+    except (tf.errors.OpError, ValueError, IndexError, RuntimeError) as e:   # TF's reader raises IndexError too
+        raise ArchitectureMismatchError(f"{prefix}: cannot be read, the checkpoint is damaged "
+                                        f"({_first_line(e)}); remove ckpt/ (or point ckpt/checkpoint at an older "
+                                        "ckpt-N) or start afresh with --set train.resume=false") from None
+    try:
+        status.assert_existing_objects_matched()
+    except (AssertionError, ValueError, IndexError, tf.errors.OpError) as e:
+        status.expect_partial()          # no warning per unmatched value at exit: the line below says it
+        raise ArchitectureMismatchError(f"{prefix}: does not fit the config's networks ({_first_line(e)}); was it "
+                                        "trained with another model config?") from None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else type(e).__name__)[:300]
+
+
 def restore_nets_from_training(nets, prefix: str) -> None:
     """Restore only the networks from a training checkpoint; a mismatch is one line."""
     try:

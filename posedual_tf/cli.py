@@ -73,10 +73,12 @@ def run(main, define_flags=None) -> None:
 
     argv = normalise_flag_spelling(sys.argv, lambda n: n in FLAGS or n.startswith("no") and n[2:] in FLAGS)
     asked_help = any(a in ("--help", "-h", "--helpfull", "--helpshort", "-?") for a in argv)
-    if not asked_help:
-        quiet_tensorflow(argv)
     try:
+        if not asked_help:
+            quiet_tensorflow(argv)
         app.run(guarded(main), argv=argv)
+    except KeyboardInterrupt:          # before main runs (TensorFlow's import) or after it
+        interrupted()
     except SystemExit as e:
         if asked_help and e.code == 1:        # absl ends --help with status 1; help asked for is a success
             sys.exit(0)
@@ -91,14 +93,29 @@ def guarded(main):
     def run(argv):
         try:
             return main(argv)
-        except (SystemExit, KeyboardInterrupt):
+        except SystemExit:
             raise
+        except KeyboardInterrupt:
+            if FLAGS.is_parsed() and "debug" in FLAGS and FLAGS.debug:
+                raise
+            interrupted()
         except Exception as e:  # noqa: BLE001 - the one place that turns every error into one line
             if FLAGS.is_parsed() and "debug" in FLAGS and FLAGS.debug:
                 raise
             sys.exit(f"error: {one_line(e)}")
 
     return run
+
+
+#: The exit status of a command stopped by Ctrl-C (128 + SIGINT, as shells report it).
+INTERRUPTED = 130
+
+
+def interrupted() -> None:
+    """End a command stopped by Ctrl-C with one line (no traceback) and status 130. Every file is
+    written under a temporary name and renamed, so what exists is whole; a re-run resumes or reuses it."""
+    print("interrupted (Ctrl-C); files already written are complete, a re-run resumes", file=sys.stderr)
+    sys.exit(INTERRUPTED)
 
 
 def one_line(e: BaseException) -> str:

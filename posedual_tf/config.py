@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import yaml
 
-from posedual_tf import aug_paths
+from posedual_tf import aug_paths, joints
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parent / "configs"     # shipped inside the package
 
@@ -358,13 +358,16 @@ def _validate(cfg: Config, source: str, overrides: dict[str, str] | None = None)
         (m.backbone != "resnet" or m.depth in (18, 34, 50, 101, 152), "model.depth",
          "one of 18, 34, 50, 101, 152"),
         (m.backbone != "hrnet" or m.hrnet_width in (32, 48), "model.hrnet_width", "32 or 48"),
-        (m.num_joints > 0, "model.num_joints", "a positive int"),
+        (m.num_joints == joints.NUM_UNION, "model.num_joints",
+         f"{joints.NUM_UNION}: every network predicts the union joint set (a dataset's joints map into it)"),
         (len(m.deconv_filters) == m.num_deconv_layers == len(m.deconv_kernels),
          "model.deconv_filters", "num_deconv_layers entries (and as many deconv_kernels)"),
         (all(k in (2, 3, 4) for k in m.deconv_kernels), "model.deconv_kernels", "kernels in {2, 3, 4}"),
         (m.final_conv_kernel in (1, 3), "model.final_conv_kernel", "1 or 3"),
         (m.width_multiplier > 0, "model.width_multiplier", "a positive float"),
-        (t.batch_size > 0, "train.batch_size", "a positive int"),
+        (0 < t.batch_size <= MAX_BATCH, "train.batch_size", f"a positive int up to {MAX_BATCH}"),
+        (0 <= t.seed < 2 ** 32, "train.seed", "an int in [0, 2^32)"),
+        (t.keep_checkpoints >= 1, "train.keep_checkpoints", "an int >= 1 (the last checkpoint is what resumes)"),
         (t.epochs > 0, "train.epochs", "a positive int"),
         (t.lr > 0, "train.lr", "a positive float"),
         (t.steps_per_epoch >= 0, "train.steps_per_epoch", "an int >= 0 (0 = the reference epoch)"),
@@ -373,7 +376,7 @@ def _validate(cfg: Config, source: str, overrides: dict[str, str] | None = None)
         (t.lr_step == sorted(t.lr_step), "train.lr_step", "ascending epochs"),
         (cfg.method.mask_joint_num >= 0, "method.mask_joint_num", "an int >= 0"),
         (0 <= cfg.method.rand_magnitude <= 30, "method.rand_magnitude", "an int in [0, 30]"),
-        (cfg.test.batch_size > 0, "test.batch_size", "a positive int"),
+        (0 < cfg.test.batch_size <= MAX_BATCH, "test.batch_size", f"a positive int up to {MAX_BATCH}"),
         (not (cfg.method.paths and cfg.method.rand_aug), "method.rand_aug",
          "false when method.paths is set (start a path with RA instead)"),
         (not cfg.method.paths or cfg.method.name != "supervised", "method.paths",
@@ -433,6 +436,9 @@ class _ConfigLoader(yaml.SafeLoader):
                 seen[key] = key_node.start_mark.line + 1
         return super().construct_mapping(node, deep)
 
+
+#: The largest batch a config may ask for (a larger one would only fill the memory before the first step).
+MAX_BATCH = 1 << 16
 
 #: The largest config file read (a config is a few kB; this bounds what a wrong path can cost).
 MAX_CONFIG_BYTES = 1 << 20

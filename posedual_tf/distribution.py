@@ -23,14 +23,26 @@ def count_tasks(cluster: dict) -> int:
 
 
 def cluster_tasks() -> int:
-    """How many training tasks TF_CONFIG names; 0 without TF_CONFIG."""
-    raw = os.environ.get("TF_CONFIG", "") or "{}"
+    """How many training tasks TF_CONFIG names; 0 without TF_CONFIG. A TF_CONFIG that TF would
+    misread (not JSON, no cluster, a task outside the cluster) is one line naming it."""
+    raw = os.environ.get("TF_CONFIG", "")
+    if not raw.strip():
+        return 0
+    expected = ("TF_CONFIG: expected JSON like {\"cluster\": {\"chief\": [\"host:port\"], \"worker\": [...]}, "
+                "\"task\": {\"type\": \"worker\", \"index\": 0}}")
     try:
         spec = json.loads(raw)
-        return count_tasks(spec.get("cluster", {}) if isinstance(spec, dict) else None)
-    except (ValueError, AttributeError, TypeError):
-        raise ValueError(f"TF_CONFIG: expected JSON with a 'cluster' of 'chief'/'worker' address lists and a "
-                         f"'task', got {raw[:200]!r}") from None
+    except ValueError as e:
+        raise ValueError(f"{expected}; it is not JSON ({e.msg} at character {e.pos})") from None
+    cluster = spec.get("cluster") if isinstance(spec, dict) else None
+    if not isinstance(cluster, dict) or not all(
+            isinstance(v, list) and all(isinstance(a, str) and ":" in a for a in v) for v in cluster.values()):
+        raise ValueError(f"{expected}; its 'cluster' is {json.dumps(cluster)[:120]}")
+    task = spec.get("task", {})
+    kind, index = (task.get("type"), task.get("index", 0)) if isinstance(task, dict) else (None, None)
+    if task and (kind not in cluster or not isinstance(index, int) or not 0 <= index < len(cluster[kind])):
+        raise ValueError(f"{expected}; its 'task' {json.dumps(task)[:120]} is not one of the cluster's tasks")
+    return count_tasks(cluster)
 
 
 def _cluster_spec(strategy: tf.distribute.Strategy) -> tuple[object, dict]:
@@ -62,8 +74,9 @@ def strategy_name(strategy: tf.distribute.Strategy) -> str:
 def make_strategy(name: str) -> tf.distribute.Strategy:
     """``auto``: MultiWorkerMirrored when TF_CONFIG names several training tasks (chief and workers),
     Mirrored on >1 GPU, else default."""
+    tasks = cluster_tasks()         # also checks TF_CONFIG, whatever the strategy
     if name == "auto":
-        if cluster_tasks() > 1:
+        if tasks > 1:
             name = "multi_worker"
         elif len(tf.config.list_logical_devices("GPU")) > 1:
             name = "mirrored"

@@ -83,61 +83,131 @@ def _box(value, source: str, where: str) -> list[float]:
 
 
 def load_boxes(path: str, min_score: float, ids: dict[str, int]) -> dict[str, list[tuple[list[float], float]]]:
-    """Boxes per file name from COCO detections (by image id) or a json keyed by file name."""
+    """Boxes per file name from COCO detections (by image id) or a json keyed by file name (a key that
+    is a path matches by its base name). Boxes that match no image are counted in one warning line;
+    when none matches, or every detection is of another category, it is an error naming the file."""
+    if not math.isfinite(min_score):
+        raise PredictError(f"--min-box-score {min_score}: expected a finite number")
     try:
         with open(path) as f:
             data = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:
         raise PredictError(f"{path}: not a readable json file ({e})") from None
     by_id = {i: n for n, i in ids.items()}
     out: dict[str, list] = {}
+    unmatched: list[str] = []
+    total = 0
     if isinstance(data, dict):
-        for name, items in data.items():
+        for key, items in data.items():
             if not isinstance(items, list):
-                raise PredictError(f"{path}: {name!r}: expected a list of boxes")
+                raise PredictError(f"{path}: {key!r}: expected a list of boxes")
+            name = key if key in ids else os.path.basename(key)
             for k, item in enumerate(items):
                 bbox, score = (item.get("bbox"), item.get("score", 1.0)) if isinstance(item, dict) else (item, 1.0)
-                box = _box(bbox, path, f"{name!r}[{k}]")
-                if score >= min_score:
+                box = _box(bbox, path, f"{key!r}[{k}]")
+                if not isinstance(score, (int, float)) or isinstance(score, bool) or not math.isfinite(score):
+                    raise PredictError(f"{path}: {key!r}[{k}]: score {score!r} is not a finite number")
+                total += 1
+                if name not in ids:
+                    unmatched.append(key)
+                elif score >= min_score:
                     out.setdefault(name, []).append((box, float(score)))
+        _check_matched(path, total, unmatched, "file names", sorted(ids)[:3])
         return out
     if not isinstance(data, list):
         raise PredictError(f"{path}: expected COCO detections (a list) or a mapping from file name to boxes")
+    other_category = 0
     for i, d in enumerate(data):
         if not isinstance(d, dict) or "image_id" not in d or "bbox" not in d:
             raise PredictError(f"{path}: detections[{i}]: expected fields 'image_id' and 'bbox'")
         box = _box(d["bbox"], path, f"detections[{i}]")
-        score = d.get("score", 1.0)
-        if not isinstance(score, (int, float)) or not math.isfinite(score):
+        score, image_id, category = d.get("score", 1.0), d["image_id"], d.get("category_id", 1)
+        if not isinstance(score, (int, float)) or isinstance(score, bool) or not math.isfinite(score):
             raise PredictError(f"{path}: detections[{i}]: score {score!r} is not a finite number")
-        if d.get("category_id", 1) != 1 or score < min_score or int(d["image_id"]) not in by_id:
+        for field, value in (("image_id", image_id), ("category_id", category)):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise PredictError(f"{path}: detections[{i}]: {field} {value!r} is not an integer (COCO's person "
+                                   "category is 1)")
+        if category != 1:
+            other_category += 1
             continue
-        out.setdefault(by_id[int(d["image_id"])], []).append((box, float(score)))
+        total += 1
+        if image_id not in by_id:
+            unmatched.append(str(image_id))
+        elif score >= min_score:
+            out.setdefault(by_id[image_id], []).append((box, float(score)))
+    if data and other_category == len(data):
+        raise PredictError(f"{path}: all {len(data)} detections are of category_id != 1; COCO's person category is 1")
+    _check_matched(path, total, unmatched, "image ids", sorted(by_id)[:3])
     return out
 
 
+def _check_matched(path: str, total: int, unmatched: list[str], what: str, examples: list) -> None:
+    """No box of ``path`` matching an image is an error; some is a warning line."""
+    if total and len(unmatched) == total:
+        raise PredictError(f"{path}: none of its {total} boxes matches an image ({what} such as {unmatched[0]!r}; "
+                           f"the images' are e.g. {', '.join(map(str, examples))})")
+    if unmatched:
+        print(f"warning: {path}: {len(unmatched)} of {total} boxes match no image (e.g. {unmatched[0]!r}); "
+              "they are ignored", file=sys.stderr)
+
+
+def images_in(folder: str) -> list[str]:
+    """The image files (by extension) directly in ``folder``, in name order; none is an error that
+    says where images are when they sit in subfolders (predict reads one folder)."""
+    if not os.path.isdir(folder):
+        raise PredictError(f"--images {folder}: no such folder")
+    names = sorted(os.listdir(folder))
+    paths = [os.path.join(folder, n) for n in names if n.lower().endswith(IMAGE_EXT)]
+    if paths:
+        return paths
+    subs = [n for n in names if os.path.isdir(os.path.join(folder, n))
+            and any(m.lower().endswith(IMAGE_EXT) for m in os.listdir(os.path.join(folder, n)))]
+    hint = (f"; its subfolders {', '.join(subs[:3])} hold some: predict reads one folder, e.g. --images "
+            f"{os.path.join(folder, subs[0])}" if subs else "")
+    raise PredictError(f"--images {folder}: no {'/'.join(e[1:] for e in IMAGE_EXT)} files in it{hint}")
+
+
 def plan_outputs(paths: list[str], output: str) -> dict[str, str]:
-    """The drawing of every input; refuses an output folder that is the input folder, or that holds files
-    of those names that an earlier predict run did not write."""
+    """The drawing of every input; refuses (one line, before any work) an output folder that is the
+    input folder, one that holds files posedual_tf did not write, and one of another tool's (the
+    ownership rule of :mod:`posedual_tf.files`: an earlier predict run's files are listed, so they
+    may be replaced, also after a crash)."""
+    from posedual_tf import files
+
     out_real = os.path.realpath(output)
     inputs = {os.path.realpath(p) for p in paths}
     if any(os.path.dirname(p) == out_real for p in inputs):
         raise PredictError(f"--output {output}: is the folder of the input images; choose another folder")
-    ours: set[str] = set()
-    record = os.path.join(output, RECORD)
-    if os.path.lexists(record):          # an earlier run's record: what it lists is ours to replace
-        try:
-            with open(record) as f:
-                ours = {e["drawing"] for e in json.load(f)["images"] if e.get("drawing")} | {"results.json", RECORD}
-        except (OSError, ValueError, KeyError, TypeError):
-            raise PredictError(f"--output {output}: holds an {RECORD} that predict did not write; "
-                               "choose another folder") from None
+    files.claim(output, "predict", setting="--output", create=False)
     plan = {p: os.path.basename(p) + ".pose.png" for p in paths}
     for name in list(plan.values()) + ["results.json", RECORD]:
-        if os.path.lexists(os.path.join(output, name)) and name not in ours:
+        if os.path.lexists(os.path.join(output, name)) and not files.is_listed(output, name):
             raise PredictError(f"--output {output}: already holds {name}, which predict did not write; "
                                "choose another folder")
     return plan
+
+
+#: The window of OpenCV's default people detector (w, h): on a smaller image it aborts the process.
+HOG_WINDOW = (64, 128)
+
+
+#: The largest image file read.
+MAX_IMAGE_BYTES = 256 << 20
+
+
+def read_image_file(path: str) -> bytes:
+    """The bytes of a regular image file; ValueError (the reason) for a FIFO, a device or a file over
+    :data:`MAX_IMAGE_BYTES`, which would block or exhaust memory."""
+    import stat
+
+    info = os.stat(path)
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError("not a regular file")
+    if info.st_size > MAX_IMAGE_BYTES:
+        raise ValueError(f"{info.st_size} bytes, over the {MAX_IMAGE_BYTES >> 20} MB limit for one image")
+    with open(path, "rb") as f:
+        return f.read()
 
 
 def hog_people(img, min_score: float = 0.0, max_side: int = 800) -> list[tuple[list[float], float]]:
@@ -173,10 +243,7 @@ def run(saved_model: str, paths: list[str], output: str, boxes: dict | None, pro
     except (OSError, ValueError) as e:
         raise PredictError(f"--saved-model {saved_model}: not a SavedModel ({str(e).splitlines()[0]})") from None
     fn = model.signatures["predict_image"]
-    try:
-        os.makedirs(output, exist_ok=True)
-    except OSError as e:
-        raise PredictError(f"--output {output}: cannot create it ({e.strerror})") from None
+    files.claim(output, "predict", setting="--output")
     results, record, empty_boxes = [], [], 0
     bar = Progress(len(paths), "predict", "img", enabled=progress)
     for path in paths:
@@ -185,10 +252,12 @@ def run(saved_model: str, paths: list[str], output: str, boxes: dict | None, pro
         entry = {"file": path, "image_id": ids[name], "drawing": None, "people": 0}
         record.append(entry)
         try:
-            with open(path, "rb") as f:
-                data = f.read()
+            data = read_image_file(path)
         except OSError as e:
             entry["skipped"] = f"unreadable ({e.strerror})"
+            continue
+        except ValueError as e:
+            entry["skipped"] = str(e)
             continue
         img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
         if img is None:
@@ -198,6 +267,10 @@ def run(saved_model: str, paths: list[str], output: str, boxes: dict | None, pro
             people = boxes.get(name, [])
         elif whole_image:
             people = [([0.0, 0.0, float(img.shape[1]), float(img.shape[0])], 1.0)]
+        elif img.shape[0] < HOG_WINDOW[1] or img.shape[1] < HOG_WINDOW[0]:
+            entry["skipped"] = (f"{img.shape[1]}x{img.shape[0]} px is smaller than the HOG detector's "
+                                f"{HOG_WINDOW[0]}x{HOG_WINDOW[1]} window; give --boxes or --whole-image")
+            continue
         else:
             people = hog_people(img, min_hog_score)
             entry["detector"] = "hog"
@@ -219,11 +292,11 @@ def run(saved_model: str, paths: list[str], output: str, boxes: dict | None, pro
                             "score": float(s * box_score), "bbox": [float(v) for v in box]})
             entry["people"] += 1
         ok, png = cv2.imencode(".png", img)
-        files.write_atomic(os.path.join(output, plan[path]), png.tobytes())
+        files.write_atomic(files.own(output, plan[path]), png.tobytes())
         entry["drawing"] = plan[path]
     bar.close()
-    files.write_json_atomic(os.path.join(output, "results.json"), results)
-    files.write_json_atomic(os.path.join(output, RECORD), {"images": record})
+    files.write_json_atomic(files.own(output, "results.json"), results)
+    files.write_json_atomic(files.own(output, RECORD), {"images": record})
     skipped = [e for e in record if "skipped" in e]
     for e in skipped:
         print(f"skipped {e['file']}: {e['skipped']}", file=sys.stderr)
@@ -243,15 +316,14 @@ def main(argv):
     if not FLAGS.boxes and not FLAGS["whole-image"].value:
         print("no --boxes: finding people with OpenCV's HOG detector, a weak default (upright, unoccluded, "
               "large people); a detections json (--boxes) is the precise path", file=sys.stderr)
+    if FLAGS.image and FLAGS.images:
+        raise PredictError("give one of --image FILE or --images DIR, not both")
     if FLAGS.image:
         if not os.path.isfile(FLAGS.image):
             raise PredictError(f"--image {FLAGS.image}: no such file")
         paths = [FLAGS.image]
     else:
-        if not os.path.isdir(FLAGS.images):
-            raise PredictError(f"--images {FLAGS.images}: no such folder")
-        paths = sorted(os.path.join(FLAGS.images, n) for n in os.listdir(FLAGS.images)
-                       if n.lower().endswith(IMAGE_EXT))
+        paths = images_in(FLAGS.images)
     ids = image_ids(paths)
     boxes = load_boxes(FLAGS.boxes, FLAGS["min-box-score"].value, ids) if FLAGS.boxes else None
     results = run(saved_model, paths, output, boxes, whole_image=FLAGS["whole-image"].value,

@@ -9,6 +9,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import math
 import os
@@ -321,22 +322,55 @@ def _flat(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def check_resume(cfg: Config) -> None:
-    """Refuse, in one line, to resume a workdir's run with a different model or data config."""
+#: Settings of ``train`` that decide which data each step sees or what a step computes: a resumed run
+#: must keep them (model, data and method settings too, except RESUME_FREE).
+RESUME_FIXED_TRAIN = {"train.batch_size", "train.steps_per_epoch", "train.seed", "train.mixed_precision",
+                      "train.pass_schedule", "train.deterministic"}
+
+
+def check_resume(cfg: Config) -> list[str]:
+    """Refuse, in one line, to resume a workdir's run with a different model, data or method config, or
+    with a train setting that changes which data a step sees (RESUME_FIXED_TRAIN); return the other
+    changed settings as ``key: before -> now`` lines, which the run prints (never a silent change).
+    Paths inside a moved workdir are compared relative to it."""
     saved = os.path.join(cfg.workdir, "config.yaml")
     if resume_point(cfg) is None or not os.path.exists(saved):
-        return
+        return []
     from posedual_tf.config import dump
 
     with open(saved) as f:
-        before = _flat({k: v for k, v in (yaml.safe_load(f) or {}).items() if k in ("model", "data")})
-    now = _flat({k: v for k, v in yaml.safe_load(dump(cfg)).items() if k in ("model", "data")})
+        raw_before = yaml.safe_load(f) or {}
+    raw_now = yaml.safe_load(dump(cfg))
+    old_root = str(raw_before.get("workdir", ""))
+
+    def moved(value):
+        return cfg.workdir + value[len(old_root):] if old_root and isinstance(value, str) and \
+            value.startswith(old_root + "/") else value
+
+    before = {k: moved(v) for k, v in _flat({k: v for k, v in raw_before.items() if k != "workdir"}).items()}
+    now = _flat({k: v for k, v in raw_now.items() if k != "workdir"})
+    changed = []
     for key in sorted(set(before) | set(now)):
-        if key not in RESUME_FREE and before.get(key) != now.get(key):
+        if key in RESUME_FREE or before.get(key) == now.get(key) or key in ("name", "description"):
+            continue
+        if key.split(".")[0] in ("model", "data", "method", "fixes") or key in RESUME_FIXED_TRAIN:
             raise ResumeMismatchError(
                 f"{cfg.workdir} holds a run trained with {key}={before.get(key)!r}, this config says "
                 f"{now.get(key)!r}; use another workdir (--set workdir=...) or start afresh there with "
                 "--set train.resume=false")
+        changed.append(f"{key}: {before.get(key)!r} -> {now.get(key)!r}")
+    return changed
+
+
+def remove_unfinished_saves(workdir: str) -> list[str]:
+    """Remove the ``ckpt/ckpt-N_temp`` folders a killed save left (TF writes a checkpoint there and
+    renames it when whole); only inside a ckpt/ folder that the workdir's ownership list names."""
+    if not files.is_listed(workdir, "ckpt"):
+        return []
+    gone = [p for p in glob.glob(os.path.join(workdir, "ckpt", "*_temp")) if os.path.isdir(p)]
+    for path in gone:
+        shutil.rmtree(path)            # ours: a save of our own CheckpointManager that never finished
+    return gone
 
 
 def write_run_config(cfg: Config, workdir: str) -> None:
@@ -387,8 +421,10 @@ def run(cfg: Config, progress: str = "epochs", strategy: tf.distribute.Strategy 
     """
     t = cfg.train
     files.claim(cfg.workdir, "train", accepts=("evaluate",), setting="workdir", create=False)
-    check_resume(cfg)
+    changed = check_resume(cfg)
     latest = resume_point(cfg)
+    if latest and changed:
+        print(f"resuming with changed settings: {'; '.join(changed)}")
     if latest is None:
         checkpoints.check_pretrained(cfg)
     set_precision(t.mixed_precision)
@@ -422,12 +458,13 @@ def _run(cfg: Config, workdir: str, latest: str | None, progress: str, strategy:
         nets, method, optimizer = build(cfg, strategy, steps, labelled_ids, initial_weights=not resuming)
         files.claim(workdir, "train", accepts=("evaluate",), setting="workdir")  # data and networks are ready
         held.enter_context(files.lock(workdir, "a training run"))                # the run begins
+        remove_unfinished_saves(workdir)
 
         epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         ckpt = checkpoints.training_checkpoint(nets, optimizer, epoch_var)
         manager = tf.train.CheckpointManager(ckpt, files.own(workdir, "ckpt"), max_to_keep=t.keep_checkpoints)
         if latest:
-            ckpt.restore(latest).assert_existing_objects_matched()
+            checkpoints.restore_training(ckpt, latest)
         step = int(optimizer.iterations.numpy())
         initial_epoch, within = divmod(step, steps)
         if step:

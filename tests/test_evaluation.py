@@ -268,8 +268,8 @@ def _mpii_val(shared, tmp_path, people, tag):
     from tfrecords_tools import mpii as mpii_tool
     from tfrecords_tools import writer
 
-    (tmp_path / f"{tag}.json").write_text(json.dumps(people))
-    entries, _ = mpii_tool.build_entries(str(tmp_path / f"{tag}.json"), str(shared / "mpii"))
+    (tmp_path / f"{tag}_people.json").write_text(json.dumps(people))       # not {tag}.json: the manifest's name
+    entries, _ = mpii_tool.build_entries(str(tmp_path / f"{tag}_people.json"), str(shared / "mpii"))
     writer.write_dataset(entries, str(tmp_path / tag), joint_set=joints.MPII, sources=[], workers=1)
     gt = np.array([p["joints"] for p in people], np.float64)                       # [N, 16, 2], 1-based
     head = gt[:, 9]

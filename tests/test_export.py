@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from posedual_tf import checkpoints, config, geometry, joints
+from posedual_tf import checkpoints, config, files, geometry, joints
 from posedual_tf.models import builder
 
 SETS = ["data.image_size=[96,128]", "data.heatmap_size=[24,32]", "model.width_multiplier=0.125"]
@@ -21,6 +21,9 @@ SETS = ["data.image_size=[96,128]", "data.heatmap_size=[24,32]", "model.width_mu
 def exported(tmp_path_factory):
     from posedual_tf import export
 
+    import keras
+
+    keras.utils.set_random_seed(3)      # fixed weights: random ones can put two near-equal maxima in a heatmap
     root = tmp_path_factory.mktemp("export")
     cfg = config.load("coco1k_dual", SETS)
     nets = builder.build_networks(cfg)
@@ -215,7 +218,7 @@ def test_predict_keeps_inputs_and_names_apart_and_skips_what_it_cannot_read(expo
     predict.run(saved, paths, str(out), boxes, progress=False)
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "a.jpg.pose.png").write_bytes(b"someone's")
-    with pytest.raises(predict.PredictError, match="already holds a.jpg.pose.png, which predict did not write"):
+    with pytest.raises(files.NotOursError, match=r"holds files posedual_tf did not write \(a\.jpg\.pose\.png\)"):
         predict.run(saved, paths, str(tmp_path / "other"), boxes, progress=False)
     assert (tmp_path / "other" / "a.jpg.pose.png").read_bytes() == b"someone's"
     # non-finite boxes name the file and the entry
@@ -262,3 +265,23 @@ def test_predict_without_boxes_finds_people_with_the_built_in_detector(exported,
     assert max(iou(r["bbox"], g) for r in results for g in gt) > 0.25       # it found an annotated person
     record = json.loads((tmp_path / "out" / "images.json").read_text())["images"][0]
     assert record["detector"] == "hog" and record["people"] == len(results)
+
+
+def test_case18_hog_skips_images_smaller_than_its_window_and_a_rerun_may_replace_its_files(exported, tmp_path):
+    """HOG aborts the process below its 64x128 window: such images are skipped with the reason."""
+    import cv2
+
+    from posedual_tf import predict
+
+    _, _, saved = exported
+    src = tmp_path / "src"
+    src.mkdir()
+    cv2.imwrite(str(src / "thumb.png"), np.full((48, 48, 3), 128, np.uint8))
+    cv2.imwrite(str(src / "dot.png"), np.zeros((1, 1, 3), np.uint8))
+    paths = sorted(str(p) for p in src.iterdir())
+    out = tmp_path / "out"
+    for _ in range(2):                  # the second run replaces the first run's own files
+        assert predict.run(saved, paths, str(out), None, progress=False) == []
+    record = {os.path.basename(e["file"]): e["skipped"] for e in json.loads((out / "images.json").read_text())["images"]}
+    assert record == {"dot.png": "1x1 px is smaller than the HOG detector's 64x128 window; give --boxes or --whole-image",
+                      "thumb.png": "48x48 px is smaller than the HOG detector's 64x128 window; give --boxes or --whole-image"}

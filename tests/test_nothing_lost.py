@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -308,3 +309,280 @@ def test_configs_are_installed_with_the_package(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     shipped = {pathlib.PurePosixPath(n).stem for n in names if n.startswith("posedual_tf/configs/") and n.endswith(".yaml")}
     assert shipped == set(config.available()) and "demo_dual" in shipped
+
+
+# ----------------------------------------------------------------- wave 2: the rest of the probe
+
+def test_case13_boxes_that_match_no_image_are_an_error(tmp_path):
+    from posedual_tf import predict
+
+    ids = {"a.jpg": 1, "b.jpg": 2}
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({"photos/x.jpg": [[1, 2, 3, 4]], "y.jpg": [[1, 2, 3, 4]]}))
+    with pytest.raises(predict.PredictError, match=r"boxes\.json: none of its 2 boxes matches an image \(file names"):
+        predict.load_boxes(str(boxes), 0.0, ids)
+    boxes.write_text(json.dumps({"photos/a.jpg": [[1, 2, 3, 4]]}))           # a path key: matched by base name
+    assert predict.load_boxes(str(boxes), 0.0, ids) == {"a.jpg": [([1.0, 2.0, 3.0, 4.0], 1.0)]}
+    boxes.write_text(json.dumps([{"image_id": 7, "bbox": [1, 2, 3, 4], "category_id": 1}]))
+    with pytest.raises(predict.PredictError, match=r"none of its 1 boxes matches an image \(image ids such as '7'"):
+        predict.load_boxes(str(boxes), 0.0, ids)
+    boxes.write_text(json.dumps([{"image_id": 1, "bbox": [1, 2, 3, 4], "category_id": "person"}]))
+    with pytest.raises(predict.PredictError, match=r"detections\[0\]: category_id 'person' is not an integer"):
+        predict.load_boxes(str(boxes), 0.0, ids)
+    with pytest.raises(predict.PredictError, match=r"--min-box-score nan: expected a finite number"):
+        predict.load_boxes(str(boxes), float("nan"), ids)
+
+
+def test_case13_image_and_images_together_and_folders_without_images(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "a.jpg").write_bytes(b"x")           # images_in goes by the extension
+    from posedual_tf import predict
+
+    with pytest.raises(predict.PredictError, match=rf"--images {tmp_path}: no jpg/jpeg/png files in it; its subfolders "
+                                                   rf"sub hold some: predict reads one folder, e.g. --images {tmp_path}/sub"):
+        predict.images_in(str(tmp_path))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(predict.PredictError, match=r"empty: no jpg/jpeg/png files in it$"):
+        predict.images_in(str(tmp_path / "empty"))
+    proc = run_python(["-m", "posedual_tf.predict", "--saved-model", str(tmp_path), "--image", "a.jpg", "--images",
+                       str(tmp_path), "--whole-image", "--output", str(tmp_path / "out")], timeout=300)
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1] == \
+        "error: give one of --image FILE or --images DIR, not both"
+
+
+def test_case19_ctrl_c_is_one_line(tmp_path):
+    import signal
+    import time
+
+    script = ("import time\nfrom posedual_tf import cli\n"
+              "def main(argv):\n    print('ready', flush=True)\n    time.sleep(60)\n"
+              "cli.run(main)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert err.strip().splitlines() == ["interrupted (Ctrl-C); files already written are complete, a re-run resumes"]
+
+
+def test_case21_fifo_named_like_an_image_is_skipped_not_waited_on(tmp_path):
+    from posedual_tf import predict
+    from tfrecords_tools import writer
+
+    fifo = tmp_path / "x.jpg"
+    os.mkfifo(fifo)
+    assert writer.check_image(str(fifo)) == (None, "not a regular file", None)
+    with pytest.raises(ValueError, match="not a regular file"):
+        predict.read_image_file(str(fifo))
+
+
+@pytest.mark.parametrize("setting,expected", [
+    ("train.batch_size=1000000000", "train.batch_size: expected a positive int up to 65536"),
+    ("train.seed=-1", r"train.seed: expected an int in \[0, 2\^32\)"),
+    ("train.keep_checkpoints=0", "train.keep_checkpoints: expected an int >= 1"),
+    ("model.num_joints=17", "model.num_joints: expected 24: every network predicts the union joint set"),
+])
+def test_error_config_settings_name_the_setting(setting, expected):
+    with pytest.raises(config.ConfigError, match=rf"^--set {setting.replace('[', '.')}: {expected}"):
+        config.load("demo_dual", [setting])
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("{not json", "it is not JSON"),
+    ('{"cluster": {"worker": "localhost:1"}}', "its 'cluster' is"),
+    ('{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "chief", "index": 0}}',
+     """its 'task' {"type": "chief", "index": 0} is not one of the cluster's tasks"""),
+])
+def test_error_malformed_tf_config_is_one_line(monkeypatch, value, expected):
+    from posedual_tf import distribution
+
+    monkeypatch.setenv("TF_CONFIG", value)
+    with pytest.raises(ValueError, match=r"^TF_CONFIG: expected JSON like .*; " + re.escape(expected)):
+        distribution.make_strategy("default")
+
+
+def _coco_with(shared, tmp_path, edit) -> pathlib.Path:
+    ann = _coco_copy(shared, tmp_path / "src")
+    data = json.loads(ann.read_text())
+    edit(data)
+    ann.write_text(json.dumps(data))
+    return ann
+
+
+@pytest.mark.parametrize("case,edit,expected", [
+    ("image id abc", lambda d: d["images"][0].update(id="abc"), r"images\[0\]: field 'id' should be an integer, got \"abc\""),
+    ("image id null", lambda d: d["images"][1].update(id=None), r"images\[1\]: field 'id' should be an integer, got null"),
+    ("category person", lambda d: d["annotations"][0].update(category_id="person"),
+     r"annotation \d+: field 'category_id' should be an integer, got \"person\""),
+])
+def test_error_annotation_fields_are_named(shared, tmp_path, case, edit, expected):
+    from tfrecords_tools import coco
+    from tfrecords_tools.writer import ConversionError
+
+    ann = _coco_with(shared, tmp_path, edit)
+    with pytest.raises(ConversionError, match=rf"^{ann}: {expected}$"):
+        coco.convert(str(ann), str(tmp_path / "src"), str(tmp_path / "out" / "val"), workers=1)
+    assert not (tmp_path / "out").exists()
+
+
+def test_error_json_with_a_latin1_byte_names_the_file(shared, tmp_path):
+    from tfrecords_tools import coco
+    from tfrecords_tools.writer import ConversionError
+
+    ann = _coco_copy(shared, tmp_path / "src")
+    ann.write_bytes(ann.read_bytes().replace(b'"images"', b'"images\xe9"', 1))
+    with pytest.raises(ConversionError, match=rf"^{ann}: not UTF-8 text \(byte \d+ is 0xe9\)"):
+        coco.convert(str(ann), str(tmp_path / "src"), str(tmp_path / "out" / "val"), workers=1)
+
+
+def test_error_detections_category_without_id(shared, tmp_path):
+    from tfrecords_tools import detections
+    from tfrecords_tools.writer import ConversionError
+
+    info = json.loads((shared / "coco/image_info_test_coco.json").read_text())
+    info["categories"] = [{"name": "person"}]
+    path = tmp_path / "info.json"
+    path.write_text(json.dumps(info))
+    with pytest.raises(ConversionError, match=rf"^{path}: categories\[0\]: missing field 'id'$"):
+        detections.build_entries(str(path), str(shared / "coco/test_coco_det_AP_H_56.json"), str(shared / "coco"))
+
+
+def test_error_zero_size_crowd_strings_and_one_bad_keypoint_list_are_skipped_with_their_reason(shared, tmp_path):
+    from tfrecords_tools import coco
+
+    def edit(d):
+        d["images"][0].update(width=0)
+        first_other = next(a for a in d["annotations"] if a["image_id"] != d["images"][0]["id"])
+        first_other["iscrowd"] = "0"
+        d["annotations"][-1]["keypoints"] = d["annotations"][-1]["keypoints"][:50]
+
+    ann = _coco_with(shared, tmp_path, edit)
+    manifest = coco.convert(str(ann), str(tmp_path / "src"), str(tmp_path / "out" / "val"), workers=1)
+    reasons = [s["reason"] for s in manifest["skipped"]]
+    assert "images[0]: width/height 0x" in " ".join(reasons)
+    assert "iscrowd is '0', expected 0 or 1" in reasons
+    assert "'keypoints' holds 50 numbers, expected 3 x 17" in reasons
+    assert manifest["num_instances"] > 0
+
+
+def test_error_png_under_4_px_is_skipped_and_leaves_no_temporary_shard(shared, tmp_path):
+    import cv2
+    import numpy as np
+    from tfrecords_tools import coco
+
+    def edit(d):
+        d["images"][0]["file_name"] = "tiny.png"
+
+    ann = _coco_with(shared, tmp_path, edit)
+    cv2.imwrite(str(tmp_path / "src" / "tiny.png"), np.zeros((3, 3, 3), np.uint8))
+    manifest = coco.convert(str(ann), str(tmp_path / "src"), str(tmp_path / "out" / "val"), workers=1)
+    assert [s["reason"] for s in manifest["skipped"] if s.get("image") == "tiny.png"] == ["image is 3x3 px, under 4 px on a side"]
+    assert not [p for p in (tmp_path / "out").iterdir() if ".tmp" in p.name]
+
+
+def test_error_negative_max_instances_names_the_option(shared, tmp_path):
+    proc = run_python(["-m", "tfrecords_tools.coco", "--annotations", str(shared / "coco/test_coco.json"), "--images",
+                       str(shared / "coco"), "--output", str(tmp_path / "v"), "--max-instances", "-5"], timeout=120)
+    assert proc.returncode == 2 and "argument --max-instances: expected an integer >= 0, got '-5'" in proc.stderr
+
+
+def _tiny_checkpoint(tmp_path):
+    import tensorflow as tf
+    from posedual_tf import checkpoints
+    from posedual_tf.models import builder
+
+    cfg = _tiny_cfg(tmp_path)
+    nets = builder.build_networks(cfg)
+    ckpt = checkpoints.training_checkpoint(nets)
+    prefix = ckpt.write(str(tmp_path / "ckpt" / "ckpt-1"))
+    return cfg, nets, prefix, tf
+
+
+@pytest.mark.parametrize("damage", ["truncated data", "garbage index"])
+def test_error_damaged_checkpoint_is_one_line(tmp_path, damage):
+    from posedual_tf import checkpoints
+
+    _, nets, prefix, _ = _tiny_checkpoint(tmp_path)
+    if damage == "truncated data":
+        (data,) = (tmp_path / "ckpt").glob("ckpt-1.data-*")
+        data.write_bytes(data.read_bytes()[:1000])
+    else:
+        pathlib.Path(prefix + ".index").write_bytes(b"garbage" * 10)
+    with pytest.raises(checkpoints.ArchitectureMismatchError, match=rf"^{prefix}: (cannot be read, the checkpoint is "
+                                                                    r"damaged|does not fit)"):
+        checkpoints.restore_training(checkpoints.training_checkpoint(nets), prefix)
+
+
+def test_resume_states_changed_settings_refuses_meaning_changes_and_follows_a_moved_workdir(tmp_path):
+    from posedual_tf import training
+    from posedual_tf.config import dump
+
+    old = tmp_path / "old"
+    cfg = config.load("demo_sup", [f"workdir={old}"])
+    files.claim(str(old), "train")
+    files.write_atomic(files.own(str(old), "config.yaml"), dump(cfg))
+    files.own(str(old), "ckpt")
+    _tiny_checkpoint(old)                   # writes old/ckpt/ckpt-1.*
+    (old / "ckpt" / "checkpoint").write_text('model_checkpoint_path: "ckpt-1"\n')
+    moved = tmp_path / "moved"
+    os.rename(old, moved)
+    again = config.load("demo_sup", [f"workdir={moved}", "train.lr=0.5"])
+    assert training.check_resume(again) == [f"train.lr: {cfg.train.lr!r} -> 0.5"]       # data paths moved with it
+    for setting in ("train.batch_size=3", "train.steps_per_epoch=7", "method.sup_weight=0.25"):
+        with pytest.raises(training.ResumeMismatchError, match=rf"holds a run trained with {setting.split('=')[0]}="):
+            training.check_resume(config.load("demo_sup", [f"workdir={moved}", setting]))
+
+
+def test_unfinished_checkpoint_saves_are_removed_only_in_our_ckpt(tmp_path):
+    from posedual_tf import training
+
+    work = tmp_path / "run"
+    files.claim(str(work), "train")
+    (work / "ckpt" / "ckpt-4_temp").mkdir(parents=True)
+    assert training.remove_unfinished_saves(str(work)) == []                 # ckpt/ not on the list: untouched
+    assert (work / "ckpt" / "ckpt-4_temp").exists()
+    shutil.rmtree(work / "ckpt")
+    files.own(str(work), "ckpt")
+    (work / "ckpt" / "ckpt-4_temp").mkdir(parents=True)
+    (work / "ckpt" / "ckpt-4_temp" / "part-00000-of-00001.data-00000-of-00001").write_bytes(b"half")
+    assert training.remove_unfinished_saves(str(work)) == [str(work / "ckpt" / "ckpt-4_temp")]
+    assert not (work / "ckpt" / "ckpt-4_temp").exists()
+
+
+def test_readme_coco_commands_write_where_the_configs_read():
+
+    readme = (REPO / "README.md").read_text()
+    cfg = config.load("coco1k_dual")
+    assert f"--annotations {cfg.data.val.annotations}" in readme
+    outputs = set(re.findall(r"--output (data/coco/\S+)", readme))
+    assert {cfg.data.labelled.records, cfg.data.val.records} <= outputs
+    assert config.load("coco_wild_dual_res50").data.unlabelled.records in outputs
+
+
+def test_case09_a_damaged_byte_range_inside_a_record_is_detected(coco_records, tmp_path):
+    from posedual_tf.data import record_index, records
+
+    src = pathlib.Path(coco_records)
+    for p in src.parent.glob(src.name + "*"):
+        if p.is_file():
+            shutil.copy(p, tmp_path / p.name)
+    prefix = str(tmp_path / src.name)
+    index = record_index.load(prefix)
+    shard = pathlib.Path(index.paths[index.record_shard[1]])
+    at = int(index.record_offset[1] + index.record_length[1] // 2)
+    data = bytearray(shard.read_bytes())
+    data[at:at + 64] = bytes(64)                     # 64 zero bytes in the middle of record 1's image
+    shard.write_bytes(bytes(data))
+    reader = record_index.RecordReader(index.paths)
+    with pytest.raises(record_index.CorruptRecordError, match=rf"{shard}: the record at byte \d+ fails its CRC"):
+        reader(index.record_shard[1], index.record_offset[1], index.record_length[1])
+    assert reader(index.record_shard[0], index.record_offset[0], index.record_length[0])   # the others read
+    proc = run_python(["-m", "tfrecords_tools.inspect", prefix, "--verify"], timeout=300, cwd=REPO)
+    assert proc.returncode == 1 and f"corrupt: 1 records of {shard} do not parse or decode" in proc.stdout
+    assert f"verified {records.read_manifest(prefix)['num_images']} records: 1 corrupt" in proc.stdout
+    # a damaged header (the record's length) is refused when the shard is indexed
+    data[int(index.record_offset[2]) - 12] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    with pytest.raises(record_index.ShardMismatchError, match=r"the record header at byte \d+ fails its CRC"):
+        record_index.load(prefix)

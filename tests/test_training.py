@@ -297,13 +297,13 @@ def test_saving_weights_never_replaces_a_folder_of_other_files(tmp_path):
     target = tmp_path / "best"
     target.mkdir()
     (target / "notes.txt").write_text("mine")
-    with pytest.raises(FileExistsError, match="holds other files than network weights"):
+    with pytest.raises(FileExistsError, match=r"best: exists and was not written by posedual_tf; not replaced"):
         checkpoints.save_nets(nets, str(target))
     assert (target / "notes.txt").read_text() == "mine"
     checkpoints.save_nets(nets, str(tmp_path / "final"))
     checkpoints.save_nets(nets, str(tmp_path / "final"))           # an earlier save is replaced
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best", "final"]
-    assert [p.name for p in (tmp_path / "final").iterdir()] == ["net1.weights.h5"]
+    assert sorted(p.name for p in (tmp_path / "final").iterdir()) == [".posedual_tf.json", "net1.weights.h5"]
     # the best weights are saved again at each improvement, with their best.json
     for perf in (0.1, 0.2):
         checkpoints.save_nets(nets, str(tmp_path / "kept"), extra={"best.json": {"perf": perf}})

@@ -49,7 +49,7 @@ def keypoint_categories(data: dict, path: str, keypoint_map: dict[str, str] | No
         jset = joints.coco_set_for_keypoint_names(keypoint_names or next(iter(names)), keypoint_map)
     except ValueError as e:
         raise ConversionError(f"{path}: categories.keypoints: {e}") from None
-    return {int(field(c, "id", path, "categories")) for c in with_kp}, jset
+    return {writer.integer(c, "id", path, "categories") for c in with_kp}, jset
 
 
 def _count_mismatch(path: str, aid: int, values: int, jset: joints.JointSet, named: bool) -> ConversionError:
@@ -78,9 +78,9 @@ def build_entries(ann_path: str, images_dir: str, max_instances: int = 0,
     anns = field(data, "annotations", ann_path, types=list)
     image_ids = {}
     for i, img in enumerate(images):
-        image_ids.setdefault(int(field(img, "id", ann_path, f"images[{i}]")), i)
+        image_ids.setdefault(writer.integer(img, "id", ann_path, f"images[{i}]"), i)
     by_image: dict[int, list[dict]] = {}
-    skipped, total, area_from_box = [], 0, 0
+    skipped, total, area_from_box, miscounted, counted = [], 0, 0, [], 0
     for i, a in enumerate(anns):
         image_id = field(a, "image_id", ann_path, f"annotations[{i}]")
         if image_id not in image_ids:
@@ -91,24 +91,32 @@ def build_entries(ann_path: str, images_dir: str, max_instances: int = 0,
     entries = []
     for i, img in enumerate(images):
         where = f"images[{i}]"
-        image_id = int(field(img, "id", ann_path, where))
+        image_id = writer.integer(img, "id", ann_path, where)
         name = field(img, "file_name", ann_path, where, str)
-        width = int(field(img, "width", ann_path, where, (int, float)))
-        height = int(field(img, "height", ann_path, where, (int, float)))
+        width = writer.integer(img, "width", ann_path, where)
+        height = writer.integer(img, "height", ann_path, where)
         if image_ids[image_id] != i:     # its annotations cannot tell the two images apart
             skipped.append({"image": name, "image_id": image_id, "instances": 0,
                             "reason": f"duplicate image id (first at images[{image_ids[image_id]}])"})
+            continue
+        if width <= 0 or height <= 0:    # the boxes are clipped to this size: every one would come out empty
+            skipped.append({"image": name, "image_id": image_id, "instances": len(by_image.get(image_id, [])),
+                            "reason": f"{where}: width/height {width}x{height} in the annotation file, expected > 0"})
             continue
         persons = []
         for a in by_image.get(image_id, []):
             if max_instances and total >= max_instances:
                 break
-            aid = int(a.get("id", -1))
+            aid = writer.integer(a, "id", ann_path, f"an annotation of image {image_id}") if "id" in a else -1
 
             def skip(reason):
                 skipped.append({"annotation": aid, "image_id": image_id, "reason": reason})
 
-            if a.get("iscrowd", 0):
+            crowd = a.get("iscrowd", 0)
+            if crowd not in (0, 1):        # "0" is a string: truthy, it would mark every annotation crowd
+                skip(f"iscrowd is {crowd!r}, expected 0 or 1")
+                continue
+            if crowd:
                 skip("crowd")
                 continue
             problem = writer.box_problem(field(a, "bbox", ann_path, f"annotation {aid}"))
@@ -131,12 +139,15 @@ def build_entries(ann_path: str, images_dir: str, max_instances: int = 0,
             if box is None:
                 skip("empty box after clipping")
                 continue
-            if int(field(a, "category_id", ann_path, f"annotation {aid}")) not in cat_ids:
+            if writer.integer(a, "category_id", ann_path, f"annotation {aid}") not in cat_ids:
                 skip("not a keypoint category")
                 continue
             kps = field(a, "keypoints", ann_path, f"annotation {aid}", list)
-            if len(kps) != 3 * jset.num_joints:
-                raise _count_mismatch(ann_path, aid, len(kps), jset, bool(keypoint_names))
+            if len(kps) != 3 * jset.num_joints:     # skipped; an error when no annotation fits (wrong names)
+                miscounted.append((aid, len(kps)))
+                skip(f"'keypoints' holds {len(kps)} numbers, expected 3 x {jset.num_joints}")
+                continue
+            counted += 1
             problem = writer.keypoints_problem(kps, jset.num_joints)
             if problem:
                 skip(problem)
@@ -151,6 +162,8 @@ def build_entries(ann_path: str, images_dir: str, max_instances: int = 0,
         entries.append(records.ImageEntry(os.path.join(images_dir, name), name, image_id, height, width, persons))
         if max_instances and total >= max_instances:
             break
+    if miscounted and not counted:
+        raise _count_mismatch(ann_path, miscounted[0][0], miscounted[0][1], jset, bool(keypoint_names))
     notes = {}
     if area_from_box:
         notes["area_from_box"] = (f"{area_from_box} annotations have no 'area' field; the reference's area > 0 "
@@ -173,7 +186,7 @@ def convert(annotations: str, images: str, output: str, max_instances: int = 0, 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="python -m tfrecords_tools.coco", description=__doc__.split("\n\n")[0])
     ap.add_argument("--annotations", required=True, help="COCO-format keypoint annotation json")
-    ap.add_argument("--max-instances", type=int, default=0, help="keep the first N instances (0 = all)")
+    ap.add_argument("--max-instances", type=writer.count_arg, default=0, help="keep the first N instances (0 = all)")
     ap.add_argument("--keypoint-map", default="", metavar="NAME=UNION,...",
                     help="place keypoints whose names are neither COCO's (left_shoulder, ...) nor union joint names, "
                          f"e.g. head=head_top; union names: {', '.join(joints.UNION_NAMES)}")

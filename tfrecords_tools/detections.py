@@ -23,9 +23,9 @@ from tfrecords_tools.writer import field
 
 
 def person_category_id(info: dict, path: str) -> int:
-    for c in info.get("categories", []) or []:
+    for i, c in enumerate(info.get("categories", []) or []):
         if isinstance(c, dict) and c.get("name") == "person":
-            return int(c["id"])
+            return writer.integer(c, "id", path, f"categories[{i}]")
     return 1
 
 
@@ -37,13 +37,13 @@ def build_entries(info_path: str, det_path: str, images_dir: str, min_score: flo
     person = person_category_id(info, info_path)
     by_image: dict[int, list[dict]] = {}
     skipped = []
-    known = {int(field(img, "id", info_path, f"images[{i}]"))
+    known = {writer.integer(img, "id", info_path, f"images[{i}]")
              for i, img in enumerate(field(info, "images", info_path, types=list))}
     for i, d in enumerate(dets):
         where = f"detections[{i}]"
-        if int(field(d, "category_id", det_path, where)) != person:
+        if writer.integer(d, "category_id", det_path, where) != person:
             continue
-        image_id = int(field(d, "image_id", det_path, where))
+        image_id = writer.integer(d, "image_id", det_path, where)
         score = writer.numbers([field(d, "score", det_path, where)], 1)
         problem = "score is not a finite number" if score is None else writer.box_problem(field(d, "bbox", det_path, where))
         if not problem and image_id not in known:
@@ -60,7 +60,7 @@ def build_entries(info_path: str, det_path: str, images_dir: str, min_score: flo
     entries = []
     for i, img in enumerate(field(info, "images", info_path, types=list)):
         where = f"images[{i}]"
-        image_id = int(field(img, "id", info_path, where))
+        image_id = writer.integer(img, "id", info_path, where)
         name = field(img, "file_name", info_path, where, str)
         entries.append(records.ImageEntry(
             os.path.join(images_dir, name), name, image_id, int(img.get("height", 0)),

@@ -18,6 +18,7 @@ import json
 import math
 import multiprocessing
 import os
+import stat
 import struct
 import sys
 import time
@@ -32,6 +33,8 @@ from posedual_tf.progress import Progress
 from posedual_tf.joints import JointSet
 
 TARGET_SHARD_BYTES = 256 << 20
+#: The largest image file read (a 100-megapixel JPEG is ~50 MB).
+MAX_IMAGE_BYTES = 256 << 20
 
 
 class ConversionError(ValueError):
@@ -75,6 +78,11 @@ def check_image(path: str) -> tuple[bytes | None, str, tuple[int, int] | None]:
     import cv2
 
     try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):       # a FIFO or a device would block or never end
+            return None, "not a regular file", None
+        if info.st_size > MAX_IMAGE_BYTES:
+            return None, f"{info.st_size} bytes, over the {MAX_IMAGE_BYTES >> 20} MB limit for one image", None
         with open(path, "rb") as f:
             data = f.read()
     except FileNotFoundError:
@@ -90,12 +98,17 @@ def check_image(path: str) -> tuple[bytes | None, str, tuple[int, int] | None]:
         return None, "truncated PNG (no IEND chunk)", None
     if not is_png and b"\xff\xd9" not in data[-64:]:
         return None, "truncated JPEG (no end-of-image marker)", None
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_4)
-    if img is None:
-        return None, "undecodable", None
     size = image_size_from_header(data)
     if size is None:
         return None, "undecodable (no size in header)", None
+    if min(size) < 4:          # OpenCV's reduced decode fails below 4 px; no person fits there anyway
+        return None, f"image is {size[1]}x{size[0]} px, under 4 px on a side", None
+    try:
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_4)
+    except cv2.error as e:
+        return None, f"undecodable ({str(e).strip().splitlines()[-1][:80]})", None
+    if img is None:
+        return None, "undecodable", None
     return data, "", size
 
 
@@ -261,7 +274,10 @@ def _remove_unlisted_shards(prefix: str, paths: list[str], parts_dir: str, owned
 def _exit_with_parent(parent: int) -> None:
     """Pool worker start-up: end this worker as soon as the converter that started it is gone (a
     ``kill -9`` of the converter must not leave workers behind)."""
+    import signal
     import threading
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)    # Ctrl-C reaches the whole group: the converter answers it
 
     def watch():
         while os.getppid() == parent:
@@ -293,9 +309,18 @@ def _read_part(path: str) -> dict | None:
 
 
 def _write_shard(chunk, path, spec, num_joints, pool, bar) -> dict:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        return _write_shard_to(chunk, path, tmp, spec, num_joints, pool, bar)
+    except BaseException:
+        if os.path.lexists(tmp):
+            os.remove(tmp)           # ours: the temporary shard of this process
+        raise
+
+
+def _write_shard_to(chunk, path, tmp, spec, num_joints, pool, bar) -> dict:
     import tensorflow as tf
 
-    tmp = f"{path}.tmp-{os.getpid()}"
     skipped, people = [], []
     with tf.io.TFRecordWriter(tmp) as writer:
         results = pool.map(check_image, [e.path for e in chunk], chunksize=4)
@@ -331,6 +356,11 @@ def load_json(path: str) -> Any:
         raise ConversionError(f"{path}: file not found") from None
     except json.JSONDecodeError as e:
         raise ConversionError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    except UnicodeDecodeError as e:
+        raise ConversionError(f"{path}: not UTF-8 text (byte {e.start} is 0x{e.object[e.start]:02x}); JSON files "
+                              "are UTF-8") from None
+    except IsADirectoryError:
+        raise ConversionError(f"{path}: is a folder, expected a JSON file") from None
 
 
 def field(obj: dict, key: str, path: str, where: str = "", types: type | tuple = object) -> Any:
@@ -343,6 +373,16 @@ def field(obj: dict, key: str, path: str, where: str = "", types: type | tuple =
         raise ConversionError(f"{path}: {where + ': ' if where else ''}field '{key}' should be "
                               f"{names}, got {type(value).__name__}")
     return value
+
+
+def integer(obj: dict, key: str, path: str, where: str = "") -> int:
+    """``obj[key]`` as an int (an int, or a float with an integral value), or a ConversionError naming
+    the file, the place and the field (ids such as ``"abc"``, ``null`` or ``"person"`` are errors)."""
+    value = field(obj, key, path, where)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and not value.is_integer()):
+        raise ConversionError(f"{path}: {where + ': ' if where else ''}field '{key}' should be an integer, "
+                              f"got {json.dumps(value)[:40]}")
+    return int(value)
 
 
 def numbers(values, count: int) -> np.ndarray | None:
@@ -376,10 +416,23 @@ def keypoints_problem(values, num_joints: int, visibility=(0, 1, 2)) -> str:
     return ""
 
 
+def count_arg(text: str) -> int:
+    """An argparse type: an integer >= 0 (argparse names the option in its one-line error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        import argparse
+
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
 def add_common_args(parser) -> None:
     parser.add_argument("--images", required=True, help="folder holding the image files")
     parser.add_argument("--output", required=True, help="output prefix, e.g. data/coco/train2017")
-    parser.add_argument("--num-shards", type=int, default=0, help="shards (0 = about 256 MB each)")
+    parser.add_argument("--num-shards", type=count_arg, default=0, help="shards (0 = about 256 MB each)")
     parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
                         help="processes reading and checking images")
 
@@ -421,12 +474,18 @@ def run_cli(main_fn) -> None:
     debug, verbose = "--debug" in sys.argv, "--verbose" in sys.argv
     sys.argv = [a for a in normalise_flag_spelling(sys.argv, lambda name: "_" not in name)
                 if a not in ("--debug", "--verbose")]
-    if not verbose and not any(a in ("-h", "--help") for a in sys.argv):
-        quiet_tensorflow([])
+    from posedual_tf.cli import interrupted
+
     try:
+        if not verbose and not any(a in ("-h", "--help") for a in sys.argv):
+            quiet_tensorflow([])
         main_fn()
-    except (SystemExit, KeyboardInterrupt):
+    except SystemExit:
         raise
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        interrupted()
     except Exception as e:  # noqa: BLE001 - the one place that turns every error into one line
         if debug:
             raise
