@@ -257,6 +257,9 @@ class TestConfig:
     peak_threshold: float = 0.1
     #: Evaluate at most this many batches (0 = all), for quick checks.
     max_batches: int = 0
+    #: OKS sigmas of a custom COCO-format joint set, one per joint in the set's order (empty: the set's
+    #: own, taken from COCO's and CrowdPose's per-joint values; docs/evaluation.md).
+    oks_sigmas: list[float] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -388,6 +391,7 @@ def _validate(cfg: Config, source: str, overrides: dict[str, str] | None = None)
         (cfg.method.consistency_pair == "easy_hard" or t.pass_schedule == "reference", "train.pass_schedule",
          f"reference with method.consistency_pair={cfg.method.consistency_pair}"),
         (0 <= cfg.test.peak_threshold <= 1, "test.peak_threshold", "a float in [0, 1]"),
+        (all(v > 0 for v in cfg.test.oks_sigmas), "test.oks_sigmas", "positive floats, one per joint"),
     ]
     for i, text in enumerate(cfg.method.paths):
         try:

@@ -106,6 +106,12 @@ AIC_DELTAS = tuple(2.0 * d for d in (
     0.03686941, 0.01981803, 0.03843971, 0.03412318, 0.02415081, 0.01291456, 0.01236173))
 
 
+#: OKS sigmas of union joints COCO does not annotate, as CrowdPose's evaluation (crowdposetools) sets
+#: them: 0.79 / 10 for its head (top) and neck. Other union joints have none: a custom set holding one
+#: needs ``test.oks_sigmas``.
+EXTRA_SIGMAS = {"head_top": 0.079, "head": 0.079, "neck": 0.079}
+
+
 def _make(name, names, skeleton, sigmas=None) -> JointSet:
     to_union = _index(names)
     return JointSet(name, tuple(names), to_union, _pairs_from_union(to_union),
@@ -185,8 +191,8 @@ def coco_set_for_keypoint_names(names: Sequence[str], mapping: dict[str, str] | 
     if dupes:
         raise ValueError(f"category keypoints map several joints onto union joint(s) {dupes}; "
                          "give each its own with --keypoint-map")
-    coco_sigma = dict(zip(_COCO_NAMES, COCO_SIGMAS))
-    sigmas = tuple(coco_sigma[u] for u in union_names) if all(u in coco_sigma for u in union_names) else None
+    known = {**dict(zip(_COCO_NAMES, COCO_SIGMAS)), **EXTRA_SIGMAS}
+    sigmas = tuple(known[u] for u in union_names) if all(u in known for u in union_names) else None
     jset = _make("custom", union_names, (), sigmas)
     return dataclasses.replace(jset, names=names)
 

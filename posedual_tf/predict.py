@@ -233,6 +233,7 @@ def run(saved_model: str, paths: list[str], output: str, boxes: dict | None, pro
     import numpy as np
     import tensorflow as tf
     from posedual_tf import files, joints
+    from posedual_tf.data import records
     from posedual_tf.progress import Progress
     from tfrecords_tools.inspect import draw_person
 
@@ -259,10 +260,14 @@ def run(saved_model: str, paths: list[str], output: str, boxes: dict | None, pro
         except ValueError as e:
             entry["skipped"] = str(e)
             continue
-        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None   # EXIF applied
         if img is None:
             entry["skipped"] = "empty file" if not data else "not a decodable image"
             continue
+        orientation = records.exif_orientation(data)
+        if orientation != 1:        # the model sees the photo upright, as OpenCV turned it and its owner sees it
+            data = cv2.imencode(".png", img)[1].tobytes()
+            entry["exif_orientation"] = orientation
         if boxes is not None:
             people = boxes.get(name, [])
         elif whole_image:

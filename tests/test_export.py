@@ -285,3 +285,35 @@ def test_case18_hog_skips_images_smaller_than_its_window_and_a_rerun_may_replace
     record = {os.path.basename(e["file"]): e["skipped"] for e in json.loads((out / "images.json").read_text())["images"]}
     assert record == {"dot.png": "1x1 px is smaller than the HOG detector's 64x128 window; give --boxes or --whole-image",
                       "thumb.png": "48x48 px is smaller than the HOG detector's 64x128 window; give --boxes or --whole-image"}
+
+
+def test_case12_exif_orientation_is_applied_by_predict_and_ignored_by_records(exported, shared, tmp_path):
+    """A phone photo stored sideways with EXIF orientation 6: predict sees it upright (its keypoints are
+    those of the upright pixels), while the record decoder reads the stored pixels as the reference does."""
+    import cv2
+    from PIL import Image
+
+    from posedual_tf import predict
+    from posedual_tf.data import records
+
+    _, _, saved = exported
+    src = tmp_path / "src"
+    src.mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6                                  # "rotate 90 degrees clockwise to display"
+    Image.open(shared / "coco/000000000785.jpg").save(src / "phone.jpg", exif=exif.tobytes(), quality=95)
+    data = (src / "phone.jpg").read_bytes()
+    assert records.exif_orientation(data) == 6 and records.exif_orientation((shared / "coco/000000000785.jpg").read_bytes()) == 1
+    stored = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    np.testing.assert_array_equal(records.decode_image(tf.constant(data)).numpy()[..., ::-1], stored)
+    upright = cv2.rotate(stored, cv2.ROTATE_90_CLOCKWISE)
+    cv2.imwrite(str(src / "upright.png"), upright)
+    results = predict.run(saved, [str(src / "phone.jpg"), str(src / "upright.png")], str(tmp_path / "out"), None,
+                          whole_image=True, progress=False)
+    by_id = {r["image_id"]: r for r in results}
+    ids = predict.image_ids([str(src / "phone.jpg"), str(src / "upright.png")])
+    phone, ref = by_id[ids["phone.jpg"]], by_id[ids["upright.png"]]
+    assert phone["bbox"] == [0.0, 0.0, float(upright.shape[1]), float(upright.shape[0])]
+    np.testing.assert_allclose(phone["keypoints"], ref["keypoints"], atol=1e-3)
+    record = json.loads((tmp_path / "out" / "images.json").read_text())["images"]
+    assert [e.get("exif_orientation") for e in record] == [6, None]

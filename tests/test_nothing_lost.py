@@ -586,3 +586,49 @@ def test_case09_a_damaged_byte_range_inside_a_record_is_detected(coco_records, t
     shard.write_bytes(bytes(data))
     with pytest.raises(record_index.ShardMismatchError, match=r"the record header at byte \d+ fails its CRC"):
         record_index.load(prefix)
+
+
+def test_case14b_crowdpose_style_set_converts_trains_and_evaluates_with_its_own_sigmas(shared, tmp_path):
+    """12 COCO joints + head + neck (CrowdPose's layout): converted, trained 2 steps, evaluated through
+    OKS-NMS and pycocotools with its 14 sigmas; a set with a joint that has no sigma is one line."""
+    import numpy as np
+
+    from posedual_tf import joints, training
+    from posedual_tf.evaluation import runner
+    from tfrecords_tools import coco
+
+    data = json.loads((shared / "coco/test_coco.json").read_text())
+    long = data["categories"][0]["keypoints"]
+    names = long[5:17] + ["head", "neck"]
+    data["categories"][0]["keypoints"] = names
+    data["categories"][0]["skeleton"] = []
+    for a in data["annotations"]:
+        k = np.asarray(a["keypoints"], np.float64).reshape(17, 3)
+        neck = (k[5] + k[6]) / 2 if k[5, 2] and k[6, 2] else np.zeros(3)
+        a["keypoints"] = np.concatenate([k[5:17], k[:1], neck[None]]).round(2).ravel().tolist()
+        a["num_keypoints"] = int((np.asarray(a["keypoints"])[2::3] > 0).sum())
+    ann = tmp_path / "crowdpose_style.json"
+    ann.write_text(json.dumps(data))
+    manifest = coco.convert(str(ann), str(shared / "coco"), str(tmp_path / "rec" / "cp"), workers=1)
+    assert manifest["num_joints"] == 14 and manifest["joint_names"] == names
+    sets = [f"workdir={tmp_path / 'run'}", f"data.labelled.records={tmp_path / 'rec' / 'cp'}",
+            f"data.val.records={tmp_path / 'rec' / 'cp'}", f"data.val.annotations={ann}",
+            "data.labelled.max_instances=0", "model.pretrained=none", "data.image_size=[64,96]",
+            "data.heatmap_size=[16,24]", "model.width_multiplier=0.125", "train.epochs=1",
+            "train.steps_per_epoch=2", "train.batch_size=4", "test.batch_size=8", "train.mixed_precision=none"]
+    result = training.run(config.load("coco1k_sup", sets), progress="none")
+    assert result["final_step"] == 2
+    stats = result["metrics"]["net1"]
+    assert set(coco_stat for coco_stat in stats) >= {"AP", "AP .5", "AR"} and 0.0 <= stats["AP"] <= 1.0
+    res = json.loads((tmp_path / "run" / "results_net1.json").read_text())
+    assert res and all(len(r["keypoints"]) == 14 * 3 for r in res)
+    # the sigmas it was scored with: COCO's for the 12 COCO joints, CrowdPose's 0.079 for head and neck
+    jset = joints.from_manifest(manifest)
+    np.testing.assert_allclose(runner.oks_sigmas(jset, []), [.079, .079, .072, .072, .062, .062, .107, .107, .087,
+                                                            .087, .089, .089, .079, .079])
+    # a joint without a known sigma: one line asking for test.oks_sigmas
+    other = joints.coco_set_for_keypoint_names(long[5:17] + ["thorax"])
+    with pytest.raises(ValueError, match=r"^test\.oks_sigmas: the joint set \(.*thorax\) has no OKS sigmas"):
+        runner.oks_sigmas(other, [])
+    with pytest.raises(ValueError, match=r"^test\.oks_sigmas: 2 values, the joint set has 13 joints"):
+        runner.oks_sigmas(other, [0.1, 0.1])

@@ -77,7 +77,8 @@ def main(argv=None) -> None:
         try:
             data = reader(index.record_shard[i], index.record_offset[i], index.record_length[i])
             r = {k: v.numpy() for k, v in records.decode_example(tf.constant(data), jset.num_joints).items()}
-            img = cv2.imdecode(np.frombuffer(r["image/encoded"], np.uint8), cv2.IMREAD_COLOR)
+            img = cv2.imdecode(np.frombuffer(r["image/encoded"], np.uint8),         # the stored pixels, as the
+                               cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)    # boxes and joints are
             if img is None:
                 raise ValueError("undecodable image")
         except (ValueError, OSError, tf.errors.OpError):

@@ -167,8 +167,45 @@ def decode_example(serialized, num_joints: int) -> dict[str, Any]:
     }
 
 
+def exif_orientation(data: bytes) -> int:
+    """The EXIF orientation (1-8) of JPEG bytes; 1 when there is none.
+
+    The orientation rule: training, evaluation and the converters read the stored pixels and ignore
+    it, as the reference does (OpenCV with ``IMREAD_IGNORE_ORIENTATION``; COCO's keypoints are in the
+    stored pixels' frame); ``predict`` applies it, so a phone photo is seen upright, as its owner sees it.
+    """
+    import struct
+
+    if data[:2] != b"\xff\xd8":
+        return 1
+    i = 2
+    while i + 4 <= len(data) and data[i] == 0xFF:
+        marker, length = data[i + 1], struct.unpack(">H", data[i + 2:i + 4])[0]
+        if marker == 0xDA:                         # start of scan: no metadata after it
+            break
+        body = data[i + 4:i + 2 + length]
+        if marker == 0xE1 and body[:6] == b"Exif\x00\x00":
+            tiff = body[6:]
+            order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+            if order is None or len(tiff) < 8:
+                return 1
+            ifd = struct.unpack(order + "I", tiff[4:8])[0]
+            if ifd + 2 > len(tiff):
+                return 1
+            count = struct.unpack(order + "H", tiff[ifd:ifd + 2])[0]
+            for k in range(count):
+                entry = tiff[ifd + 2 + 12 * k:ifd + 14 + 12 * k]
+                if len(entry) == 12 and struct.unpack(order + "H", entry[:2])[0] == 0x0112:
+                    value = struct.unpack(order + "H", entry[8:10])[0]
+                    return value if 1 <= value <= 8 else 1
+            return 1
+        i += 2 + length
+    return 1
+
+
 def decode_image(encoded):
-    """Encoded JPEG/PNG bytes -> uint8 ``[H, W, 3]`` RGB (in-graph).
+    """Encoded JPEG/PNG bytes -> uint8 ``[H, W, 3]`` RGB (in-graph), the stored pixels (EXIF orientation
+    ignored, as the reference reads: see :func:`exif_orientation`).
 
     JPEGs use the accurate integer IDCT, as OpenCV (the reference's reader) does; corrupt bytes
     raise InvalidArgumentError.

@@ -81,7 +81,8 @@ def soft_oks_nms(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, t
     return keep
 
 
-def rescore_and_nms(instances: Sequence[dict], in_vis_thre: float, oks_thre: float, nms: str = "oks") -> list[dict]:
+def rescore_and_nms(instances: Sequence[dict], in_vis_thre: float, oks_thre: float, nms: str = "oks",
+                    sigmas=SIGMAS) -> list[dict]:
     """Reference rescoring then per-image NMS.
 
     Each instance: ``keypoints [17, 3]`` (x, y, maxval), ``box_score``, ``area``, ``image_id``, and
@@ -103,7 +104,7 @@ def rescore_and_nms(instances: Sequence[dict], in_vis_thre: float, oks_thre: flo
         scores = np.array([i["score"] for i in items])
         areas = np.array([i["area"] for i in items])
         fn = soft_oks_nms if nms == "soft_oks" else oks_nms
-        keep = fn(kps, scores, areas, oks_thre)
+        keep = fn(kps, scores, areas, oks_thre, sigmas=sigmas)
         kept.extend(items[k] for k in keep) if keep else kept.extend(items)
     return kept
 
@@ -122,8 +123,10 @@ def to_results(instances: Sequence[dict]) -> list[dict]:
     return out
 
 
-def evaluate_coco(results: Sequence[dict] | str, annotation_file: str, verbose: bool = False) -> dict[str, float]:
-    """pycocotools keypoint evaluation of ``results`` (a list or a json path); the ten named stats."""
+def evaluate_coco(results: Sequence[dict] | str, annotation_file: str, verbose: bool = False,
+                  sigmas=None) -> dict[str, float]:
+    """pycocotools keypoint evaluation of ``results`` (a list or a json path); the ten named stats.
+    ``sigmas``: the joint set's OKS sigmas (None: COCO's 17); results take the file's keypoint category."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -135,9 +138,14 @@ def evaluate_coco(results: Sequence[dict] | str, annotation_file: str, verbose: 
     sink = io.StringIO()
     with contextlib.redirect_stdout(sink) if not verbose else contextlib.nullcontext():
         gt = COCO(annotation_file)
+        kp_cats = [c["id"] for c in gt.loadCats(gt.getCatIds()) if c.get("keypoints")]
+        if kp_cats and kp_cats[0] != 1:
+            results = [dict(r, category_id=kp_cats[0]) for r in results]
         dt = gt.loadRes(list(results))
         ev = COCOeval(gt, dt, "keypoints")
         ev.params.useSegm = None
+        if sigmas is not None:
+            ev.params.kpt_oks_sigmas = np.asarray(sigmas, np.float64)
         ev.evaluate()
         ev.accumulate()
         ev.summarize()

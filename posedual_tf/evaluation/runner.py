@@ -83,15 +83,30 @@ def score(cfg: Config, src: pipeline.Source, instances: list[dict], split: str =
     return {**stats, **peak_stats([m["keypoints"] for m in mapped], cfg.test.peak_threshold)}, results
 
 
+def oks_sigmas(jset, configured: list[float]) -> np.ndarray:
+    """The OKS sigmas a COCO-format joint set is scored with: ``test.oks_sigmas`` when given, else the
+    set's own (COCO's 17; a custom set's from COCO's and CrowdPose's per-joint values)."""
+    if configured:
+        if len(configured) != jset.num_joints:
+            raise ValueError(f"test.oks_sigmas: {len(configured)} values, the joint set has {jset.num_joints} "
+                             f"joints ({', '.join(jset.names)})")
+        return np.asarray(configured, np.float64)
+    if jset.sigmas is None:
+        raise ValueError(f"test.oks_sigmas: the joint set ({', '.join(jset.names)}) has no OKS sigmas for some "
+                         f"joints; give one per joint, in this order (COCO's are 0.025-0.107)")
+    return np.asarray(jset.sigmas, np.float64)
+
+
 def _score(cfg: Config, jset, mapped: list[dict], split: str) -> tuple[dict, list[dict]]:
     t = cfg.test
     ann = getattr(cfg.data, split).annotations
     if jset.name in ("coco", "custom"):
-        kept = coco.rescore_and_nms(mapped, t.in_vis_thre, t.oks_thre, t.nms)
+        sigmas = oks_sigmas(jset, t.oks_sigmas)
+        kept = coco.rescore_and_nms(mapped, t.in_vis_thre, t.oks_thre, t.nms, sigmas=sigmas)
         results = coco.to_results(kept)
         if not ann or not os.path.exists(ann):
             raise FileNotFoundError(f"data.{split}.annotations: COCO annotation file not found: {ann!r}")
-        return coco.evaluate_coco(results, ann), results
+        return coco.evaluate_coco(results, ann, sigmas=sigmas), results
     if jset.name == "mpii":
         gt = mpii.load_gt_mat(ann)
         preds, missing = mpii.match_by_index(mapped, gt, ann)
