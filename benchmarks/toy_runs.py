@@ -22,6 +22,8 @@ import sys
 import time
 from typing import Callable
 
+from posedual_tf import files
+
 MARKER = ".toy_study"
 
 
@@ -134,8 +136,8 @@ class Study:
                     self.reused += 1
                     print(f"{row.name} seed {seed}: reused {workdir}", flush=True)
                     continue
-                workdir.mkdir(parents=True, exist_ok=True)
-                log = open(workdir / "log.txt", "w")
+                files.claim(str(workdir), "train")        # the run's workdir, holding the study's log beside it
+                log = open(files.own(str(workdir), "log.txt", "toy_study"), "w")
                 proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(self.threads), row.config, *sets],
                                         stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
                 running.append((row, seed, workdir, proc, time.time(), log))
@@ -156,7 +158,7 @@ class Study:
                     raise SystemExit(f"{row.name} seed {seed} failed (log {workdir}/log.txt):\n{tail}")
                 result = json.loads((workdir / "train_result.json").read_text())
                 result["wall_s"] = round(took)
-                write_text(str(workdir / "toy_study.json"), json.dumps({"wall_s": result["wall_s"], "jobs": self.jobs}))
+                write_text(files.own(str(workdir), "toy_study.json", "toy_study"), json.dumps({"wall_s": result["wall_s"], "jobs": self.jobs}))
                 results[(row.name, seed)] = result
                 last = result["validation"][-1]
                 print(f"{row.name} seed {seed}: val AP {last['net1']:.4f}, unlabelled AP {last['unl_net1']:.4f}, "

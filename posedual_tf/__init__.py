@@ -1,7 +1,5 @@
 """posedual_tf: semi-supervised 2D human pose estimation (PoseDual / PoseCons) in TensorFlow/Keras."""
-import os as _os
-
-# Quiet TensorFlow's C++ start-up chatter unless the user asked for it.
-_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Importing the package changes no global state (the command lines quiet TensorFlow's start-up
+# lines themselves: posedual_tf.cli.quiet_tensorflow).
 
 __version__ = "0.1.0"

@@ -258,7 +258,7 @@ class TestConfig:
     #: Evaluate at most this many batches (0 = all), for quick checks.
     max_batches: int = 0
     #: OKS sigmas of a custom COCO-format joint set, one per joint in the set's order (empty: the set's
-    #: own, taken from COCO's and CrowdPose's per-joint values; docs/evaluation.md).
+    #: own, from COCO's and CrowdPose's per-joint values; README, custom keypoint sets).
     oks_sigmas: list[float] = dataclasses.field(default_factory=list)
 
 

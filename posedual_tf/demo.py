@@ -58,8 +58,8 @@ def prepare_data(cfg: Config, workers: int = 1) -> None:
 
 
 def export_after_training(cfg: Config) -> str:
-    from posedual_tf import export
+    from posedual_tf import export, files
 
-    out = os.path.join(cfg.workdir, "saved_model")
+    out = files.own(cfg.workdir, "saved_model", "export")
     export.export(cfg, os.path.join(cfg.workdir, "final"), out, overwrite=True)     # the demo's own export
     return out

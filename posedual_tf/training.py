@@ -1,9 +1,11 @@
 """The training job behind ``python -m posedual_tf.train``: strategy, precision, model, data,
 callbacks (checkpoints, validation, TensorBoard, collapse monitor, non-finite guard) and resume.
 
-Example:
-    >>> from posedual_tf import config, training
-    >>> result = training.run(config.load("demo_dual"))
+Example (the demo's synthetic data first; a COCO config reads the records its converters wrote):
+    >>> from posedual_tf import config, demo, training
+    >>> cfg = config.load("demo_dual", ["train.epochs=1"])
+    >>> demo.prepare_data(cfg)
+    >>> result = training.run(cfg, progress="none")
     >>> result["metrics"]["net1"]["AP"]
 """
 from __future__ import annotations

@@ -232,7 +232,7 @@ def test_chief_malformed_tf_config_is_a_one_line_error(monkeypatch, raw):
     with pytest.raises(ValueError) as err:
         distribution.make_strategy("auto")
     line = cli.one_line(err.value)
-    assert line.startswith("TF_CONFIG: expected JSON with a 'cluster'") and "\n" not in line
+    assert line.startswith("TF_CONFIG: expected JSON like {\"cluster\"") and "\n" not in line
 
 
 def test_chief_counts_every_task_of_tf_config(monkeypatch):

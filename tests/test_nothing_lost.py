@@ -514,7 +514,7 @@ def test_error_damaged_checkpoint_is_one_line(tmp_path, damage):
         checkpoints.restore_training(checkpoints.training_checkpoint(nets), prefix)
 
 
-def test_resume_states_changed_settings_refuses_meaning_changes_and_follows_a_moved_workdir(tmp_path):
+def test_case17_resume_states_changed_settings_refuses_meaning_changes_and_follows_a_moved_workdir(tmp_path):
     from posedual_tf import training
     from posedual_tf.config import dump
 
@@ -534,7 +534,7 @@ def test_resume_states_changed_settings_refuses_meaning_changes_and_follows_a_mo
             training.check_resume(config.load("demo_sup", [f"workdir={moved}", setting]))
 
 
-def test_unfinished_checkpoint_saves_are_removed_only_in_our_ckpt(tmp_path):
+def test_error_unfinished_checkpoint_saves_are_removed_only_in_our_ckpt(tmp_path):
     from posedual_tf import training
 
     work = tmp_path / "run"
@@ -550,7 +550,7 @@ def test_unfinished_checkpoint_saves_are_removed_only_in_our_ckpt(tmp_path):
     assert not (work / "ckpt" / "ckpt-4_temp").exists()
 
 
-def test_readme_coco_commands_write_where_the_configs_read():
+def test_error_readme_coco_commands_write_where_the_configs_read():
 
     readme = (REPO / "README.md").read_text()
     cfg = config.load("coco1k_dual")
@@ -632,3 +632,24 @@ def test_case14b_crowdpose_style_set_converts_trains_and_evaluates_with_its_own_
         runner.oks_sigmas(other, [])
     with pytest.raises(ValueError, match=r"^test\.oks_sigmas: 2 values, the joint set has 13 joints"):
         runner.oks_sigmas(other, [0.1, 0.1])
+
+
+def test_case20_checkpoint_of_another_depth_is_one_line_without_tf_warnings(tmp_path):
+    """Resuming from a checkpoint of ResNet-18 into ResNet-34: one line, and none of TF's deferred
+    'value not found' warnings when the process ends."""
+    script = (
+        "import sys\n"
+        "from posedual_tf import checkpoints, config\n"
+        "from posedual_tf.models import builder\n"
+        "sets = ['data.image_size=[64,96]', 'data.heatmap_size=[16,24]', 'model.width_multiplier=0.125']\n"
+        "nets = builder.build_networks(config.load('coco1k_sup', sets))\n"
+        "prefix = checkpoints.training_checkpoint(nets).write(sys.argv[1])\n"
+        "deeper = builder.build_networks(config.load('coco1k_sup', sets + ['model.depth=34']))\n"
+        "try:\n"
+        "    checkpoints.restore_training(checkpoints.training_checkpoint(deeper), prefix)\n"
+        "except checkpoints.ArchitectureMismatchError as e:\n"
+        "    print('error:', e)\n")
+    proc = run_python(["-c", script, str(tmp_path / "ckpt-1")], timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().startswith(f"error: {tmp_path / 'ckpt-1'}: does not fit the config's networks")
+    assert [line for line in proc.stderr.splitlines() if "WARNING" in line or "tensorflow" in line.lower()] == []

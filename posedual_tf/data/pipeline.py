@@ -34,7 +34,7 @@ AUTOTUNE = tf.data.AUTOTUNE
 CONVERT_COMMANDS = {
     "coco": "python -m tfrecords_tools.coco --annotations person_keypoints_<split>.json --images <split> --output {prefix}",
     "custom": "python -m tfrecords_tools.coco --annotations <your_keypoints>.json --images <images> --output {prefix}",
-    "synthetic": "python -m tfrecords_tools.coco --annotations <synthetic>/annotations.json --images <synthetic>/images --output {prefix}",
+    "synthetic": "posedual_tf.demo.prepare_data(cfg) (python -m posedual_tf.train --config demo_... runs it first)",
     "coco_wild": "python -m tfrecords_tools.detections --image-info image_info_unlabeled2017.json "
                  "--detections COCO_unlabeled2017_detections_person_faster_rcnn.json --images unlabeled2017 --output {prefix}",
     "coco_det": "python -m tfrecords_tools.detections --image-info image_info_val2017.json "
