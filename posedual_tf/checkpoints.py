@@ -162,20 +162,20 @@ def training_checkpoint(nets, optimizer=None, epoch=None) -> tf.train.Checkpoint
 
 
 def restore_training(ckpt: tf.train.Checkpoint, prefix: str) -> None:
-    """Restore a whole training checkpoint (resume). A damaged one (truncated ``.data``, garbage
-    ``.index``) or one of other networks is one line naming it, without TF's deferred warnings."""
+    """Restore a whole training checkpoint (resume). One of other networks, or a damaged one (truncated
+    ``.data``, garbage ``.index``), is one line naming it, without TF's warning per unrestored value."""
     try:
         status = ckpt.restore(prefix)
-    except (tf.errors.OpError, ValueError, IndexError, RuntimeError) as e:   # TF's reader raises IndexError too
+        status.assert_existing_objects_matched()
+    except (ValueError, AssertionError) as e:          # a shape or object that does not fit
+        _quiet_unrestored_values()
+        raise ArchitectureMismatchError(f"{prefix}: does not fit the config's networks ({_first_line(e)}); was it "
+                                        "trained with another model config?") from None
+    except (tf.errors.OpError, IndexError, RuntimeError) as e:   # TF's reader raises IndexError on short files
+        _quiet_unrestored_values()
         raise ArchitectureMismatchError(f"{prefix}: cannot be read, the checkpoint is damaged "
                                         f"({_first_line(e)}); remove ckpt/ (or point ckpt/checkpoint at an older "
                                         "ckpt-N) or start afresh with --set train.resume=false") from None
-    try:
-        status.assert_existing_objects_matched()
-    except (AssertionError, ValueError, IndexError, tf.errors.OpError) as e:
-        status.expect_partial()          # no warning per unmatched value at exit: the line below says it
-        raise ArchitectureMismatchError(f"{prefix}: does not fit the config's networks ({_first_line(e)}); was it "
-                                        "trained with another model config?") from None
 
 
 def _first_line(e: BaseException) -> str:
@@ -183,11 +183,31 @@ def _first_line(e: BaseException) -> str:
     return (text.splitlines()[0] if text else type(e).__name__)[:300]
 
 
+class _UnrestoredValuesFilter:
+    """Drops TF's warnings about checkpoint values left unrestored (one per tensor, hundreds, printed
+    when the objects are deleted) once a restore has failed: the one-line error already says so."""
+
+    def filter(self, record) -> bool:
+        text = record.getMessage()
+        return not (text.startswith("Value in checkpoint could not be found") or "with unrestored values" in text)
+
+
+_FILTER = _UnrestoredValuesFilter()
+
+
+def _quiet_unrestored_values() -> None:
+    """TF's restore raises before it returns the status whose ``expect_partial()`` would silence them."""
+    logger = tf.get_logger()
+    if _FILTER not in logger.filters:
+        logger.addFilter(_FILTER)
+
+
 def restore_nets_from_training(nets, prefix: str) -> None:
     """Restore only the networks from a training checkpoint; a mismatch is one line."""
     try:
         training_checkpoint(nets).restore(prefix).expect_partial().assert_existing_objects_matched()
     except (ValueError, AssertionError, tf.errors.InvalidArgumentError) as e:
+        _quiet_unrestored_values()
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ArchitectureMismatchError(f"{prefix}: does not fit the config's networks ({first[:300]}); was it "
                                         "trained with another model config?") from None
