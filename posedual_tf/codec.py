@@ -21,7 +21,7 @@ from posedual_tf import geometry, joints as joint_sets
 
 def encode_heatmaps(joints, joints_vis, image_size: Sequence[int], heatmap_size: Sequence[int],
                     sigma: float, floor_rounding: bool = False):
-    """Reference Gaussian targets (REFERENCE.md section 3 step 10).
+    """Reference Gaussian targets (reference lib/dataset/JointsDataset.py: ``JointsDataset.generate_target``).
 
     Args:
       joints: ``[..., J, 2]`` crop-space joint coordinates.
@@ -91,7 +91,7 @@ def flip_back(heatmaps, shift_heatmap: bool = True):
 
 def network_heatmaps(net, images, flip_test: bool = False, shift_heatmap: bool = True):
     """Inference heatmaps (float32) of one network, averaged with the flipped pass when ``flip_test``
-    (REFERENCE.md section 10)."""
+    (reference lib/core/inference.py: ``get_final_preds``)."""
     hm = tf.cast(net(images, training=False), tf.float32)
     if not flip_test:
         return hm
@@ -141,7 +141,7 @@ def _gather_map(maps_bjhw, x, y):
 
 
 def shift_refine(heatmaps, coords, wide_bound: bool = False):
-    """The reference quarter-pixel 'shift' toward the higher neighbour (REFERENCE.md section 10).
+    """The reference quarter-pixel 'shift' toward the higher neighbour (reference lib/core/inference.py: ``get_final_preds``).
 
     The reference bound ``1 < p < size - 1`` excludes p = 1; ``wide_bound`` (fix of oddity 14)
     uses ``0 < p < size - 1``.
@@ -171,7 +171,7 @@ def _dark_blur(heatmaps):
 
 
 def dark_refine(heatmaps, coords):
-    """DARK: Taylor step on the log of the blurred map at ``int(coord)`` (REFERENCE.md section 10)."""
+    """DARK: Taylor step on the log of the blurred map at ``int(coord)`` (reference lib/core/inference.py: ``get_final_preds``)."""
     heatmaps = tf.convert_to_tensor(heatmaps, tf.float32)
     logm = tf.math.log(tf.maximum(_dark_blur(heatmaps), 1e-10))
     maps = tf.transpose(logm, [0, 3, 1, 2])

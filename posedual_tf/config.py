@@ -133,7 +133,7 @@ class MethodConfig:
     #: Weight of each network's supervised loss (0.5 for PoseDual, 1 for PoseCons/Supervised).
     sup_weight: float = 1.0
     cons_weight: float = 1.0
-    #: MultiAugs hard paths (MULTIAUGS.md section 2), run in this order; each is a hard view per network
+    #: MultiAugs hard paths (MultiAugs lib/models/pose_dual.py: ``PoseCotrain.forward``), run in this order; each is a hard view per network
     #: with its own forward pass and consistency loss to the same warped teacher. A path is ``A60`` (the
     #: batch affine only), or an optional first image-level copy (RA, TA, YOCORA, YOCOTA) then batch ops
     #: (JC, JO, CO, CM, MU, and the composites JOCO = JO+CO, JCCM = JC+CM) joined by ``+``, applied left
@@ -145,7 +145,7 @@ class MethodConfig:
     #: CO and CM holes per sample (MASK_HOLES_NUM_CO / _CM; see fixes.hole_counts).
     co_holes: int = 5
     cm_holes: int = 2
-    #: MultiAugs loss options, off in every published run (MULTIAUGS.md 2.5): one MSE of the mean of a
+    #: MultiAugs loss options, off in every published run (MultiAugs lib/core/loss.py): one MSE of the mean of a
     #: network's path maps; per (sample, joint) masking by the warped teacher's peak > conf_thresh;
     #: spatial softmax of prediction and target before the MSE.
     heat_fusion: bool = False
@@ -161,7 +161,7 @@ class MethodConfig:
 
 @dataclasses.dataclass
 class FixesConfig:
-    """Switches that fix reference oddities (REFERENCE.md section 13). All off = the reference."""
+    """Switches that fix reference oddities (docs/oddities.md). All off = the reference."""
 
     #: 1: cutout clamps x to W and y to H (the reference swaps them for non-square inputs).
     cutout_axes: bool = False
@@ -177,7 +177,7 @@ class FixesConfig:
     shift_bound: bool = False
     #: 19: PCKh "Mean@0.1" at threshold 0.10 (the reference uses 0.11).
     pckh_at_0_1: bool = False
-    # MultiAugs oddities (MULTIAUGS.md section 8), numbered there:
+    # MultiAugs oddities (docs/oddities.md), numbered as there:
     #: M1: JO boxes sit at the joint (the reference uses joint x as the row and y as the column).
     jo_axes: bool = False
     #: M2: JO pastes the in-image part of the moved source box (no zero fills on a size mismatch).

@@ -1,6 +1,6 @@
 """Box -> (center, scale), the reference affine matrix, and in-graph crops.
 
-Conventions (REFERENCE.md sections 2-3): sizes are ``[W, H]``; a scale is in units of
+Conventions (reference lib/utils/transforms.py and ``JointsDataset.__getitem__``): sizes are ``[W, H]``; a scale is in units of
 ``PIXEL_STD = 200`` pixels; integer pixel coordinates are pixel centres; a crop's pixel ``p``
 samples the image at ``M^-1 p`` (as ``cv2.warpAffine``) with bilinear interpolation and a
 black border.

@@ -1,6 +1,6 @@
 """Joint sets, their mappings into the 24-joint union space, flip pairs and OKS sigmas.
 
-Every network outputs the 24 *union* joints (REFERENCE.md section 1). A dataset joint
+Every network outputs the 24 *union* joints (the reference's ``JointsDataset.get_mapping`` and each dataset's ``u2a_mapping``). A dataset joint
 set maps into the union by name; rows of the union that a dataset does not cover stay
 zero with visibility zero.
 

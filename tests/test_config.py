@@ -37,7 +37,7 @@ def test_paper_configs_exist_and_reproduce_reference_table():
         assert not any(vars(config.load(name).fixes).values()), name
 
 
-#: MODEL.PRETRAINED of every reference yaml (REFERENCE.md section 11), and the published baselines' files.
+#: MODEL.PRETRAINED of every reference yaml (reference experiments/ yamls), and the published baselines' files.
 PRETRAINED = {
     "coco1k_cons": "resnet18-5c106cde.pth", "coco1k_dual": "resnet18_5c_gluon_posedual.pth",
     "coco1k_dual_jointcut": "resnet18_5c_gluon_posedual.pth", "coco1k_dual_randaug": "resnet18_5c_gluon_posedual.pth",

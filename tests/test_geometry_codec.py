@@ -13,7 +13,7 @@ from posedual_tf.data import augment
 
 
 def _ref_targets(jts, vis, image_size, hm_size, sigma):
-    """The reference target rule, written out with numpy (REFERENCE.md section 3 step 10)."""
+    """The reference target rule, written out with numpy (reference JointsDataset.generate_target)."""
     w, h = hm_size
     stride = np.array(image_size) / np.array(hm_size)
     target = np.zeros((len(jts), h, w), np.float32)

@@ -1,4 +1,4 @@
-"""Hard-view primitives pinned against MULTIAUGS.md section 1 with injected draws, and the paths built
+"""Hard-view primitives pinned against MultiAugs lib/utils/augments.py with injected draws, and the paths built
 from them (hole counts, draw order, cross-net teachers)."""
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def _heatmaps_at(points, h=16, w=12, j=24):
     return hm
 
 
-# ------------------------------------------------------------------------------ JC (REFERENCE.md 5.2)
+# ------------------------------------------------------------------------------ JC (reference mask_joint)
 
 @pytest.mark.parametrize("swap_axes", [True, False])
 def test_joint_cutout_zeroes_exactly_the_windows(swap_axes):
@@ -61,14 +61,14 @@ def test_joint_cutout_reference_draws_from_all_channels_with_replacement():
     np.testing.assert_array_equal(mask.numpy()[0, ..., 0] > 0, want)
 
 
-# ------------------------------------------------------------------------------ JO (MULTIAUGS.md 1.2)
+# ------------------------------------------------------------------------------ JO (MultiAugs keypoint_cutmix_perception)
 
 def _py_slice(start, end, size):
     return range(size)[start:end]
 
 
 def _jo_spec(x, q, half, dest, src, source, transposed=True):
-    """MULTIAUGS.md 1.2, step by step, with Python slices (a negative end wraps)."""
+    """MultiAugs keypoint_cutmix_perception, step by step, with Python slices (a negative end wraps)."""
     out, x0 = x.copy(), x.copy()
     b, h, w, _ = x.shape
     row, col = (q[..., 0], q[..., 1]) if transposed else (q[..., 1], q[..., 0])
@@ -196,7 +196,7 @@ def test_cutout_boxes_use_the_swapped_axes_and_the_fix_does_not():
 def test_cutout_reference_misses_the_bottom_rows_and_a_fifth_of_holes_at_256x192():
     d = hard_views.hole_draws(augment.StatelessRng([1, 2]), 4000, 256, 192, 5)
     off = (np.minimum(d.c1.numpy(), 192) <= d.c0.numpy())
-    assert abs(off.mean() - 0.193) < 0.01                        # MULTIAUGS.md 1.3: ~19.3 %
+    assert abs(off.mean() - 0.193) < 0.01                        # random_cutout's centre rule: ~19.3 %
     assert d.r1.numpy().max() <= 192
     f = hard_views.hole_draws(augment.StatelessRng([1, 2]), 4000, 256, 192, 5, swap_axes=False)
     assert f.r1.numpy().max() == 256 and (np.minimum(f.c1.numpy(), 192) <= f.c0.numpy()).mean() == 0
@@ -274,7 +274,7 @@ def test_path_grammar():
     ("dual", ["CO", "JCCM"], True, [("CO", 5), ("CM", 2)]),
 ])
 def test_hole_counts_follow_the_reference_table(monkeypatch, method, paths, fix, want):
-    """MULTIAUGS.md 1.6 (oddity 4), and fixes.hole_counts."""
+    """Hole counts as MultiAugs PoseCotrain.forward uses them (docs/oddities.md), and fixes.hole_counts."""
     seen = []
     real = hard_views.hole_draws
 

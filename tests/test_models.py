@@ -157,7 +157,7 @@ def test_train_mode_batchnorm_updates_running_stats_like_torch(tmp_path):
 
 
 def _gluon_style_posedual_file(path):
-    """A state dict laid out as resnet18_5c_gluon_posedual.pth (REFERENCE.md 9.1): two ImageNet
+    """A state dict laid out as resnet18_5c_gluon_posedual.pth (reference lib/models/pose_resnet.py): two ImageNet
     backbones under ``resnet.`` and ``resnet2.``, no pose heads, classifier keys kept."""
     one = tr.randomise(tr.PoseResNet(18), seed=11)
     two = tr.randomise(tr.PoseResNet(18), seed=12)

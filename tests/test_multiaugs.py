@@ -1,4 +1,4 @@
-"""The MultiAugs multi-path step (MULTIAUGS.md section 2): one path equals the PoseDual/PoseCons step, the
+"""The MultiAugs multi-path step (MultiAugs PoseCotrain.forward / PoseCons.forward): one path equals the PoseDual/PoseCons step, the
 P-path loss equals a hand computation, model selection and the published configs."""
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ LABELLED_IDS = [1, 2, 3, 4, 5, 6, 11] + list(range(14, 24))
 
 
 def _step_before_multiaugs(cfg, nets, lab, unl, rng):
-    """The PoseCons / PoseDual step as it was before paths existed (REFERENCE.md 5.2-5.4), written out:
+    """The PoseCons / PoseDual step as it was before paths existed (reference PoseCons.forward / PoseCotrain.forward), written out:
     sup passes, teachers, joint cutout per net (at the other net's joints), one theta, hard passes."""
     m = cfg.method
     sups = [f(lab["image"], training=True) for f in nets]
@@ -198,7 +198,7 @@ def test_replicas_share_draws_as_the_reference_ddp_unless_fixed():
 
 
 def test_sharpening_and_confidence_masking_follow_the_spec_order():
-    """MULTIAUGS.md 2.5: weight, then softmax over each map's pixels, then the mask, then 0.5 MSE."""
+    """MultiAugs lib/core/loss.py: weight, then softmax over each map's pixels, then the mask, then 0.5 MSE."""
     rng = np.random.default_rng(3)
     p, t = rng.uniform(size=(2, 4, 3, 5)).astype(np.float32), rng.uniform(size=(2, 4, 3, 5)).astype(np.float32)
     w = np.float32([[1, 0, 1, 1, 1], [1, 1, 1, 0, 1]])

@@ -55,6 +55,10 @@ def test_case01_converter_never_replaces_its_annotation_file(shared, tmp_path):
     with pytest.raises(ConversionError, match="is not a manifest written by tfrecords_tools"):
         coco.convert(str(ann), str(tmp_path / "A"), str(other / "val"), workers=1)
     assert (other / "val.json").read_text() == '{"mine": 1}'
+    (other / "val.json").write_text("not json at all")
+    with pytest.raises(ConversionError, match=r"val\.json exists and is not a manifest written by tfrecords_tools"):
+        coco.convert(str(ann), str(tmp_path / "A"), str(other / "val"), workers=1)
+    assert (other / "val.json").read_text() == "not json at all"
 
 
 def test_case02_converter_keeps_another_tools_shards(shared, tmp_path):
@@ -252,6 +256,19 @@ def test_case15_second_writer_of_a_folder_is_refused(tmp_path):
                 pass
     with files.lock(str(tmp_path), "a training run"):         # released when the first one ended
         pass
+
+
+def test_case15_training_takes_the_workdir_lock(tmp_path):
+    from posedual_tf import demo, training
+
+    cfg = config.load("demo_sup", [f"workdir={tmp_path / 'run'}", "data.synthetic.labelled_images=4",
+                                   "data.synthetic.val_images=2", "data.image_size=[64,96]",
+                                   "data.heatmap_size=[16,24]", "model.width_multiplier=0.125"])
+    demo.prepare_data(cfg)
+    with files.lock(str(tmp_path / "run"), "a training run"):           # another process's run, as it were
+        with pytest.raises(files.NotOursError, match=r"run: a training run is already running there"):
+            training.run(cfg, progress="none")
+    assert not (tmp_path / "run" / "ckpt").exists() and not (tmp_path / "run" / "config.yaml").exists()
 
 
 def test_case16_garbage_checkpoint_state_is_refused_not_overwritten(tmp_path):
@@ -654,3 +671,12 @@ def test_case20_checkpoint_of_another_depth_is_one_line_without_tf_warnings(tmp_
     assert proc.stdout.strip().startswith(f"error: {tmp_path / 'ckpt-1'}: does not fit the config's networks")
     # (TF's C++ start-up lines are not quieted in a bare ``python -c``; they say nothing of checkpoints)
     assert [line for line in proc.stderr.splitlines() if "checkpoint" in line.lower() or "unrestored" in line] == []
+
+
+def test_code_cites_the_references_own_files_not_the_spec_files():
+    """#25: what the package ships cites the reference's file:function or our docs/, never the spec files
+    that are not in the repository."""
+    cited = [f"{p.relative_to(REPO)}:{i + 1}" for root in ("posedual_tf", "tfrecords_tools", "benchmarks")
+             for p in sorted((REPO / root).rglob("*")) if p.suffix in (".py", ".yaml")
+             for i, line in enumerate(p.read_text().splitlines()) if "REFERENCE.md" in line or "MULTIAUGS.md" in line]
+    assert cited == []

@@ -1,4 +1,4 @@
-"""Test-only PyTorch networks written to the reference architecture (REFERENCE.md section 9).
+"""Test-only PyTorch networks written to the reference architecture (reference lib/models/pose_resnet.py).
 
 Used to check that converted checkpoints reproduce PyTorch outputs; module names give the
 reference state_dict keys.

@@ -2,7 +2,7 @@
 
 Boxes ``[x1, y1, x2, y2]`` become ``(x1, y1, x2 - x1, y2 - y1)`` with no clean-up; visibility
 codes 1 (visible) and 2 (occluded) become 1, code 3 (not labelled) becomes 0
-(REFERENCE.md section 2). Image ids are the image's index in the file; the AIC id string is
+(reference lib/dataset/ai_challenger.py: ``AIDataset._get_db``). Image ids are the image's index in the file; the AIC id string is
 kept as the file name. People whose box corners are not finite or are swapped or equal, or whose
 keypoints are not 42 finite numbers with codes 1-3, are skipped and listed in the manifest.
 

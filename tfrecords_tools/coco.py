@@ -1,6 +1,6 @@
 """COCO-format person keypoints -> TFRecords (COCO train/val2017, its 1K/5K/10K subsets, custom sets).
 
-Instance selection follows the reference (REFERENCE.md section 2): images in the order of the
+Instance selection follows the reference (reference lib/dataset/coco.py: ``_load_coco_keypoint_annotation_kernal``): images in the order of the
 ``images`` array, each image's non-crowd annotations in file order, the box clipped to the
 image and kept only if non-empty, annotations without any labelled keypoint dropped,
 visibility ``min(v, 1)``. ``--max-instances N`` keeps the first N instances in that order,
@@ -64,7 +64,7 @@ def build_entries(ann_path: str, images_dir: str, max_instances: int = 0,
                   keypoint_map: dict[str, str] | None = None, keypoint_names: list[str] | None = None):
     """Entries, skipped annotations, the joint set and notes of a COCO-format keypoint file.
 
-    The reference's rule, in its order (REFERENCE.md section 2): crowd annotations out; the box
+    The reference's rule, in its order (reference lib/dataset/coco.py: ``_load_coco_keypoint_annotation_kernal``): crowd annotations out; the box
     cleaned and kept if ``area > 0`` and its corners do not cross (``area`` is the annotation's field;
     a file without it, e.g. CrowdPose, falls back to the raw box's ``w * h``, counted in the notes);
     non-keypoint categories out; annotations whose keypoint list is all zeros out. Beyond the

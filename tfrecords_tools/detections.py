@@ -1,7 +1,7 @@
 """Images plus detected person boxes -> TFRecords (COCO WILD unlabelled set, detected-box eval).
 
 Each detection of the person category with score >= ``--min-score`` becomes a person with
-its raw box (no clean-up), its score and no keypoints (REFERENCE.md section 2). Images come
+its raw box (no clean-up), its score and no keypoints (reference lib/dataset/coco.py: ``_load_coco_person_detection_results``). Images come
 in the order of the image-info file; images without a kept detection are left out. Detections
 whose score or box is not finite, whose box has no area or whose image id is unknown are skipped
 and listed in the manifest.

@@ -1,6 +1,6 @@
 """MPII (simple-baseline json: center, scale, joints, joints_vis) -> TFRecords.
 
-As the reference (REFERENCE.md section 2): if ``center_x != -1`` the centre moves down by
+As the reference (reference lib/dataset/mpii.py: ``MPIIDataset._get_db``): if ``center_x != -1`` the centre moves down by
 ``15 * scale`` and the scale grows by 1.25; then centre and joints go from 1-based to 0-based.
 The stored crop box is the square of side ``200 * scale / 1.25`` around that centre, so that
 the pipeline's box -> (center, scale) rule (x1.25, aspect fix) gives back exactly the

@@ -74,7 +74,7 @@ class StatelessRng:
 
 def batch_affine_theta(gen: tf.random.Generator, batch_size, scale_factor: float = 0.25,
                        rot_factor: float = 30.0, rot_prob: float = 0.8):
-    """Per-sample ``[B, 2, 3]`` theta = getRotationMatrix2D((0, 0), r, s) (REFERENCE.md 5.1)."""
+    """Per-sample ``[B, 2, 3]`` theta = getRotationMatrix2D((0, 0), r, s) (reference lib/models/pose_dual.py: ``PoseCotrain.get_batch_affine_transform``)."""
     s = tf.clip_by_value(gen.normal([batch_size]) * scale_factor + 1.0, 1 - scale_factor, 1 + scale_factor)
     r = tf.clip_by_value(gen.normal([batch_size]) * rot_factor, -2 * rot_factor, 2 * rot_factor)
     r = tf.where(gen.uniform([batch_size]) <= rot_prob, r, 0.0)
@@ -202,7 +202,7 @@ def _cutout_abs(img, size, gen):
 
 
 def rand_augment(img, gen: tf.random.Generator, num_ops: int = 2, magnitude: int = 10):
-    """RandAugment of one ``[H, W, 3]`` uint8-valued float crop (REFERENCE.md section 7)."""
+    """RandAugment of one ``[H, W, 3]`` uint8-valued float crop (reference lib/utils/rand_augment.py: ``RandAugment``)."""
     img = tf.convert_to_tensor(img, tf.float32)
     m = magnitude / 30.0
 
@@ -240,7 +240,7 @@ TRIVIAL_AUG_OPS = ("Identity", "AutoContrast", "Equalize", "Solarize", "Color", 
 
 
 def trivial_augment(img, gen, max_level: int = 30):
-    """TrivialAugment as MultiAugs uses it (MULTIAUGS.md 1.7): one of 9 colour ops, level U{0..30}.
+    """TrivialAugment as MultiAugs uses it (MultiAugs lib/utils/aug_lib.py): one of 9 colour ops, level U{0..30}.
 
     Solarize threshold 256 - floor(256 l / 30), posterize bits 8 - floor(4 l / 30), enhancer factor
     0.1 + 1.8 l / 30; no geometric op. ``img``: ``[H, W, 3]`` uint8-valued float.
@@ -269,7 +269,7 @@ def trivial_augment(img, gen, max_level: int = 30):
 
 def yoco(a, b, u):
     """YOCO stitch of two copies ``[H, W, C]``: u > 0.5 takes rows [H // 2, H) from ``b``, else
-    columns [W // 2, W) (MULTIAUGS.md 1.7)."""
+    columns [W // 2, W) (MultiAugs lib/utils/aug_lib.py)."""
     h, w = tf.shape(a)[0], tf.shape(a)[1]
     rows = tf.range(h)[:, None, None] >= h // 2
     cols = tf.range(w)[None, :, None] >= w // 2

@@ -1,4 +1,4 @@
-"""Hard-view primitives and the paths built from them (REFERENCE.md 5.2, MULTIAUGS.md sections 1-2).
+"""Hard-view primitives and the paths built from them (reference lib/models/pose_dual.py: ``mask_joint``; MultiAugs lib/utils/augments.py and ``PoseCotrain.forward``).
 
 Every primitive is a batched op on the normalised easy view ``[B, H, W, C]``, run without gradient
 and before the batch affine. JO, CO, CM and MU are split in two: ``*_draws(rng, ...)`` makes the
@@ -30,7 +30,7 @@ import tensorflow as tf
 from posedual_tf.aug_paths import Path, method_paths
 from posedual_tf.data import augment
 
-#: The reference's random_cutout default, used by PoseDual's standalone CO path (MULTIAUGS.md 1.6).
+#: The reference's random_cutout default, used by PoseDual's standalone CO path (MultiAugs lib/utils/augments.py: ``random_cutout``).
 DUAL_CO_DEFAULT_HOLES = 4
 
 
@@ -69,7 +69,7 @@ def _fill(images, mask, value):
 def joint_cutout(gen, images, teacher_heatmaps, num_boxes: int,
                  allowed_joints: Sequence[int] | None = None, swap_axes: bool = True,
                  stride: int = 4, jitter: float = 10.0, half_size: tuple[int, int] = (10, 19)):
-    """Zero ``num_boxes`` boxes per image around the teacher's argmax joints (REFERENCE.md 5.2).
+    """Zero ``num_boxes`` boxes per image around the teacher's argmax joints (reference lib/models/pose_dual.py: ``mask_joint``).
 
     Args:
       images: ``[B, H, W, C]`` normalised hard-view inputs.
@@ -138,7 +138,7 @@ def _slice_bounds(start, end, size: int):
 
 
 def joint_cut_occlusion(images, draws: OcclusionDraws, transposed: bool = True, exact_boxes: bool = False):
-    """Joint Cut-Occlusion (MULTIAUGS.md 1.2): per sample, K patches cut around joints of one batch-mate
+    """Joint Cut-Occlusion (MultiAugs lib/utils/augments.py: ``keypoint_cutmix_perception``): per sample, K patches cut around joints of one batch-mate
     (read from the batch before any paste) pasted around this sample's joints, in order.
 
     Args:
@@ -211,7 +211,7 @@ class HoleDraws:
 
 def hole_draws(rng, batch_size, height: int, width: int, holes: int, swap_axes: bool = True,
                with_perm: bool = False, half_size: tuple[int, int] = (10, 19)) -> HoleDraws:
-    """CO/CM boxes (MULTIAUGS.md 1.3): column centre, row centre, half-sizes (column, row), [perm].
+    """CO/CM boxes (MultiAugs lib/utils/augments.py: ``random_cutout``, ``random_cutmix``): column centre, row centre, half-sizes (column, row), [perm].
 
     ``swap_axes`` (the reference, oddity 3) draws and clamps columns with H and rows with W.
     """
@@ -263,7 +263,7 @@ def mixup(images, lam, perm):
 # ------------------------------------------------------------------------------ paths -> views
 
 def _holes_for(op: str, path: Path, dual: bool, m, f) -> int:
-    """Hole counts as the reference uses them (MULTIAUGS.md 1.6), unless ``fixes.hole_counts``."""
+    """Hole counts as the reference uses them (MultiAugs lib/utils/augments.py: ``random_cutout``), unless ``fixes.hole_counts``."""
     if not f.hole_counts and dual:
         if op == "CO" and path.base is None and path.ops == ("CO",):
             return DUAL_CO_DEFAULT_HOLES
@@ -310,7 +310,7 @@ def path_places_boxes(path: Path) -> bool:
 
 
 def build_views(cfg, rng, unl: dict, cut_teachers, teacher_maps, labelled_ids=None):
-    """The hard views of every path and their warped targets (MULTIAUGS.md 2.2-2.3; REFERENCE.md 5.2-5.4).
+    """The hard views of every path and their warped targets (MultiAugs and reference ``PoseCons.forward``, ``PoseCotrain.forward``).
 
     Args:
       unl: the unlabelled batch: ``image`` (the easy view) and ``image_<POLICY>`` dataset copies.

@@ -245,9 +245,9 @@ def labelled_parser(cfg: Config):
 
 def unlabelled_parser(cfg: Config, labelled_mask: np.ndarray):
     """``(elem, seed) -> {image, [image_<POLICY>], weight, person}``: the easy view and the dataset copies
-    the hard paths start from (RA, TA, YOCORA, YOCOTA: MULTIAUGS.md 1.7), with the easy view's geometry.
+    the hard paths start from (RA, TA, YOCORA, YOCOTA: MultiAugs lib/dataset/JointsDataset.py and lib/utils/augments.py: ``random_YOCO``), with the easy view's geometry.
 
-    ``weight`` is 1 on every union id of the labelled set (REFERENCE.md section 4).
+    ``weight`` is 1 on every union id of the labelled set (reference lib/dataset/mix_coco_coco.py: ``Mixed_COCO_COCO_Dataset.__getitem__``).
     """
     maker = SampleMaker(cfg)
     m = cfg.method

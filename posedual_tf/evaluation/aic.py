@@ -1,4 +1,4 @@
-"""AI Challenger keypoint mAP (the official rule; REFERENCE.md section 10).
+"""AI Challenger keypoint mAP (the official rule, as reference lib/dataset/ai_challenger.py: ``AIDataset.evaluate_AP``).
 
 Per GT person: OKS against each prediction of its image over the *visible* (code 1) joints,
 ``exp(-d^2 / (2 delta^2 (area + 1)))`` with the AIC deltas; each GT keeps its best OKS. AP is the

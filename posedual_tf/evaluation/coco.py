@@ -1,4 +1,4 @@
-"""COCO keypoint evaluation the reference's way (REFERENCE.md section 10).
+"""COCO keypoint evaluation the reference's way (reference lib/dataset/coco.py: ``COCODataset.evaluate``, lib/nms/nms.py: ``oks_nms``).
 
 Per instance: union-24 -> COCO-17, rescoring (box score x mean joint score above
 ``in_vis_thre``), OKS-NMS per image at ``oks_thre``, a COCO results json, pycocotools

@@ -1,4 +1,4 @@
-"""MPII PCKh (REFERENCE.md section 10): per joint, the Mean over joints except pelvis and thorax.
+"""MPII PCKh (reference lib/dataset/mpii.py: ``MPIIDataset.evaluate``): per joint, the Mean over joints except pelvis and thorax.
 
 Example:
     >>> table = pckh(preds_1based, gt, missing, headboxes)

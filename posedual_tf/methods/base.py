@@ -1,7 +1,7 @@
 """Shared pieces of the three training methods: loss, accuracy, RNG, optimiser step.
 
 Every method is a ``keras.Model`` whose ``nets`` are the pose networks (1, or 2 for PoseDual)
-and whose ``train_step`` follows REFERENCE.md sections 5-6.
+and whose ``train_step`` follows the reference's ``PoseCons.forward`` / ``PoseCotrain.forward`` (lib/models/pose_cons.py, pose_dual.py) and lib/core/loss.py.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def joints_mse(pred, target, weight, sharpen: bool = False, mask=None):
     """Reference JointsMSELoss: ``mean over B, J, pixels of 0.5 * (w * (P - T))^2`` (J = all channels).
 
     ``pred``/``target`` ``[B, h, w, J]``, ``weight`` ``[B, J]``; computed in float32. MultiAugs' options
-    (MULTIAUGS.md 2.5), in its order after the weight: ``sharpen`` = softmax over each map's pixels,
+    (MultiAugs lib/core/loss.py), in its order after the weight: ``sharpen`` = softmax over each map's pixels,
     ``mask [B, J]`` multiplies both.
     """
     with tf.name_scope("losses"):
@@ -172,7 +172,7 @@ class PoseMethod(keras.Model):
 class ConsistencyMethod(PoseMethod):
     """Shared ``train_step`` of PoseCons and PoseDual; subclasses set ``num_nets`` and :meth:`partner`.
 
-    One hard view per network and path (``method.paths``; MULTIAUGS.md section 2): each path has its own
+    One hard view per network and path (``method.paths``; MultiAugs lib/models/pose_dual.py: ``PoseCotrain.forward``): each path has its own
     BatchNorm batch and its own consistency loss to the same warped teacher. Logged per network
     (``collapse_N``, mean over paths) and, with several paths, per path (``cons_<path>`` summed over the
     networks, ``collapse_<path>`` averaged over them).
@@ -299,7 +299,7 @@ class ConsistencyMethod(PoseMethod):
         return [net(v, training=True) for v in views]
 
     def consistency(self, preds, target, weight):
-        """A network's consistency loss over its path maps and the per-path MSEs (MULTIAUGS.md 2.2, 2.5).
+        """A network's consistency loss over its path maps and the per-path MSEs (MultiAugs ``PoseCons.forward``, ``PoseCotrain.forward`` and lib/core/loss.py).
 
         Summed over paths (the reference), averaged under ``fixes.path_mean``; ``heat_fusion`` takes one
         MSE of the mean map; ``conf_masking`` and ``sharpen_pred`` change each MSE.

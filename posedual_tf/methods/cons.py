@@ -1,4 +1,4 @@
-"""PoseCons: one network teaches its own hard views (REFERENCE.md 5.3, MULTIAUGS.md 2.2; PoseDisLoss)."""
+"""PoseCons: one network teaches its own hard views (reference and MultiAugs lib/models/pose_cons.py: ``PoseCons.forward``; lib/core/loss.py: ``PoseDisLoss``)."""
 from __future__ import annotations
 
 from posedual_tf.methods.base import ConsistencyMethod

@@ -1,4 +1,4 @@
-"""PoseDual: two networks, each teaching the other's hard views (REFERENCE.md 5.4, MULTIAUGS.md 2.3;
+"""PoseDual: two networks, each teaching the other's hard views (reference and MultiAugs lib/models/pose_dual.py: ``PoseCotrain.forward``;
 PoseCoLoss)."""
 from __future__ import annotations
 

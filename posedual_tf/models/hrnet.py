@@ -1,4 +1,4 @@
-"""HRNet-W32 / W48 pose network, as the reference ``pose_hrnet`` (REFERENCE.md section 9.2).
+"""HRNet-W32 / W48 pose network, as the reference ``pose_hrnet`` (reference lib/models/pose_hrnet.py: ``PoseHighResolutionNet``).
 
 Example:
     >>> model = pose_hrnet(32, input_shape=(256, 192, 3))

@@ -1,6 +1,6 @@
 """SimpleBaseline: ResNet-18..152 backbone + 3 deconvolutions + a final conv to the joints.
 
-Layer for layer the reference ``PoseResNet`` (REFERENCE.md section 9.1), channels-last.
+Layer for layer the reference ``PoseResNet`` (reference lib/models/pose_resnet.py), channels-last.
 
 Example:
     >>> model = pose_resnet(18, input_shape=(256, 192, 3), num_joints=24)
