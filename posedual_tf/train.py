@@ -6,7 +6,6 @@ Runs in ``workdir`` (default ``runs/<name>``): TensorBoard logs in ``tb/``, chec
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -58,8 +57,11 @@ def main(argv):
     print(f"TensorBoard: tensorboard --logdir {os.path.abspath(os.path.join(cfg.workdir, 'tb'))}")
     if demo.is_demo(cfg):
         out = demo.export_after_training(cfg)
-        print(f"SavedModel: {out}")
-    print(json.dumps({"final_step": result["final_step"], "seconds": result["seconds"]}))
+        others = " (net 2 or the ensemble: python -m posedual_tf.export --net 2|ensemble)" if len(result["metrics"]) > 1 \
+            else ""
+        print(f"SavedModel: {out}: net 1{others}")
+    print(f"done: {result['final_step']} steps, {result['seconds'] / 60:.1f} min of training; every number in "
+          f"{os.path.join(os.path.abspath(cfg.workdir), 'train_result.json')}")
 
 
 if __name__ == "__main__":

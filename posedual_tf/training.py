@@ -469,8 +469,12 @@ def _run(cfg: Config, workdir: str, latest: str | None, progress: str, strategy:
             checkpoints.restore_training(ckpt, latest)
         step = int(optimizer.iterations.numpy())
         initial_epoch, within = divmod(step, steps)
-        if step:
-            print(f"resumed from {latest} (epoch {initial_epoch + 1}, step {within} of {steps}; global step {step})")
+        if step >= t.epochs * steps:
+            print(f"{workdir} holds a finished run ({step} steps: {t.epochs} epochs of {steps}); nothing to train "
+                  "(raise train.epochs to continue it, or --set train.resume=false to start afresh)")
+        elif step:
+            print(f"resumed from {latest} (epoch {initial_epoch + 1} of {t.epochs}, step {within} of {steps}; "
+                  f"global step {step})")
 
         writer = tf.summary.create_file_writer(files.own(workdir, "tb"))
         guard = FiniteGuard()
@@ -504,7 +508,7 @@ def _run(cfg: Config, workdir: str, latest: str | None, progress: str, strategy:
                 continue
             ds = _train_data(cfg, strategy, counter, start_step)
             part = method.fit(ds, epochs=end_epoch, initial_epoch=first_epoch, steps_per_epoch=phase_steps,
-                              callbacks=callbacks, verbose=verbose).history
+                              callbacks=callbacks, verbose=verbose, shuffle=False).history   # the data order is ours
             for k, v in part.items():
                 history.setdefault(k, []).extend(v)
         if monitor.failed:

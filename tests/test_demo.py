@@ -76,3 +76,12 @@ def test_demo_command_end_to_end_reduced(tmp_path):
     assert "| net1 |" in proc.stdout and "SavedModel:" in proc.stdout
     assert (workdir / "saved_model" / "saved_model.pb").exists()
     assert list((workdir / "tb").glob("events.out.tfevents.*"))
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith(f"done: {2 * 30} steps, ") and last.endswith(f"{workdir}/train_result.json")
+    assert "SavedModel: " in proc.stdout and ": net 1 (net 2 or the ensemble" in proc.stdout
+    assert "shuffle=True" not in proc.stderr
+    # the same command again: a finished run says so, trains nothing, and still reports and exports
+    again = subprocess.run(proc.args, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"{workdir} holds a finished run (60 steps: 2 epochs of 30); nothing to train" in again.stdout
+    assert "resumed from" not in again.stdout and "| net1 |" in again.stdout
