@@ -250,7 +250,7 @@ def test_resuming_a_run_needs_no_initial_weights_file(tmp_path):
     # the initial weights are gone (or were never here): a resumed run takes everything from its checkpoint
     again = _run(base + [f"--set=model.pretrained={tmp_path}/gone.pth"], timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "resumed from" in again.stdout and "model.pretrained not read" in again.stdout
+    assert "holds a finished run (3 steps: 1 epochs of 3)" in again.stdout and "model.pretrained not read" in again.stdout
     fresh = _run(base + [f"--set=workdir={tmp_path}/other", f"--set=model.pretrained={tmp_path}/gone.pth"],
                  timeout=120)
     assert fresh.returncode != 0 and "gone.pth not found" in fresh.stderr.strip().splitlines()[-1]
