@@ -149,16 +149,41 @@ def own(folder: str, name: str, tool: str = "") -> str:
     """``folder/name``, for writing: a name already there must be on the folder's ownership list (it is
     refused otherwise, in one line); a new name is put on the list before anything is written.
     ``folder`` must have been :func:`claim`-ed."""
+    return own_all(folder, [name], tool)[0]
+
+
+def own_all(folder: str, names: list[str], tool: str = "") -> list[str]:
+    """:func:`own` for many names with one read and one write of the list (a predict run of thousands
+    of images lists its drawings once, not once per image)."""
     listing = _listing(folder)
     if listing is None:
         raise NotOursError(f"{folder}: has no ownership list (claim it first); nothing was written")
-    path = os.path.join(folder, name)
-    if name not in listing["entries"]:
-        if os.path.lexists(path):
-            raise NotOursError(f"{path}: exists and was not written by posedual_tf; not replaced")
-        listing["entries"][name] = tool or listing["tool"]
+    new = [n for n in dict.fromkeys(names) if n not in listing["entries"]]
+    for name in new:
+        if os.path.lexists(os.path.join(folder, name)):
+            raise NotOursError(f"{os.path.join(folder, name)}: exists and was not written by posedual_tf; not replaced")
+    if new:
+        listing["entries"].update({n: tool or listing["tool"] for n in new})
         write_json_atomic(os.path.join(folder, OWNERSHIP_FILE), listing)
-    return path
+    return [os.path.join(folder, n) for n in names]
+
+
+#: The largest file read as one image (a 100-megapixel JPEG is ~50 MB).
+MAX_IMAGE_BYTES = 256 << 20
+
+
+def read_bounded(path: str, limit: int = MAX_IMAGE_BYTES) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes; ValueError (the reason, one line) for a
+    FIFO or a device (which would block or never end) or a larger file; OSError as ``open`` raises it."""
+    import stat
+
+    info = os.stat(path)
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError("not a regular file")
+    if info.st_size > limit:
+        raise ValueError(f"{info.st_size} bytes, over the {limit >> 20} MB limit for one image")
+    with open(path, "rb") as f:
+        return f.read()
 
 
 def is_listed(folder: str, name: str) -> bool:

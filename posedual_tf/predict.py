@@ -192,24 +192,6 @@ def plan_outputs(paths: list[str], output: str) -> dict[str, str]:
 HOG_WINDOW = (64, 128)
 
 
-#: The largest image file read.
-MAX_IMAGE_BYTES = 256 << 20
-
-
-def read_image_file(path: str) -> bytes:
-    """The bytes of a regular image file; ValueError (the reason) for a FIFO, a device or a file over
-    :data:`MAX_IMAGE_BYTES`, which would block or exhaust memory."""
-    import stat
-
-    info = os.stat(path)
-    if not stat.S_ISREG(info.st_mode):
-        raise ValueError("not a regular file")
-    if info.st_size > MAX_IMAGE_BYTES:
-        raise ValueError(f"{info.st_size} bytes, over the {MAX_IMAGE_BYTES >> 20} MB limit for one image")
-    with open(path, "rb") as f:
-        return f.read()
-
-
 def hog_people(img, min_score: float = 0.0, max_side: int = 800) -> list[tuple[list[float], float]]:
     """People boxes ``(x, y, w, h)`` and scores from OpenCV's HOG + linear SVM pedestrian detector
     (Dalal and Triggs), run on the image scaled to ``max_side``; score = sigmoid(SVM margin)."""
@@ -245,6 +227,7 @@ def run(saved_model: str, paths: list[str], output: str, boxes: dict | None, pro
         raise PredictError(f"--saved-model {saved_model}: not a SavedModel ({str(e).splitlines()[0]})") from None
     fn = model.signatures["predict_image"]
     files.claim(output, "predict", setting="--output")
+    files.own_all(output, list(plan.values()) + ["results.json", RECORD])     # one write of the list
     results, record, empty_boxes = [], [], 0
     bar = Progress(len(paths), "predict", "img", enabled=progress)
     for path in paths:
@@ -253,7 +236,7 @@ def run(saved_model: str, paths: list[str], output: str, boxes: dict | None, pro
         entry = {"file": path, "image_id": ids[name], "drawing": None, "people": 0}
         record.append(entry)
         try:
-            data = read_image_file(path)
+            data = files.read_bounded(path)
         except OSError as e:
             entry["skipped"] = f"unreadable ({e.strerror})"
             continue
@@ -297,11 +280,11 @@ def run(saved_model: str, paths: list[str], output: str, boxes: dict | None, pro
                             "score": float(s * box_score), "bbox": [float(v) for v in box]})
             entry["people"] += 1
         ok, png = cv2.imencode(".png", img)
-        files.write_atomic(files.own(output, plan[path]), png.tobytes())
+        files.write_atomic(os.path.join(output, plan[path]), png.tobytes())     # listed by own_all above
         entry["drawing"] = plan[path]
     bar.close()
-    files.write_json_atomic(files.own(output, "results.json"), results)
-    files.write_json_atomic(files.own(output, RECORD), {"images": record})
+    files.write_json_atomic(os.path.join(output, "results.json"), results)
+    files.write_json_atomic(os.path.join(output, RECORD), {"images": record})
     skipped = [e for e in record if "skipped" in e]
     for e in skipped:
         print(f"skipped {e['file']}: {e['skipped']}", file=sys.stderr)

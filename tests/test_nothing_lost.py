@@ -384,14 +384,13 @@ def test_case19_ctrl_c_is_one_line(tmp_path):
 
 
 def test_case21_fifo_named_like_an_image_is_skipped_not_waited_on(tmp_path):
-    from posedual_tf import predict
     from tfrecords_tools import writer
 
     fifo = tmp_path / "x.jpg"
     os.mkfifo(fifo)
     assert writer.check_image(str(fifo)) == (None, "not a regular file", None)
     with pytest.raises(ValueError, match="not a regular file"):
-        predict.read_image_file(str(fifo))
+        files.read_bounded(str(fifo))
 
 
 @pytest.mark.parametrize("setting,expected", [

@@ -18,7 +18,6 @@ import json
 import math
 import multiprocessing
 import os
-import stat
 import struct
 import sys
 import time
@@ -33,8 +32,6 @@ from posedual_tf.progress import Progress
 from posedual_tf.joints import JointSet
 
 TARGET_SHARD_BYTES = 256 << 20
-#: The largest image file read (a 100-megapixel JPEG is ~50 MB).
-MAX_IMAGE_BYTES = 256 << 20
 
 
 class ConversionError(ValueError):
@@ -78,13 +75,9 @@ def check_image(path: str) -> tuple[bytes | None, str, tuple[int, int] | None]:
     import cv2
 
     try:
-        info = os.stat(path)
-        if not stat.S_ISREG(info.st_mode):       # a FIFO or a device would block or never end
-            return None, "not a regular file", None
-        if info.st_size > MAX_IMAGE_BYTES:
-            return None, f"{info.st_size} bytes, over the {MAX_IMAGE_BYTES >> 20} MB limit for one image", None
-        with open(path, "rb") as f:
-            data = f.read()
+        data = files.read_bounded(path)
+    except ValueError as e:              # a FIFO, a device or an oversized file
+        return None, str(e), None
     except FileNotFoundError:
         return None, "missing file", None
     except OSError as e:
