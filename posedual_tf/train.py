@@ -28,12 +28,12 @@ def define_flags() -> None:
 def main(argv):
     del argv
     cfg = cli.load_config()
-    from posedual_tf import checkpoints, demo, distribution, training
+    from posedual_tf import checkpoints, demo, distribution, resume, training
     from posedual_tf.evaluation.runner import format_table
 
     # before any data work: never train from random weights by accident (a resumed run needs no file)
-    training.check_resume(cfg)
-    if training.resume_point(cfg) is None:
+    resume.check_resume(cfg)
+    if resume.resume_point(cfg) is None:
         checkpoints.check_pretrained(cfg)
     strategy = distribution.make_strategy(cfg.train.strategy)
     if demo.is_demo(cfg):

@@ -1,8 +1,10 @@
 """Shared fixtures: paths to the real samples in ../shared/data and converted records."""
 from __future__ import annotations
 
+import json
 import os
 import pathlib
+import shutil
 
 import pytest
 
@@ -194,3 +196,31 @@ def records_with_a_bad_image(shared, tmp_path, bad_index):
         json.dump({"joint_set": "coco", "num_joints": 17, "num_images": 4, "shards": [shard],
                    "num_instances": sum(people)}, f)
     return prefix, people[bad_index]
+
+# ------------------------------------------------------------------------------ bad-input helpers
+COCO_NAMES = ["000000000785.jpg", "000000040083.jpg", "000000196141.jpg", "000000197388.jpg"]
+
+
+def snapshot(folder: pathlib.Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def coco_copy(shared, folder: pathlib.Path, file_names: dict[str, str] | None = None) -> pathlib.Path:
+    """test_coco.json (4 images) copied into ``folder`` with its images; ``file_names`` renames entries."""
+    folder.mkdir(parents=True, exist_ok=True)
+    data = json.loads((shared / "coco/test_coco.json").read_text())
+    for img in data["images"]:
+        img["file_name"] = (file_names or {}).get(img["file_name"], img["file_name"])
+    for name in COCO_NAMES:
+        shutil.copy(shared / "coco" / name, folder / name)
+    path = folder / "x.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def tiny_demo_cfg(tmp_path, *extra):
+    """demo_sup at the smallest size, its workdir ``tmp_path/run``."""
+    from posedual_tf import config
+
+    return config.load("demo_sup", [f"workdir={tmp_path / 'run'}", "data.image_size=[64,96]",
+                                    "data.heatmap_size=[16,24]", "model.width_multiplier=0.125", *extra])

@@ -47,6 +47,7 @@ def m(name, file, original, mutated, tests, what):
 
 TT, HV, FX, EV = "tests/test_training.py", "tests/test_hard_views.py", "tests/test_fixes.py", "tests/test_evaluation.py"
 DT, NL = "tests/test_distribution.py", "tests/test_nothing_lost.py"
+OW, RS = "tests/test_ownership.py", "tests/test_resume.py"
 
 MUTANTS = [
     # ---- the eight that survived the suite before (issue list, in its order)
@@ -175,17 +176,17 @@ MUTANTS = [
       "tests/test_tfrecords.py::test_coco_records_match_annotations",
       "the COCO converter keeps visibility 2 instead of min(v, 1)"),
     # ---- nothing lost, part 2 (the ownership rule, the path rule, CRC, EXIF, lock, resume, sigmas)
-    m("own_replaces_unlisted", "posedual_tf/files.py", "        if os.path.lexists(path):\n            raise NotOursError",
-      "        if False:\n            raise NotOursError", f"{NL}::test_case04_evaluate_output_keeps_user_files",
+    m("own_replaces_unlisted", "posedual_tf/files.py", "        if os.path.lexists(os.path.join(folder, name)):\n            raise NotOursError",
+      "        if False:\n            raise NotOursError", f"{OW}::test_case04_evaluate_output_keeps_user_files",
       "a name not on a folder's ownership list is replaced"),
     m("claim_takes_a_users_folder", "posedual_tf/files.py", "        if names:\n", "        if False:\n",
-      f"{NL}::test_case06_train_refuses_a_users_folder_as_workdir",
+      f"{OW}::test_case06_train_refuses_a_users_folder_as_workdir",
       "a folder holding files and no ownership list is written into"),
     m("shards_by_name_pattern", "tfrecords_tools/writer.py",
       "if os.path.lexists(path) and os.path.basename(path) not in owned:", "if False:",
-      f"{NL}::test_case02_converter_keeps_another_tools_shards", "a converter overwrites another tool's shard"),
+      f"{OW}::test_case02_converter_keeps_another_tools_shards", "a converter overwrites another tool's shard"),
     m("file_names_leave_images", "posedual_tf/files.py", 'if any(p in ("", ".", "..") for p in parts):',
-      "if False:", f"{NL}::test_case08_coco_file_names_are_read_only_inside_images",
+      "if False:", f"{OW}::test_case08_coco_file_names_are_read_only_inside_images",
       "a file name with '..' is read from outside --images"),
     m("crc_unchecked", "posedual_tf/data/record_index.py", "if masked_crc(payload) != crc:", "if False:",
       f"{NL}::test_case09_a_damaged_byte_range_inside_a_record_is_detected",
@@ -194,11 +195,11 @@ MUTANTS = [
       "tests/test_export.py::test_case12_exif_orientation_is_applied_by_predict_and_ignored_by_records",
       "predict feeds a sideways phone photo to the model"),
     m("lock_shared", "posedual_tf/files.py", "fcntl.LOCK_EX | fcntl.LOCK_NB", "fcntl.LOCK_SH | fcntl.LOCK_NB",
-      f"{NL}::test_case15_second_writer_of_a_folder_is_refused", "two trainings share a workdir"),
-    m("resume_takes_any_setting", "posedual_tf/training.py",
+      f"{OW}::test_case15_second_writer_of_a_folder_is_refused", "two trainings share a workdir"),
+    m("resume_takes_any_setting", "posedual_tf/resume.py",
       'if key.split(".")[0] in ("model", "data", "method", "fixes") or key in RESUME_FIXED_TRAIN:',
       'if key.split(".")[0] in ("model", "data"):',
-      f"{NL}::test_case17_resume_states_changed_settings_refuses_meaning_changes_and_follows_a_moved_workdir",
+      f"{RS}::test_case17_resume_states_changed_settings_refuses_meaning_changes_and_follows_a_moved_workdir",
       "a resumed run silently takes another batch size or epoch length"),
     m("custom_set_coco_sigmas", "posedual_tf/evaluation/runner.py",
       "return coco.evaluate_coco(results, ann, sigmas=sigmas), results", "return coco.evaluate_coco(results, ann), results",
