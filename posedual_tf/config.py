@@ -184,7 +184,8 @@ class FixesConfig:
     jo_boxes: bool = False
     #: M3: CO/CM draw and clamp rows with H and columns with W (the reference swaps them).
     hole_axes: bool = False
-    #: M4: PoseDual's standalone CO path uses co_holes (not 4) and JCCM's CutMix cm_holes (not co_holes).
+    #: M4: with several paths, PoseDual's standalone CO path uses co_holes (not 4) and JCCM's CutMix
+    #: cm_holes (not co_holes).
     hole_counts: bool = False
     #: M5: the consistency loss is the mean over paths (the reference sums: P times PoseDual's share).
     path_mean: bool = False

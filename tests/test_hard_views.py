@@ -267,7 +267,10 @@ def test_path_grammar():
 
 
 @pytest.mark.parametrize("method,paths,fix,want", [
-    ("dual", ["CO"], False, [("CO", 4)]),
+    ("dual", ["CO"], False, [("CO", 5)]),                   # chain mode (one path): MASK_HOLES_NUM_CO
+    ("dual", ["JCCM"], False, [("CM", 2)]),                 # chain mode: MASK_HOLES_NUM_CM
+    ("dual", ["JC+CO+CM"], False, [("CO", 5), ("CM", 2)]),
+    ("dual", ["CO", "JC"], False, [("CO", 4)]),             # multi mode: random_cutout's default
     ("dual", ["JOCO", "JCCM"], False, [("CO", 5), ("CM", 5)]),
     ("dual", ["JO+CO", "JC+CM"], False, [("CO", 5), ("CM", 2)]),
     ("cons", ["CO", "JCCM"], False, [("CO", 5), ("CM", 2)]),

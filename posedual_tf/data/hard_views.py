@@ -262,9 +262,12 @@ def mixup(images, lam, perm):
 
 # ------------------------------------------------------------------------------ paths -> views
 
-def _holes_for(op: str, path: Path, dual: bool, m, f) -> int:
-    """Hole counts as the reference uses them (MultiAugs lib/utils/augments.py: ``random_cutout``), unless ``fixes.hole_counts``."""
-    if not f.hole_counts and dual:
+def _holes_for(op: str, path: Path, dual: bool, multi: bool, m, f) -> int:
+    """Hole counts as the reference uses them (MultiAugs lib/models/pose_dual.py: ``PoseCotrain.forward``),
+    unless ``fixes.hole_counts``. Its multi-path and repeat modes (``multi``: several paths) call
+    ``random_cutout`` with its default of 4 holes for the standalone CO view and give JCCM's CutMix
+    MASK_HOLES_NUM_CO; its chain mode (one path) uses MASK_HOLES_NUM_CO for CO and _CM for CM."""
+    if not f.hole_counts and dual and multi:
         if op == "CO" and path.base is None and path.ops == ("CO",):
             return DUAL_CO_DEFAULT_HOLES
         if op == "CM" and path.name == "JCCM":
@@ -329,13 +332,13 @@ def _hard_views(cfg, rng, unl, paths, cut_teachers, labelled_ids):
     """``views[p][n]`` of ``paths`` for ``len(cut_teachers)`` networks, and the theta that warped them
     (None without method.unsup_transform)."""
     m, f = cfg.method, cfg.fixes
-    dual = len(cut_teachers) == 2
+    dual, multi = len(cut_teachers) == 2, len(paths) > 1
     views = []
     for path in paths:
         base = unl["image"] if path.base is None else unl[f"image_{path.base}"]
         xs = [base for _ in cut_teachers]
         for op in path.ops:
-            holes = _holes_for(op, path, dual, m, f)
+            holes = _holes_for(op, path, dual, multi, m, f)
             xs = [apply_op(op, rng, x, t, holes, m, f, labelled_ids) for x, t in zip(xs, cut_teachers)]
         views.append(xs)
     theta = None
