@@ -48,6 +48,7 @@ def m(name, file, original, mutated, tests, what):
 TT, HV, FX, EV = "tests/test_training.py", "tests/test_hard_views.py", "tests/test_fixes.py", "tests/test_evaluation.py"
 DT, NL = "tests/test_distribution.py", "tests/test_nothing_lost.py"
 OW, RS = "tests/test_ownership.py", "tests/test_resume.py"
+RA = "tests/test_randaugment.py"
 
 MUTANTS = [
     # ---- the eight that survived the suite before (issue list, in its order)
@@ -205,6 +206,31 @@ MUTANTS = [
       "return coco.evaluate_coco(results, ann, sigmas=sigmas), results", "return coco.evaluate_coco(results, ann), results",
       f"{NL}::test_case14b_crowdpose_style_set_converts_trains_and_evaluates_with_its_own_sigmas",
       "a custom joint set is scored with COCO's 17 sigmas"),
+    # ---- #26: RandAugment / TrivialAugment equal to Pillow, chain-mode hole counts
+    m("ra_factor_in_float32", "posedual_tf/data/augment.py",
+      "fac = tf.where(negative, tf.constant(1 - v, tf.float32), tf.constant(1 + v, tf.float32))",
+      "fac = 1.0 + tf.where(negative, -tf.constant(v, tf.float32), tf.constant(v, tf.float32))",
+      f"{RA}::test_every_rand_augment_op_magnitude_and_sign_equals_pillow",
+      "the RA enhancer factor 1 - v computed in float32 (0.39999998 for 0.4), not as Pillow's double"),
+    m("autocontrast_rounds", "posedual_tf/data/augment.py",
+      "out = tf.clip_by_value(tf.floor(x * scale + (-lo * scale)), 0.0, 255.0)",
+      "out = tf.clip_by_value(tf.floor((x - lo) * scale + 0.5), 0.0, 255.0)",
+      f"{RA}::test_every_trivial_augment_op_and_level_equals_pillow",
+      "AutoContrast rounds where Pillow truncates"),
+    m("grey_in_float", "posedual_tf/data/augment.py",
+      "luma = i[..., 0] * 19595 + i[..., 1] * 38470 + i[..., 2] * 7471 + 0x8000",
+      "luma = tf.cast(tf.floor((0.299 * tf.cast(i[..., 0], tf.float32) + 0.587 * tf.cast(i[..., 1], tf.float32) "
+      "+ 0.114 * tf.cast(i[..., 2], tf.float32) + 0.5) * 65536.0), tf.int32)",
+      f"{RA}::test_every_trivial_augment_op_and_level_equals_pillow",
+      "the grey of Color/Contrast in float weights instead of Pillow's 16-bit fixed point"),
+    m("smooth_rounded_conv", "posedual_tf/data/augment.py",
+      "ss = 0.5 + row(img[2:], _SMOOTH_SIDE)", "ss = 0.5 + row(img[:-2], _SMOOTH_SIDE) * 1.0000001",
+      f"{RA}::test_every_trivial_augment_op_and_level_equals_pillow",
+      "Sharpness' smoothed image summed in another order (one float32 rounding apart)"),
+    m("chain_co_default_holes", "posedual_tf/data/hard_views.py",
+      "if not f.hole_counts and dual and multi:", "if not f.hole_counts and dual:",
+      f"{HV}::test_hole_counts_follow_the_reference_table",
+      "a dual chain-mode CO path takes random_cutout's 4 holes instead of MASK_HOLES_NUM_CO"),
 ]
 
 

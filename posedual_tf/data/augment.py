@@ -125,27 +125,48 @@ def affine_grid_warp(images, theta, align_corners: bool = False):
 
 # ------------------------------------------------------------------------------ RandAugment
 
+# The colour ops equal Pillow's on uint8 values (tests/test_randaugment.py checks every op and level against
+# Pillow): float32 where Pillow's C code computes in float, float64 where the reference computes in Python.
+
 RAND_AUG_OPS = ("AutoContrast", "Equalize", "Invert", "Posterize", "Solarize", "SolarizeAdd",
                 "Color", "Contrast", "Brightness", "Sharpness", "CutoutAbs")
 CUTOUT_FILL = (125.0, 123.0, 114.0)
+#: Pillow's SMOOTH kernel weights after its float32 division by 13 (ImageFilter.SMOOTH).
+_SMOOTH_SIDE = np.float32(1.0) / np.float32(13.0)
+_SMOOTH_CENTRE = np.float32(5.0) / np.float32(13.0)
 
 
-def _blend(a, b, factor):
-    """PIL ImageEnhance: ``b + factor * (a - b)`` clipped to [0, 255] (a = image, b = degenerate)."""
-    return tf.clip_by_value(b + factor * (a - b), 0.0, 255.0)
+def _blend(degenerate, img, factor):
+    """Pillow's ``Image.blend(degenerate, img, factor)`` (what ``ImageEnhance`` does): float32
+    ``degenerate + factor * (img - degenerate)``, clipped to [0, 255] and truncated. ``factor`` is
+    the enhancer's double rounded to float32, as Pillow passes it to C."""
+    f = tf.cast(factor, tf.float32)
+    return tf.floor(tf.clip_by_value(degenerate + f * (img - degenerate), 0.0, 255.0))
 
 
 def _grey(img):
-    g = 0.299 * img[..., 0] + 0.587 * img[..., 1] + 0.114 * img[..., 2]
-    return tf.floor(g + 0.5)[..., None]
+    """Pillow's ``convert("L")``: ITU-R 601-2 luma in 16-bit fixed point, ``[H, W, 1]``."""
+    i = tf.cast(img, tf.int32)
+    luma = i[..., 0] * 19595 + i[..., 1] * 38470 + i[..., 2] * 7471 + 0x8000
+    return tf.cast(tf.bitwise.right_shift(luma, 16), tf.float32)[..., None]
+
+
+def _grey_mean(img):
+    """``int(ImageStat.Stat(L).mean + 0.5)``: the rounded mean grey level (exact sum, divided in float64)."""
+    g = tf.cast(_grey(img), tf.int64)
+    mean = tf.cast(tf.reduce_sum(g), tf.float64) / tf.cast(tf.size(g), tf.float64)
+    return tf.cast(tf.floor(mean + 0.5), tf.float32)
 
 
 def _autocontrast(img):
-    lo = tf.reduce_min(img, axis=[0, 1], keepdims=True)
-    hi = tf.reduce_max(img, axis=[0, 1], keepdims=True)
-    scale = tf.math.divide_no_nan(255.0, hi - lo)
-    out = tf.floor((img - lo) * scale + 0.5)
-    return tf.where(hi > lo, tf.clip_by_value(out, 0.0, 255.0), img)
+    """``ImageOps.autocontrast`` (no cutoff): per channel ``int(v * scale + offset)`` in float64 with
+    ``scale = 255 / (hi - lo)``, ``offset = -lo * scale``; a flat channel is unchanged."""
+    x = tf.cast(img, tf.float64)
+    lo = tf.reduce_min(x, axis=[0, 1], keepdims=True)
+    hi = tf.reduce_max(x, axis=[0, 1], keepdims=True)
+    scale = tf.math.divide_no_nan(tf.constant(255.0, tf.float64), hi - lo)
+    out = tf.clip_by_value(tf.floor(x * scale + (-lo * scale)), 0.0, 255.0)
+    return tf.cast(tf.where(hi > lo, out, x), tf.float32)
 
 
 def _equalize_channel(ch):
@@ -176,15 +197,35 @@ def _solarize(img, threshold):
     return tf.where(img >= threshold, 255.0 - img, img)
 
 
-def _sharpen_degenerate(img):
-    kernel = tf.constant([[1, 1, 1], [1, 5, 1], [1, 1, 1]], tf.float32) / 13.0
-    k = tf.tile(kernel[:, :, None, None], [1, 1, 3, 1])
-    smooth = tf.nn.depthwise_conv2d(img[None], k, [1, 1, 1, 1], "VALID")[0]
-    smooth = tf.floor(smooth + 0.5)
-    inner = tf.pad(smooth, [[1, 1], [1, 1], [0, 0]])
+def _solarize_add(img, addition: float, threshold: float = 128.0):
+    """The reference's SolarizeAdd: ``uint8(clip(img + addition, 0, 255))`` in float64, then Solarize."""
+    added = tf.clip_by_value(tf.cast(img, tf.float64) + addition, 0.0, 255.0)
+    return _solarize(tf.cast(tf.floor(added), tf.float32), threshold)
+
+
+def _smooth(img):
+    """Pillow's ``filter(ImageFilter.SMOOTH)`` on uint8 values: the float32 sum in Pillow's order (0.5,
+    then the rows below, at and above the pixel, each left to right), truncated; the border is copied."""
+    def row(r, centre):
+        a, b, c = r[:, :-2], r[:, 1:-1], r[:, 2:]
+        return a * _SMOOTH_SIDE + b * centre + c * _SMOOTH_SIDE
+
+    ss = 0.5 + row(img[2:], _SMOOTH_SIDE)
+    ss = ss + row(img[1:-1], _SMOOTH_CENTRE)
+    ss = ss + row(img[:-2], _SMOOTH_SIDE)
+    inner = tf.pad(tf.floor(tf.clip_by_value(ss, 0.0, 255.0)), [[1, 1], [1, 1], [0, 0]])
     h, w = tf.shape(img)[0], tf.shape(img)[1]
     border = tf.pad(tf.ones([h - 2, w - 2, 1]), [[1, 1], [1, 1], [0, 0]])
     return tf.where(border > 0, inner, img)
+
+
+def enhance(kind: str, img, factor):
+    """``ImageEnhance.<kind>(img).enhance(factor)`` for Color, Contrast, Brightness, Sharpness."""
+    degenerate = {"Color": lambda: _grey(img) + tf.zeros_like(img),
+                  "Contrast": lambda: _grey_mean(img) + tf.zeros_like(img),
+                  "Brightness": lambda: tf.zeros_like(img),
+                  "Sharpness": lambda: _smooth(img)}[kind]()
+    return _blend(degenerate, img, factor)
 
 
 def _cutout_abs(img, size, gen):
@@ -192,44 +233,57 @@ def _cutout_abs(img, size, gen):
     # The reference calls np.random.uniform(w), i.e. uniform(low=w, high=1): a centre in (1, w].
     cx = 1.0 + gen.uniform([]) * tf.cast(w - 1, tf.float32)
     cy = 1.0 + gen.uniform([]) * tf.cast(h - 1, tf.float32)
+    return cutout_box(img, size, cx, cy)
+
+
+def cutout_box(img, size: float, cx, cy):
+    """The reference's CutoutAbs around centre (cx, cy): ``ImageDraw.rectangle`` (corners included,
+    truncated to integers) filled with (125, 123, 114)."""
+    h, w = tf.shape(img)[0], tf.shape(img)[1]
     x0 = tf.cast(tf.maximum(0.0, cx - size / 2.0), tf.int32)
     y0 = tf.cast(tf.maximum(0.0, cy - size / 2.0), tf.int32)
-    x1 = tf.minimum(w, x0 + tf.cast(size, tf.int32))
-    y1 = tf.minimum(h, y0 + tf.cast(size, tf.int32))
+    x1 = tf.minimum(w, x0 + int(size))
+    y1 = tf.minimum(h, y0 + int(size))
     cols, rows = tf.range(w), tf.range(h)
     box = ((rows >= y0) & (rows <= y1))[:, None] & ((cols >= x0) & (cols <= x1))[None, :]
     return tf.where(box[..., None], tf.constant(CUTOUT_FILL, tf.float32), img)
 
 
+def rand_augment_op(op, img, magnitude: int, negative, gen):
+    """RandAugment op number ``op`` (of :data:`RAND_AUG_OPS`) at ``magnitude`` (0-30) on ``img``; the
+    enhancers take ``1 - v`` where ``negative`` is true, else ``1 + v`` (the reference's
+    ``random.choice([-1, 1])``). Parameters are computed in Python doubles as the reference computes
+    them (reference lib/utils/rand_augment.py: ``RandAugment.__call__`` and its op functions)."""
+    def level(lo, hi):
+        return (float(magnitude) / 30) * float(hi - lo) + lo
+
+    v = level(0, 0.9)
+    fac = tf.where(negative, tf.constant(1 - v, tf.float32), tf.constant(1 + v, tf.float32))
+    branches = [
+        lambda: _autocontrast(img),
+        lambda: _equalize(img),
+        lambda: 255.0 - img,
+        lambda: _posterize(img, max(2, 6 - int(level(0, 4)))),
+        lambda: _solarize(img, 256 - level(0, 256)),
+        lambda: _solarize_add(img, level(0, 110)),
+        lambda: enhance("Color", img, fac),
+        lambda: enhance("Contrast", img, fac),
+        lambda: enhance("Brightness", img, fac),
+        lambda: enhance("Sharpness", img, fac),
+        lambda: _cutout_abs(img, level(0, 80), gen),
+    ]
+    out = tf.switch_case(op, branches)
+    out.set_shape([None, None, 3])
+    return out
+
+
 def rand_augment(img, gen: tf.random.Generator, num_ops: int = 2, magnitude: int = 10):
     """RandAugment of one ``[H, W, 3]`` uint8-valued float crop (reference lib/utils/rand_augment.py: ``RandAugment``)."""
     img = tf.convert_to_tensor(img, tf.float32)
-    m = magnitude / 30.0
-
-    def level(lo, hi):
-        return m * (hi - lo) + lo
-
-    def signed(v):
-        return 1.0 + tf.where(gen.uniform([]) < 0.5, -v, v)
-
     for _ in range(num_ops):
         op = gen.uniform([], 0, len(RAND_AUG_OPS), dtype=tf.int32)
-        fac = signed(level(0.0, 0.9))
-        branches = [
-            lambda: _autocontrast(img),
-            lambda: _equalize(img),
-            lambda: 255.0 - img,
-            lambda: _posterize(img, max(2, 6 - int(level(0, 4)))),
-            lambda: _solarize(img, 256.0 - level(0, 256)),
-            lambda: _solarize(tf.floor(tf.clip_by_value(img + level(0, 110), 0.0, 255.0)), 128.0),
-            lambda: tf.floor(_blend(img, _grey(img), fac)),
-            lambda: tf.floor(_blend(img, tf.floor(tf.reduce_mean(_grey(img)) + 0.5), fac)),
-            lambda: tf.floor(_blend(img, tf.zeros_like(img), fac)),
-            lambda: tf.floor(_blend(img, _sharpen_degenerate(img), fac)),
-            lambda: _cutout_abs(img, level(0, 80), gen),
-        ]
-        img = tf.switch_case(op, branches)
-        img.set_shape([None, None, 3])
+        negative = gen.uniform([]) < 0.5
+        img = rand_augment_op(op, img, magnitude, negative, gen)
     return img
 
 
@@ -239,16 +293,15 @@ TRIVIAL_AUG_OPS = ("Identity", "AutoContrast", "Equalize", "Solarize", "Color", 
                    "Brightness", "Sharpness")
 
 
-def trivial_augment(img, gen, max_level: int = 30):
-    """TrivialAugment as MultiAugs uses it (MultiAugs lib/utils/aug_lib.py): one of 9 colour ops, level U{0..30}.
+def trivial_augment_op(op, level, img, max_level: int = 30):
+    """TrivialAugment op number ``op`` (of :data:`TRIVIAL_AUG_OPS`) at ``level`` (0 to ``max_level``).
 
     Solarize threshold 256 - floor(256 l / 30), posterize bits 8 - floor(4 l / 30), enhancer factor
-    0.1 + 1.8 l / 30; no geometric op. ``img``: ``[H, W, 3]`` uint8-valued float.
+    ``float(l) * (1.9 - 0.1) / 30 + 0.1`` in doubles, one per level, rounded to float32 as Pillow takes it
+    (MultiAugs lib/utils/aug_lib.py: ``float_parameter``, ``int_parameter``, ``_enhancer_impl``).
     """
-    img = tf.convert_to_tensor(img, tf.float32)
-    op = gen.uniform([], 0, len(TRIVIAL_AUG_OPS), dtype=tf.int32)
-    level = gen.uniform([], 0, max_level + 1, dtype=tf.int32)
-    fac = 0.1 + tf.cast(level, tf.float32) * 1.8 / max_level
+    factors = tf.constant([float(lv) * (1.9 - 0.1) / max_level + 0.1 for lv in range(max_level + 1)], tf.float32)
+    fac = tf.gather(factors, level)
     threshold = tf.cast(256 - (level * 256) // max_level, tf.float32)
     bits = 8 - (level * 4) // max_level
     branches = [
@@ -256,15 +309,24 @@ def trivial_augment(img, gen, max_level: int = 30):
         lambda: _autocontrast(img),
         lambda: _equalize(img),
         lambda: _solarize(img, threshold),
-        lambda: tf.floor(_blend(img, _grey(img), fac)),
+        lambda: enhance("Color", img, fac),
         lambda: _posterize(img, bits),
-        lambda: tf.floor(_blend(img, tf.floor(tf.reduce_mean(_grey(img)) + 0.5), fac)),
-        lambda: tf.floor(_blend(img, tf.zeros_like(img), fac)),
-        lambda: tf.floor(_blend(img, _sharpen_degenerate(img), fac)),
+        lambda: enhance("Contrast", img, fac),
+        lambda: enhance("Brightness", img, fac),
+        lambda: enhance("Sharpness", img, fac),
     ]
     out = tf.switch_case(op, branches)
     out.set_shape(img.shape)
     return out
+
+
+def trivial_augment(img, gen, max_level: int = 30):
+    """TrivialAugment as MultiAugs uses it (MultiAugs lib/utils/aug_lib.py): one of 9 colour ops, level U{0..30},
+    no geometric op. ``img``: ``[H, W, 3]`` uint8-valued float."""
+    img = tf.convert_to_tensor(img, tf.float32)
+    op = gen.uniform([], 0, len(TRIVIAL_AUG_OPS), dtype=tf.int32)
+    level = gen.uniform([], 0, max_level + 1, dtype=tf.int32)
+    return trivial_augment_op(op, level, img, max_level)
 
 
 def yoco(a, b, u):
