@@ -189,9 +189,6 @@ class FixesConfig:
     hole_counts: bool = False
     #: M5: the consistency loss is the mean over paths (the reference sums: P times PoseDual's share).
     path_mean: bool = False
-    #: M13: with method.paths, each replica draws its own augmentation (the reference's DDP ranks share
-    #: one seed, so their draws repeat across ranks).
-    replica_draws: bool = False
     #: Not an oddity of the reference at its input size: the box half-sizes (10-19 px) and joint jitter
     #: (10 px) of JC, JO, CO and CM were set for 192 px wide crops; true scales them by input width / 192
     #: (no change at 256x192).
@@ -218,6 +215,15 @@ class TrainConfig:
     #: fused: as per_network, with a network's sup and paths as one call with per-group BatchNorm.
     pass_schedule: Literal["reference", "per_network", "fused"] = "reference"
     strategy: Literal["auto", "default", "mirrored", "multi_worker"] = "auto"
+    #: People per BatchNorm and augmentation-draw group, as one reference GPU held them: each group of a
+    #: replica's batch is normalised, permuted (CutMix, MixUp, JO's source) and drawn on its own, so the
+    #: same recipe runs on any number of devices; the running statistics follow the first group, as
+    #: DDP's rank 0 keeps them. A replica's share of batch_size must be a multiple of it. 0: each
+    #: device's share is one group (BatchNorm over batch_size / devices).
+    replica_batch: int = 0
+    #: Every replica and group makes the same augmentation draws. Off (the reference): each draws its
+    #: own, as the reference's DDP ranks did (docs/oddities.md M13).
+    shared_draws: bool = False
     seed: int = 1314
     resume: bool = True
     #: Save a training checkpoint (networks, optimizer, step: the input position follows from it) every
@@ -370,6 +376,12 @@ def _validate(cfg: Config, source: str, overrides: dict[str, str] | None = None)
         (m.final_conv_kernel in (1, 3), "model.final_conv_kernel", "1 or 3"),
         (m.width_multiplier > 0, "model.width_multiplier", "a positive float"),
         (0 < t.batch_size <= MAX_BATCH, "train.batch_size", f"a positive int up to {MAX_BATCH}"),
+        (t.replica_batch >= 0 and (t.replica_batch == 0 or t.batch_size % t.replica_batch == 0),
+         "train.replica_batch", f"0 or a divisor of train.batch_size ({t.batch_size})"),
+        (t.replica_batch == 0 or t.batch_size // t.replica_batch <= MAX_GROUPS, "train.replica_batch",
+         f"at most {MAX_GROUPS} groups in train.batch_size ({t.batch_size})"),
+        (t.replica_batch == 0 or cfg.method.consistency_pair == "easy_hard", "train.replica_batch",
+         f"0 with method.consistency_pair={cfg.method.consistency_pair}"),
         (0 <= t.seed < 2 ** 32, "train.seed", "an int in [0, 2^32)"),
         (t.keep_checkpoints >= 1, "train.keep_checkpoints", "an int >= 1 (the last checkpoint is what resumes)"),
         (t.epochs > 0, "train.epochs", "a positive int"),
@@ -444,6 +456,8 @@ class _ConfigLoader(yaml.SafeLoader):
 
 #: The largest batch a config may ask for (a larger one would only fill the memory before the first step).
 MAX_BATCH = 1 << 16
+#: The most draw groups (replicas x groups) a step may have: each folds its index below 1024 into the step's seed.
+MAX_GROUPS = 1024
 
 #: The largest config file read (a config is a few kB; this bounds what a wrong path can cost).
 MAX_CONFIG_BYTES = 1 << 20

@@ -63,7 +63,7 @@ def _flat(d: dict, prefix: str = "") -> dict:
 #: Settings of ``train`` that decide which data each step sees or what a step computes: a resumed run
 #: must keep them (model, data and method settings too, except RESUME_FREE).
 RESUME_FIXED_TRAIN = {"train.batch_size", "train.steps_per_epoch", "train.seed", "train.mixed_precision",
-                      "train.pass_schedule", "train.deterministic"}
+                      "train.pass_schedule", "train.deterministic", "train.replica_batch", "train.shared_draws"}
 
 
 def check_resume(cfg: Config) -> list[str]:

@@ -23,11 +23,11 @@ import numpy as np
 import tensorflow as tf
 
 from posedual_tf import aug_paths, checkpoints, codec, distribution, files, resume
-from posedual_tf.config import Config
+from posedual_tf.config import Config, ConfigError
 from posedual_tf.data import augment, corrupt, hard_views, pipeline
 from posedual_tf.evaluation import runner
 from posedual_tf.methods import build_method, make_optimizer
-from posedual_tf.models import builder
+from posedual_tf.models import bn_groups, builder
 
 
 class NonFiniteLoss(RuntimeError):
@@ -338,6 +338,13 @@ def run(cfg: Config, progress: str = "epochs", strategy: tf.distribute.Strategy 
         checkpoints.check_pretrained(cfg)
     set_precision(t.mixed_precision)
     strategy = strategy or distribution.make_strategy(t.strategy)
+    try:
+        groups = bn_groups.groups_per_replica(t.batch_size, t.replica_batch, strategy.num_replicas_in_sync)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if t.replica_batch:
+        print(f"train.replica_batch: BatchNorm and augmentation draws per group of {t.replica_batch} people, "
+              f"{groups} group(s) on each of {strategy.num_replicas_in_sync} replica(s)")
     if distribution.is_chief(strategy):
         return _run(cfg, cfg.workdir, latest, progress, strategy)
     # Another worker of a cluster: it takes part in every save (they are collective) but writes into a

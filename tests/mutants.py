@@ -48,7 +48,7 @@ def m(name, file, original, mutated, tests, what):
 TT, HV, FX, EV = "tests/test_training.py", "tests/test_hard_views.py", "tests/test_fixes.py", "tests/test_evaluation.py"
 DT, NL = "tests/test_distribution.py", "tests/test_nothing_lost.py"
 OW, RS = "tests/test_ownership.py", "tests/test_resume.py"
-RA = "tests/test_randaugment.py"
+RA, RG = "tests/test_randaugment.py", "tests/test_replica_groups.py"
 
 MUTANTS = [
     # ---- the eight that survived the suite before (issue list, in its order)
@@ -231,6 +231,31 @@ MUTANTS = [
       "if not f.hole_counts and dual and multi:", "if not f.hole_counts and dual:",
       f"{HV}::test_hole_counts_follow_the_reference_table",
       "a dual chain-mode CO path takes random_cutout's 4 holes instead of MASK_HOLES_NUM_CO"),
+    m("groups_one_bn_batch", "posedual_tf/models/bn_groups.py",
+      'parts = getattr(_LOCAL, "groups", None)', "parts = None",
+      (f"{RG}::test_group_batch_norm_normalises_each_group_and_keeps_the_first_groups_statistics",
+       f"{RG}::test_one_device_with_four_groups_equals_four_replicas_of_one_group"),
+      "train.replica_batch leaves BatchNorm over the whole replica batch"),
+    m("groups_last_group_stats", "posedual_tf/models/bn_groups.py",
+      "mean, var = pieces[0][1], pieces[0][2]", "mean, var = pieces[-1][1], pieces[-1][2]",
+      (f"{RG}::test_group_batch_norm_normalises_each_group_and_keeps_the_first_groups_statistics",
+       f"{RG}::test_one_device_with_four_groups_equals_four_replicas_of_one_group"),
+      "the running statistics follow the last group, not DDP's rank 0"),
+    m("groups_share_draws", "posedual_tf/methods/base.py",
+      "index = 0 if self.cfg.train.shared_draws else tf.cast(replica, tf.int64) * self.groups + group",
+      "index = 0 if self.cfg.train.shared_draws else tf.cast(replica, tf.int64) * self.groups",
+      (f"{RG}::test_one_device_groups_draw_independently_unless_shared",
+       f"{RG}::test_one_device_with_four_groups_equals_four_replicas_of_one_group"),
+      "the groups of one device draw alike"),
+    m("groups_views_over_the_batch", "posedual_tf/methods/base.py",
+      "        if groups == 1:\n            return self._group_views(rng(0), unl, teachers)",
+      "        if groups >= 1:\n            return self._group_views(rng(0), unl, teachers)",
+      f"{RG}::test_one_device_with_four_groups_equals_four_replicas_of_one_group",
+      "CutMix/MixUp/JO permute over the whole device batch, not within each reference GPU's group"),
+    m("replicas_share_draws", "posedual_tf/methods/base.py",
+      "replica = ctx.replica_id_in_sync_group if ctx is not None else 0", "replica = 0",
+      f"{RG}::test_two_replicas_draw_independently_unless_shared",
+      "every replica draws the same augmentation (the old M13 claim)"),
 ]
 
 

@@ -22,7 +22,6 @@ H, W = 64, 48                          # hard views need no network: the 4:3 cro
 ELSEWHERE = {
     "hole_counts": "test_hard_views.py::test_hole_counts_follow_the_reference_table",
     "path_mean": "test_multiaugs.py::test_multi_path_dual_loss_equals_hand_computation",
-    "replica_draws": "test_multiaugs.py::test_replicas_share_draws_as_the_reference_ddp_unless_fixed",
     "scaled_boxes": "test_consistency_pairs.py::test_scaled_boxes_shrink_joint_cutout_to_the_input",
 }
 

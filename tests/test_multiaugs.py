@@ -168,35 +168,6 @@ def test_demo_multiaugs_end_to_end_reduced(tmp_path):
         assert f"cons_{label}" in proc.stdout and f"collapse_{label}" in proc.stdout
 
 
-REPLICA_DRAWS = """
-import json, sys
-import tensorflow as tf
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from posedual_tf import config, methods
-from posedual_tf.models import builder
-out = {}
-strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-for name, sets in (("ref", []), ("fix", ["fixes.replica_draws=true"]), ("dual", ["method.paths=[]"])):
-    cfg = config.load("demo_multiaugs", ["model.width_multiplier=0.125"] + sets)
-    with strategy.scope():
-        m = methods.build_method(cfg, builder.build_networks(cfg))
-        m.compile(optimizer=methods.make_optimizer(cfg, 10))
-    draws = strategy.run(lambda: m.step_rng(shared=m.step_seed_replica()).uniform([3]))
-    out[name] = [v.numpy().tolist() for v in strategy.experimental_local_results(draws)]
-print(json.dumps(out))
-"""
-
-
-def test_replicas_share_draws_as_the_reference_ddp_unless_fixed():
-    """Oddity M13: MultiAugs' DDP ranks draw alike; fixes.replica_draws (and PoseDual configs) do not."""
-    proc = subprocess.run([sys.executable, "-c", REPLICA_DRAWS], capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out["ref"][0] == out["ref"][1]
-    assert out["fix"][0] != out["fix"][1] and out["dual"][0] != out["dual"][1]
-
-
 def test_sharpening_and_confidence_masking_follow_the_spec_order():
     """MultiAugs lib/core/loss.py: weight, then softmax over each map's pixels, then the mask, then 0.5 MSE."""
     rng = np.random.default_rng(3)

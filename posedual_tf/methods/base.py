@@ -120,13 +120,29 @@ class PoseMethod(keras.Model):
             return data[0]
         return data
 
-    def step_rng(self, shared: bool = False) -> augment.StatelessRng:
-        """Stateless RNG for this step and replica (the same on every replica if ``shared``):
-        reproducible, and resumes with the optimizer."""
+    @property
+    def groups(self) -> int:
+        """BatchNorm and draw groups in this replica's batch (``train.replica_batch``; 1 = the batch)."""
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        return bn_groups.groups_per_replica(self.cfg.train.batch_size, self.cfg.train.replica_batch, replicas)
+
+    def group_context(self):
+        """Context for a step's forward passes: BatchNorm per group of ``train.replica_batch`` people."""
+        return bn_groups.replica_groups(self.groups, self.cfg.train.replica_batch)
+
+    def step_rng(self, group: int = 0) -> augment.StatelessRng:
+        """Stateless RNG for this step and draw group: reproducible, and resumes with the optimizer.
+
+        Each group of each replica draws its own (the global group index ``replica x groups + group``
+        is folded into the step's seed; under MultiWorkerMirroredStrategy the replica id already counts
+        the workers' replicas), as the reference's DDP ranks did; one draw for all with
+        ``train.shared_draws``. So 4 replicas of one group draw as 1 replica of 4 groups."""
         ctx = tf.distribute.get_replica_context()
-        replica = tf.cast(ctx.replica_id_in_sync_group if ctx is not None and not shared else 0, tf.int64)
+        replica = ctx.replica_id_in_sync_group if ctx is not None else 0
+        index = 0 if self.cfg.train.shared_draws else tf.cast(replica, tf.int64) * self.groups + group
         step = tf.cast(self.optimizer.iterations, tf.int64)
-        return augment.StatelessRng(tf.stack([tf.constant(self.cfg.train.seed, tf.int64), step * 1024 + replica]))
+        return augment.StatelessRng(tf.stack([tf.constant(self.cfg.train.seed, tf.int64),
+                                              step * 1024 + tf.cast(index, tf.int64)]))
 
     def scale_loss(self, loss):
         """The loss to differentiate (call inside the tape): divided by the replicas (gradients are
@@ -202,10 +218,6 @@ class ConsistencyMethod(PoseMethod):
         """The network whose teacher places net ``n``'s cutouts and whose warped map net ``n`` learns."""
         return n
 
-    def step_seed_replica(self):
-        """MultiAugs' DDP ranks share their draws (oddity M13) unless ``fixes.replica_draws``."""
-        return bool(self.cfg.method.paths) and not self.cfg.fixes.replica_draws
-
     @property
     def easy_teachers(self) -> bool:
         """Whether a step runs the teachers on the easy view: always for the reference's easy -> hard
@@ -215,8 +227,26 @@ class ConsistencyMethod(PoseMethod):
 
     def _views(self, rng, unl, teachers):
         """Every path's view per network and each network's target (its partner's teacher, in the
-        view's frame). ``teachers``: each network's teacher maps on the easy view (None when
-        :attr:`easy_teachers` is False). The study pairs run their teacher passes here."""
+        view's frame): per draw group (:attr:`groups`), each group's views drawn from its own
+        :meth:`step_rng` over its own people, as one reference GPU drew them. ``teachers``: each
+        network's teacher maps on the easy view (None when :attr:`easy_teachers` is False)."""
+        if not callable(rng):           # one generator handed in (tests): every group draws from it in turn
+            rng = (lambda one: lambda g: one)(rng)
+        groups = self.groups
+        if groups == 1:
+            return self._group_views(rng(0), unl, teachers)
+        size = self.cfg.train.replica_batch
+        cut = lambda x: bn_groups.split_groups(x, groups, size)
+        unl_parts = {k: cut(v) for k, v in unl.items()}
+        teacher_parts = None if teachers is None else [cut(t) for t in teachers]
+        outs = [self._group_views(rng(g), {k: v[g] for k, v in unl_parts.items()},
+                                  None if teachers is None else [t[g] for t in teacher_parts]) for g in range(groups)]
+        joined = lambda xs: tf.concat(xs, axis=0)
+        views = [[joined([o[0][n][p] for o in outs]) for p in range(len(outs[0][0][n]))] for n in range(len(self.nets))]
+        return views, [joined([o[1][n] for o in outs]) for n in range(len(self.nets))]
+
+    def _group_views(self, rng, unl, teachers):
+        """:meth:`_views` of one draw group. The study pairs run their teacher passes here."""
         n_nets = len(self.nets)
         partners = [self.partner(n) for n in range(n_nets)]
         cut = [teachers[p] for p in partners] if teachers is not None else [None] * n_nets
@@ -284,15 +314,17 @@ class ConsistencyMethod(PoseMethod):
         return self._combine(sup, hard, terms), pairs
 
     def gradients(self, lab, unl, rng):
-        """Forward passes, losses and gradients of one step: ``(out, [(gradient, variable)])``."""
+        """Forward passes, losses and gradients of one step: ``(out, [(gradient, variable)])``. ``rng``:
+        a generator, or group index -> generator (:meth:`step_rng`)."""
         schedule = self.cfg.train.pass_schedule
-        if schedule != "reference":
-            return self.per_network_gradients(lab, unl, rng, fuse=schedule == "fused")
-        with tf.GradientTape() as tape:
-            out = self.compute_losses(tape, lab, unl, rng)
-            scaled = self.scale_loss(out["loss"])
-        variables = self.trainable_variables
-        return out, list(zip(tape.gradient(scaled, variables), variables))
+        with self.group_context():
+            if schedule != "reference":
+                return self.per_network_gradients(lab, unl, rng, fuse=schedule == "fused")
+            with tf.GradientTape() as tape:
+                out = self.compute_losses(tape, lab, unl, rng)
+                scaled = self.scale_loss(out["loss"])
+            variables = self.trainable_variables
+            return out, list(zip(tape.gradient(scaled, variables), variables))
 
     def hard_passes(self, net, views):
         """One train-mode forward pass per path (each its own BatchNorm batch, as the reference)."""
@@ -320,7 +352,7 @@ class ConsistencyMethod(PoseMethod):
 
     def train_step(self, data):
         lab, unl = self.unwrap(data)
-        out, pairs = self.gradients(lab, unl, self.step_rng(shared=self.step_seed_replica()))
+        out, pairs = self.gradients(lab, unl, self.step_rng)
         self.apply_pairs(pairs)
         acc, count = heatmap_accuracy(out["sup"][0], lab["target"])
         w = unl["weight"]

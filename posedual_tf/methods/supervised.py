@@ -14,7 +14,7 @@ class SupervisedPose(PoseMethod):
     def train_step(self, data):
         net = self.nets[0]
         data = self.unwrap(data)
-        with tf.GradientTape() as tape:
+        with tf.GradientTape() as tape, self.group_context():
             pred = net(data["image"], training=True)
             loss = joints_mse(pred, data["target"], data["weight"])
             scaled = self.scale_loss(loss)

@@ -13,6 +13,9 @@ Example:
     ...     teacher = net(unlabelled, training=True)           # running statistics untouched
     >>> sup, path1, path2 = grouped_call(net, [labelled, view1, view2], insert={1: teacher_stats})
 
+:func:`replica_groups` cuts every train-mode BatchNorm batch into fixed-size groups of people, each its
+own normalisation batch, as the reference's GPUs each were (``train.replica_batch``).
+
 The schedule is read when a layer is called (at trace time inside a ``tf.function``) and is kept per
 thread, since MirroredStrategy traces its replicas in threads.
 """
@@ -43,6 +46,46 @@ class Schedule:
 
 def current() -> Schedule | None:
     return getattr(_LOCAL, "schedule", None)
+
+
+def groups_per_replica(batch_size: int, replica_batch: int, replicas: int) -> int:
+    """How many groups of ``replica_batch`` people (``train.replica_batch``; 0 = one group) each of
+    ``replicas`` replicas holds of the global ``batch_size``; ValueError naming the choices if the
+    share is not a multiple."""
+    share = batch_size // replicas
+    if not replica_batch:
+        return 1
+    if batch_size % replicas or share % replica_batch:
+        raise ValueError(
+            f"train.replica_batch={replica_batch}: train.batch_size={batch_size} over {replicas} replicas is "
+            f"{batch_size / replicas:g} people per device, not a multiple of {replica_batch}; set "
+            f"train.batch_size to a multiple of {replica_batch * replicas} (one group of {replica_batch} per "
+            f"reference GPU), train.replica_batch to a divisor of {share}, or train.strategy=default")
+    return share // replica_batch
+
+
+def group_sizes(batch, groups: int, size: int):
+    """Sizes of ``groups`` consecutive groups of ``size`` people in a batch of ``batch``: full groups
+    first; a short batch (a dropped corrupt record) leaves the last groups short or empty."""
+    return tf.stack([tf.clip_by_value(batch - g * size, 0, size) for g in range(groups)])
+
+
+def split_groups(x, groups: int, size: int):
+    """``x`` cut along the batch axis by :func:`group_sizes`."""
+    return tf.split(x, group_sizes(tf.shape(x)[0], groups, size), num=groups, axis=0)
+
+
+@contextlib.contextmanager
+def replica_groups(groups: int, size: int):
+    """Context: every train-mode BatchNorm batch is cut into ``groups`` groups of ``size`` people, each
+    normalised with its own statistics; the running statistics follow the first group only (as DDP's
+    rank 0 keeps them). ``groups`` 1 changes nothing."""
+    previous = getattr(_LOCAL, "groups", None)
+    _LOCAL.groups = (groups, size) if groups > 1 else None
+    try:
+        yield
+    finally:
+        _LOCAL.groups = previous
 
 
 @contextlib.contextmanager
@@ -89,11 +132,12 @@ def train_batch_norm(layer, inputs):
     """Train-mode BatchNorm of ``layer`` (gamma, beta, moving statistics, momentum, epsilon) under the
     current schedule: the normalised output; the running statistics updated or recorded."""
     schedule = current() or Schedule()
+    parts = getattr(_LOCAL, "groups", None)
     factor = 1.0 - layer.momentum
     fused = lambda x, avg: tf.compat.v1.nn.fused_batch_norm(
         x, layer.gamma, layer.beta, mean=layer.moving_mean, variance=layer.moving_variance,
         epsilon=layer.epsilon, data_format="NHWC", is_training=True, exponential_avg_factor=avg)
-    if schedule.sizes is None and not schedule.insert and not schedule.defer:
+    if schedule.sizes is None and not schedule.insert and not schedule.defer and parts is None:
         # one plain batch: the kernel updates the running statistics itself
         y, mean, var = fused(inputs, factor)
         layer.moving_mean.assign(mean)
@@ -104,8 +148,10 @@ def train_batch_norm(layer, inputs):
     outputs, stats = [], []
     for g, x in enumerate(groups):
         # exponential_avg_factor 1: the returned "running" statistics are this batch's mean and its
-        # unbiased variance (PyTorch's running-variance rule)
-        y, mean, var = fused(x, 1.0)
+        # unbiased variance (PyTorch's running-variance rule); under replica groups, the first group's
+        pieces = [fused(p, 1.0) for p in (split_groups(x, *parts) if parts else [x])]
+        y = pieces[0][0] if len(pieces) == 1 else tf.concat([p[0] for p in pieces], axis=0)
+        mean, var = pieces[0][1], pieces[0][2]
         outputs.append(y)
         if g in schedule.insert and layer.name in schedule.insert[g].recorded:
             stats.append(schedule.insert[g].recorded[layer.name])
