@@ -336,8 +336,9 @@ def train_dataset(cfg: Config, seed: int | None = None, batch_size: int | None =
     in a fresh uniform permutation of its people, the last batch partial as the reference; each
     unlabelled person is paired with a labelled one drawn as ``data.labelled_sampling`` says
     (reference: uniform, with replacement). With ``train.steps_per_epoch`` set, an epoch is that
-    many full batches. Under a multi-replica strategy (``input_context``) or with ``train.replica_batch``
-    (so that every device count cuts the same groups) every batch is full; under a strategy the
+    many full batches. Under a multi-replica strategy (``input_context``) or when the batch holds several
+    ``train.replica_batch`` groups (so that every device count cuts the same groups) every batch is
+    full; under a strategy the
     batch is the per-replica one, and input pipeline ``i`` of ``n`` takes positions ``i, i + n, ...``
     of the same epoch order: the workers together see every selected person, whatever their number.
     People whose record fails to parse or decode are dropped and reported to ``counter``.
@@ -358,7 +359,8 @@ def train_dataset(cfg: Config, seed: int | None = None, batch_size: int | None =
     unl = open_source(cfg.data.unlabelled, "unlabelled") if mixed else None
     epoch_set = unl if mixed else lab
     steps, ref_steps = epoch_steps(cfg, global_batch)
-    full_batches = steps != ref_steps or replicas > 1 or cfg.train.replica_batch > 0
+    several_groups = cfg.train.replica_batch > 0 and global_batch > cfg.train.replica_batch
+    full_batches = steps != ref_steps or replicas > 1 or several_groups
     first_epoch, within = divmod(int(start_step), steps)
     skip = within * (replicas // workers) * per_replica      # this pipeline's people in the steps already done
     size = steps * global_batch if full_batches else epoch_set.num_instances
