@@ -133,11 +133,14 @@ def argmax_coords(heatmaps):
 
 def _gather_map(maps_bjhw, x, y):
     """Values of ``[B, J, h, w]`` maps at integer ``x, y`` ``[B, J]`` (clamped)."""
-    h, w = tf.shape(maps_bjhw)[2], tf.shape(maps_bjhw)[3]
+    shape = tf.shape(maps_bjhw)
+    b, j, h, w = shape[0], shape[1], shape[2], shape[3]
     x = tf.clip_by_value(x, 0, w - 1)
     y = tf.clip_by_value(y, 0, h - 1)
-    idx = tf.stack([y, x], axis=-1)
-    return tf.gather_nd(maps_bjhw, idx, batch_dims=2)
+    # one flat gather: gather_nd with batch_dims builds its index grid with an int32 op that oneDNN
+    # announces on the console ("supports DT_INT32 only on platforms with AVX-512") at every evaluation
+    rows = tf.reshape(tf.range(b * j), [b, j])
+    return tf.gather(tf.reshape(maps_bjhw, [-1]), rows * (h * w) + y * w + x)
 
 
 def shift_refine(heatmaps, coords, wide_bound: bool = False):

@@ -57,9 +57,10 @@ def prepare_data(cfg: Config, workers: int = 1) -> None:
         writer.report(manifest, prefix)
 
 
-def export_after_training(cfg: Config) -> str:
+def export_after_training(cfg: Config, net: str = "1") -> str:
+    """The demo's SavedModel of network ``net`` (``1``, ``2`` or ``ensemble``) of the final weights."""
     from posedual_tf import export, files
 
     out = files.own(cfg.workdir, "saved_model", "export")
-    export.export(cfg, os.path.join(cfg.workdir, "final"), out, overwrite=True)     # the demo's own export
+    export.export(cfg, os.path.join(cfg.workdir, "final"), out, net=net, overwrite=True)   # the demo's own export
     return out

@@ -217,7 +217,7 @@ def run(saved_model: str, paths: list[str], output: str, boxes: dict | None, pro
     from posedual_tf import files, joints
     from posedual_tf.data import records
     from posedual_tf.progress import Progress
-    from tfrecords_tools.inspect import draw_person
+    from posedual_tf.drawing import draw_person
 
     ids = image_ids(paths)
     plan = plan_outputs(paths, output)

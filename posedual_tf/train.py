@@ -1,6 +1,6 @@
 """Train a named experiment: ``python -m posedual_tf.train --config coco1k_dual [--set k=v ...]``.
 
-Runs in ``workdir`` (default ``runs/<name>``): TensorBoard logs in ``tb/``, checkpoints in
+Runs in ``workdir`` (default ``runs/<name>``): TensorBoard logs in ``tb/<name>/``, checkpoints in
 ``ckpt/`` (re-running resumes), best and final weights, metrics json. Demo configs
 (``demo_*``) first generate and convert their synthetic data, and export a SavedModel at the end.
 """
@@ -28,8 +28,8 @@ def define_flags() -> None:
 def main(argv):
     del argv
     cfg = cli.load_config()
-    from posedual_tf import checkpoints, demo, distribution, resume, training
-    from posedual_tf.evaluation.runner import format_table
+    from posedual_tf import checkpoints, demo, distribution, monitoring, resume, training
+    from posedual_tf.evaluation.runner import primary
 
     # before any data work: never train from random weights by accident (a resumed run needs no file)
     resume.check_resume(cfg)
@@ -48,18 +48,17 @@ def main(argv):
               f"{os.path.abspath(cfg.workdir)}")
         return
     if result["metrics"]:
-        print(format_table(result["metrics"]))
+        print(monitoring.short_table(result["metrics"], primary))
     bad = result["corrupt_records"]
     if bad["total"]:
         print(f"warning: {bad['total']} training records were skipped (failed to parse or decode), by stream "
               f"{bad['by_stream']}, by shard {bad['by_shard']}")
     print(f"workdir: {os.path.abspath(cfg.workdir)}")
-    print(f"TensorBoard: tensorboard --logdir {os.path.abspath(os.path.join(cfg.workdir, 'tb'))}")
+    print(f"TensorBoard: tensorboard --logdir {os.path.abspath(os.path.join(cfg.workdir, monitoring.TB_FOLDER))}")
     if demo.is_demo(cfg):
-        out = demo.export_after_training(cfg)
-        others = " (net 2 or the ensemble: python -m posedual_tf.export --net 2|ensemble)" if len(result["metrics"]) > 1 \
-            else ""
-        print(f"SavedModel: {out}: net 1{others}")
+        net, why = monitoring.exported_choice(result["metrics"], primary)
+        out = demo.export_after_training(cfg, net)
+        print(f"SavedModel: {out}: net {net}, {why}")
     print(f"done: {result['final_step']} steps, {result['seconds'] / 60:.1f} min of training; every number in "
           f"{os.path.join(os.path.abspath(cfg.workdir), 'train_result.json')}")
 

@@ -22,9 +22,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from posedual_tf import aug_paths, checkpoints, codec, distribution, files, resume
+from posedual_tf import checkpoints, distribution, files, monitoring, resume
 from posedual_tf.config import Config, ConfigError
-from posedual_tf.data import augment, corrupt, hard_views, pipeline
+from posedual_tf.data import corrupt, pipeline
 from posedual_tf.evaluation import runner
 from posedual_tf.methods import build_method, make_optimizer
 from posedual_tf.models import bn_groups, builder
@@ -95,7 +95,9 @@ class CorruptionMonitor(keras.callbacks.Callback):
         bad = self.counter.total()
         if bad != self.logged:
             with self.writer.as_default(step=step):
-                tf.summary.scalar("data/corrupt_records", bad)
+                tf.summary.scalar("data/corrupt_records", bad, description=(
+                    "Training records skipped so far because they failed to parse or decode (the run stops "
+                    "past data.max_corrupt_fraction of the people read; per shard in train_result.json)."))
             self.logged = bad
         read = bad + step * self.people_per_step
         if bad and bad / max(read, 1) > self.max_fraction:
@@ -112,93 +114,22 @@ class CorruptionMonitor(keras.callbacks.Callback):
         self.check()
 
 
-class StepLines(keras.callbacks.Callback):
-    """A plain progress line every N steps and at each epoch's end (readable in a log file)."""
+class MetricLog(keras.callbacks.Callback):
+    """Every metric of the step, every N steps and at each epoch's end, as one line of the run's log file
+    (the console shows only :class:`~posedual_tf.monitoring.ProgressLine`)."""
 
-    def __init__(self, every: int, steps: int, epochs: int):
+    def __init__(self, path: str, every: int, steps: int):
         super().__init__()
-        self.every, self.steps, self.epochs = max(1, every), steps, epochs
-        self.epoch, self.start = 0, time.time()
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch, self.start, self.first = epoch, time.time(), None
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.first is None:
-            self.first = (batch, time.time())
-        step = int(self.model.optimizer.iterations.numpy()) - self.epoch * self.steps    # in this epoch
-        if step % self.every == 0 or step == self.steps:
-            done, t0 = batch + 1 - self.first[0], self.first[1]
-            rate = (time.time() - t0) / max(done - 1, 1) if done > 1 else time.time() - self.start
-            values = ", ".join(f"{k} {float(v):.4g}" for k, v in (logs or {}).items())
-            print(f"epoch {self.epoch + 1}/{self.epochs} step {step}/{self.steps}: {values} "
-                  f"({rate:.2f} s/step)", flush=True)
-
-
-class ScalarLogger(keras.callbacks.Callback):
-    """Step scalars (losses, lr, accuracy, collapse indicator) to TensorBoard every N steps."""
-
-    def __init__(self, writer, every: int):
-        super().__init__()
-        self.writer, self.every = writer, max(1, every)
+        self.path, self.every, self.steps = path, max(1, every), steps
 
     def on_train_batch_end(self, batch, logs=None):
         step = int(self.model.optimizer.iterations.numpy())
-        if step % self.every and step != 1:
+        if step % self.every and step % self.steps:
             return
-        with self.writer.as_default(step=step):
-            for k, v in (logs or {}).items():
-                tf.summary.scalar(f"train/{k}", float(v))
-            lr = self.model.optimizer.learning_rate
-            tf.summary.scalar("train/lr", float(lr.numpy() if hasattr(lr, "numpy") else lr))
-
-
-class PairImages(keras.callbacks.Callback):
-    """Image summaries of the unlabelled pairs (teacher's view, student's views per path) with each net's
-    predicted joints, all in inference mode (the summaries never touch BatchNorm statistics)."""
-
-    def __init__(self, writer, cfg: Config, unlabelled_batch: dict | None, every: int):
-        super().__init__()
-        self.writer, self.cfg, self.batch, self.every = writer, cfg, unlabelled_batch, max(1, every)
-
-    def _render(self, images, heatmaps):
-        d = self.cfg.data
-        img = images.numpy() * np.array(d.std) + np.array(d.mean)
-        img = np.clip(img if d.color_rgb else img[..., ::-1], 0, 1)
-        coords, _ = codec.argmax_coords(heatmaps)
-        stride = d.image_size[0] / d.heatmap_size[0]
-        for b in range(img.shape[0]):
-            for x, y in coords.numpy()[b] * stride:
-                xi, yi = int(x), int(y)
-                img[b, max(0, yi - 1):yi + 2, max(0, xi - 1):xi + 2] = (1.0, 0.1, 0.1)
-        return img
-
-    def on_train_batch_end(self, batch, logs=None):
-        step = int(self.model.optimizer.iterations.numpy())
-        if self.batch is None or (step % self.every and step != 1):
-            return
-        m = self.model
-        rng = augment.StatelessRng(tf.constant([7, 7], tf.int64))
-        easy = self.batch["image"]
-        predict = lambda net, x: tf.cast(net(x, training=False), tf.float32)   # inference mode: BN untouched
-        teachers = [predict(n, easy) for n in m.nets]
-        cut_from = [teachers[m.partner(i)] for i in range(len(m.nets))]
-        if self.cfg.method.consistency_pair == "easy_hard":
-            inputs = [easy] * len(m.nets)
-            views, _ = hard_views.build_views(self.cfg, rng, self.batch, cut_from, teachers, None)
-        else:
-            pair = hard_views.build_pair_views(self.cfg, rng, self.batch, cut_from)
-            inputs, views = pair.teacher, [pair.student]
-        labels = aug_paths.path_labels(aug_paths.method_paths(self.cfg.method))
-        with self.writer.as_default(step=step):
-            for i, net in enumerate(m.nets):
-                tf.summary.image(f"pairs/net{i + 1}_teacher", self._render(inputs[i], predict(net, inputs[i])),
-                                 max_outputs=4)
-                for label, path_views in zip(labels, views):
-                    view = path_views[i]
-                    suffix = "" if len(views) == 1 else f"_{label}"
-                    tf.summary.image(f"pairs/net{i + 1}_student{suffix}", self._render(view, predict(net, view)),
-                                     max_outputs=4)
+        values = ", ".join(f"{k} {float(v):.6g}" for k, v in (logs or {}).items())
+        with open(self.path, "a") as f:              # a log: appended, line by line
+            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} step {step} (epoch {(step - 1) // self.steps + 1}): "
+                    f"{values}\n")
 
 
 class Validation(keras.callbacks.Callback):
@@ -228,22 +159,20 @@ class Validation(keras.callbacks.Callback):
             sets["unl"] = self.last_unlabelled = runner.evaluate(self.cfg, self.nets, workdir=self.workdir,
                                                                  progress=False, tag="_unlabelled",
                                                                  split="unlabelled_eval")
-        entry = {"epoch": epoch + 1, "step": int(self.model.optimizer.iterations.numpy())}
-        line = []
+        step = int(self.model.optimizer.iterations.numpy())
+        entry = {"epoch": epoch + 1, "step": step}
+        lines = []
         for prefix, ms in sets.items():
             heads = [h for h in ms if not h.startswith("_")]
             name = lambda h: h if prefix == "val" else f"unl_{h}"     # history keys: net1, unl_net1, ...
             entry.update({name(h): runner.primary(ms[h]) for h in heads})
             entry.update({f"{name(h)}_{k}": ms[h][k] for h in heads for k in ("peaks_below", "peak_mean")})
-            line += [f"{name(h)} {runner.primary(ms[h]):.4f}" for h in heads]
-            with self.writer.as_default(step=epoch + 1):
-                for h in heads:
-                    for k, v in ms[h].items():
-                        if isinstance(v, float):
-                            tf.summary.scalar(f"{prefix}_{h}/{k}", v)
+            label = "val" if prefix == "val" else "unlabelled"
+            lines.append(f"epoch {epoch + 1} {label}: " + " ".join(f"{h} {runner.primary(ms[h]):.4f}" for h in heads))
+            monitoring.write_eval(self.writer, step, "val" if prefix == "val" else "unlabelled", ms, runner.primary)
         self.history.append(entry)
         perf = selection_score(self.cfg, metrics)
-        print(f"\nepoch {epoch + 1}: " + ", ".join(line))
+        print("\n".join(lines), flush=True)
         if perf > self.best:
             self.best = perf
             checkpoints.save_nets(self.nets, files.own(self.workdir, "best"), extra={
@@ -390,7 +319,8 @@ def _run(cfg: Config, workdir: str, latest: str | None, progress: str, strategy:
             print(f"resumed from {latest} (epoch {initial_epoch + 1} of {t.epochs}, step {within} of {steps}; "
                   f"global step {step})")
 
-        writer = tf.summary.create_file_writer(files.own(workdir, "tb"))
+        writer = tf.summary.create_file_writer(os.path.join(files.own(workdir, monitoring.TB_FOLDER), cfg.name))
+        monitoring.write_header(writer, cfg, ["net1"] if len(nets) == 1 else ["net1", "net2", "ensemble"])
         guard = FiniteGuard()
         validation = Validation(cfg, nets, writer, workdir, t.val_interval, t.epochs) if cfg.data.val.records else None
         streams = 2 if cfg.method.name != "supervised" and cfg.data.unlabelled.records else 1
@@ -398,17 +328,19 @@ def _run(cfg: Config, workdir: str, latest: str | None, progress: str, strategy:
         monitor = CorruptionMonitor(counter, writer, cfg.data.max_corrupt_fraction,
                                     t.batch_size * streams // workers, t.log_every)
         callbacks = [guard, monitor, StepCheckpoint(manager, epoch_var, t.checkpoint_every_steps),
-                     ScalarLogger(writer, t.log_every)]
+                     monitoring.ScalarLogger(writer, t.log_every, cfg.test.peak_threshold),
+                     MetricLog(files.own(workdir, "train_log.txt"), t.log_every, steps)]
         if cfg.method.name != "supervised":
-            callbacks.append(PairImages(writer, cfg, first_unlabelled_batch(cfg), t.image_summary_every))
+            callbacks.append(monitoring.PairGrid(writer, cfg, first_unlabelled_batch(cfg), t.image_summary_every,
+                                                 labelled_ids))
         if validation:
             callbacks.append(validation)
-        if progress == "lines":
-            callbacks.append(StepLines(t.log_every, steps, t.epochs))
+        if progress in ("bar", "lines", "epochs"):
+            every = steps if progress == "epochs" else t.log_every
+            callbacks.append(monitoring.ProgressLine(steps, t.epochs, every, in_place=progress == "bar"))
         write_run_config(cfg, workdir)          # only now: training actually starts
         start = time.time()
         history: dict[str, list] = {}
-        verbose = {"bar": 1, "epochs": 2}.get(progress, 0)
         # A run resumed mid-epoch first finishes that epoch (its data start at the resumed step), then
         # trains the remaining epochs whole: Keras starts every fit() at an epoch's beginning.
         phases = []                                   # (first step, end epoch, steps per epoch) of each fit()
@@ -422,7 +354,7 @@ def _run(cfg: Config, workdir: str, latest: str | None, progress: str, strategy:
                 continue
             ds = _train_data(cfg, strategy, counter, start_step)
             part = method.fit(ds, epochs=end_epoch, initial_epoch=first_epoch, steps_per_epoch=phase_steps,
-                              callbacks=callbacks, verbose=verbose, shuffle=False).history   # the data order is ours
+                              callbacks=callbacks, verbose=0, shuffle=False).history   # the data order is ours
             for k, v in part.items():
                 history.setdefault(k, []).extend(v)
         if monitor.failed:

@@ -73,15 +73,18 @@ def test_demo_command_end_to_end_reduced(tmp_path):
     result = json.loads((workdir / "train_result.json").read_text())
     assert result["validation"][-1]["unl_net1"] == unl["net1"]["AP"]
     assert len(result["history"]["low_peaks_1"]) == 2 and "unl_net1" in proc.stdout
-    assert "| net1 |" in proc.stdout and "SavedModel:" in proc.stdout
+    assert "\nnet1 " in proc.stdout and "SavedModel:" in proc.stdout
     assert (workdir / "saved_model" / "saved_model.pb").exists()
-    assert list((workdir / "tb").glob("events.out.tfevents.*"))
+    assert list((workdir / "tb" / "demo_dual").glob("events.out.tfevents.*"))       # the run: the config's name
     last = proc.stdout.strip().splitlines()[-1]
     assert last.startswith(f"done: {2 * 30} steps, ") and last.endswith(f"{workdir}/train_result.json")
-    assert "SavedModel: " in proc.stdout and ": net 1 (net 2 or the ensemble" in proc.stdout
+    # the exported network is the better one of the last validation, and the line says so
+    val = json.loads((workdir / "metrics.json").read_text())
+    best = "1" if val["net1"]["AP"] >= val["net2"]["AP"] else "2"
+    assert f"saved_model: net {best}, the better network at the last validation (net1 " in proc.stdout
     assert "shuffle=True" not in proc.stderr
     # the same command again: a finished run says so, trains nothing, and still reports and exports
     again = subprocess.run(proc.args, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"{workdir} holds a finished run (60 steps: 2 epochs of 30); nothing to train" in again.stdout
-    assert "resumed from" not in again.stdout and "| net1 |" in again.stdout
+    assert "resumed from" not in again.stdout and "\nnet1 " in again.stdout

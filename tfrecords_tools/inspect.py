@@ -11,26 +11,8 @@ import os
 import numpy as np
 
 from posedual_tf import files, joints
+from posedual_tf.drawing import draw_person
 from posedual_tf.data import records
-
-
-def draw_person(img: np.ndarray, box, keypoints: np.ndarray | None, jset: joints.JointSet,
-                color=(0, 255, 0)) -> None:
-    """Draw a box and a skeleton (visible joints only) onto a BGR image, in place."""
-    import cv2
-
-    x, y, w, h = (int(round(v)) for v in box)
-    cv2.rectangle(img, (x, y), (x + w, y + h), color, 2)
-    if keypoints is None:
-        return
-    for a, b in jset.skeleton:
-        if keypoints[a, 2] > 0 and keypoints[b, 2] > 0:
-            pa = tuple(int(round(v)) for v in keypoints[a, :2])
-            pb = tuple(int(round(v)) for v in keypoints[b, :2])
-            cv2.line(img, pa, pb, (255, 128, 0), 2)
-    for k in range(keypoints.shape[0]):
-        if keypoints[k, 2] > 0:
-            cv2.circle(img, tuple(int(round(v)) for v in keypoints[k, :2]), 3, (0, 0, 255), -1)
 
 
 def drawing_name(index: int, filename: bytes) -> str:

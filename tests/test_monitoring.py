@@ -1,0 +1,141 @@
+"""What a researcher reads: the event files of a short demo run (names, descriptions, steps, the custom
+scalars layout, config, hparams, pair grids) and its console at 80 columns through a pseudo-terminal."""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import pty
+import re
+import struct
+import subprocess
+import sys
+import termios
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from posedual_tf import monitoring
+from tests.conftest import SMALL_DEMO
+
+
+def _run_in_terminal(args, cwd, columns=80, timeout=900) -> tuple[int, str]:
+    """Run ``args`` with stdout and stderr on a pseudo-terminal of ``columns`` columns; (status, output)."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    proc = subprocess.Popen(args, stdout=slave, stderr=slave, stdin=subprocess.DEVNULL, cwd=cwd, close_fds=True)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:                    # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    return proc.wait(timeout=timeout), b"".join(chunks).decode("utf-8", "replace")
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("monitoring") / "demo"
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    status, out = _run_in_terminal([sys.executable, "-m", "posedual_tf.train", "--config", "demo_dual",
+                                    f"--set=workdir={workdir}", *SMALL_DEMO], cwd=repo)
+    assert status == 0, out[-3000:]
+    return workdir, out
+
+
+def _events(workdir):
+    files = list((workdir / "tb" / "demo_dual").glob("events.out.tfevents.*"))
+    assert len(files) == 1, files                      # one run, named after the config
+    out = []
+    for event in tf.compat.v1.train.summary_iterator(str(files[0])):
+        for value in event.summary.value:
+            out.append((event.step, value))
+    return out
+
+
+def test_every_scalar_has_a_name_a_description_and_the_global_step(demo_run):
+    workdir, _ = demo_run
+    result = json.loads((workdir / "train_result.json").read_text())
+    final, per_epoch = result["final_step"], result["steps_per_epoch"]
+    scalars: dict[str, dict] = {}
+    for step, v in _events(workdir):
+        if v.metadata.plugin_data.plugin_name == "scalars" or v.HasField("simple_value"):
+            entry = scalars.setdefault(v.tag, {"steps": [], "description": ""})
+            entry["steps"].append(step)
+            entry["description"] = entry["description"] or v.metadata.summary_description
+    assert scalars
+    undescribed = [t for t, e in scalars.items() if len(e["description"]) < 20]
+    assert not undescribed, undescribed
+    for name in ("collapse/net1_peak_height", "collapse/net2_low_peak_fraction", "train/loss_supervised",
+                 "train/loss_consistency", "train/learning_rate", "collapse/low_peak_threshold",
+                 "accuracy/val_net1", "accuracy/val_ensemble", "accuracy/unlabelled_net2", "val_net1/AP"):
+        assert name in scalars, (name, sorted(scalars))
+    assert "near 1" in scalars["collapse/net1_low_peak_fraction"]["description"]
+    # everything on the global step: validation after the last epoch is at the last step, not at "epoch 3"
+    assert scalars["accuracy/val_net1"]["steps"] == [final] == [3 * per_epoch]
+    assert all(0 <= s <= final for e in scalars.values() for s in e["steps"])
+    assert 1 in scalars["train/loss"]["steps"]
+
+
+def test_layout_config_and_hparams_are_written_at_the_start(demo_run):
+    from tensorboard.plugins.custom_scalar import layout_pb2
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    workdir, _ = demo_run
+    by_plugin: dict[str, list] = {}
+    for step, v in _events(workdir):
+        by_plugin.setdefault(v.metadata.plugin_data.plugin_name, []).append((step, v))
+    layout = layout_pb2.Layout()
+    layout.ParseFromString(tf.make_ndarray(by_plugin["custom_scalars"][0][1].tensor).item())
+    charts = {c.title: list(c.multiline.tag) for cat in layout.category for c in cat.chart}
+    ap = next(tags for title, tags in charts.items() if title.startswith("AP (PCKh for MPII) on data.val"))
+    assert any(re.search(t, "accuracy/val_net2") for t in ap) and any(re.search(t, "accuracy/val_ensemble") for t in ap)
+    assert any(re.search(t, "collapse/low_peak_threshold") for tags in charts.values() for t in tags)
+    assert any(re.search(t, "train/loss_consistency") for tags in charts.values() for t in tags)
+    text = [tf.make_ndarray(v.tensor).item().decode() for _, v in by_plugin["text"] if v.tag.startswith("config")]
+    assert text and "method:" in text[0] and "name: dual" in text[0]
+    hparams = {}
+    for _, v in by_plugin["hparams"]:
+        data = plugin_data_pb2.HParamsPluginData()
+        data.ParseFromString(v.metadata.plugin_data.content)
+        if data.HasField("session_start_info"):
+            hparams = {k: (h.string_value or h.number_value) for k, h in data.session_start_info.hparams.items()}
+    assert hparams["method"] == "dual" and hparams["config"] == "demo_dual" and hparams["backbone"] == "resnet18"
+    assert {"paths", "labelled", "seed"} <= set(hparams)
+
+
+def test_pair_grids_are_large_side_by_side_and_coloured(demo_run):
+    workdir, _ = demo_run
+    images = [(step, v) for step, v in _events(workdir) if v.tag.startswith("pairs/")]
+    assert {v.tag for _, v in images} == {"pairs/net1_A60", "pairs/net2_A60"} or \
+        {v.tag for _, v in images} == {"pairs/net1_JC", "pairs/net2_JC"}, {v.tag for _, v in images}
+    from posedual_tf import config
+
+    w, h = config.load("demo_dual").data.image_size
+    _, value = images[0]
+    width, height, png = tf.make_ndarray(value.tensor)[:3]
+    assert (int(width), int(height)) == (4 * 3 * w, 4 * 3 * h)          # 4 panels x 3, 4 people
+    grid = tf.io.decode_png(png).numpy()
+    panel = grid[: 3 * h, : 3 * w]
+    # the skeleton is drawn in the side colours (RGB in the summary)
+    left = np.array(monitoring.drawing.LEFT[::-1])
+    assert (np.abs(panel.astype(int) - left).sum(-1) == 0).sum() > 10
+
+
+def test_console_fits_80_columns_and_has_no_tensorflow_warnings(demo_run):
+    _, out = demo_run
+    segments = [s for s in re.split(r"[\r\n]+", out)]
+    start = next(i for i, s in enumerate(segments) if s.startswith("epoch 1/"))
+    end = next(i for i, s in enumerate(segments) if s.startswith("workdir: "))
+    training = segments[start:end]
+    assert training and max(len(s) for s in training) <= 80, max(training, key=len)
+    tf_lines = [s for s in segments if re.match(r"^[WE]\d{4} |^WARNING|Warning|warn", s)]
+    assert not tf_lines, tf_lines
+    assert any(re.match(r"epoch 3/3 step 3/3 loss [\d.e-]+ lr [\d.e+-]+ [\d.]+ it/s ETA", s) for s in training)
+    print(f"console: {len(segments)} lines in all, {len(training)} during training")
