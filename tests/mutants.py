@@ -48,7 +48,7 @@ def m(name, file, original, mutated, tests, what):
 TT, HV, FX, EV = "tests/test_training.py", "tests/test_hard_views.py", "tests/test_fixes.py", "tests/test_evaluation.py"
 DT, NL = "tests/test_distribution.py", "tests/test_nothing_lost.py"
 OW, RS = "tests/test_ownership.py", "tests/test_resume.py"
-RA, RG = "tests/test_randaugment.py", "tests/test_replica_groups.py"
+RA, RG, MO = "tests/test_randaugment.py", "tests/test_replica_groups.py", "tests/test_monitoring.py"
 
 MUTANTS = [
     # ---- the eight that survived the suite before (issue list, in its order)
@@ -256,6 +256,19 @@ MUTANTS = [
       "replica = ctx.replica_id_in_sync_group if ctx is not None else 0", "replica = 0",
       f"{RG}::test_two_replicas_draw_independently_unless_shared",
       "every replica draws the same augmentation (the old M13 claim)"),
+    # ---- #27: what TensorBoard and the console show
+    m("eval_on_epoch_axis", "posedual_tf/training.py",
+      'monitoring.write_eval(self.writer, step, "val"', 'monitoring.write_eval(self.writer, epoch + 1, "val"',
+      f"{MO}::test_every_scalar_has_a_name_a_description_and_the_global_step",
+      "validation scalars on the epoch axis while training scalars use the global step"),
+    m("scalar_without_description", "posedual_tf/monitoring.py",
+      "tf.summary.scalar(tag, float(v), description=description)", "tf.summary.scalar(tag, float(v))",
+      f"{MO}::test_every_scalar_has_a_name_a_description_and_the_global_step",
+      "training scalars without a description"),
+    m("progress_line_every_metric", "posedual_tf/monitoring.py",
+      "        return text[:79]", "        return text + ' ' + ' '.join(f'{k} {float(v):.4g}' for k, v in (logs or {}).items())",
+      f"{MO}::test_console_fits_80_columns_and_has_no_tensorflow_warnings",
+      "the console progress line carries every metric (200 columns)"),
 ]
 
 
