@@ -29,7 +29,7 @@ from posedual_tf import files  # noqa: E402
 
 #: (file, TensorBoard page, what it shows)
 PAGES = (
-    ("scalars.png", "#timeseries", "the scalars: collapse indicators, losses, AP, each with its description"),
+    ("scalars.png", "#scalars&tagFilter=collapse", "the collapse indicators, each with its description"),
     ("custom_scalars.png", "#custom_scalars", "AP of net1/net2/ensemble on one chart, losses, collapse with the 0.1 line"),
     ("pair_grid.png", "#images", "the pair grids"),
 )

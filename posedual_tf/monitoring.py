@@ -153,7 +153,7 @@ def _layout():
             chart("peak height per network (0.1 line: a low peak)", r"^collapse/net\d+_peak_height$",
                   r"^collapse/low_peak_threshold$"),
             chart("fraction of low peaks per network (near 1: collapse)", r"^collapse/net\d+_low_peak_fraction$"),
-            chart("peak height per path", r"^paths/.*/peak_height$")]),
+            chart("peak height per path (MultiAugs: several paths)", r"^paths/.*/peak_height$")]),
     ])
 
 

@@ -22,13 +22,18 @@ from posedual_tf.evaluation import aic, coco, mpii
 
 
 def heatmaps_fn(nets: Sequence, flip_test: bool, shift_heatmap: bool):
-    """A compiled function ``images -> [heatmaps per net]`` with the optional flip test."""
+    """A compiled function ``images -> [heatmaps per net]`` with the optional flip test. One per networks
+    and options, kept on the first network: a run validates every few epochs, and a new tf.function each
+    time would trace again (and TensorFlow warns of the retracing on the console)."""
+    key = (tuple(id(n) for n in nets), bool(flip_test), bool(shift_heatmap))
+    cached = nets[0].__dict__.setdefault("_posedual_heatmap_fns", {})
+    if key not in cached:
+        @tf.function(reduce_retracing=True)
+        def run(images):
+            return [codec.network_heatmaps(net, images, flip_test, shift_heatmap) for net in nets]
 
-    @tf.function(reduce_retracing=True)
-    def run(images):
-        return [codec.network_heatmaps(net, images, flip_test, shift_heatmap) for net in nets]
-
-    return run
+        cached[key] = run
+    return cached[key]
 
 
 def predict(cfg: Config, nets: Sequence, dataset: tf.data.Dataset, total: int | None = None,
