@@ -269,6 +269,14 @@ MUTANTS = [
       "        return text[:79]", "        return text + ' ' + ' '.join(f'{k} {float(v):.4g}' for k, v in (logs or {}).items())",
       f"{MO}::test_console_fits_80_columns_and_has_no_tensorflow_warnings",
       "the console progress line carries every metric (200 columns)"),
+    m("eval_traces_every_time", "posedual_tf/evaluation/runner.py", "    if key not in cached:", "    if True:",
+      f"{MO}::test_console_fits_80_columns_and_has_no_tensorflow_warnings",
+      "every validation compiles its heatmap function anew (TensorFlow's retracing warning on the console)"),
+    m("gather_nd_batch_dims", "posedual_tf/codec.py",
+      "    return tf.gather(tf.reshape(maps_bjhw, [-1]), rows * (h * w) + y * w + x)",
+      "    return tf.gather_nd(maps_bjhw, tf.stack([y, x], axis=-1), batch_dims=2)",
+      f"{MO}::test_console_fits_80_columns_and_has_no_tensorflow_warnings",
+      "the shift refinement's gather_nd, whose int32 index op prints oneDNN's error line at every evaluation"),
 ]
 
 
