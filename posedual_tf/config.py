@@ -376,12 +376,13 @@ def _validate(cfg: Config, source: str, overrides: dict[str, str] | None = None)
         (m.final_conv_kernel in (1, 3), "model.final_conv_kernel", "1 or 3"),
         (m.width_multiplier > 0, "model.width_multiplier", "a positive float"),
         (0 < t.batch_size <= MAX_BATCH, "train.batch_size", f"a positive int up to {MAX_BATCH}"),
-        (t.replica_batch >= 0 and (t.replica_batch == 0 or t.batch_size % t.replica_batch == 0),
-         "train.replica_batch", f"0 or a divisor of train.batch_size ({t.batch_size})"),
+        (t.replica_batch >= 0, "train.replica_batch", "an int >= 0 (0: one group per device); whether the "
+                                                      "devices' shares of train.batch_size hold whole groups is "
+                                                      "checked when training starts, where the devices are known"),
         (t.replica_batch == 0 or t.batch_size // t.replica_batch <= MAX_GROUPS, "train.replica_batch",
          f"at most {MAX_GROUPS} groups in train.batch_size ({t.batch_size})"),
-        (t.replica_batch == 0 or cfg.method.consistency_pair == "easy_hard", "train.replica_batch",
-         f"0 with method.consistency_pair={cfg.method.consistency_pair}"),
+        (t.replica_batch in (0, t.batch_size) or cfg.method.consistency_pair == "easy_hard", "train.replica_batch",
+         f"0 or train.batch_size with method.consistency_pair={cfg.method.consistency_pair} (one group)"),
         (0 <= t.seed < 2 ** 32, "train.seed", "an int in [0, 2^32)"),
         (t.keep_checkpoints >= 1, "train.keep_checkpoints", "an int >= 1 (the last checkpoint is what resumes)"),
         (t.epochs > 0, "train.epochs", "a positive int"),

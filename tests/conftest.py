@@ -52,7 +52,9 @@ def det_records(tmp_path_factory, shared):
 
 H, W = 96, 64
 HM_H, HM_W = 24, 16
-TINY = [f"data.image_size=[{W},{H}]", f"data.heatmap_size=[{HM_W},{HM_H}]", "model.width_multiplier=0.125"]
+#: tiny steps of the paper configs: small batches, BatchNorm over each device's share (no per-GPU groups)
+TINY = [f"data.image_size=[{W},{H}]", f"data.heatmap_size=[{HM_W},{HM_H}]", "model.width_multiplier=0.125",
+        "train.replica_batch=0"]
 TINY_SETS = [f"--set={t}" for t in TINY]
 #: the union-24 ids a COCO labelled set supervises
 LABELLED_IDS = [1, 2, 3, 4, 5, 6, 11] + list(range(14, 24))

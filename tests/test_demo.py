@@ -72,7 +72,7 @@ def test_demo_command_end_to_end_reduced(tmp_path):
     assert unl["net1"]["peak_mean"] > 0
     result = json.loads((workdir / "train_result.json").read_text())
     assert result["validation"][-1]["unl_net1"] == unl["net1"]["AP"]
-    assert len(result["history"]["low_peaks_1"]) == 2 and "unl_net1" in proc.stdout
+    assert len(result["history"]["low_peaks_1"]) == 2 and "epoch 2 unlabelled: net1 " in proc.stdout
     assert "\nnet1 " in proc.stdout and "SavedModel:" in proc.stdout
     assert (workdir / "saved_model" / "saved_model.pb").exists()
     assert list((workdir / "tb" / "demo_dual").glob("events.out.tfevents.*"))       # the run: the config's name

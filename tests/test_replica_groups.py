@@ -25,9 +25,13 @@ def test_groups_per_replica_and_the_one_line_error():
     with pytest.raises(ValueError, match=r"train.replica_batch=32: train.batch_size=32 over 4 replicas is 8 "
                                          r"people per device.*multiple of 128.*divisor of 8"):
         bn_groups.groups_per_replica(32, 32, 4)
-    with pytest.raises(config.ConfigError, match="train.replica_batch: expected 0 or a divisor of train.batch_size"):
-        config.load("demo_dual", ["train.replica_batch=5"])
-    with pytest.raises(config.ConfigError, match="train.replica_batch: expected 0 with method.consistency_pair=same"):
+    with pytest.raises(ValueError, match=r"train.replica_batch=32: train.batch_size=8 over 1 replicas is 8 people per "
+                                         r"device, not a multiple of 32; set train.batch_size to a multiple of 32"):
+        bn_groups.groups_per_replica(8, 32, 1)          # --set train.batch_size=8 on a paper config
+    with pytest.raises(config.ConfigError, match="train.replica_batch: expected an int >= 0"):
+        config.load("demo_dual", ["train.replica_batch=-1"])
+    with pytest.raises(config.ConfigError, match="train.replica_batch: expected 0 or train.batch_size with "
+                                                 "method.consistency_pair=same"):
         config.load("demo_dual", ["train.replica_batch=8", "method.consistency_pair=same", "method.paths=[JC]"])
 
 
@@ -39,6 +43,7 @@ def test_paper_configs_set_the_reference_gpu_batch():
             assert cfg.train.replica_batch == 0, name
             continue
         assert cfg.train.replica_batch > 0 and cfg.train.batch_size % cfg.train.replica_batch == 0, name
+        assert bn_groups.groups_per_replica(cfg.train.batch_size, cfg.train.replica_batch, 1) >= 1
     assert config.load("coco1k_dual_multiaugs").train.replica_batch == 32
     assert config.load("coco1k_dual_multiaugs").train.batch_size == 128
     assert config.load("coco1k_dual").train.replica_batch == 32 == config.load("coco1k_dual").train.batch_size
