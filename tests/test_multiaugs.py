@@ -164,8 +164,13 @@ def test_demo_multiaugs_end_to_end_reduced(tmp_path):
     best = json.loads((workdir / "best" / "best.json").read_text())
     assert best["select_best_by"] == "mean"
     assert best["perf"] == pytest.approx((metrics["net1"]["AP"] + metrics["net2"]["AP"]) / 2, abs=1e-6)
+    log = (workdir / "train_log.txt").read_text()             # every metric, every train.log_every steps
     for label in ("JC", "JO", "JOCO", "JCCM"):
-        assert f"cons_{label}" in proc.stdout and f"collapse_{label}" in proc.stdout
+        assert f"cons_{label}" in log and f"collapse_{label}" in log
+    # TensorBoard: per path its consistency loss and peak height, and a pair grid per network and path
+    events = list((workdir / "tb" / "demo_multiaugs").glob("events.out.tfevents.*"))
+    tags = {v.tag for e in tf.compat.v1.train.summary_iterator(str(events[0])) for v in e.summary.value}
+    assert {"paths/JC/loss_consistency", "paths/JCCM/peak_height", "pairs/net1_JC", "pairs/net2_JOCO"} <= tags
 
 
 def test_sharpening_and_confidence_masking_follow_the_spec_order():

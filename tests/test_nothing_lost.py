@@ -316,7 +316,8 @@ def test_case14b_crowdpose_style_set_converts_trains_and_evaluates_with_its_own_
             f"data.val.records={tmp_path / 'rec' / 'cp'}", f"data.val.annotations={ann}",
             "data.labelled.max_instances=0", "model.pretrained=none", "data.image_size=[64,96]",
             "data.heatmap_size=[16,24]", "model.width_multiplier=0.125", "train.epochs=1",
-            "train.steps_per_epoch=2", "train.batch_size=4", "test.batch_size=8", "train.mixed_precision=none"]
+            "train.steps_per_epoch=2", "train.batch_size=4", "train.replica_batch=0", "test.batch_size=8",
+            "train.mixed_precision=none"]
     result = training.run(config.load("coco1k_sup", sets), progress="none")
     assert result["final_step"] == 2
     stats = result["metrics"]["net1"]

@@ -148,7 +148,8 @@ EQUAL = textwrap.dedent("""
     from posedual_tf import config, methods
     from posedual_tf.models import builder
     from tests.conftest import TINY, LABELLED_IDS, tiny_batch
-    SETS = TINY + ["train.batch_size=8", "train.replica_batch=2", "train.pass_schedule=" + sys.argv[1]]
+    SETS = TINY + ["train.batch_size=8", "train.replica_batch=2", "train.pass_schedule=" + sys.argv[1],
+                   "method.paths=[JOCO, JCCM]"]
     cfg = config.load("coco1k_dual_multiaugs", SETS)
     lab, unl = tiny_batch(5, 8)
 
@@ -202,7 +203,8 @@ EQUAL = textwrap.dedent("""
 
 
 def test_one_device_with_four_groups_equals_four_replicas_of_one_group():
-    """coco1k_dual_multiaugs at tiny size (4 paths JC/JO/JOCO/JCCM, batch 8 in groups of 2): one device
+    """coco1k_dual_multiaugs at tiny size (its composite paths JOCO and JCCM, which hold all four of its ops:
+    JO's source people, CutMix's partners and JC's joints are drawn per group; batch 8 in groups of 2): one device
     holding 4 groups and 4 logical devices holding one group each run the same step: the loss, every
     gradient (summed across the replicas, as the optimizer sees it; relative to the tensor's norm) and
     every BatchNorm running statistic agree within 1e-5 relative. The fused pass schedule is used: its

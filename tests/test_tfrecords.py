@@ -204,7 +204,11 @@ def test_inspect_draws_images(coco_records, tmp_path):
     pngs = sorted(p.name for p in tmp_path.glob("*.png"))
     assert len(pngs) == 2
     drawn = cv2.imread(str(tmp_path / pngs[0]))
-    assert drawn is not None and (drawn == (0, 0, 255)).all(axis=-1).sum() > 20  # red joint dots
+    from posedual_tf import drawing
+
+    assert drawn is not None
+    for colour in (drawing.LEFT, drawing.RIGHT):          # left and right limbs and joints in their colours
+        assert (drawn == colour).all(axis=-1).sum() > 20, colour
 
 
 def test_custom_keypoint_set_converts(shared, tmp_path):
