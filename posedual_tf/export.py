@@ -1,7 +1,9 @@
 """Export a trained network as a SavedModel for serving.
 
-    python -m posedual_tf.export --config NAME --checkpoint CKPT --output DIR \\
+    python -m posedual_tf.export --config NAME --checkpoint CKPT --output DIR [--version N] \\
         [--net 1|2|ensemble] [--flip-test] [--post-process shift|dark|none]
+
+``--version N`` writes TF Serving's layout (``DIR/N/``); the folders are readable by other users.
 
 Signatures:
   * ``serving_default``: ``crops [N, H, W, 3]`` float32 RGB 0-255 -> ``heatmaps [N, h, w, 24]`` and
@@ -122,14 +124,21 @@ def check_output(output: str, overwrite: bool) -> None:
 
 
 def export(cfg: Config, checkpoint: str, output: str, net: str = "1", flip_test: bool | None = None,
-           post_process: str | None = None, overwrite: bool = False) -> str:
+           post_process: str | None = None, overwrite: bool = False, version: int | None = None) -> str:
     """Build the networks, load ``checkpoint`` and write the SavedModel to ``output``: into a temporary
-    folder beside it, renamed when complete. An existing ``output`` is replaced only if it is a previous
-    export (see :func:`check_output`)."""
+    folder beside it, renamed when complete, readable by other users (folders 0755 and files 0644 under
+    the usual umask). An existing ``output`` is replaced only if it is a previous export (see
+    :func:`check_output`). ``version``: TF Serving's layout, the SavedModel in ``output/<version>/``
+    (``output`` is then the model's base path, holding its versions). Returns the SavedModel folder."""
     from posedual_tf import checkpoints
     from posedual_tf.models import builder
 
     output = os.path.normpath(output)
+    if version is not None:
+        if version < 1:
+            raise ExportError(f"--version {version}: expected a positive int (TF Serving serves the highest)")
+        files.claim(output, "export", setting="--output")
+        output = files.own(output, str(version))
     check_output(output, overwrite)
 
     keras.mixed_precision.set_global_policy("float32")
@@ -182,8 +191,11 @@ def main(argv):
     if not f.checkpoint or not f.output:
         sys.exit("error: --checkpoint and --output are required")
     out = export(cfg, f.checkpoint, f.output, f.net, f["flip-test"].value, f["post-process"].value,
-                 overwrite=f.overwrite)
+                 overwrite=f.overwrite, version=f.version)
     print(f"SavedModel written to {os.path.abspath(out)} (signatures: serving_default, predict_image)")
+    if f.version is not None:
+        print(f"TF Serving: tensorflow_model_server --rest_api_port=8501 --model_name={os.path.basename(f.output)} "
+              f"--model_base_path={os.path.abspath(f.output)}")
 
 
 def define_flags() -> None:
@@ -197,6 +209,8 @@ def define_flags() -> None:
     flags.DEFINE_bool("flip-test", None, "flip test in the graph (default: test.flip_test)")
     flags.DEFINE_enum("post-process", None, ["shift", "dark", "none"], "decoding refinement (default: test.post_process)")
     flags.DEFINE_bool("overwrite", False, "replace --output if it holds a previous export (never anything else)")
+    flags.DEFINE_integer("version", None, "TF Serving's layout: write the SavedModel to --output/VERSION/ "
+                                          "(--output is the model's base path; TF Serving serves the highest)")
     flags.adopt_module_key_flags(cli)
 
 

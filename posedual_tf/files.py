@@ -72,6 +72,7 @@ def replace_folder(target: str, fill: Callable[[str], None], is_ours: Callable[[
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.tmp-", dir=parent)
     try:
         fill(tmp)
+        readable_by_others(tmp)
         old = None
         if os.path.lexists(target):
             if not is_ours(target):       # something appeared meanwhile
@@ -85,6 +86,36 @@ def replace_folder(target: str, fill: Callable[[str], None], is_ours: Callable[[
     if old:
         shutil.rmtree(old)                            # ours: holds only the target moved aside above
     return target
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (``os.umask`` sets it for
+    every thread for a moment)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def readable_by_others(folder: str) -> None:
+    """Give ``folder`` (made by ``mkdtemp``, mode 0700) and everything in it the modes a plain
+    ``mkdir``/``open`` would have: folders 0777 and files 0666 less the umask (0755 / 0644 under the
+    usual 022), so that a server running as another user (TF Serving) can read an export."""
+    mask = current_umask()
+    os.chmod(folder, 0o777 & ~mask)
+    for root, dirs, names in os.walk(folder):
+        for d in dirs:
+            os.chmod(os.path.join(root, d), 0o777 & ~mask)
+        for n in names:
+            path = os.path.join(root, n)
+            if not os.path.islink(path):
+                os.chmod(path, 0o666 & ~mask)
 
 
 def _listing(folder: str) -> dict | None:

@@ -1,11 +1,14 @@
 """Run an exported SavedModel on your own images and draw the result.
 
     python -m posedual_tf.predict --saved-model DIR (--image FILE | --images DIR) \\
-        [--boxes DETECTIONS.json | --whole-image] [--min-box-score 0.5] --output OUT_DIR
+        [--boxes DETECTIONS.json | --detector OD_SAVED_MODEL | --whole-image] [--min-box-score 0.5] \\
+        --output OUT_DIR
 
-People come from ``--boxes`` (a detections json: the precise path), ``--whole-image`` (one person
-filling the picture), or, with neither, OpenCV's HOG pedestrian detector: a weak default that needs no
-download and finds upright, unoccluded people of 100 px or more, and misses many others.
+People come from ``--boxes`` (a detections json: the precise path), ``--detector`` (a person detector
+you bring: any SavedModel with the TF2 Object Detection API's signature, e.g. SSD MobileNet or
+EfficientDet from the TF2 Detection Model Zoo; :mod:`posedual_tf.detector`), ``--whole-image`` (one
+person filling the picture), or, with none, OpenCV's HOG pedestrian detector: a weak default that needs
+no download and finds upright, unoccluded people of 100 px or more, and misses many others.
 
 Writes into ``OUT_DIR`` (never the input folder, never over a file it did not write):
 
@@ -47,6 +50,12 @@ def define_flags() -> None:
                                        "{file name: [[x, y, w, h], ...]}. Without --boxes or --whole-image, "
                                        "OpenCV's HOG people detector finds them: a WEAK default (upright, "
                                        "unoccluded, >= ~100 px tall people only)")
+    flags.DEFINE_string("detector", None, "a person detector you bring: a SavedModel with the TF2 Object Detection "
+                                          "API's signature (uint8 image in; detection_boxes, detection_classes, "
+                                          "detection_scores out), e.g. SSD MobileNet / EfficientDet from the TF2 "
+                                          "Detection Model Zoo")
+    flags.DEFINE_integer("detector-class", 1, "--detector: the person class id (1 in the OD API's COCO label map)")
+    flags.DEFINE_float("detector-threshold", 0.5, "--detector: keep people scoring at least this")
     flags.DEFINE_bool("whole-image", False, "use the whole image as one person box")
     flags.DEFINE_float("min-hog-score", 0.0, "with neither --boxes nor --whole-image: keep HOG detections whose SVM "
                                              "margin exceeds this")
@@ -208,9 +217,10 @@ def hog_people(img, min_score: float = 0.0, max_side: int = 800) -> list[tuple[l
 
 
 def run(saved_model: str, paths: list[str], output: str, boxes: dict | None, progress: bool = True,
-        whole_image: bool = False, min_hog_score: float = 0.0) -> list[dict]:
+        whole_image: bool = False, min_hog_score: float = 0.0, detector=None) -> list[dict]:
     """Predict every image; returns the COCO results entries it wrote. People come from ``boxes``
-    (per file name), else the whole image, else :func:`hog_people`."""
+    (per file name), else ``detector`` (``bgr image -> [(box, score)]``, e.g. a
+    :class:`~posedual_tf.detector.ODDetector`), else the whole image, else :func:`hog_people`."""
     import cv2
     import numpy as np
     import tensorflow as tf
@@ -253,6 +263,9 @@ def run(saved_model: str, paths: list[str], output: str, boxes: dict | None, pro
             entry["exif_orientation"] = orientation
         if boxes is not None:
             people = boxes.get(name, [])
+        elif detector is not None:
+            people = detector(img)
+            entry["detector"] = "--detector"
         elif whole_image:
             people = [([0.0, 0.0, float(img.shape[1]), float(img.shape[0])], 1.0)]
         elif img.shape[0] < HOG_WINDOW[1] or img.shape[1] < HOG_WINDOW[0]:
@@ -299,11 +312,14 @@ def main(argv):
     saved_model, output = FLAGS["saved-model"].value, FLAGS.output
     if not saved_model or not output or not (FLAGS.image or FLAGS.images):
         sys.exit("error: --saved-model, --output and one of --image / --images are required")
-    if FLAGS.boxes and FLAGS["whole-image"].value:
-        sys.exit("error: give one of --boxes FILE or --whole-image, not both")
-    if not FLAGS.boxes and not FLAGS["whole-image"].value:
+    sources = [f for f, on in (("--boxes", FLAGS.boxes), ("--detector", FLAGS.detector),
+                                ("--whole-image", FLAGS["whole-image"].value)) if on]
+    if len(sources) > 1:
+        sys.exit(f"error: give one of --boxes FILE, --detector DIR or --whole-image, not {' and '.join(sources)}")
+    if not sources:
         print("no --boxes: finding people with OpenCV's HOG detector, a weak default (upright, unoccluded, "
-              "large people); a detections json (--boxes) is the precise path", file=sys.stderr)
+              "large people); a detections json (--boxes) or a detector of yours (--detector) is the precise "
+              "path", file=sys.stderr)
     if FLAGS.image and FLAGS.images:
         raise PredictError("give one of --image FILE or --images DIR, not both")
     if FLAGS.image:
@@ -314,8 +330,13 @@ def main(argv):
         paths = images_in(FLAGS.images)
     ids = image_ids(paths)
     boxes = load_boxes(FLAGS.boxes, FLAGS["min-box-score"].value, ids) if FLAGS.boxes else None
+    detector = None
+    if FLAGS.detector:
+        from posedual_tf.detector import ODDetector
+
+        detector = ODDetector(FLAGS.detector, FLAGS["detector-class"].value, FLAGS["detector-threshold"].value)
     results = run(saved_model, paths, output, boxes, whole_image=FLAGS["whole-image"].value,
-                  min_hog_score=FLAGS["min-hog-score"].value)            # errors: one line (cli.guarded)
+                  min_hog_score=FLAGS["min-hog-score"].value, detector=detector)   # errors: one line (cli.guarded)
     print(f"{len(paths)} images, {len(results)} people -> {os.path.abspath(output)} (results.json, {RECORD})")
 
 

@@ -242,3 +242,30 @@ def test_chief_counts_every_task_of_tf_config(monkeypatch):
     assert distribution.cluster_tasks() == 3
     monkeypatch.delenv("TF_CONFIG")
     assert distribution.cluster_tasks() == 0
+
+
+WORKER_DRAWS = textwrap.dedent("""
+    import json, sys
+    import tensorflow as tf
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    sys.path.insert(0, ".")
+    from posedual_tf import config, methods
+    from posedual_tf.models import builder
+    cfg = config.load("demo_multiaugs", ["model.width_multiplier=0.125"])
+    with strategy.scope():
+        m = methods.build_method(cfg, builder.build_networks(cfg))
+        m.compile(optimizer=methods.make_optimizer(cfg, 10))
+    draws = strategy.run(lambda: m.step_rng(0).uniform([3]))
+    ctx_ids = strategy.run(lambda: tf.distribute.get_replica_context().replica_id_in_sync_group)
+    print(json.dumps({"draws": strategy.experimental_local_results(draws)[0].numpy().tolist(),
+                      "replica": int(strategy.experimental_local_results(ctx_ids)[0])}))
+""")
+
+
+def test_two_workers_draw_independently():
+    """MultiWorkerMirroredStrategy on 127.0.0.1: each worker's replica has its own id across the cluster,
+    so the two draw different augmentations (as the reference's DDP processes)."""
+    outs = _two_workers(lambda i: ["-c", WORKER_DRAWS])
+    res = [json.loads(o.strip().splitlines()[-1]) for o in outs]
+    assert sorted(r["replica"] for r in res) == [0, 1]
+    assert res[0]["draws"] != res[1]["draws"]

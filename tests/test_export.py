@@ -317,3 +317,85 @@ def test_case12_exif_orientation_is_applied_by_predict_and_ignored_by_records(ex
     np.testing.assert_allclose(phone["keypoints"], ref["keypoints"], atol=1e-3)
     record = json.loads((tmp_path / "out" / "images.json").read_text())["images"]
     assert [e.get("exif_orientation") for e in record] == [6, None]
+
+
+def _od_saved_model(path, outputs=None):
+    """A SavedModel with the TF2 Object Detection API's serving signature, returning fixed detections:
+    a person (0.9), a person below the threshold (0.3) and a car (class 3, 0.95)."""
+    class Detector(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.uint8, name="input_tensor")])
+        def detect(self, input_tensor):
+            out = {"detection_boxes": tf.constant([[[0.1, 0.2, 0.9, 0.6], [0.0, 0.0, 0.5, 0.5], [0.2, 0.2, 0.4, 0.4]]]),
+                   "detection_classes": tf.constant([[1.0, 1.0, 3.0]]),
+                   "detection_scores": tf.constant([[0.9, 0.3, 0.95]]),
+                   "num_detections": tf.constant([3.0])}
+            return outputs or out
+
+    m = Detector()
+    tf.saved_model.save(m, str(path), signatures={"serving_default": m.detect})
+    return str(path)
+
+
+def test_detector_of_the_od_api_signature_finds_the_boxes_it_returns(exported, shared, tmp_path):
+    """predict --detector with a SavedModel of the Object Detection API's signature built here: the people
+    are its person-class boxes above the threshold, in pixels; a SavedModel of another signature is a
+    one-line error naming what it returns."""
+    _, _, saved = exported
+    det = _od_saved_model(tmp_path / "od")
+    photo = shared / "coco/000000196141.jpg"
+    proc = subprocess.run([sys.executable, "-m", "posedual_tf.predict", "--saved-model", saved, "--image", str(photo),
+                           "--detector", det, "--output", str(tmp_path / "out")], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "HOG" not in proc.stderr
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    import cv2
+
+    h, w = cv2.imread(str(photo)).shape[:2]
+    assert len(results) == 1
+    np.testing.assert_allclose(results[0]["bbox"], [0.2 * w, 0.1 * h, 0.4 * w, 0.8 * h], rtol=1e-5)
+    assert json.loads((tmp_path / "out" / "images.json").read_text())["images"][0]["detector"] == "--detector"
+    # a lower threshold keeps the second person; the car is never a person
+    proc = subprocess.run(proc.args[:-2] + ["--detector-threshold", "0.2", "--output", str(tmp_path / "out2")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and len(json.loads((tmp_path / "out2" / "results.json").read_text())) == 2
+    wrong = _od_saved_model(tmp_path / "classifier", outputs={"logits": tf.constant([[0.0, 1.0]])})
+    proc = subprocess.run(proc.args[:-6] + ["--detector", wrong, "--output", str(tmp_path / "out3")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: --detector {wrong}: serving_default returns ['logits'], not detection_boxes, detection_classes, "
+        "detection_scores; expected a TF2 Object Detection API export (detection_boxes, detection_classes, "
+        "detection_scores)")
+    assert not (tmp_path / "out3").exists()
+
+
+def test_export_folders_are_readable_by_others_and_tf_serving_layout(exported, tmp_path):
+    """The SavedModel folder and files take the umask's modes (0755 / 0644 under 022, 0750 / 0640 under
+    027), not mkdtemp's 0700; --version writes TF Serving's NAME/N/ layout."""
+    from posedual_tf import export
+
+    cfg, _, _ = exported
+    weights = str(tmp_path / "weights")
+    checkpoints.save_nets(builder.build_networks(cfg), weights)
+    old = os.umask(0o022)
+    try:
+        out = export.export(cfg, weights, str(tmp_path / "models" / "posedual"), version=1)
+        os.umask(0o027)
+        out_b = export.export(cfg, weights, str(tmp_path / "strict"))
+    finally:
+        os.umask(old)
+    assert out == str(tmp_path / "models" / "posedual" / "1")
+    assert (tmp_path / "models" / "posedual" / "1" / "saved_model.pb").exists()
+    for root, dirs, names in os.walk(out):
+        assert os.stat(root).st_mode & 0o777 == 0o755, root
+        for n in names:
+            assert os.stat(os.path.join(root, n)).st_mode & 0o777 == 0o644, n
+    assert os.stat(out_b).st_mode & 0o777 == 0o750
+    assert os.stat(os.path.join(out_b, "saved_model.pb")).st_mode & 0o777 == 0o640
+    # a second version beside the first; the same version again needs --overwrite
+    assert export.export(cfg, weights, str(tmp_path / "models" / "posedual"), version=2).endswith("/2")
+    with pytest.raises(export.ExportError, match="holds a previous export; pass --overwrite"):
+        export.export(cfg, weights, str(tmp_path / "models" / "posedual"), version=1)
+    with pytest.raises(export.ExportError, match="--version 0: expected a positive int"):
+        export.export(cfg, weights, str(tmp_path / "models" / "posedual"), version=0)

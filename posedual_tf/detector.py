@@ -1,0 +1,67 @@
+"""People boxes from a detector the user brings: a SavedModel with the TF2 Object Detection API's signature.
+
+The OD API's exported models (SSD MobileNet, EfficientDet, CenterNet, Faster R-CNN from the TF2 Detection
+Model Zoo) take one ``uint8`` image ``[1, H, W, 3]`` (RGB) and return ``detection_boxes [1, N, 4]``
+(ymin, xmin, ymax, xmax, normalised to the image), ``detection_classes [1, N]`` (COCO label-map ids:
+person is 1) and ``detection_scores [1, N]``. Nothing is downloaded: the user gives the folder.
+
+Example:
+    >>> find = ODDetector("ssd_mobilenet_v2/saved_model", person_class=1, min_score=0.5)   # doctest: +SKIP
+    >>> find(bgr_image)                 # [([x, y, w, h], score), ...] in pixels             # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import numpy as np
+
+#: The outputs a detector's ``serving_default`` must have.
+OD_OUTPUTS = ("detection_boxes", "detection_classes", "detection_scores")
+
+
+class DetectorError(ValueError):
+    """A --detector that is not a SavedModel with the Object Detection API's signature (one line)."""
+
+
+class ODDetector:
+    """``bgr image -> [([x, y, w, h], score)]`` of the detections of ``person_class`` scoring at least
+    ``min_score``, from the SavedModel at ``path``; :class:`DetectorError` when its signature differs."""
+
+    def __init__(self, path: str, person_class: int = 1, min_score: float = 0.5):
+        import tensorflow as tf
+
+        where = f"--detector {path}"
+        try:
+            model = tf.saved_model.load(path)
+        except (OSError, ValueError) as e:
+            raise DetectorError(f"{where}: not a SavedModel ({str(e).splitlines()[0]})") from None
+        signature = model.signatures.get("serving_default")
+        if signature is None:
+            raise DetectorError(f"{where}: has no serving_default signature (it has {sorted(model.signatures)}); "
+                                "expected a TF2 Object Detection API export")
+        inputs = signature.structured_input_signature[1]
+        spec = next(iter(inputs.values()), None)
+        if len(inputs) != 1 or spec.dtype != tf.uint8 or spec.shape.rank != 4 or spec.shape[-1] not in (3, None):
+            shown = {k: f"{v.dtype.name}{v.shape}" for k, v in inputs.items()}
+            raise DetectorError(f"{where}: serving_default takes {shown}; expected one uint8 image [1, H, W, 3] "
+                                "(a TF2 Object Detection API export)")
+        missing = [k for k in OD_OUTPUTS if k not in signature.structured_outputs]
+        if missing:
+            raise DetectorError(f"{where}: serving_default returns {sorted(signature.structured_outputs)}, not "
+                                f"{', '.join(missing)}; expected a TF2 Object Detection API export "
+                                f"({', '.join(OD_OUTPUTS)})")
+        self.model, self.signature, self.input_name = model, signature, next(iter(inputs))
+        self.person_class, self.min_score = int(person_class), float(min_score)
+
+    def __call__(self, bgr: np.ndarray) -> list[tuple[list[float], float]]:
+        import tensorflow as tf
+
+        h, w = bgr.shape[:2]
+        rgb = np.ascontiguousarray(bgr[..., ::-1])
+        out = self.signature(**{self.input_name: tf.constant(rgb[None], tf.uint8)})
+        boxes = out["detection_boxes"].numpy().reshape(-1, 4)
+        classes = np.rint(out["detection_classes"].numpy().reshape(-1)).astype(int)
+        scores = out["detection_scores"].numpy().reshape(-1)
+        people = []
+        for (y0, x0, y1, x1), c, s in zip(boxes, classes, scores):
+            if c == self.person_class and s >= self.min_score:
+                people.append(([float(x0 * w), float(y0 * h), float((x1 - x0) * w), float((y1 - y0) * h)], float(s)))
+        return people
