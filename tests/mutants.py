@@ -277,6 +277,18 @@ MUTANTS = [
       "    return tf.gather_nd(maps_bjhw, tf.stack([y, x], axis=-1), batch_dims=2)",
       f"{MO}::test_console_fits_80_columns_and_has_no_tensorflow_warnings",
       "the shift refinement's gather_nd, whose int32 index op prints oneDNN's error line at every evaluation"),
+    # ---- #29 in part: serving
+    m("export_private_modes", "posedual_tf/files.py", "        fill(tmp)\n        readable_by_others(tmp)\n",
+      "        fill(tmp)\n", "tests/test_export.py::test_export_folders_are_readable_by_others_and_tf_serving_layout",
+      "export folders keep mkdtemp's 0700: TF Serving running as another user cannot read them"),
+    m("detector_any_class", "posedual_tf/detector.py", "if c == self.person_class and s >= self.min_score:",
+      "if s >= self.min_score:", "tests/test_export.py::test_detector_of_the_od_api_signature_finds_the_boxes_it_returns",
+      "--detector takes every class as a person (the car box too)"),
+    m("workers_share_draws", "posedual_tf/methods/base.py",
+      "replica = ctx.replica_id_in_sync_group if ctx is not None else 0",
+      "replica = ctx.replica_id_in_sync_group % 1 if ctx is not None else 0",
+      "tests/test_distribution.py::test_two_workers_draw_independently",
+      "the workers of a cluster draw alike"),
 ]
 
 
