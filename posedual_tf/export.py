@@ -4,6 +4,8 @@
         [--net 1|2|ensemble] [--flip-test] [--post-process shift|dark|none]
 
 ``--version N`` writes TF Serving's layout (``DIR/N/``); the folders are readable by other users.
+``--format tflite --precision float32|float16|int8 [--calibration PREFIX]`` writes a ``.tflite`` into
+``DIR`` instead (contract: :mod:`posedual_tf.tflite`).
 
 Signatures:
   * ``serving_default``: ``crops [N, H, W, 3]`` float32 RGB 0-255 -> ``heatmaps [N, h, w, 24]`` and
@@ -190,6 +192,15 @@ def main(argv):
     cfg = cli.load_config()
     if not f.checkpoint or not f.output:
         sys.exit("error: --checkpoint and --output are required")
+    if f.format == "tflite":
+        from posedual_tf import tflite
+
+        path = tflite.export_tflite(cfg, f.checkpoint, f.output, f.net, f.precision, f.calibration,
+                                    f["calibration-people"].value, f["post-process"].value or "shift")
+        w, h = cfg.data.image_size
+        print(f"TFLite ({f.precision}) written to {os.path.abspath(path)}: uint8 RGB crop [1, {h}, {w}, 3] -> "
+              "keypoints [1, 17, 3] (y, x normalised to the crop, score), COCO-17 order")
+        return
     out = export(cfg, f.checkpoint, f.output, f.net, f["flip-test"].value, f["post-process"].value,
                  overwrite=f.overwrite, version=f.version)
     print(f"SavedModel written to {os.path.abspath(out)} (signatures: serving_default, predict_image)")
@@ -209,6 +220,12 @@ def define_flags() -> None:
     flags.DEFINE_bool("flip-test", None, "flip test in the graph (default: test.flip_test)")
     flags.DEFINE_enum("post-process", None, ["shift", "dark", "none"], "decoding refinement (default: test.post_process)")
     flags.DEFINE_bool("overwrite", False, "replace --output if it holds a previous export (never anything else)")
+    flags.DEFINE_enum("format", "savedmodel", ["savedmodel", "tflite"],
+                      "savedmodel (TF Serving, predict) or tflite (phones, edge boxes: posedual_tf/tflite.py)")
+    flags.DEFINE_enum("precision", "float32", ["float32", "float16", "int8"], "--format tflite: the file's precision")
+    flags.DEFINE_string("calibration", None, "--format tflite --precision int8: TFRecords prefix of people to "
+                                             "calibrate the int8 ranges on (e.g. your val records)")
+    flags.DEFINE_integer("calibration-people", 200, "--calibration: how many people to use")
     flags.DEFINE_integer("version", None, "TF Serving's layout: write the SavedModel to --output/VERSION/ "
                                           "(--output is the model's base path; TF Serving serves the highest)")
     flags.adopt_module_key_flags(cli)

@@ -1,0 +1,142 @@
+"""TFLite export of one network (or the PoseDual ensemble) with a MoveNet-style contract.
+
+Contract of the ``.tflite`` file:
+  * input ``crop``: ``uint8 [1, H, W, 3]``, RGB, the config's input size (``data.image_size`` W x H, e.g.
+    192 x 256): one person cut out as the box of ``predict_image`` would be (aspect W:H, centred);
+  * output ``keypoints``: ``float32 [1, 17, 3]``: per COCO-17 joint (nose, left eye, ..., right ankle)
+    ``(y, x, score)``, y and x normalised to the crop (pixel / H, pixel / W, as MoveNet), the score the
+    heatmap peak. Decoding (argmax and the reference's quarter-pixel shift) runs in the file.
+
+Precisions: ``float32``; ``float16`` (weights stored as float16, about half the size); ``int8`` (weights and
+activations quantised, calibrated on people of the user's own TFRecords: ``calibration``). The file runs in
+``tf.lite.Interpreter`` (part of TensorFlow) and in ``ai_edge_litert``'s interpreter (the maintained
+runtime for phones and edge boxes, same file format).
+
+Example:
+    >>> path = export_tflite(cfg, "runs/demo_dual/final", "exported/tflite", precision="float16")   # doctest: +SKIP
+    >>> interp = tf.lite.Interpreter(model_path=path); interp.allocate_tensors()                  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import tensorflow as tf
+
+from posedual_tf import codec, files, geometry, joints
+from posedual_tf.config import Config
+
+PRECISIONS = ("float32", "float16", "int8")
+
+
+class TFLiteExportError(ValueError):
+    """Settings a TFLite export cannot use (one line)."""
+
+
+def keypoints_function(cfg: Config, nets, post_process: str = "shift"):
+    """The exported computation: ``uint8 [1, H, W, 3]`` RGB crop -> ``[1, 17, 3]`` (y, x, score)."""
+    d = cfg.data
+    w, h = d.image_size
+    mean, std = tf.constant(d.mean, tf.float32), tf.constant(d.std, tf.float32)
+    coco_from_union = tf.constant(joints.COCO.to_union, tf.int32)
+    center = tf.constant([[w / 2.0, h / 2.0]])
+    scale = tf.constant([[w / geometry.PIXEL_STD, h / geometry.PIXEL_STD]])
+
+    @tf.function(input_signature=[tf.TensorSpec([1, h, w, 3], tf.uint8, name="crop")])
+    def keypoints(crop):
+        x = tf.cast(crop, tf.float32)
+        x = x if d.color_rgb else x[..., ::-1]
+        x = (x / 255.0 - mean) / std
+        hm = tf.add_n([tf.cast(n(x, training=False), tf.float32) for n in nets]) / float(len(nets))
+        coords, maxvals = codec.decode_heatmaps(hm, center, scale, tf.zeros([1]), post_process, cfg.fixes.shift_bound)
+        kp = tf.gather(tf.concat([coords, maxvals[..., None]], -1), coco_from_union, axis=1)
+        yx = tf.stack([kp[..., 1] / float(h), kp[..., 0] / float(w)], axis=-1)
+        return {"keypoints": tf.concat([yx, kp[..., 2:]], axis=-1)}
+
+    return keypoints
+
+
+def calibration_crops(cfg: Config, prefix: str, people: int):
+    """Up to ``people`` uint8 RGB crops ``[1, H, W, 3]`` of the TFRecords at ``prefix`` (their GT boxes,
+    cropped as evaluation crops them): the representative set of an int8 export."""
+    from posedual_tf.data import pipeline
+
+    c = copy.deepcopy(cfg)
+    c.data.val.records, c.test.use_gt_bbox = prefix, True
+    try:
+        ds, _ = pipeline.eval_dataset(c, batch_size=1)
+    except (OSError, ValueError) as e:
+        raise TFLiteExportError(f"--calibration {prefix}: {str(e).splitlines()[0]}") from None
+    mean, std = np.array(cfg.data.mean), np.array(cfg.data.std)
+    out = []
+    for batch in ds.take(people):
+        img = (batch["image"].numpy() * std + mean) * 255.0
+        img = img if cfg.data.color_rgb else img[..., ::-1]
+        out.append(np.clip(np.rint(img), 0, 255).astype(np.uint8))
+    if not out:
+        raise TFLiteExportError(f"--calibration {prefix}: holds no people to calibrate on")
+    return out
+
+
+def convert(fn, precision: str, calibration=None) -> bytes:
+    """The ``.tflite`` bytes of the tf.function ``fn`` (variables frozen into constants first: the
+    converter would otherwise keep READ_VARIABLE ops, which int8 calibration cannot run)."""
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([convert_variables_to_constants_v2(
+        fn.get_concrete_function())])
+    if precision != "float32":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if precision == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if precision == "int8":
+        converter.representative_dataset = lambda: ([c] for c in calibration)
+    return converter.convert()
+
+
+def export_tflite(cfg: Config, checkpoint: str, output: str, net: str = "1", precision: str = "float32",
+                  calibration: str | None = None, people: int = 200, post_process: str = "shift") -> str:
+    """Write ``<output>/posedual_net<net>_<precision>.tflite`` (``output`` a folder of ours); returns its path."""
+    import keras
+
+    from posedual_tf import checkpoints
+    from posedual_tf.models import builder
+
+    if precision not in PRECISIONS:
+        raise TFLiteExportError(f"--precision {precision}: expected one of {', '.join(PRECISIONS)}")
+    if precision == "int8" and not calibration:
+        raise TFLiteExportError("--precision int8: needs --calibration PREFIX, TFRecords of people like those it "
+                                "will see (e.g. your val records), to set the int8 ranges")
+    if post_process not in ("shift", "none"):
+        raise TFLiteExportError(f"--post-process {post_process}: the TFLite file decodes with shift or none")
+    crops = calibration_crops(cfg, calibration, people) if precision == "int8" else None
+    keras.mixed_precision.set_global_policy("float32")
+    nets = builder.build_networks(cfg)
+    checkpoints.load_nets(nets, checkpoint, cfg.model.backbone)
+    if net == "ensemble":
+        if len(nets) != 2:
+            raise TFLiteExportError("--net ensemble needs a PoseDual config (two networks)")
+        chosen = nets
+    else:
+        idx = int(net) - 1
+        if not 0 <= idx < len(nets):
+            raise TFLiteExportError(f"--net {net}: this config has {len(nets)} network(s)")
+        chosen = [nets[idx]]
+    data = convert(keypoints_function(cfg, chosen, post_process), precision, crops)
+    files.claim(output, "export", setting="--output")
+    path = files.own(output, f"posedual_net{net}_{precision}.tflite")
+    files.write_atomic(path, data)            # a plain open(): the umask's mode, readable by others
+    return path
+
+
+def run_tflite(path: str, crops: np.ndarray, threads: int | None = None) -> np.ndarray:
+    """``[N, 17, 3]`` keypoints of uint8 crops ``[N, H, W, 3]`` through the ``.tflite`` file, one at a time."""
+    interp = tf.lite.Interpreter(model_path=path, num_threads=threads)
+    interp.allocate_tensors()
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    result = []
+    for crop in crops:
+        interp.set_tensor(inp["index"], crop[None].astype(np.uint8))
+        interp.invoke()
+        result.append(interp.get_tensor(out["index"])[0])
+    return np.stack(result)
