@@ -79,8 +79,9 @@ def calibration_crops(cfg: Config, prefix: str, people: int):
 
 
 def convert(fn, precision: str, calibration=None) -> bytes:
-    """The ``.tflite`` bytes of the tf.function ``fn`` (variables frozen into constants first: the
-    converter would otherwise keep READ_VARIABLE ops, which int8 calibration cannot run)."""
+    """The ``.tflite`` bytes of the tf.function ``fn``, its variables frozen into constants first (handed
+    the networks as trackable objects instead, the converter keeps READ_VARIABLE ops, which int8
+    calibration cannot run)."""
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     converter = tf.lite.TFLiteConverter.from_concrete_functions([convert_variables_to_constants_v2(

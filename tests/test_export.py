@@ -419,9 +419,8 @@ def _real_crops(shared, cfg, n=6):
 
 def test_tflite_float32_and_float16_match_the_saved_model_on_real_crops(exported, shared, tmp_path):
     """The .tflite files load in tf.lite.Interpreter and their COCO-17 keypoints (y, x normalised to the crop)
-    agree with the SavedModel's serving_default on real crops: float32 within 0.5 px; float16 within the
-    bound measured here on this fixed-weight network (a joint whose two highest heatmap values are closer
-    than float16 resolves may jump; the share of such joints is asserted)."""
+    agree with the SavedModel's serving_default on real crops: float32 within 0.5 px; float16 within 0.1 px
+    (measured on this fixed-weight network: 0.022 px at most)."""
     from posedual_tf import tflite
 
     cfg, nets, saved = exported
@@ -441,7 +440,7 @@ def test_tflite_float32_and_float16_match_the_saved_model_on_real_crops(exported
             assert err.max() <= 0.5, err.max()
             np.testing.assert_allclose(got[..., 2], want[..., 2], atol=1e-4)
         else:
-            assert np.mean(err <= 0.5) >= 0.9, np.sort(err)[-5:]
+            assert err.max() <= 0.1, np.sort(err)[-5:]                       # measured: 0.022 px
         assert os.stat(path).st_mode & 0o044 == 0o044                        # readable by others
 
 
