@@ -76,7 +76,9 @@ def build_step(method: str, batch: int, precision: str, jit: bool = False):
     from posedual_tf.models import builder
 
     base, schedule = split_variant(method)
-    cfg = config.load(VARIANTS[method], [f"train.mixed_precision={precision}", f"train.batch_size={batch}"] + schedule)
+    # one BatchNorm group per step whatever the batch: the step of one device, as these numbers always were
+    cfg = config.load(VARIANTS[method], [f"train.mixed_precision={precision}", f"train.batch_size={batch}",
+                                         "train.replica_batch=0"] + schedule)
     m = methods.build_method(cfg, builder.build_networks(cfg), labelled_ids=[1, 2, 3, 4, 5, 6, 11] + list(range(14, 24)))
     m.compile(optimizer=methods.make_optimizer(cfg, 100), jit_compile=jit)
     return cfg, m, fake_batches(base, batch)
