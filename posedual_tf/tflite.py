@@ -98,10 +98,7 @@ def convert(fn, precision: str, calibration=None) -> bytes:
 def export_tflite(cfg: Config, checkpoint: str, output: str, net: str = "1", precision: str = "float32",
                   calibration: str | None = None, people: int = 200, post_process: str = "shift") -> str:
     """Write ``<output>/posedual_net<net>_<precision>.tflite`` (``output`` a folder of ours); returns its path."""
-    import keras
-
-    from posedual_tf import checkpoints
-    from posedual_tf.models import builder
+    from posedual_tf import export
 
     if precision not in PRECISIONS:
         raise TFLiteExportError(f"--precision {precision}: expected one of {', '.join(PRECISIONS)}")
@@ -111,18 +108,7 @@ def export_tflite(cfg: Config, checkpoint: str, output: str, net: str = "1", pre
     if post_process not in ("shift", "none"):
         raise TFLiteExportError(f"--post-process {post_process}: the TFLite file decodes with shift or none")
     crops = calibration_crops(cfg, calibration, people) if precision == "int8" else None
-    keras.mixed_precision.set_global_policy("float32")
-    nets = builder.build_networks(cfg)
-    checkpoints.load_nets(nets, checkpoint, cfg.model.backbone)
-    if net == "ensemble":
-        if len(nets) != 2:
-            raise TFLiteExportError("--net ensemble needs a PoseDual config (two networks)")
-        chosen = nets
-    else:
-        idx = int(net) - 1
-        if not 0 <= idx < len(nets):
-            raise TFLiteExportError(f"--net {net}: this config has {len(nets)} network(s)")
-        chosen = [nets[idx]]
+    chosen = export.exported_networks(cfg, checkpoint, net)
     data = convert(keypoints_function(cfg, chosen, post_process), precision, crops)
     files.claim(output, "export", setting="--output")
     path = files.own(output, f"posedual_net{net}_{precision}.tflite")
