@@ -45,6 +45,10 @@ def free_port() -> int:
 
 
 def wait_for(url: str, seconds: float = 60.0) -> None:
+    """Poll the TensorBoard this script started on 127.0.0.1 until it answers (nothing is fetched from
+    outside the machine)."""
+    if not url.startswith("http://127.0.0.1:"):
+        raise ValueError(f"{url}: only the local TensorBoard is polled")
     end = time.time() + seconds
     while time.time() < end:
         try:

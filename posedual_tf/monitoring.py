@@ -185,7 +185,26 @@ def write_header(writer, cfg: Config, heads: list[str]) -> None:
 
 # ------------------------------------------------------------------------------ callbacks
 
-class ScalarLogger(keras.callbacks.Callback):
+class StepCallback(keras.callbacks.Callback):
+    """A callback that knows the global step without asking the device each step: it reads the
+    optimizer's step once when ``fit`` starts and counts the batches after it (every batch is one
+    optimizer step; a float16 step skipped for overflow is counted too). Subclasses implement
+    :meth:`on_step`."""
+
+    step = 0
+
+    def on_train_begin(self, logs=None):
+        self.step = int(self.model.optimizer.iterations.numpy())
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step += 1
+        self.on_step(self.step, logs)
+
+    def on_step(self, step: int, logs) -> None:
+        raise NotImplementedError
+
+
+class ScalarLogger(StepCallback):
     """Step scalars (losses, lr, accuracy, collapse indicators) with their descriptions to TensorBoard
     every N steps (and at step 1)."""
 
@@ -193,8 +212,7 @@ class ScalarLogger(keras.callbacks.Callback):
         super().__init__()
         self.writer, self.every, self.threshold = writer, max(1, every), peak_threshold
 
-    def on_train_batch_end(self, batch, logs=None):
-        step = int(self.model.optimizer.iterations.numpy())
+    def on_step(self, step, logs):
         if step % self.every and step != 1:
             return
         lr = self.model.optimizer.learning_rate
@@ -225,7 +243,7 @@ def heat_panel(maps: np.ndarray, size: tuple[int, int], scale: int) -> np.ndarra
     return cv2.applyColorMap(grey, cv2.COLORMAP_INFERNO)
 
 
-class PairGrid(keras.callbacks.Callback):
+class PairGrid(StepCallback):
     """Every N steps (and at step 1), one image per network and path: for each of the first unlabelled
     people a row of easy view + teacher's skeleton | hard view + student's skeleton | the teacher's target
     (warped into the hard view) | the student's heatmap, each ``scale`` times the crop. Everything runs in
@@ -263,8 +281,7 @@ class PairGrid(keras.callbacks.Callback):
                                         heat_panel(student[b], size, self.scale)], axis=1))
         return np.concatenate(rows, axis=0)[..., ::-1]
 
-    def on_train_batch_end(self, batch, logs=None):
-        step = int(self.model.optimizer.iterations.numpy())
+    def on_step(self, step, logs):
         if self.batch is None or (step % self.every and step != 1):
             return
         from posedual_tf.data import augment, hard_views
@@ -301,17 +318,18 @@ class PairGrid(keras.callbacks.Callback):
                                     "blue, right orange. Inference mode.")
 
 
-class ProgressLine(keras.callbacks.Callback):
+class ProgressLine(StepCallback):
     """One progress line of at most 79 characters: epoch, step, loss, learning rate, speed, ETA.
     ``in_place`` (a terminal): rewritten in place; otherwise a line every ``every`` steps and at the
     epoch's end (log files). Every metric goes to TensorBoard and the workdir's train_log.txt."""
 
-    def __init__(self, steps: int, epochs: int, every: int, in_place: bool = False, stream=None):
+    def __init__(self, steps: int, epochs: int, every: int, in_place: bool = False, stream=None,
+                 refresh_s: float = 0.25):
         super().__init__()
         self.steps, self.epochs, self.every = steps, epochs, max(1, every)
         self.stream = stream or sys.stdout
-        self.tty = in_place
-        self.epoch, self.t0, self.done0 = 0, time.time(), None
+        self.tty, self.refresh_s = in_place, refresh_s
+        self.epoch, self.t0, self.done0, self.shown = 0, time.time(), None, 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
@@ -330,14 +348,13 @@ class ProgressLine(keras.callbacks.Callback):
                 f"lr {lr:.1e} {rate:.2f} it/s ETA {eta}")
         return text[:79]
 
-    def on_train_batch_end(self, batch, logs=None):
-        step = int(self.model.optimizer.iterations.numpy())
+    def on_step(self, step, logs):
         within = step - self.epoch * self.steps
         last = within >= self.steps
-        if self.tty:
-            self.stream.write("\r" + self.line(within, step, logs).ljust(79))
-            if last:
-                self.stream.write("\n")
-            self.stream.flush()
+        if self.tty:        # rewritten at most every refresh_s (the learning rate is read only then)
+            if last or time.time() - self.shown >= self.refresh_s or self.done0 is None:
+                self.stream.write("\r" + self.line(within, step, logs).ljust(79) + ("\n" if last else ""))
+                self.stream.flush()
+                self.shown = time.time()
         elif within % self.every == 0 or last:
             print(self.line(within, step, logs), file=self.stream, flush=True)

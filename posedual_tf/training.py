@@ -38,7 +38,7 @@ def set_precision(policy: str) -> None:
     keras.mixed_precision.set_global_policy("float32" if policy == "none" else policy)
 
 
-class StepCheckpoint(keras.callbacks.Callback):
+class StepCheckpoint(monitoring.StepCallback):
     """Save networks + optimiser (its step is the input position) + finished epochs every N steps and
     at every epoch's end, numbered by the step (last K kept); never after a non-finite loss."""
 
@@ -55,8 +55,8 @@ class StepCheckpoint(keras.callbacks.Callback):
             self.manager.save(checkpoint_number=step)
             self.saved_at = step
 
-    def on_train_batch_end(self, batch, logs=None):
-        if self.every and int(self.model.optimizer.iterations.numpy()) % self.every == 0:
+    def on_step(self, step, logs):
+        if self.every and step % self.every == 0:
             self._save(logs)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -114,7 +114,7 @@ class CorruptionMonitor(keras.callbacks.Callback):
         self.check()
 
 
-class MetricLog(keras.callbacks.Callback):
+class MetricLog(monitoring.StepCallback):
     """Every metric of the step, every N steps and at each epoch's end, as one line of the run's log file
     (the console shows only :class:`~posedual_tf.monitoring.ProgressLine`)."""
 
@@ -122,8 +122,7 @@ class MetricLog(keras.callbacks.Callback):
         super().__init__()
         self.path, self.every, self.steps = path, max(1, every), steps
 
-    def on_train_batch_end(self, batch, logs=None):
-        step = int(self.model.optimizer.iterations.numpy())
+    def on_step(self, step, logs):
         if step % self.every and step % self.steps:
             return
         values = ", ".join(f"{k} {float(v):.6g}" for k, v in (logs or {}).items())
