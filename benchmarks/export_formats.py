@@ -114,8 +114,7 @@ def main() -> None:
             dist = float(np.linalg.norm(px - ref, axis=-1).mean())
             times = []
             for threads in (1, os.cpu_count()):
-                interp = tf.lite.Interpreter(model_path=path, num_threads=threads)
-                interp.allocate_tensors()
+                interp = tflite.interpreter(path, threads)
                 inp = interp.get_input_details()[0]["index"]
                 interp.set_tensor(inp, crops[:1])
                 interp.invoke()

@@ -7,10 +7,12 @@ Contract of the ``.tflite`` file:
     ``(y, x, score)``, y and x normalised to the crop (pixel / H, pixel / W, as MoveNet), the score the
     heatmap peak. Decoding (argmax and the reference's quarter-pixel shift) runs in the file.
 
-Precisions: ``float32``; ``float16`` (weights stored as float16, about half the size); ``int8`` (weights and
-activations quantised, calibrated on people of the user's own TFRecords: ``calibration``). The file runs in
-``tf.lite.Interpreter`` (part of TensorFlow) and in ``ai_edge_litert``'s interpreter (the maintained
-runtime for phones and edge boxes, same file format).
+Precisions: ``float32``; ``float16`` (weights stored as float16, about half the size); ``int8`` (the
+network's weights and activations quantised, calibrated on people of the user's own TFRecords:
+``calibration``; the decoding after the heatmaps stays float32: quantised with one scale, the pixel
+coordinates and the scores of the output would share 256 levels). The file runs in ``ai_edge_litert``'s
+interpreter (LiteRT, the maintained runtime for phones and edge boxes; ``pip install "posedual_tf[lite]"``)
+and in ``tf.lite.Interpreter`` (deprecated, still part of TensorFlow 2.21): same file, same numbers.
 
 Example:
     >>> path = export_tflite(cfg, "runs/demo_dual/final", "exported/tflite", precision="float16")   # doctest: +SKIP
@@ -19,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -27,6 +30,8 @@ from posedual_tf import codec, files, geometry, joints
 from posedual_tf.config import Config
 
 PRECISIONS = ("float32", "float16", "int8")
+#: name scope of the decoding ops (heatmaps -> keypoints) in the exported function
+DECODE_SCOPE = "decode"
 
 
 class TFLiteExportError(ValueError):
@@ -48,10 +53,12 @@ def keypoints_function(cfg: Config, nets, post_process: str = "shift"):
         x = x if d.color_rgb else x[..., ::-1]
         x = (x / 255.0 - mean) / std
         hm = tf.add_n([tf.cast(n(x, training=False), tf.float32) for n in nets]) / float(len(nets))
-        coords, maxvals = codec.decode_heatmaps(hm, center, scale, tf.zeros([1]), post_process, cfg.fixes.shift_bound)
-        kp = tf.gather(tf.concat([coords, maxvals[..., None]], -1), coco_from_union, axis=1)
-        yx = tf.stack([kp[..., 1] / float(h), kp[..., 0] / float(w)], axis=-1)
-        return {"keypoints": tf.concat([yx, kp[..., 2:]], axis=-1)}
+        with tf.name_scope(DECODE_SCOPE):     # kept float32 by an int8 export (convert)
+            coords, maxvals = codec.decode_heatmaps(hm, center, scale, tf.zeros([1]), post_process,
+                                                    cfg.fixes.shift_bound)
+            kp = tf.gather(tf.concat([coords, maxvals[..., None]], -1), coco_from_union, axis=1)
+            yx = tf.stack([kp[..., 1] / float(h), kp[..., 0] / float(w)], axis=-1)
+            return {"keypoints": tf.concat([yx, kp[..., 2:]], axis=-1)}
 
     return keypoints
 
@@ -81,18 +88,35 @@ def calibration_crops(cfg: Config, prefix: str, people: int):
 def convert(fn, precision: str, calibration=None) -> bytes:
     """The ``.tflite`` bytes of the tf.function ``fn``, its variables frozen into constants first (handed
     the networks as trackable objects instead, the converter keeps READ_VARIABLE ops, which int8
-    calibration cannot run)."""
+    calibration cannot run).
+
+    int8: calibrated on ``calibration`` (uint8 crops), then quantised except the ops under
+    ``DECODE_SCOPE``, which stay float32 (TFLite's selective quantisation: the quantisation debugger's
+    ``denylisted_nodes``). Quantised, the decoding loses the keypoints: the output concatenates pixel
+    coordinates and scores, so one int8 scale of about 1/255 clips every coordinate below one pixel.
+    """
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     converter = tf.lite.TFLiteConverter.from_concrete_functions([convert_variables_to_constants_v2(
         fn.get_concrete_function())])
-    if precision != "float32":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if precision == "float32":
+        return converter.convert()
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if precision == "float16":
         converter.target_spec.supported_types = [tf.float16]
-    if precision == "int8":
-        converter.representative_dataset = lambda: ([c] for c in calibration)
-    return converter.convert()
+        return converter.convert()
+    converter.representative_dataset = lambda: ([c] for c in calibration)
+    with warnings.catch_warnings():           # the debugger's own tf.lite.Interpreter: its deprecation notice
+        warnings.filterwarnings("ignore", message=r"\s*Warning: tf.lite.Interpreter is deprecated")
+        debugger = tf.lite.experimental.QuantizationDebugger(converter=converter,
+                                                             debug_dataset=converter.representative_dataset)
+        calibrated = _interpreter(model_content=debugger.calibrated_model)
+        decode = [t["name"] for t in calibrated.get_tensor_details() if t["name"].startswith(DECODE_SCOPE + "/")]
+        if not decode:                        # a renamed scope would quantise the decoding again
+            raise RuntimeError(f"int8 export: no op under {DECODE_SCOPE}/ in the calibrated model")
+        outputs = [t["name"] for t in calibrated.get_output_details()]   # the last op, named by the signature
+        debugger.options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=decode + outputs)
+    return debugger.get_nondebug_quantized_model()
 
 
 def export_tflite(cfg: Config, checkpoint: str, output: str, net: str = "1", precision: str = "float32",
@@ -116,10 +140,26 @@ def export_tflite(cfg: Config, checkpoint: str, output: str, net: str = "1", pre
     return path
 
 
+def _interpreter(**kwargs):
+    """LiteRT's interpreter when ``ai_edge_litert`` is installed, else TensorFlow's (deprecated, same
+    kernels and numbers): ``model_path=`` or ``model_content=``, ``num_threads=``."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        Interpreter = tf.lite.Interpreter
+    return Interpreter(**kwargs)
+
+
+def interpreter(path: str, threads: int | None = None):
+    """A ready interpreter (tensors allocated) of the ``.tflite`` file at ``path``."""
+    interp = _interpreter(model_path=path, num_threads=threads)
+    interp.allocate_tensors()
+    return interp
+
+
 def run_tflite(path: str, crops: np.ndarray, threads: int | None = None) -> np.ndarray:
     """``[N, 17, 3]`` keypoints of uint8 crops ``[N, H, W, 3]`` through the ``.tflite`` file, one at a time."""
-    interp = tf.lite.Interpreter(model_path=path, num_threads=threads)
-    interp.allocate_tensors()
+    interp = interpreter(path, threads)
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
     result = []
     for crop in crops:
