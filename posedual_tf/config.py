@@ -208,6 +208,12 @@ class TrainConfig:
     steps_per_epoch: int = 0
     mixed_precision: Literal["none", "mixed_bfloat16", "mixed_float16"] = "none"
     jit_compile: Literal["auto", "true", "false"] = "auto"
+    #: Optimizer steps per call of the compiled training function. Keras (TensorFlow backend) waits for
+    #: the device after every call, to turn the step's logs into numbers for the callbacks; with k steps
+    #: per call it waits once per k steps and the host queues the steps in between (on a GPU: 10-100;
+    #: docs/benchmarks.md). The callbacks see every k-th step, so the epoch's steps, log_every,
+    #: checkpoint_every_steps and image_summary_every must be multiples of k. Same steps, same weights.
+    steps_per_execution: int = 1
     #: Order of a consistency step's passes; all give the same outputs, gradients and running statistics
     #: (docs/benchmarks.md). reference: every pass its own call, one tape over both networks.
     #: per_network: both teachers first (BatchNorm updates deferred), then each network's sup and path
@@ -389,6 +395,11 @@ def _validate(cfg: Config, source: str, overrides: dict[str, str] | None = None)
         (t.lr > 0, "train.lr", "a positive float"),
         (t.steps_per_epoch >= 0, "train.steps_per_epoch", "an int >= 0 (0 = the reference epoch)"),
         (t.checkpoint_every_steps >= 0, "train.checkpoint_every_steps", "an int >= 0 (0 = epoch ends only)"),
+        (t.steps_per_execution >= 1, "train.steps_per_execution", "an int >= 1"),
+        *[(getattr(t, k) % max(t.steps_per_execution, 1) == 0, f"train.{k}",
+           f"a multiple of train.steps_per_execution ({t.steps_per_execution}): the callbacks see every "
+           f"{t.steps_per_execution}th step only") for k in ("log_every", "checkpoint_every_steps",
+                                                             "image_summary_every")],
         (0 <= d.max_corrupt_fraction <= 1, "data.max_corrupt_fraction", "a fraction in [0, 1]"),
         (t.lr_step == sorted(t.lr_step), "train.lr_step", "ascending epochs"),
         (cfg.method.mask_joint_num >= 0, "method.mask_joint_num", "an int >= 0"),

@@ -186,22 +186,54 @@ def write_header(writer, cfg: Config, heads: list[str]) -> None:
 # ------------------------------------------------------------------------------ callbacks
 
 class StepCallback(keras.callbacks.Callback):
-    """A callback that knows the global step without asking the device each step: it reads the
-    optimizer's step once when ``fit`` starts and counts the batches after it (every batch is one
-    optimizer step; a float16 step skipped for overflow is counted too). Subclasses implement
-    :meth:`on_step`."""
+    """A callback that knows the global step without asking the device.
 
-    step = 0
+    * The step: the optimizer's step is read once when ``fit`` starts; after it, a batch's global step
+      is that + the batches of this fit's finished epochs + its index + 1 (every batch is one optimizer
+      step; a float16 step skipped for overflow is counted too). With ``train.steps_per_execution`` k,
+      Keras calls the batch hooks once per k steps, with the execution's last batch: the step is right.
+    * :meth:`on_step` gets the step's logs (Python numbers) after the step (every k steps).
+    * :meth:`on_steps_done` runs before the next step begins and at each epoch's end: work that reads or
+      saves the networks sees the weights of exactly ``step`` steps there.
+
+    Keras on the TensorFlow backend turns the logs into numbers (a wait for the device) after every
+    call of ``train_function`` whatever the callbacks are (``async_safe`` callbacks are ignored there:
+    the backend is not marked thread-safe); ``train.steps_per_execution`` is the lever.
+    """
 
     def on_train_begin(self, logs=None):
-        self.step = int(self.model.optimizer.iterations.numpy())
+        self._base = int(self.model.optimizer.iterations.numpy())
+        self._first_epoch = None
+        self._per_call = int(getattr(self.model, "steps_per_execution", 1) or 1)
+
+    def due(self, step: int, every: int) -> bool:
+        """Every ``every`` steps, and at a fresh run's first step the callbacks see (1, or k)."""
+        return step % every == 0 or step == self._per_call
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._first_epoch is None:
+            self._first_epoch = epoch
+        self._epoch_start = self._base + (epoch - self._first_epoch) * self.params["steps"]
+
+    def global_step(self, batch: int) -> int:
+        """The global step after batch ``batch`` (0-based, of the current epoch)."""
+        return self._epoch_start + batch + 1
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if batch:
+            self.on_steps_done(self._epoch_start + batch)
 
     def on_train_batch_end(self, batch, logs=None):
-        self.step += 1
-        self.on_step(self.step, logs)
+        self.on_step(self.global_step(batch), logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.on_steps_done(self._epoch_start + self.params["steps"])
 
     def on_step(self, step: int, logs) -> None:
-        raise NotImplementedError
+        """After step ``step``; ``logs`` are Python numbers."""
+
+    def on_steps_done(self, step: int) -> None:
+        """Between two steps, the networks holding the weights of ``step`` steps."""
 
 
 class ScalarLogger(StepCallback):
@@ -213,7 +245,7 @@ class ScalarLogger(StepCallback):
         self.writer, self.every, self.threshold = writer, max(1, every), peak_threshold
 
     def on_step(self, step, logs):
-        if step % self.every and step != 1:
+        if not self.due(step, self.every):
             return
         lr = self.model.optimizer.learning_rate
         values = dict(logs or {}, lr=float(lr.numpy() if hasattr(lr, "numpy") else lr))
@@ -281,8 +313,8 @@ class PairGrid(StepCallback):
                                         heat_panel(student[b], size, self.scale)], axis=1))
         return np.concatenate(rows, axis=0)[..., ::-1]
 
-    def on_step(self, step, logs):
-        if self.batch is None or (step % self.every and step != 1):
+    def on_steps_done(self, step):
+        if self.batch is None or not self.due(step, self.every):
             return
         from posedual_tf.data import augment, hard_views
 
@@ -332,6 +364,7 @@ class ProgressLine(StepCallback):
         self.epoch, self.t0, self.done0, self.shown = 0, time.time(), None, 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
+        super().on_epoch_begin(epoch, logs)
         self.epoch = epoch
 
     def line(self, step_in_epoch: int, global_step: int, logs: dict) -> str:

@@ -40,46 +40,50 @@ def set_precision(policy: str) -> None:
 
 class StepCheckpoint(monitoring.StepCallback):
     """Save networks + optimiser (its step is the input position) + finished epochs every N steps and
-    at every epoch's end, numbered by the step (last K kept); never after a non-finite loss."""
+    at every epoch's end, numbered by the step (last K kept); never after a non-finite loss. Saves run
+    on the training thread between two steps (on_steps_done)."""
 
     def __init__(self, manager: tf.train.CheckpointManager, epoch_var: tf.Variable, every: int):
         super().__init__()
         self.manager, self.epoch_var, self.every = manager, epoch_var, every
         self.saved_at = -1
 
-    def _save(self, logs):
-        if logs and not all(np.isfinite(float(v)) for v in logs.values() if np.ndim(v) == 0):
+    def _save(self, step: int):
+        # the epoch's running means so far: non-finite from a non-finite step on (one read, at saves only)
+        results = [m.result() for m in self.model.metrics]
+        if not all(np.isfinite(np.asarray(r)).all() for r in results if not isinstance(r, dict)):
             return
-        step = int(self.model.optimizer.iterations.numpy())
         if step != self.saved_at:
             self.manager.save(checkpoint_number=step)
             self.saved_at = step
 
-    def on_step(self, step, logs):
+    def on_steps_done(self, step):
         if self.every and step % self.every == 0:
-            self._save(logs)
+            self._save(step)
 
     def on_epoch_end(self, epoch, logs=None):
         self.epoch_var.assign(epoch + 1)
         self.saved_at = -1                  # the epoch counter changed: save even at the same step
-        self._save(logs)
+        super().on_epoch_end(epoch, logs)   # -> on_steps_done
+        self._save(self._epoch_start + self.params["steps"])
 
 
-class FiniteGuard(keras.callbacks.Callback):
-    """Stop at the first non-finite loss; the last epoch checkpoint stays the last good one."""
+class FiniteGuard(monitoring.StepCallback):
+    """Stop at the first non-finite loss; the last epoch checkpoint stays the last good one (the
+    checkpoints check the loss themselves: the loop may run a step or two past it before it stops)."""
 
     def __init__(self):
         super().__init__()
         self.failed_at = None
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_step(self, step, logs):
         loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            self.failed_at = (batch, float(loss))
+        if loss is not None and not math.isfinite(float(loss)) and self.failed_at is None:
+            self.failed_at = (step, float(loss))
             self.model.stop_training = True
 
 
-class CorruptionMonitor(keras.callbacks.Callback):
+class CorruptionMonitor(monitoring.StepCallback):
     """Corrupt records to TensorBoard; stops training past ``data.max_corrupt_fraction`` of the people read."""
 
     def __init__(self, counter: corrupt.CorruptionCounter, writer, max_fraction: float, people_per_step: int,
@@ -90,8 +94,7 @@ class CorruptionMonitor(keras.callbacks.Callback):
         self.failed: str | None = None
         self.logged = 0
 
-    def check(self):
-        step = int(self.model.optimizer.iterations.numpy())
+    def check(self, step: int):
         bad = self.counter.total()
         if bad != self.logged:
             with self.writer.as_default(step=step):
@@ -106,12 +109,13 @@ class CorruptionMonitor(keras.callbacks.Callback):
                            f"{self.counter.worst_shard()} (re-convert it, or raise data.max_corrupt_fraction)")
             self.model.stop_training = True
 
-    def on_train_batch_end(self, batch, logs=None):
-        if (batch + 1) % self.every == 0:
-            self.check()
+    def on_step(self, step, logs):
+        if step % self.every == 0:
+            self.check(step)
 
-    def on_epoch_end(self, epoch, logs=None):
-        self.check()
+    def on_epoch_end(self, epoch, logs=None):          # every step's on_step has run (Keras waits for them)
+        super().on_epoch_end(epoch, logs)
+        self.check(self._epoch_start + self.params["steps"])
 
 
 class MetricLog(monitoring.StepCallback):
@@ -234,7 +238,7 @@ def build(cfg: Config, strategy: tf.distribute.Strategy, steps_per_epoch: int, l
         method = build_method(cfg, nets, labelled_ids)
         optimizer = make_optimizer(cfg, steps_per_epoch)
         optimizer.build(method.trainable_variables)
-        method.compile(optimizer=optimizer,
+        method.compile(optimizer=optimizer, steps_per_execution=cfg.train.steps_per_execution,
                        jit_compile=distribution.resolve_jit(cfg.train.jit_compile, strategy, cfg.train.deterministic))
     return nets, method, optimizer
 
@@ -298,6 +302,10 @@ def _run(cfg: Config, workdir: str, latest: str | None, progress: str, strategy:
         lab = pipeline.open_source(cfg.data.labelled, "labelled")
         check_eval_sets(cfg)
         steps, _ = pipeline.epoch_steps(cfg)
+        if steps % t.steps_per_execution:
+            raise ConfigError(f"train.steps_per_execution={t.steps_per_execution}: an epoch is {steps} steps, not a "
+                              f"multiple of it (Keras would run past the epoch's end); set train.steps_per_epoch "
+                              f"to a multiple, or train.steps_per_execution to a divisor of {steps}")
         labelled_ids = list(lab.joint_set.to_union)
         nets, method, optimizer = build(cfg, strategy, steps, labelled_ids, initial_weights=not resuming)
         files.claim(workdir, "train", accepts=("evaluate",), setting="workdir")  # data and networks are ready
@@ -311,6 +319,9 @@ def _run(cfg: Config, workdir: str, latest: str | None, progress: str, strategy:
             checkpoints.restore_training(ckpt, latest)
         step = int(optimizer.iterations.numpy())
         initial_epoch, within = divmod(step, steps)
+        if within % t.steps_per_execution:
+            raise ConfigError(f"train.steps_per_execution={t.steps_per_execution}: {latest} is at step {step}, "
+                              f"{within} into its epoch, not a multiple of it; resume with the run's own value")
         if step >= t.epochs * steps:
             print(f"{workdir} holds a finished run ({step} steps: {t.epochs} epochs of {steps}); nothing to train "
                   "(raise train.epochs to continue it, or --set train.resume=false to start afresh)")
@@ -359,7 +370,7 @@ def _run(cfg: Config, workdir: str, latest: str | None, progress: str, strategy:
         if monitor.failed:
             raise corrupt.CorruptDataError(monitor.failed)
         if guard.failed_at is not None:
-            raise NonFiniteLoss(f"non-finite loss {guard.failed_at[1]} at step {int(optimizer.iterations.numpy())}; "
+            raise NonFiniteLoss(f"non-finite loss {guard.failed_at[1]} at step {guard.failed_at[0]}; "
                                 f"training stopped, last good checkpoint: {manager.latest_checkpoint}")
         checkpoints.save_nets(nets, files.own(workdir, "final"))
         metrics = validation.last if validation and validation.last else {}

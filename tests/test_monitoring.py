@@ -142,3 +142,61 @@ def test_console_fits_80_columns_and_has_no_tensorflow_warnings(demo_run):
     assert not tf_lines, tf_lines
     assert any(re.match(r"epoch 3/3 step 3/3 loss [\d.e-]+ lr [\d.e+-]+ [\d.]+ it/s ETA", s) for s in training)
     print(f"console: {len(segments)} lines in all, {len(training)} during training")
+
+
+
+def _tiny_fit(callbacks, epochs=2, initial_epoch=0, model=None, per_call=1):
+    import keras
+
+    if model is None:
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+        model.compile(optimizer="sgd", loss="mse", steps_per_execution=per_call)
+    x = np.random.default_rng(0).normal(size=(14, 3)).astype(np.float32)
+    model.fit(x, x[:, :1] * 2.0 + 1.0, batch_size=2, epochs=epochs, initial_epoch=initial_epoch, shuffle=False,
+              verbose=0, callbacks=callbacks)
+    return model
+
+
+class _Recorder(monitoring.StepCallback):
+    """Which steps on_step and on_steps_done see, and the optimizer's own step at on_steps_done."""
+
+    def __init__(self):
+        super().__init__()
+        self.ends, self.done = [], []
+
+    def on_step(self, step, logs):
+        self.ends.append((step, isinstance(logs["loss"], float)))
+
+    def on_steps_done(self, step):
+        self.done.append((step, int(self.model.optimizer.iterations.numpy())))
+
+
+def test_step_callbacks_know_the_global_step_across_fits_and_steps_per_execution():
+    """on_step sees steps 1, 2, ... with Python logs; on_steps_done runs between steps with the weights of
+    exactly that step (the optimizer agrees); a second fit (a resumed run) continues the global step; with
+    2 steps per execution the callbacks see every 2nd step, and the weights are those of 1 step per call."""
+    rec = _Recorder()
+    model = _tiny_fit([rec])                                   # 2 epochs of 7 steps
+    assert rec.ends == [(s, True) for s in range(1, 15)]
+    assert rec.done == [(s, s) for s in range(1, 15)]
+    rec.ends, rec.done = [], []
+    _tiny_fit([rec], epochs=3, initial_epoch=2, model=model)   # resumed: steps 15-21
+    assert [e[0] for e in rec.ends] == list(range(15, 22)) and [d[0] for d in rec.done] == list(range(15, 22))
+
+    rec, one = _Recorder(), None
+    x = np.random.default_rng(0).normal(size=(16, 3)).astype(np.float32)
+    for per_call, callbacks in ((1, []), (2, [rec])):
+        import keras
+
+        keras.utils.set_random_seed(0)
+        m = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+        m.compile(optimizer="sgd", loss="mse", steps_per_execution=per_call)
+        m.fit(x, x[:, :1] * 2.0 + 1.0, batch_size=2, epochs=2, shuffle=False, verbose=0, callbacks=callbacks)
+        if per_call == 1:
+            one = [w.numpy() for w in m.weights]
+    assert [e[0] for e in rec.ends] == list(range(2, 17, 2))                # 2 epochs of 8 steps, every 2nd
+    assert rec.done == [(s, s) for s in range(2, 17, 2)]
+    for a, b in zip(one, m.weights):
+        np.testing.assert_allclose(b.numpy(), a, rtol=1e-6)
+    assert not np.allclose(one[0], 0)

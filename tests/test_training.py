@@ -3,6 +3,7 @@ and clusters: test_distribution.py)."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import signal
@@ -156,18 +157,28 @@ def test_bf16_step_equals_the_float32_step_to_bf16_precision():
     assert logs["loss_pose"] == pytest.approx(logs32["loss_pose"], rel=2e-2)
 
 
-def test_finite_guard_stops_training():
-    from posedual_tf.training import FiniteGuard
+def test_finite_guard_stops_training_and_no_checkpoint_follows_a_non_finite_step(tmp_path):
+    """A real fit whose 3rd batch holds a NaN: the guard records step 3 and stops the run (the loop may
+    run a step or two further: the guard runs off the training thread), and the step checkpoints (every
+    step) stop at step 2."""
+    import keras
 
-    class Dummy:
-        stop_training = False
+    from posedual_tf.training import FiniteGuard, StepCheckpoint
 
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
+    x[5] = np.nan                                                    # batch 2 of size 2 -> step 3
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    epoch = tf.Variable(0, dtype=tf.int64)
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model, optimizer=model.optimizer, epoch=epoch),
+                                         str(tmp_path / "ckpt"), max_to_keep=None)
     guard = FiniteGuard()
-    guard.set_model(Dummy())
-    guard.on_train_batch_end(0, {"loss": 0.5})
-    assert guard.failed_at is None and not guard.model.stop_training
-    guard.on_train_batch_end(1, {"loss": float("nan")})
-    assert guard.failed_at == (1, pytest.approx(float("nan"), nan_ok=True)) and guard.model.stop_training
+    model.fit(x, np.zeros((40, 1), np.float32), batch_size=2, epochs=1, shuffle=False, verbose=0,
+              callbacks=[guard, StepCheckpoint(manager, epoch, every=1)])
+    assert guard.failed_at[0] == 3 and math.isnan(guard.failed_at[1])
+    assert int(model.optimizer.iterations.numpy()) < 20                  # stopped: 20 steps in the epoch
+    assert [int(p.rsplit("-", 1)[1]) for p in manager.checkpoints] == [1, 2]
 
 
 def test_kill_and_resume_reaches_same_final_step(tmp_path):
@@ -378,3 +389,45 @@ def test_learning_rate_steps_at_the_start_of_each_milestone_epoch():
     want = {0: 1e-3, 19 * 7 + 6: 1e-3, 20 * 7: 1e-4, 24 * 7 + 6: 1e-4, 25 * 7: 1e-5, 40 * 7: 1e-5}
     for step, lr in want.items():
         assert float(schedule(step)) == pytest.approx(lr, rel=1e-6), step
+
+
+def test_steps_per_execution_trains_the_same_posecons_steps():
+    """train.steps_per_execution=2 compiles two PoseCons steps per call of the training function: the same
+    draws (the step's RNG follows the optimizer step inside the loop), the same weights as one step per
+    call, and the step counter at 4. Settings the callbacks could not see are one-line errors."""
+    with pytest.raises(config.ConfigError, match=r"train\.log_every: expected a multiple of "
+                                                 r"train\.steps_per_execution \(4\)"):
+        config.load("coco1k_cons", ["train.steps_per_execution=4", "train.log_every=50"])
+    from posedual_tf import training
+    from tests.conftest import LABELLED_IDS
+
+    batches = [_batch(seed) for seed in range(4)]
+    ds = tf.data.Dataset.from_tensor_slices(tuple(
+        {k: np.stack([b[i][k] for b in batches]) for k in batches[0][i]} for i in range(2)))
+    weights = []
+    for per_call in (1, 2):
+        keras.utils.set_random_seed(0)
+        cfg = config.load("coco1k_cons", [*TINY, f"train.steps_per_execution={per_call}", "train.log_every=2",
+                                           "train.image_summary_every=2", "train.checkpoint_every_steps=2"])
+        nets, m, _ = training.build(cfg, tf.distribute.get_strategy(), 10, LABELLED_IDS, initial_weights=False)
+        assert m.steps_per_execution == per_call
+        m.fit(ds.repeat(), epochs=1, steps_per_epoch=4, verbose=0, shuffle=False)
+        assert int(m.optimizer.iterations.numpy()) == 4
+        weights.append([w.numpy() for net in nets for w in net.weights])
+    for a, b in zip(*weights):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+    keras.utils.set_random_seed(0)
+    initial = [w.numpy() for net in builder.build_networks(config.load("coco1k_cons", TINY)) for w in net.weights]
+    assert max(np.abs(a - b).max() for a, b in zip(initial, weights[1])) > 1e-4     # it did train
+
+
+def test_steps_per_execution_that_splits_an_epoch_is_a_one_line_error(tmp_path):
+    out = _run(["-m", "posedual_tf.train", "--config", "demo_sup", f"--set=workdir={tmp_path}/run", *SMALL_DEMO,
+                "--set=train.steps_per_execution=2", "--set=train.log_every=2", "--set=train.image_summary_every=2",
+                "--set=train.checkpoint_every_steps=2"], timeout=300)
+    assert out.returncode != 0
+    last = out.stderr.strip().splitlines()[-1]
+    assert last == ("error: train.steps_per_execution=2: an epoch is 3 steps, not a multiple of it (Keras would run "
+                    "past the epoch's end); set train.steps_per_epoch to a multiple, or train.steps_per_execution "
+                    "to a divisor of 3"), last
+    assert not (tmp_path / "run" / "ckpt").exists()
