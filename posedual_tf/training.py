@@ -64,8 +64,7 @@ class StepCheckpoint(monitoring.StepCallback):
     def on_epoch_end(self, epoch, logs=None):
         self.epoch_var.assign(epoch + 1)
         self.saved_at = -1                  # the epoch counter changed: save even at the same step
-        super().on_epoch_end(epoch, logs)   # -> on_steps_done
-        self._save(self._epoch_start + self.params["steps"])
+        self._save(self._epoch_start + self.params["steps"])   # always (on_steps_done: every N steps only)
 
 
 class FiniteGuard(monitoring.StepCallback):

@@ -145,14 +145,14 @@ def test_console_fits_80_columns_and_has_no_tensorflow_warnings(demo_run):
 
 
 
-def _tiny_fit(callbacks, epochs=2, initial_epoch=0, model=None, per_call=1):
+def _tiny_fit(callbacks, epochs=2, initial_epoch=0, model=None, per_call=1, people=14):
     import keras
 
     if model is None:
         keras.utils.set_random_seed(0)
         model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
         model.compile(optimizer="sgd", loss="mse", steps_per_execution=per_call)
-    x = np.random.default_rng(0).normal(size=(14, 3)).astype(np.float32)
+    x = np.random.default_rng(0).normal(size=(people, 3)).astype(np.float32)
     model.fit(x, x[:, :1] * 2.0 + 1.0, batch_size=2, epochs=epochs, initial_epoch=initial_epoch, shuffle=False,
               verbose=0, callbacks=callbacks)
     return model
@@ -184,17 +184,9 @@ def test_step_callbacks_know_the_global_step_across_fits_and_steps_per_execution
     _tiny_fit([rec], epochs=3, initial_epoch=2, model=model)   # resumed: steps 15-21
     assert [e[0] for e in rec.ends] == list(range(15, 22)) and [d[0] for d in rec.done] == list(range(15, 22))
 
-    rec, one = _Recorder(), None
-    x = np.random.default_rng(0).normal(size=(16, 3)).astype(np.float32)
-    for per_call, callbacks in ((1, []), (2, [rec])):
-        import keras
-
-        keras.utils.set_random_seed(0)
-        m = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
-        m.compile(optimizer="sgd", loss="mse", steps_per_execution=per_call)
-        m.fit(x, x[:, :1] * 2.0 + 1.0, batch_size=2, epochs=2, shuffle=False, verbose=0, callbacks=callbacks)
-        if per_call == 1:
-            one = [w.numpy() for w in m.weights]
+    one = [w.numpy() for w in _tiny_fit([], people=16).weights]
+    rec = _Recorder()
+    m = _tiny_fit([rec], per_call=2, people=16)
     assert [e[0] for e in rec.ends] == list(range(2, 17, 2))                # 2 epochs of 8 steps, every 2nd
     assert rec.done == [(s, s) for s in range(2, 17, 2)]
     for a, b in zip(one, m.weights):
