@@ -24,10 +24,12 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 def save_cost(repeats: int) -> dict:
     import tensorflow as tf
 
-    from posedual_tf import checkpoints, config, training
+    from posedual_tf import checkpoints, config
+    from posedual_tf.task import PoseTask
 
     cfg = config.load("coco1k_dual", ["model.pretrained=none"])
-    nets, _, optimizer = training.build(cfg, tf.distribute.get_strategy(), 4682, list(range(24)))
+    model = PoseTask(cfg).build_model(steps_per_epoch=4682, labelled_ids=range(24))
+    nets, optimizer = model.nets, model.optimizer
     epoch = tf.Variable(0, dtype=tf.int64)
     with tempfile.TemporaryDirectory() as tmp:
         manager = tf.train.CheckpointManager(checkpoints.training_checkpoint(nets, optimizer, epoch), tmp,

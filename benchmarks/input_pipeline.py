@@ -82,9 +82,9 @@ def main() -> None:
                   "model.pretrained=none"]
         sup = config.load("coco1k_sup", common + ["data.labelled.max_instances=0"])
         dual = config.load("coco1k_dual", common + ["data.labelled.max_instances=0"])
-        ds, _ = pipeline.train_dataset(sup)
+        ds = pipeline.train_dataset(sup)
         lab = rate(ds, args.batches, lambda b: int(b["image"].shape[0]))
-        ds, _ = pipeline.train_dataset(dual)
+        ds = pipeline.train_dataset(dual)
         mixed = rate(ds, args.batches, lambda b: int(b[1]["image"].shape[0]))
         ev, _ = pipeline.eval_dataset(sup)
         evr = rate(ev.repeat(), args.batches, lambda b: int(b["image"].shape[0]))

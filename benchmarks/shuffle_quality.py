@@ -3,7 +3,7 @@
 Writes 150,000 people in 118,000 image records (COCO train2017's size; tiny image bytes, since only
 the order is measured) in 75 shards, then, each in its own process so that peak memory is its own:
 
-* ``index`` (the pipeline): ``pipeline.epoch_order`` + ``pipeline.person_fetcher``, one epoch of the
+* ``index`` (the pipeline): ``pipeline.epoch_order`` + ``sources.person_fetcher``, one epoch of the
   unlabelled stream with every record read;
 * ``buffer`` (before): records in file order, split into people, a 2,048-element shuffle buffer.
 
@@ -64,13 +64,13 @@ def epoch_image_ids(prefix: str, method: str, seed: int = 1315) -> tuple[np.ndar
     import tensorflow as tf
 
     from posedual_tf import config
-    from posedual_tf.data import pipeline, records
+    from posedual_tf.data import pipeline, records, sources
 
-    src = pipeline.open_source(config.DatasetConfig(records=prefix), "unlabelled")
+    src = sources.open_source(config.DatasetConfig(records=prefix), "unlabelled")
     start = time.perf_counter()
     if method == "index":
         order = pipeline.epoch_order(src.num_instances, src.num_instances, seed, 0, "permutation")
-        fetch = pipeline.person_fetcher(src)
+        fetch = sources.person_fetcher(src)
         ds = tf.data.Dataset.from_tensor_slices(order).map(fetch, num_parallel_calls=tf.data.AUTOTUNE)
         ds = ds.map(lambda e: (e["person"], e["image_id"]))
     else:

@@ -1,5 +1,41 @@
-"""posedual_tf: semi-supervised 2D human pose estimation (PoseDual / PoseCons) in TensorFlow/Keras."""
-# Importing the package changes no global state (the command lines quiet TensorFlow's start-up
-# lines themselves: posedual_tf.cli.quiet_tensorflow).
+"""posedual_tf: semi-supervised 2D human pose estimation (PoseDual / PoseCons) in TensorFlow/Keras.
+
+The Python API (:mod:`posedual_tf.api`) is available here: ``load_config``, ``prepare_demo_data``, ``fit``,
+``evaluate``, ``export_saved_model``, ``predict_image``, ``build_networks``; and the classes a run is made
+of: ``Config``, ``PoseTask``, ``HeatmapCodec``, ``InputNormaliser``.
+
+Example:
+    >>> import posedual_tf
+    >>> posedual_tf.load_config("coco1k_dual").method.name
+    'dual'
+    >>> posedual_tf.HeatmapCodec((192, 256), (48, 64)).stride
+    (4.0, 4.0)
+"""
+# Importing the package changes no global state and imports no TensorFlow: the names below load their
+# module on first use (the command lines quiet TensorFlow's start-up lines before importing it:
+# posedual_tf.cli.quiet_tensorflow).
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "load_config": "posedual_tf.api", "prepare_demo_data": "posedual_tf.api", "fit": "posedual_tf.api",
+    "evaluate": "posedual_tf.api", "export_saved_model": "posedual_tf.api", "predict_image": "posedual_tf.api",
+    "build_networks": "posedual_tf.api",
+    "Config": "posedual_tf.config", "ConfigError": "posedual_tf.config",
+    "PoseTask": "posedual_tf.task",
+    "HeatmapCodec": "posedual_tf.codec", "InputNormaliser": "posedual_tf.codec",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'posedual_tf' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_EXPORTS))

@@ -1,4 +1,7 @@
-"""Flags and helpers shared by the absl command lines (train, evaluate, export, predict, convert_torch)."""
+"""The one command-line stack: flags and helpers shared by every command (train, evaluate, export, predict,
+convert_torch, and tfrecords_tools' converters and inspect). Flags are defined only when a command runs
+(:func:`run`), errors are one line (:func:`guarded`), ``--debug`` shows the traceback, ``--verbose``
+TensorFlow's start-up lines, and ``--a_b`` is accepted for ``--a-b``."""
 from __future__ import annotations
 
 import contextlib
@@ -105,6 +108,18 @@ def guarded(main):
             sys.exit(f"error: {one_line(e)}")
 
     return run
+
+
+class UsageError(ValueError):
+    """A command line without a flag it needs (one line)."""
+
+
+def required(*names: str, hint: str = "") -> None:
+    """One line naming every flag of ``names`` that was not given (``hint``: what to give)."""
+    missing = [f"--{n}" for n in names if FLAGS[n].value in (None, "", [])]
+    if missing:
+        raise UsageError(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required"
+                         + (f" ({hint})" if hint else "") + "; --help lists every flag")
 
 
 #: The exit status of a command stopped by Ctrl-C (128 + SIGINT, as shells report it).

@@ -1,20 +1,135 @@
 """Keypoints <-> heatmaps: target encoding, argmax decoding with 'shift' / DARK refinement, flip.
 
+:class:`HeatmapCodec` holds one run's settings (sizes, sigma, stride, rounding rule, flip test,
+post-processing) and is the one object the input pipeline, the hard views, evaluation and export use;
+:class:`InputNormaliser` is the crop side (channel order, mean and std). The functions below them are
+the same operations with every setting passed explicitly.
+
 Heatmaps are channels-last ``[..., h, w, J]``. Every function is TensorFlow and works eagerly on
 numpy inputs or inside a graph (the SavedModel uses the decode side).
 
 Example:
-    >>> hm, weight = encode_heatmaps(joints, vis, (192, 256), (48, 64), sigma=2.0)
-    >>> coords, maxvals = decode_heatmaps(hm[None], center, scale, rotation=tf.zeros([1]))
+    >>> codec = HeatmapCodec(image_size=(48, 64), heatmap_size=(12, 16), sigma=2.0)
+    >>> codec.stride
+    (4.0, 4.0)
+    >>> maps, weight = codec.encode([[20.0, 32.0]], [1.0])
+    >>> tuple(maps.shape), float(weight[0])
+    ((16, 12, 1), 1.0)
+    >>> center, scale = [[24.0, 32.0]], [[48 / 200, 64 / 200]]        # the crop is the whole image
+    >>> coords, score = codec.decode(maps[None], center, scale)
+    >>> [round(float(v), 2) for v in coords[0, 0]], round(float(score[0, 0]), 2)
+    ([20.0, 32.0], 1.0)
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from posedual_tf import geometry, joints as joint_sets
+
+
+# ------------------------------------------------------------------------------ the codec objects
+
+@dataclasses.dataclass(frozen=True)
+class HeatmapCodec:
+    """One run's heatmap settings, built once (:meth:`from_config`) and shared by the pipeline (targets),
+    the hard views (their stride places boxes at teacher joints), evaluation and export (decoding).
+
+    Args:
+      image_size, heatmap_size: ``(W, H)`` of the network input and ``(w, h)`` of its heatmaps.
+      sigma: Gaussian sigma of the targets, in heatmap pixels.
+      floor_rounding: targets centred with ``floor(x + 0.5)`` (``fixes.target_rounding``) instead of the
+        reference's truncation.
+      post_process: ``shift`` (reference), ``dark`` or ``none``; ``wide_shift_bound``: ``fixes.shift_bound``.
+      flip_test, shift_heatmap: inference averages the mirrored pass (``test.flip_test``), moved back by one
+        pixel (``test.shift_heatmap``).
+    """
+
+    image_size: tuple[int, int]
+    heatmap_size: tuple[int, int]
+    sigma: float = 2.0
+    floor_rounding: bool = False
+    post_process: str = "shift"
+    wide_shift_bound: bool = False
+    flip_test: bool = False
+    shift_heatmap: bool = True
+
+    def __post_init__(self):
+        object.__setattr__(self, "image_size", tuple(int(v) for v in self.image_size))
+        object.__setattr__(self, "heatmap_size", tuple(int(v) for v in self.heatmap_size))
+        if self.post_process not in ("shift", "dark", "none"):
+            raise ValueError(f"post_process: expected 'shift', 'dark' or 'none', got {self.post_process!r}")
+
+    @classmethod
+    def from_config(cls, cfg, **overrides) -> "HeatmapCodec":
+        """The codec of a :class:`posedual_tf.config.Config` (``data``, ``test`` and ``fixes`` settings);
+        ``overrides`` replace single fields (an export's own ``flip_test``, say)."""
+        d, t, f = cfg.data, cfg.test, cfg.fixes
+        values = dict(image_size=d.image_size, heatmap_size=d.heatmap_size, sigma=d.sigma,
+                      floor_rounding=f.target_rounding, post_process=t.post_process, wide_shift_bound=f.shift_bound,
+                      flip_test=t.flip_test, shift_heatmap=t.shift_heatmap)
+        values.update(overrides)
+        return cls(**values)
+
+    @property
+    def stride(self) -> tuple[float, float]:
+        """Input pixels per heatmap pixel, ``(x, y)``."""
+        return (self.image_size[0] / self.heatmap_size[0], self.image_size[1] / self.heatmap_size[1])
+
+    def encode(self, joints, joints_vis):
+        """Gaussian targets and target weights of crop-space joints (:func:`encode_heatmaps`)."""
+        return encode_heatmaps(joints, joints_vis, self.image_size, self.heatmap_size, self.sigma,
+                               self.floor_rounding)
+
+    def decode(self, heatmaps, center, scale, rotation=None):
+        """Image coordinates and scores of ``[B, h, w, J]`` heatmaps (:func:`decode_heatmaps`)."""
+        return decode_heatmaps(heatmaps, center, scale, rotation, self.post_process, self.wide_shift_bound)
+
+    def network_heatmaps(self, net, images):
+        """Inference heatmaps of one network (float32), with the flip test when the codec says so."""
+        return network_heatmaps(net, images, self.flip_test, self.shift_heatmap)
+
+
+@dataclasses.dataclass(frozen=True)
+class InputNormaliser:
+    """The network's input convention: channel order (``data.color_rgb``: RGB, else BGR as the reference's
+    OpenCV reads) and the per-channel ``mean``/``std`` of ``[0, 1]`` pixels.
+
+    Example:
+        >>> norm = InputNormaliser(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), color_rgb=False)
+        >>> [float(v) for v in norm.from_rgb(tf.constant([[[255.0, 0.0, 127.5]]]))[0, 0]]
+        [0.0, -2.0, 2.0]
+    """
+
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    color_rgb: bool = False
+
+    @classmethod
+    def from_config(cls, data) -> "InputNormaliser":
+        """From a config's ``data`` section."""
+        return cls(tuple(data.mean), tuple(data.std), bool(data.color_rgb))
+
+    def to_model_order(self, rgb):
+        """RGB pixels in the network's channel order."""
+        return rgb if self.color_rgb else rgb[..., ::-1]
+
+    def normalise(self, pixels):
+        """``[0, 255]`` pixels already in the network's channel order -> network input (float32)."""
+        x = tf.cast(pixels, tf.float32)
+        return (x / 255.0 - tf.constant(self.mean, tf.float32)) / tf.constant(self.std, tf.float32)
+
+    def from_rgb(self, rgb):
+        """``[0, 255]`` RGB pixels -> network input."""
+        return self.normalise(self.to_model_order(tf.cast(rgb, tf.float32)))
+
+    def to_unit_rgb(self, x: np.ndarray) -> np.ndarray:
+        """Network input (numpy) -> RGB pixels in ``[0, 1]`` (clipped), for drawing."""
+        unit = np.clip(np.asarray(x) * np.array(self.std) + np.array(self.mean), 0, 1)
+        return unit if self.color_rgb else unit[..., ::-1]
 
 
 # ------------------------------------------------------------------------------ encode

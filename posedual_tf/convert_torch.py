@@ -50,8 +50,7 @@ def main(argv):
     del argv
     from posedual_tf import config
 
-    if not (FLAGS.config and FLAGS.checkpoint and FLAGS.output):
-        raise SystemExit("error: --config, --checkpoint and --output are required")
+    cli.required("config", "checkpoint", "output")
     cfg = config.load(FLAGS.config, FLAGS.set)
     summary = convert(cfg, FLAGS.checkpoint, FLAGS.output, strict=not FLAGS["allow-missing"].value)
     for name, info in summary["networks"].items():

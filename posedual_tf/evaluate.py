@@ -8,7 +8,6 @@ workdir.
 from __future__ import annotations
 
 import os
-import sys
 
 from absl import flags
 
@@ -28,8 +27,7 @@ def define_flags() -> None:
 def main(argv):
     del argv
     cfg = cli.load_config()
-    if not FLAGS.checkpoint:
-        sys.exit("error: --checkpoint is required")
+    cli.required("checkpoint")
     from posedual_tf import checkpoints
     from posedual_tf.evaluation import runner
     from posedual_tf.models import builder

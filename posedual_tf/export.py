@@ -21,7 +21,6 @@ Signatures:
 from __future__ import annotations
 
 import os
-import sys
 
 from posedual_tf import cli
 
@@ -36,9 +35,9 @@ from posedual_tf.config import Config
 from posedual_tf.data import records
 
 
-def _heatmaps(nets, images, flip_test: bool, shift_heatmap: bool):
+def _heatmaps(nets, images, heatmaps: codec.HeatmapCodec):
     """One network's heatmaps, or the mean over both PoseDual networks (the ensemble)."""
-    return tf.add_n([codec.network_heatmaps(n, images, flip_test, shift_heatmap) for n in nets]) / float(len(nets))
+    return tf.add_n([heatmaps.network_heatmaps(n, images) for n in nets]) / float(len(nets))
 
 
 def clip_boxes(boxes, width, height):
@@ -53,26 +52,19 @@ def clip_boxes(boxes, width, height):
 
 def serving_functions(cfg: Config, nets, flip_test: bool, post_process: str):
     """The two exported functions (plain tf.functions, also usable without saving)."""
-    d = cfg.data
-    w_in, h_in = d.image_size
+    heatmaps = codec.HeatmapCodec.from_config(cfg, flip_test=flip_test, post_process=post_process)
+    inputs = codec.InputNormaliser.from_config(cfg.data)
+    w_in, h_in = heatmaps.image_size
     aspect = w_in / h_in
-    mean = tf.constant(d.mean, tf.float32)
-    std = tf.constant(d.std, tf.float32)
     coco_from_union = tf.constant(joints.COCO.to_union, tf.int32)
-    shift = cfg.test.shift_heatmap
-    wide = cfg.fixes.shift_bound
-
-    def normalise(rgb):
-        x = rgb if d.color_rgb else rgb[..., ::-1]
-        return (x / 255.0 - mean) / std
 
     @tf.function(input_signature=[tf.TensorSpec([None, h_in, w_in, 3], tf.float32, name="crops")])
     def serve_crops(crops):
-        hm = _heatmaps(nets, normalise(crops), flip_test, shift)
+        hm = _heatmaps(nets, inputs.from_rgb(crops), heatmaps)
         n = tf.shape(crops)[0]
         center = tf.tile(tf.constant([[w_in / 2.0, h_in / 2.0]]), [n, 1])
         scale = tf.tile(tf.constant([[w_in / geometry.PIXEL_STD, h_in / geometry.PIXEL_STD]]), [n, 1])
-        coords, maxvals = codec.decode_heatmaps(hm, center, scale, tf.zeros([n]), post_process, wide)
+        coords, maxvals = heatmaps.decode(hm, center, scale, tf.zeros([n]))
         return {"heatmaps": hm, "keypoints": tf.concat([coords, maxvals[..., None]], -1)}
 
     @tf.function(input_signature=[tf.TensorSpec([], tf.string, name="image_bytes"),
@@ -88,8 +80,8 @@ def serving_functions(cfg: Config, nets, flip_test: bool, post_process: str):
             center, scale = geometry.tf_box_to_center_scale(boxes, aspect)
             inv = geometry.tf_affine_matrix(center, scale, tf.zeros([n]), (w_in, h_in), inverse=True)
             crops = geometry.tf_warp(tf.tile(img[None], [n, 1, 1, 1]), inv, (w_in, h_in))
-            hm = _heatmaps(nets, normalise(crops), flip_test, shift)
-            coords, maxvals = codec.decode_heatmaps(hm, center, scale, tf.zeros([n]), post_process, wide)
+            hm = _heatmaps(nets, inputs.from_rgb(crops), heatmaps)
+            coords, maxvals = heatmaps.decode(hm, center, scale, tf.zeros([n]))
             kps = tf.gather(tf.concat([coords, maxvals[..., None]], -1), coco_from_union, axis=1)
             vis = tf.cast(kps[..., 2] > cfg.test.in_vis_thre, tf.float32)
             scores = tf.math.divide_no_nan(tf.reduce_sum(kps[..., 2] * vis, -1), tf.reduce_sum(vis, -1))
@@ -131,8 +123,7 @@ def exported_networks(cfg: Config, checkpoint: str, net: str) -> list:
     from posedual_tf import checkpoints
     from posedual_tf.models import builder
 
-    keras.mixed_precision.set_global_policy("float32")
-    nets = builder.build_networks(cfg)
+    nets = builder.build_networks(cfg, policy="float32")      # the global policy is left as it was
     checkpoints.load_nets(nets, checkpoint, cfg.model.backbone)
     if net == "ensemble":
         if len(nets) != 2:
@@ -195,8 +186,7 @@ def main(argv):
 
     f = flags.FLAGS
     cfg = cli.load_config()
-    if not f.checkpoint or not f.output:
-        sys.exit("error: --checkpoint and --output are required")
+    cli.required("checkpoint", "output")
     if f.format == "tflite":
         from posedual_tf import tflite
 

@@ -14,11 +14,19 @@
 * :func:`lock`: one writer per folder (a second ``train`` on a workdir is refused, not interleaved).
 
 Example:
-    >>> write_json_atomic("runs/x/metrics.json", {"AP": 0.5})
-    >>> replace_folder("runs/x/final", lambda tmp: net.save_weights(f"{tmp}/net1.weights.h5"),
-    ...                is_ours=lambda path: True)
-    >>> claim("runs/x", "evaluate")               # new, empty, or a folder posedual_tf's evaluate wrote
-    >>> write_json_atomic(own("runs/x", "metrics.json"), {"AP": 0.5})
+    >>> import os, tempfile
+    >>> run = claim(os.path.join(tempfile.mkdtemp(), "x"), "evaluate")   # new, empty, or evaluate's own folder
+    >>> write_json_atomic(own(run, "metrics.json"), {"AP": 0.5})
+    >>> final = replace_folder(own(run, "final"), lambda tmp: write_json_atomic(f"{tmp}/net1.json", {}),
+    ...                        is_ours=lambda path: True)
+    >>> sorted(os.listdir(run))
+    ['.posedual_tf.json', 'final', 'metrics.json']
+    >>> with open(os.path.join(run, "notes.txt"), "w") as f:
+    ...     _ = f.write("mine")
+    >>> own(run, "notes.txt")                                             # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    posedual_tf.files.NotOursError: ...
 """
 from __future__ import annotations
 

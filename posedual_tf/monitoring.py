@@ -287,14 +287,12 @@ class PairGrid(StepCallback):
         self.labelled_ids, self.scale = list(labelled_ids), scale
 
     def _image(self, x: np.ndarray) -> np.ndarray:
-        d = self.cfg.data
-        img = np.clip(x * np.array(d.std) + np.array(d.mean), 0, 1)
-        bgr = img[..., ::-1] if d.color_rgb else img
+        bgr = codec.InputNormaliser.from_config(self.cfg.data).to_unit_rgb(x)[..., ::-1]
         return np.ascontiguousarray((bgr * 255).astype(np.uint8))
 
     def _with_skeleton(self, x: np.ndarray, maps: np.ndarray) -> np.ndarray:
         coords, _ = codec.argmax_coords(maps[None])
-        stride = self.cfg.data.image_size[0] / self.cfg.data.heatmap_size[0]
+        stride = self.model.views.stride
         kp = np.zeros((joints.NUM_UNION, 3))
         kp[:, :2] = (coords.numpy()[0] * stride + stride / 2) * self.scale
         kp[self.labelled_ids, 2] = 1                     # the joints the labelled set supervises
@@ -316,7 +314,7 @@ class PairGrid(StepCallback):
     def on_steps_done(self, step):
         if self.batch is None or not self.due(step, self.every):
             return
-        from posedual_tf.data import augment, hard_views
+        from posedual_tf.data import augment, view_paths
 
         m = self.model
         rng = augment.StatelessRng(tf.constant([7, 7], tf.int64))
@@ -327,11 +325,11 @@ class PairGrid(StepCallback):
         cut_from = [teachers[p] for p in partners]
         labels = aug_paths.path_labels(aug_paths.method_paths(self.cfg.method))
         if self.cfg.method.consistency_pair == "easy_hard":
-            views, warped = hard_views.build_views(self.cfg, rng, self.batch, cut_from, teachers, None)
+            views, warped = view_paths.build_views(m.views, rng, self.batch, cut_from, teachers)
             shown = [easy] * len(m.nets)
             targets = [warped[p] for p in partners]
         else:
-            pair = hard_views.build_pair_views(self.cfg, rng, self.batch, cut_from)
+            pair = view_paths.build_pair_views(m.views, rng, self.batch, cut_from)
             shown, views = pair.teacher, [pair.student]
             targets = [pair.target(predict(m.nets[p], pair.teacher[n])) for n, p in enumerate(partners)]
             labels = labels[:1]

@@ -310,8 +310,9 @@ def run(saved_model: str, paths: list[str], output: str, boxes: dict | None, pro
 def main(argv):
     del argv
     saved_model, output = FLAGS["saved-model"].value, FLAGS.output
-    if not saved_model or not output or not (FLAGS.image or FLAGS.images):
-        sys.exit("error: --saved-model, --output and one of --image / --images are required")
+    cli.required("saved-model", "output")
+    if not (FLAGS.image or FLAGS.images):
+        raise cli.UsageError("one of --image FILE or --images DIR is required; --help lists every flag")
     sources = [f for f, on in (("--boxes", FLAGS.boxes), ("--detector", FLAGS.detector),
                                 ("--whole-image", FLAGS["whole-image"].value)) if on]
     if len(sources) > 1:

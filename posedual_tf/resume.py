@@ -3,9 +3,13 @@ between (every change is stated; those that change which data a step sees are re
 unfinished saves a killed run leaves behind.
 
 Example:
-    >>> latest = resume.resume_point(cfg)            # None: the run starts afresh
-    >>> for line in resume.check_resume(cfg):        # ResumeMismatchError for a change of meaning
-    ...     print(line)
+    >>> import tempfile
+    >>> from posedual_tf import config
+    >>> cfg = config.load("demo_sup", [f"workdir={tempfile.mkdtemp()}"])
+    >>> resume_point(cfg) is None                  # None: the run starts afresh
+    True
+    >>> check_resume(cfg)                          # the changed settings; ResumeMismatchError for a change of meaning
+    []
 """
 from __future__ import annotations
 

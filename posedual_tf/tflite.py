@@ -40,22 +40,19 @@ class TFLiteExportError(ValueError):
 
 def keypoints_function(cfg: Config, nets, post_process: str = "shift"):
     """The exported computation: ``uint8 [1, H, W, 3]`` RGB crop -> ``[1, 17, 3]`` (y, x, score)."""
-    d = cfg.data
-    w, h = d.image_size
-    mean, std = tf.constant(d.mean, tf.float32), tf.constant(d.std, tf.float32)
+    heatmaps = codec.HeatmapCodec.from_config(cfg, post_process=post_process)
+    inputs = codec.InputNormaliser.from_config(cfg.data)
+    w, h = heatmaps.image_size
     coco_from_union = tf.constant(joints.COCO.to_union, tf.int32)
     center = tf.constant([[w / 2.0, h / 2.0]])
     scale = tf.constant([[w / geometry.PIXEL_STD, h / geometry.PIXEL_STD]])
 
     @tf.function(input_signature=[tf.TensorSpec([1, h, w, 3], tf.uint8, name="crop")])
     def keypoints(crop):
-        x = tf.cast(crop, tf.float32)
-        x = x if d.color_rgb else x[..., ::-1]
-        x = (x / 255.0 - mean) / std
+        x = inputs.from_rgb(crop)
         hm = tf.add_n([tf.cast(n(x, training=False), tf.float32) for n in nets]) / float(len(nets))
         with tf.name_scope(DECODE_SCOPE):     # kept float32 by an int8 export (convert)
-            coords, maxvals = codec.decode_heatmaps(hm, center, scale, tf.zeros([1]), post_process,
-                                                    cfg.fixes.shift_bound)
+            coords, maxvals = heatmaps.decode(hm, center, scale, tf.zeros([1]))
             kp = tf.gather(tf.concat([coords, maxvals[..., None]], -1), coco_from_union, axis=1)
             yx = tf.stack([kp[..., 1] / float(h), kp[..., 0] / float(w)], axis=-1)
             return {"keypoints": tf.concat([yx, kp[..., 2:]], axis=-1)}
@@ -74,12 +71,10 @@ def calibration_crops(cfg: Config, prefix: str, people: int):
         ds, _ = pipeline.eval_dataset(c, batch_size=1)
     except (OSError, ValueError) as e:
         raise TFLiteExportError(f"--calibration {prefix}: {str(e).splitlines()[0]}") from None
-    mean, std = np.array(cfg.data.mean), np.array(cfg.data.std)
+    inputs = codec.InputNormaliser.from_config(cfg.data)
     out = []
     for batch in ds.take(people):
-        img = (batch["image"].numpy() * std + mean) * 255.0
-        img = img if cfg.data.color_rgb else img[..., ::-1]
-        out.append(np.clip(np.rint(img), 0, 255).astype(np.uint8))
+        out.append(np.rint(inputs.to_unit_rgb(batch["image"].numpy()) * 255.0).astype(np.uint8))
     if not out:
         raise TFLiteExportError(f"--calibration {prefix}: holds no people to calibrate on")
     return out

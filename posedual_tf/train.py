@@ -28,13 +28,11 @@ def define_flags() -> None:
 def main(argv):
     del argv
     cfg = cli.load_config()
-    from posedual_tf import checkpoints, demo, distribution, monitoring, resume, training
+    from posedual_tf import demo, distribution, monitoring, training
     from posedual_tf.evaluation.runner import primary
 
     # before any data work: never train from random weights by accident (a resumed run needs no file)
-    resume.check_resume(cfg)
-    if resume.resume_point(cfg) is None:
-        checkpoints.check_pretrained(cfg)
+    checked = training.preflight(cfg)
     strategy = distribution.make_strategy(cfg.train.strategy)
     if demo.is_demo(cfg):
         demo.prepare_data(cfg)
@@ -42,7 +40,7 @@ def main(argv):
     if progress == "auto":
         progress = "bar" if sys.stdout.isatty() else "lines"
     chief = distribution.is_chief(strategy)
-    result = training.run(cfg, progress=progress, strategy=strategy)       # errors: one line (cli.guarded)
+    result = training.run(cfg, progress=progress, strategy=strategy, checked=checked)       # errors: one line (cli.guarded)
     if not chief:
         print(f"trained as a worker of a {result['num_replicas']}-replica cluster; its chief writes "
               f"{os.path.abspath(cfg.workdir)}")

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from posedual_tf import config
-from posedual_tf.data import augment, hard_views
+from posedual_tf.data import augment, view_paths
 from posedual_tf.evaluation import runner
 from posedual_tf.methods.base import collapse_indicator
 from tests.conftest import tiny_batch as _batch, tiny_method as _method
@@ -36,7 +36,7 @@ def _fully_inside(cfg, seed):
     """Pixels of the student's frame that both the student's view and the moved teacher's view take
     wholly from inside the image (the same draws on an all-ones image: no blend with the zero padding)."""
     ones = tf.ones([6, H, W, 3])
-    p = hard_views.build_pair_views(cfg, augment.StatelessRng(seed), {"image": ones}, [None])
+    p = view_paths.build_pair_views(view_paths.ViewSettings.from_config(cfg), augment.StatelessRng(seed), {"image": ones}, [None])
     return (p.student[0].numpy()[..., 0] > 0.999) & (p.target(p.teacher[0]).numpy()[..., 0] > 0.999)
 
 
@@ -46,7 +46,7 @@ def test_pair_target_is_the_teacher_map_in_the_students_frame(pair):
     the student's view wherever both see the image: the warp between the frames is right."""
     cfg = _cfg(pair)
     x = _smooth_images()
-    p = hard_views.build_pair_views(cfg, augment.StatelessRng([3, 4]), {"image": tf.constant(x)}, [None])
+    p = view_paths.build_pair_views(view_paths.ViewSettings.from_config(cfg), augment.StatelessRng([3, 4]), {"image": tf.constant(x)}, [None])
     student, teacher = p.student[0].numpy(), p.teacher[0].numpy()
     target = p.target(p.teacher[0]).numpy()
     inside = _fully_inside(cfg, [3, 4])
@@ -64,7 +64,7 @@ def test_same_pair_draws_the_teachers_view_independently():
     cfg = _cfg("same", "method.mask_joint_num=3")
     x = tf.constant(_smooth_images(4))
     heat = tf.random.stateless_uniform([4, H // 4, W // 4, 24], [1, 1])
-    p = hard_views.build_pair_views(cfg, augment.StatelessRng([5, 6]), {"image": x}, [heat])
+    p = view_paths.build_pair_views(view_paths.ViewSettings.from_config(cfg), augment.StatelessRng([5, 6]), {"image": x}, [heat])
     cut_s = np.mean(np.all(p.student[0].numpy() == 0, -1))
     cut_t = np.mean(np.all(p.teacher[0].numpy() == 0, -1))
     assert cut_s > 0.02 and cut_t > 0.02                         # joint cutout on both views
@@ -101,9 +101,9 @@ def test_teacher_and_student_inputs_of_each_pair(pair, monkeypatch):
 
 
 def test_scaled_boxes_shrink_joint_cutout_to_the_input():
-    assert hard_views.box_geometry(192, True) == ((10, 19), 10.0)            # 256x192: the reference's
-    assert hard_views.box_geometry(64, False) == ((10, 19), 10.0)
-    half, jitter = hard_views.box_geometry(64, True)
+    assert view_paths.box_geometry(192, True) == ((10, 19), 10.0)            # 256x192: the reference's
+    assert view_paths.box_geometry(64, False) == ((10, 19), 10.0)
+    half, jitter = view_paths.box_geometry(64, True)
     assert half == (3, 6) and jitter == pytest.approx(10 / 3)
 
     def widest_cut(scaled):
@@ -111,7 +111,7 @@ def test_scaled_boxes_shrink_joint_cutout_to_the_input():
                                           "fixes.cutout_axes=true"])
         x = tf.ones([64, 96, 64, 3])
         heat = tf.random.stateless_uniform([64, 24, 16, 24], [2, 3])
-        out = hard_views.apply_op("JC", augment.StatelessRng([7, 8]), x, heat, 0, cfg.method, cfg.fixes).numpy()
+        out = view_paths.apply_op("JC", augment.StatelessRng([7, 8]), x, heat, 0, view_paths.ViewSettings.from_config(cfg)).numpy()
         cut = np.all(out == 0, -1)
         return max(cut.sum(axis=2).max(), cut.sum(axis=1).max())
 

@@ -202,8 +202,8 @@ SUBSET_WORKER = textwrap.dedent("""
                                      "train.batch_size=2", "data.image_size=[64,64]", "data.heatmap_size=[16,16]"])
     made = {}
     def dataset_fn(ctx):
-        ds, made["steps"] = pipeline.train_dataset(cfg, input_context=ctx)
-        return ds
+        made["steps"] = pipeline.epoch_steps(cfg)[0]
+        return pipeline.train_dataset(cfg, input_context=ctx)
     batches = iter(strategy.distribute_datasets_from_function(dataset_fn))
     people = []
     for _ in range(made["steps"]):            # one epoch

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from posedual_tf import joints
+from posedual_tf import codec, joints
 from posedual_tf.evaluation import aic, coco, mpii
 
 
@@ -167,7 +167,7 @@ def test_evaluation_carries_each_records_detection_score_into_rescoring():
              "image_id": np.int64([1, 1]), "ann_id": np.int64([0, 1]), "area": np.float32([1e4, 1e4]),
              "raw_box": np.float32([[0, 0, 1, 1]] * 2)}
     cfg = config.load("coco1k_sup", ["data.image_size=[48,64]", "data.heatmap_size=[12,16]"])
-    out = runner.predict(cfg, [lambda x, training=False: tf.constant(hm)], tf.data.Dataset.from_tensors(batch),
+    out = runner.predict(codec.HeatmapCodec.from_config(cfg), [lambda x, training=False: tf.constant(hm)], tf.data.Dataset.from_tensors(batch),
                          progress=False)["net1"]
     assert [o["box_score"] for o in out] == pytest.approx([0.37, 0.9])
     mapped = [dict(o, keypoints=joints.COCO.from_union_array(o["keypoints"])) for o in out]

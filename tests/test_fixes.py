@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from posedual_tf import config, joints, methods
-from posedual_tf.data import augment, hard_views, pipeline
+from posedual_tf import codec, config, joints, methods
+from posedual_tf.data import augment, hard_views, pipeline, view_paths
 from posedual_tf.evaluation import mpii, runner
 from tests.conftest import LABELLED_IDS, FakeRng, moving_stats, tiny_batch, tiny_method
 
@@ -34,8 +34,9 @@ def _views_cfg(name, path, fix, value, *extra, size=(W, H)):
 
 def _view(cfg, rng, images, teacher, labelled_ids=None):
     """The single path's hard view (no affine: ``unsup_transform`` is off) for one network."""
-    views, _ = hard_views.build_views(cfg, rng, {"image": tf.constant(images)}, [tf.constant(teacher)],
-                                      [tf.constant(teacher)], labelled_ids)
+    settings = view_paths.ViewSettings.from_config(cfg, labelled_ids)
+    views, _ = view_paths.build_views(settings, rng, {"image": tf.constant(images)}, [tf.constant(teacher)],
+                                      [tf.constant(teacher)])
     return views[0][0].numpy()
 
 
@@ -191,7 +192,8 @@ def test_fixes_target_rounding_floors_negative_centres():
     for value in (False, True):
         cfg = config.load("coco1k_sup", [f"data.image_size=[{W},{H}]", f"data.heatmap_size=[{W // 4},{H // 4}]",
                                          f"fixes.target_rounding={str(value).lower()}"])
-        target, weight = pipeline.SampleMaker(cfg).targets(tf.constant(jts), tf.constant(vis))
+        maker = pipeline.SampleMaker(cfg.data, codec.HeatmapCodec.from_config(cfg))
+        target, weight = maker.targets(tf.constant(jts), tf.constant(vis))
         maps[value] = target.numpy()
         assert weight.numpy()[5] == 1.0
     sigma = 2.0
@@ -210,7 +212,7 @@ def _decode_x(cfg, heatmap):
              "score": np.float32([1.0]), "image_id": np.int64([1]), "ann_id": np.int64([0]),
              "area": np.float32([1.0]), "raw_box": np.float32([[0, 0, 1, 1]])}
     ds = tf.data.Dataset.from_tensors(batch)
-    out = runner.predict(cfg, [lambda x, training=False: tf.constant(hm)], ds, progress=False)
+    out = runner.predict(codec.HeatmapCodec.from_config(cfg), [lambda x, training=False: tf.constant(hm)], ds, progress=False)
     return out["net1"][0]["keypoints"][0]
 
 

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from posedual_tf import aug_paths, config
-from posedual_tf.data import augment, hard_views
+from posedual_tf.data import augment, hard_views, view_paths
 from tests.conftest import FakeRng
 
 
@@ -285,13 +285,14 @@ def test_hole_counts_follow_the_reference_table(monkeypatch, method, paths, fix,
         seen.append(("CM" if kw.get("with_perm") else "CO", holes))
         return real(rng, b, h, w, holes, **kw)
 
-    monkeypatch.setattr(hard_views, "hole_draws", spy)
+    monkeypatch.setattr(view_paths, "hole_draws", spy)            # where the paths look it up
     cfg = config.load(f"demo_{method}", [f"method.paths={paths}", f"fixes.hole_counts={str(fix).lower()}",
                                          "method.mask_joint_num=5"])
     n = 2 if method == "dual" else 1
     hm = [_heatmaps_at(np.full((2, 24, 2), 20), 24, 16)] * n
     unl = {"image": tf.ones([2, 96, 64, 3])}
-    views, targets = hard_views.build_views(cfg, augment.StatelessRng([1, 1]), unl, hm, hm)
+    settings = view_paths.ViewSettings.from_config(cfg)
+    views, targets = view_paths.build_views(settings, augment.StatelessRng([1, 1]), unl, hm, hm)
     assert len(views) == len(paths) and all(len(v) == n for v in views) and len(targets) == n
     assert seen == [x for x in want for _ in range(n)]
 
@@ -299,16 +300,17 @@ def test_hole_counts_follow_the_reference_table(monkeypatch, method, paths, fix,
 def test_views_are_cut_at_the_other_nets_joints_op_by_op(monkeypatch):
     """PoseDual: JO(v1), JO(v2), CO(v1), CO(v2); net 1's view placed by net 2's teacher."""
     calls = []
-    real = hard_views.apply_op
+    real = view_paths.apply_op
 
     def spy(op, rng, x, teacher, *a, **kw):
         calls.append((op, int(np.argmax(np.asarray(teacher)[0, :, :, 0].ravel()))))
         return real(op, rng, x, teacher, *a, **kw)
 
-    monkeypatch.setattr(hard_views, "apply_op", spy)
+    monkeypatch.setattr(view_paths, "apply_op", spy)
     cfg = config.load("demo_dual", ["method.paths=[JOCO]"])
     t1, t2 = _heatmaps_at(np.full((2, 24, 2), 4), 24, 16), _heatmaps_at(np.full((2, 24, 2), 40), 24, 16)
-    hard_views.build_views(cfg, augment.StatelessRng([1, 1]), {"image": tf.ones([2, 96, 64, 3])}, [t2, t1], [t1, t2])
+    view_paths.build_views(view_paths.ViewSettings.from_config(cfg), augment.StatelessRng([1, 1]),
+                           {"image": tf.ones([2, 96, 64, 3])}, [t2, t1], [t1, t2])
     where1, where2 = 10 * 16 + 10, 1 * 16 + 1           # argmax index of net 2's and net 1's peaks
     assert calls == [("JO", where1), ("JO", where2), ("CO", where1), ("CO", where2)]
 
@@ -325,7 +327,7 @@ def test_views_and_targets_are_warped_as_torch_grid_sample_on_a_non_square_crop(
     rng = np.random.default_rng(3)
     images = rng.normal(size=(3, 64, 48, 3)).astype(np.float32)
     maps = rng.uniform(size=(3, 16, 12, 24)).astype(np.float32)
-    views, targets = hard_views.build_views(cfg, augment.StatelessRng([8, 2]), {"image": tf.constant(images)},
+    views, targets = view_paths.build_views(view_paths.ViewSettings.from_config(cfg), augment.StatelessRng([8, 2]), {"image": tf.constant(images)},
                                             [None, None], [tf.constant(maps)] * 2)
     # the step's theta: the path has no op, so the batch affine makes the RNG's first draws
     theta = augment.batch_affine_theta(augment.StatelessRng([8, 2]), 3, cfg.data.scale_factor, cfg.data.rot_factor,

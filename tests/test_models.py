@@ -190,22 +190,21 @@ def test_gluon_style_posedual_file_fills_net1_and_net2_from_their_own_backbones(
 
 
 def test_training_build_loads_pretrained_into_both_nets_and_says_so(tmp_path, capsys):
-    import tensorflow as tf
 
-    from posedual_tf import training
+    from posedual_tf.task import PoseTask
 
     one, two = _gluon_style_posedual_file(tmp_path / "resnet18_5c_gluon_posedual.pth")
     cfg = config.load("coco1k_dual", ["data.image_size=[64,64]", "data.heatmap_size=[16,16]",
                                       f"model.weights_dir={tmp_path}"])
     assert cfg.model.pretrained == f"{tmp_path}/resnet18_5c_gluon_posedual.pth"
-    nets, _, _ = training.build(cfg, tf.distribute.get_strategy(), 10, list(range(24)))
+    nets = PoseTask(cfg).build_model(steps_per_epoch=10, labelled_ids=range(24)).nets
     log = capsys.readouterr().out
     assert "resnet18_5c_gluon_posedual.pth" in log and "net1 " in log and "net2 " in log and "resnet2.*" in log
     for net, ref in zip(nets, (one, two)):
         np.testing.assert_array_equal(net.get_layer("conv1").get_weights()[0],
                                       ref.conv1.weight.detach().numpy().transpose(2, 3, 1, 0))
     cfg = config.load("coco1k_dual", ["data.image_size=[64,64]", "data.heatmap_size=[16,16]", "model.pretrained=none"])
-    training.build(cfg, tf.distribute.get_strategy(), 10, list(range(24)))
+    PoseTask(cfg).build_model(steps_per_epoch=10, labelled_ids=range(24))
     assert "model.pretrained: none: net1, net2 start from random weights" in capsys.readouterr().out
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from posedual_tf import config, training
+from posedual_tf import callbacks, config
 from posedual_tf.data import augment, hard_views
 from posedual_tf.methods.base import joints_mse
 from tests.conftest import TINY_SETS, tiny_batch as _batch, tiny_method as _method, mse_np as _mse_np
@@ -114,9 +114,9 @@ def test_repeated_plain_paths_multiply_the_consistency_and_log_per_path():
 
 def test_model_selection_by_the_mean_of_the_two_nets():
     metrics = {"net1": {"AP": 0.40}, "net2": {"AP": 0.50}, "ensemble": {"AP": 0.9}}
-    assert training.selection_score(config.load("coco1k_dual"), metrics) == 0.40
-    assert training.selection_score(config.load("coco1k_dual_multiaugs"), metrics) == pytest.approx(0.45)
-    assert training.selection_score(config.load("mpii_aic_dual_multiaugs_hrnet_w32"),
+    assert callbacks.selection_score(config.load("coco1k_dual").train.select_best_by, metrics) == 0.40
+    assert callbacks.selection_score(config.load("coco1k_dual_multiaugs").train.select_best_by, metrics) == pytest.approx(0.45)
+    assert callbacks.selection_score(config.load("mpii_aic_dual_multiaugs_hrnet_w32").train.select_best_by,
                                     {"net1": {"Mean": 90.0}, "net2": {"Mean": 92.0}}) == pytest.approx(91.0)
 
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from posedual_tf import config, geometry, joints
-from posedual_tf.data import augment, pipeline, records
+from posedual_tf import codec, config, geometry, joints
+from posedual_tf.data import augment, pipeline, records, sources
 from tests.conftest import records_with_a_bad_image as _records_with_a_bad_image
 
 
@@ -19,13 +19,13 @@ def _cfg(coco_records, det_records, *extra):
 
 
 def _first_person(coco_records):
-    src = pipeline.open_source(config.DatasetConfig(records=coco_records), "val")
-    return next(iter(pipeline.instances(src).take(1)))
+    src = sources.open_source(config.DatasetConfig(records=coco_records), "val")
+    return next(iter(sources.instances(src).take(1)))
 
 
 def test_flip_crop_equals_crop_of_mirrored_image(shared, coco_records, det_records):
     cfg = _cfg(coco_records, det_records)
-    maker = pipeline.SampleMaker(cfg)
+    maker = pipeline.SampleMaker(cfg.data, codec.HeatmapCodec.from_config(cfg))
     elem = _first_person(coco_records)
     crop, jts, vis, center, scale = maker.crop(elem, tf.constant(1.1), tf.constant(20.0), tf.constant(True))
     img = cv2.imread(str(shared / "coco/000000000785.jpg"))          # BGR, as the reference reads it
@@ -46,15 +46,15 @@ def test_labelled_targets_peak_at_crop_joints(coco_records, det_records):
     moves it: cv2's affine of the drawn scale and rotation, after the mirror when flipped, over stride 4
     with int(x + 0.5); a centre off the map leaves a partial gaussian (or no target)."""
     cfg = _cfg(coco_records, det_records)
-    maker = pipeline.SampleMaker(cfg)
-    parse = pipeline.labelled_parser(cfg)
-    src = pipeline.open_source(cfg.data.labelled, "labelled")
+    maker = pipeline.SampleMaker(cfg.data, codec.HeatmapCodec.from_config(cfg))
+    parse = pipeline.labelled_parser(maker)
+    src = sources.open_source(cfg.data.labelled, "labelled")
     flips = set()
     perm = np.arange(24)
     for a, b in joints.UNION_FLIP_PAIRS:
         perm[a], perm[b] = b, a
     checked = 0
-    for elem, seed in zip(pipeline.instances(src).take(6), [1, 2, 3, 4, 5, 6]):
+    for elem, seed in zip(sources.instances(src).take(6), [1, 2, 3, 4, 5, 6]):
         out = parse(elem, tf.constant(seed, tf.int64))
         t, w = out["target"].numpy(), out["weight"].numpy()
         assert out["image"].shape == (256, 192, 3) and t.shape == (64, 48, 24)
@@ -86,7 +86,7 @@ def test_same_seed_same_batches(coco_records, det_records):
     cfg = _cfg(coco_records, det_records, "method.rand_aug=true", "method.rand_magnitude=20")
 
     def first(seed):
-        ds, _ = pipeline.train_dataset(cfg, seed=seed)
+        ds = pipeline.train_dataset(cfg, seed=seed)
         return [tf.nest.map_structure(lambda t: t.numpy(), b) for b in ds.take(2)]
 
     a, b, c = first(5), first(5), first(6)
@@ -101,11 +101,11 @@ def test_same_seed_same_batches(coco_records, det_records):
 
 def test_steps_per_epoch_is_the_unlabelled_set(coco_records, det_records):
     cfg = _cfg(coco_records, det_records, "train.batch_size=32")
-    _, steps = pipeline.train_dataset(cfg)
+    steps, _ = pipeline.epoch_steps(cfg)
     assert steps == int(np.ceil(118 / 32))
     sup = config.load("coco1k_sup", [f"data.labelled.records={coco_records}", "data.labelled.max_instances=5",
                                      "train.batch_size=2", "train.steps_per_epoch=0"])
-    ds, steps = pipeline.train_dataset(sup)
+    ds, (steps, _) = pipeline.train_dataset(sup), pipeline.epoch_steps(sup)
     assert steps == 3
     sizes = [int(b["image"].shape[0]) for b in ds.take(6)]
     assert sizes == [2, 2, 1, 2, 2, 1]          # the epoch is the labelled set, its last batch partial
@@ -136,7 +136,7 @@ def test_corrupt_image_in_a_record_is_dropped_and_counted(shared, coco_records, 
 
 def test_missing_records_error_names_the_command(tmp_path):
     cfg = config.load("coco1k_dual", [f"data.labelled.records={tmp_path}/nothing"])
-    with pytest.raises(pipeline.MissingRecordsError, match=r"python -m tfrecords_tools\.coco .*--output .*nothing"):
+    with pytest.raises(sources.MissingRecordsError, match=r"python -m tfrecords_tools\.coco .*--output .*nothing"):
         pipeline.train_dataset(cfg)
 
 
@@ -158,15 +158,15 @@ def _people_of(batches, key="person"):
 
 def test_epochs_are_fresh_uniform_permutations_of_the_people(coco_records, det_records):
     cfg = _cfg(coco_records, det_records)
-    unl = pipeline.open_source(cfg.data.unlabelled, "unlabelled")
+    unl = sources.open_source(cfg.data.unlabelled, "unlabelled")
     orders = [pipeline.epoch_order(unl.num_instances, unl.num_instances, 3, e, "permutation").numpy() for e in (0, 1)]
     for o in orders:
         assert sorted(o) == list(range(unl.num_instances))           # every person once per epoch
     assert not np.array_equal(orders[0], orders[1])                 # a new order every epoch
     assert not np.array_equal(orders[0], np.arange(unl.num_instances))
     # the fetched person is the one asked for: its record and slot in file order
-    fetch = pipeline.person_fetcher(unl)
-    file_order = list(pipeline.instances(unl))
+    fetch = sources.person_fetcher(unl)
+    file_order = list(sources.instances(unl))
     for i in orders[0][:5]:
         got = fetch(tf.constant(i))
         np.testing.assert_array_equal(got["box"], file_order[i]["box"])
@@ -189,16 +189,16 @@ def test_subset_is_the_same_people_whatever_the_number_of_workers(coco_records, 
     cover every selected person."""
     cfg = _cfg(coco_records, det_records, "data.labelled.max_instances=7", "method.name=supervised",
                "data.labelled_sampling=permutation", "train.batch_size=2")
-    lab = pipeline.open_source(cfg.data.labelled, "labelled")
+    lab = sources.open_source(cfg.data.labelled, "labelled")
     first7 = list(range(7))
-    assert [int(e["person"]) for e in pipeline.instances(lab)] == first7
+    assert [int(e["person"]) for e in sources.instances(lab)] == first7
     seen = []
     for worker in range(2):
         ctx = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=worker, num_replicas_in_sync=2)
-        fetch = pipeline.person_fetcher(lab)
+        fetch = sources.person_fetcher(lab)
         order = pipeline.epoch_order(lab.num_instances, 8, cfg.train.seed, 0, "permutation")[worker::2]
         seen.append([int(fetch(i)["person"]) for i in order])
-        ds, steps = pipeline.train_dataset(cfg, input_context=ctx)
+        ds, (steps, _) = pipeline.train_dataset(cfg, input_context=ctx), pipeline.epoch_steps(cfg)
         assert steps == 4 and all(int(b["image"].shape[0]) == 1 for b in ds.take(8))   # per-replica, full
     assert len(seen[0]) == len(seen[1]) == 4
     assert set(seen[0]) | set(seen[1]) == set(first7)
@@ -206,7 +206,7 @@ def test_subset_is_the_same_people_whatever_the_number_of_workers(coco_records, 
 
 def test_crops_are_integer_valued_as_the_reference_uint8_warp(coco_records, det_records):
     cfg = _cfg(coco_records, det_records, "method.rand_aug=true", "method.rand_magnitude=20")
-    maker = pipeline.SampleMaker(cfg)
+    maker = pipeline.SampleMaker(cfg.data, codec.HeatmapCodec.from_config(cfg))
     crop, *_ = maker.crop(_first_person(coco_records), tf.constant(1.1), tf.constant(13.0), tf.constant(False))
     c = crop.numpy()
     np.testing.assert_array_equal(c, np.round(c))
@@ -219,10 +219,10 @@ def test_crops_are_integer_valued_as_the_reference_uint8_warp(coco_records, det_
 def test_a_stream_started_at_step_k_is_the_full_stream_from_k_on(coco_records, det_records, mixed):
     extra = [] if mixed else ["method.name=supervised", "data.labelled_sampling=permutation"]
     cfg = _cfg(coco_records, det_records, "train.batch_size=5", "data.labelled.max_instances=0", *extra)
-    full, steps = pipeline.train_dataset(cfg)
+    full, (steps, _) = pipeline.train_dataset(cfg), pipeline.epoch_steps(cfg)
     full = [tf.nest.map_structure(lambda t: t.numpy(), b) for b in full.take(steps + 3)]
     k = steps + 1                                         # mid-way into the second epoch
-    resumed, _ = pipeline.train_dataset(cfg, start_step=k)
+    resumed = pipeline.train_dataset(cfg, start_step=k)
     for want, got in zip(full[k:], resumed.take(len(full) - k)):
         for x, y in zip(tf.nest.flatten(want), tf.nest.flatten(tf.nest.map_structure(lambda t: t.numpy(), got))):
             np.testing.assert_array_equal(x, y)

@@ -121,7 +121,7 @@ def test_supervised_loss_goes_down_on_real_records(coco_records):
     cfg = config.load("coco1k_sup", [f"data.labelled.records={coco_records}", "data.image_size=[96,128]",
                                      "data.heatmap_size=[24,32]", "model.width_multiplier=0.25", "train.batch_size=8",
                                      "train.replica_batch=0", "train.lr=0.003"])
-    ds, _ = pipeline.train_dataset(cfg)
+    ds = pipeline.train_dataset(cfg)
     batch = next(iter(ds))
     nets = builder.build_networks(cfg)
     m = methods.build_method(cfg, nets)
@@ -163,7 +163,7 @@ def test_finite_guard_stops_training_and_no_checkpoint_follows_a_non_finite_step
     step) stop at step 2."""
     import keras
 
-    from posedual_tf.training import FiniteGuard, StepCheckpoint
+    from posedual_tf.callbacks import FiniteGuard, StepCheckpoint
 
     keras.utils.set_random_seed(0)
     x = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
@@ -368,16 +368,17 @@ def test_kill_at_a_mid_epoch_step_resumes_to_the_same_weights(tmp_path):
 
 
 def test_an_evaluated_set_without_ground_truth_stops_before_training(tmp_path):
-    from posedual_tf import cli, training
+    from posedual_tf import cli, demo, task
 
     cfg = config.load("demo_cons", [f"workdir={tmp_path}/run", f"data.val.annotations={__file__}",
                                     f"data.unlabelled_eval.annotations={tmp_path}/no.json"])
-    with pytest.raises(training.MissingGroundTruthError) as e:
-        training.check_eval_sets(cfg)
+    demo.prepare_data(cfg)
+    with pytest.raises(task.MissingGroundTruthError) as e:
+        task.PoseTask(cfg).check()
     line = cli.one_line(e.value)
     assert line.startswith("data.unlabelled_eval.annotations: ground-truth file not found") and "no.json" in line
-    training.check_eval_sets(config.load("demo_cons", ["data.unlabelled_eval.records=''",
-                                                       f"data.val.annotations={__file__}"]))   # nothing evaluated
+    task.PoseTask(config.load("demo_cons", [f"workdir={tmp_path}/run", "data.unlabelled_eval.records=''",
+                                            f"data.val.annotations={__file__}"])).check()   # nothing evaluated
 
 
 def test_learning_rate_steps_at_the_start_of_each_milestone_epoch():
@@ -398,7 +399,7 @@ def test_steps_per_execution_trains_the_same_posecons_steps():
     with pytest.raises(config.ConfigError, match=r"train\.log_every: expected a multiple of "
                                                  r"train\.steps_per_execution \(4\)"):
         config.load("coco1k_cons", ["train.steps_per_execution=4", "train.log_every=50"])
-    from posedual_tf import training
+    from posedual_tf.task import PoseTask
     from tests.conftest import LABELLED_IDS
 
     batches = [_batch(seed) for seed in range(4)]
@@ -409,7 +410,8 @@ def test_steps_per_execution_trains_the_same_posecons_steps():
         keras.utils.set_random_seed(0)
         cfg = config.load("coco1k_cons", [*TINY, f"train.steps_per_execution={per_call}", "train.log_every=2",
                                            "train.image_summary_every=2", "train.checkpoint_every_steps=2"])
-        nets, m, _ = training.build(cfg, tf.distribute.get_strategy(), 10, LABELLED_IDS, initial_weights=False)
+        built = PoseTask(cfg).build_model(initial_weights=False, steps_per_epoch=10, labelled_ids=LABELLED_IDS)
+        nets, m = built.nets, built.method
         assert m.steps_per_execution == per_call
         m.fit(ds.repeat(), epochs=1, steps_per_epoch=4, verbose=0, shuffle=False)
         assert int(m.optimizer.iterations.numpy()) == 4

@@ -70,7 +70,7 @@ def test_xla_hard_views_equal_the_views_without_xla():
     """Every op of every path (JC, JO, CO, CM, MU and the composites, dual: each net cut at the other's
     joints) and the batch affine, compiled with XLA, on teacher maps with one clear peak per joint."""
     from posedual_tf import config
-    from posedual_tf.data import hard_views
+    from posedual_tf.data import view_paths
 
     cfg = config.load("coco1k_dual_multiaugs", ["data.image_size=[48,64]", "data.heatmap_size=[12,16]",
                                                 "method.paths=[JC, JO, JOCO, JCCM, CO, CM, MU, RA+JC]",
@@ -88,7 +88,7 @@ def test_xla_hard_views_equal_the_views_without_xla():
         teachers.append(tf.constant(maps))
 
     def views():
-        v, t = hard_views.build_views(cfg, augment.StatelessRng([5, 3]), unl, teachers[::-1], teachers)
+        v, t = view_paths.build_views(view_paths.ViewSettings.from_config(cfg), augment.StatelessRng([5, 3]), unl, teachers[::-1], teachers)
         return v, t
 
     plain, target_plain = tf.function(views)()

@@ -18,26 +18,26 @@ import numpy as np
 
 from posedual_tf import joints
 from posedual_tf.data import records
-from tfrecords_tools import writer
-from tfrecords_tools.writer import ConversionError, field, keypoints_problem
+from tfrecords_tools import annotations as read, writer
+from tfrecords_tools.writer import ConversionError
 
 
 def build_entries(ann_path: str, images_dir: str):
-    data = writer.load_json(ann_path)
+    data = read.load_json(ann_path)
     if not isinstance(data, list):
         raise ConversionError(f"{ann_path}: expected a list of image entries (raw AIC format)")
     entries, skipped = [], []
     for i, item in enumerate(data):
         where = f"entry {i}"
-        image_id = field(item, "image_id", ann_path, where, str)
-        kps = field(item, "keypoint_annotations", ann_path, where, dict)
-        boxes = field(item, "human_annotations", ann_path, where, dict)
+        image_id = read.field(item, "image_id", ann_path, where, str)
+        kps = read.field(item, "keypoint_annotations", ann_path, where, dict)
+        boxes = read.field(item, "human_annotations", ann_path, where, dict)
         persons = []
         for human, values in kps.items():
             if human not in boxes:
                 raise ConversionError(f"{ann_path}: {where}: field 'human_annotations.{human}' missing")
-            corners = writer.numbers(boxes[human], 4)
-            problem = keypoints_problem(values, joints.AIC.num_joints, visibility=(1, 2, 3))
+            corners = read.numbers(boxes[human], 4)
+            problem = read.keypoints_problem(values, joints.AIC.num_joints, visibility=(1, 2, 3))
             if corners is None:
                 problem = "box is not 4 finite numbers"
             elif not (corners[2] > corners[0] and corners[3] > corners[1]):
@@ -55,10 +55,21 @@ def build_entries(ann_path: str, images_dir: str):
     return entries, skipped
 
 
-def main(argv=None) -> None:
-    writer.single_file_tool(argv, "python -m tfrecords_tools.aic", __doc__, "raw AIC keypoint annotation json", build_entries,
-                            joints.AIC, "aic")
+main, _define_flags = writer.single_file_tool(__doc__, "raw AIC keypoint annotation json", build_entries, joints.AIC, "aic")
+
+
+def define_flags() -> None:
+    """This command's flags; defined only when it runs (importing the module defines none)."""
+    from absl import flags
+
+    from posedual_tf import cli
+
+    _define_flags()
+    flags.adopt_module_key_flags(cli)
+    flags.adopt_module_key_flags(writer)
 
 
 if __name__ == "__main__":
-    writer.run_cli(main)
+    from posedual_tf import cli
+
+    cli.run(main, define_flags)

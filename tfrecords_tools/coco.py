@@ -12,15 +12,14 @@ Example:
 """
 from __future__ import annotations
 
-import argparse
 import os
 
 import numpy as np
 
 from posedual_tf import joints
 from posedual_tf.data import records
-from tfrecords_tools import writer
-from tfrecords_tools.writer import ConversionError, field
+from tfrecords_tools import annotations as read, writer
+from tfrecords_tools.writer import ConversionError
 
 
 def clean_box(box, width: int, height: int) -> tuple[float, float, float, float] | None:
@@ -38,7 +37,7 @@ def keypoint_categories(data: dict, path: str, keypoint_map: dict[str, str] | No
                         keypoint_names: list[str] | None = None) -> tuple[set[int], joints.JointSet]:
     """Category ids that declare keypoints, and their joint set (``keypoint_names`` replaces the
     categories' names; ``keypoint_map`` places names that are neither COCO nor union names)."""
-    cats = field(data, "categories", path, types=list)
+    cats = read.field(data, "categories", path, types=list)
     with_kp = [c for c in cats if isinstance(c, dict) and c.get("keypoints")]
     if not with_kp:
         raise ConversionError(f"{path}: categories: no category declares 'keypoints'")
@@ -49,7 +48,7 @@ def keypoint_categories(data: dict, path: str, keypoint_map: dict[str, str] | No
         jset = joints.coco_set_for_keypoint_names(keypoint_names or next(iter(names)), keypoint_map)
     except ValueError as e:
         raise ConversionError(f"{path}: categories.keypoints: {e}") from None
-    return {writer.integer(c, "id", path, "categories") for c in with_kp}, jset
+    return {read.integer(c, "id", path, "categories") for c in with_kp}, jset
 
 
 def _count_mismatch(path: str, aid: int, values: int, jset: joints.JointSet, named: bool) -> ConversionError:
@@ -72,17 +71,17 @@ def build_entries(ann_path: str, images_dir: str, max_instances: int = 0,
     with w, h > 0, keypoints that are not finite numbers or have a visibility outside {0, 1, 2}, an
     annotation of an unknown image id, and every image after the first with a duplicated id.
     """
-    data = writer.load_json(ann_path)
+    data = read.load_json(ann_path)
     cat_ids, jset = keypoint_categories(data, ann_path, keypoint_map, keypoint_names)
-    images = field(data, "images", ann_path, types=list)
-    anns = field(data, "annotations", ann_path, types=list)
+    images = read.field(data, "images", ann_path, types=list)
+    anns = read.field(data, "annotations", ann_path, types=list)
     image_ids = {}
     for i, img in enumerate(images):
-        image_ids.setdefault(writer.integer(img, "id", ann_path, f"images[{i}]"), i)
+        image_ids.setdefault(read.integer(img, "id", ann_path, f"images[{i}]"), i)
     by_image: dict[int, list[dict]] = {}
     skipped, total, area_from_box, miscounted, counted = [], 0, 0, [], 0
     for i, a in enumerate(anns):
-        image_id = field(a, "image_id", ann_path, f"annotations[{i}]")
+        image_id = read.field(a, "image_id", ann_path, f"annotations[{i}]")
         if image_id not in image_ids:
             skipped.append({"annotation": a.get("id", -1), "image_id": image_id, "reason": "unknown image id"})
             continue
@@ -91,10 +90,10 @@ def build_entries(ann_path: str, images_dir: str, max_instances: int = 0,
     entries = []
     for i, img in enumerate(images):
         where = f"images[{i}]"
-        image_id = writer.integer(img, "id", ann_path, where)
-        name = field(img, "file_name", ann_path, where, str)
-        width = writer.integer(img, "width", ann_path, where)
-        height = writer.integer(img, "height", ann_path, where)
+        image_id = read.integer(img, "id", ann_path, where)
+        name = read.field(img, "file_name", ann_path, where, str)
+        width = read.integer(img, "width", ann_path, where)
+        height = read.integer(img, "height", ann_path, where)
         if image_ids[image_id] != i:     # its annotations cannot tell the two images apart
             skipped.append({"image": name, "image_id": image_id, "instances": 0,
                             "reason": f"duplicate image id (first at images[{image_ids[image_id]}])"})
@@ -107,7 +106,7 @@ def build_entries(ann_path: str, images_dir: str, max_instances: int = 0,
         for a in by_image.get(image_id, []):
             if max_instances and total >= max_instances:
                 break
-            aid = writer.integer(a, "id", ann_path, f"an annotation of image {image_id}") if "id" in a else -1
+            aid = read.integer(a, "id", ann_path, f"an annotation of image {image_id}") if "id" in a else -1
 
             def skip(reason):
                 skipped.append({"annotation": aid, "image_id": image_id, "reason": reason})
@@ -119,13 +118,13 @@ def build_entries(ann_path: str, images_dir: str, max_instances: int = 0,
             if crowd:
                 skip("crowd")
                 continue
-            problem = writer.box_problem(field(a, "bbox", ann_path, f"annotation {aid}"))
+            problem = read.box_problem(read.field(a, "bbox", ann_path, f"annotation {aid}"))
             if problem:
                 skip(problem)
                 continue
             raw = [float(v) for v in a["bbox"]]
             if "area" in a:
-                area = writer.numbers([a["area"]], 1)
+                area = read.numbers([a["area"]], 1)
                 if area is None:
                     skip("area is not a finite number")
                     continue
@@ -139,16 +138,16 @@ def build_entries(ann_path: str, images_dir: str, max_instances: int = 0,
             if box is None:
                 skip("empty box after clipping")
                 continue
-            if writer.integer(a, "category_id", ann_path, f"annotation {aid}") not in cat_ids:
+            if read.integer(a, "category_id", ann_path, f"annotation {aid}") not in cat_ids:
                 skip("not a keypoint category")
                 continue
-            kps = field(a, "keypoints", ann_path, f"annotation {aid}", list)
+            kps = read.field(a, "keypoints", ann_path, f"annotation {aid}", list)
             if len(kps) != 3 * jset.num_joints:     # skipped; an error when no annotation fits (wrong names)
                 miscounted.append((aid, len(kps)))
                 skip(f"'keypoints' holds {len(kps)} numbers, expected 3 x {jset.num_joints}")
                 continue
             counted += 1
-            problem = writer.keypoints_problem(kps, jset.num_joints)
+            problem = read.keypoints_problem(kps, jset.num_joints)
             if problem:
                 skip(problem)
                 continue
@@ -183,28 +182,44 @@ def convert(annotations: str, images: str, output: str, max_instances: int = 0, 
                                 num_shards=num_shards, workers=workers, extra=extra)
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m tfrecords_tools.coco", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--annotations", required=True, help="COCO-format keypoint annotation json")
-    ap.add_argument("--max-instances", type=writer.count_arg, default=0, help="keep the first N instances (0 = all)")
-    ap.add_argument("--keypoint-map", default="", metavar="NAME=UNION,...",
-                    help="place keypoints whose names are neither COCO's (left_shoulder, ...) nor union joint names, "
-                         f"e.g. head=head_top; union names: {', '.join(joints.UNION_NAMES)}")
-    ap.add_argument("--keypoint-names", default="", metavar="N1,N2,...",
-                    help="the annotated joints' names in order, replacing the category's 'keypoints' list "
-                         "(for files whose list and annotations disagree)")
-    writer.add_common_args(ap)
-    args = ap.parse_args(argv)
-    writer.check_prefix(args.output)
+def define_flags() -> None:
+    """This command's flags; defined only when it runs (importing the module defines none)."""
+    from absl import flags
+
+    from posedual_tf import cli
+
+    flags.DEFINE_string("annotations", None, "COCO-format keypoint annotation json")
+    flags.DEFINE_integer("max-instances", 0, "keep the first N instances (0 = all)", lower_bound=0)
+    flags.DEFINE_string("keypoint-map", "", "NAME=UNION,...: place keypoints whose names are neither COCO's "
+                        f"(left_shoulder, ...) nor union joint names, e.g. head=head_top; union names: "
+                        f"{', '.join(joints.UNION_NAMES)}")
+    flags.DEFINE_string("keypoint-names", "", "N1,N2,...: the annotated joints' names in order, replacing the "
+                        "category's 'keypoints' list (for files whose list and annotations disagree)")
+    writer.define_common_flags()
+    flags.adopt_module_key_flags(cli)
+    flags.adopt_module_key_flags(writer)
+
+
+def main(argv) -> None:
+    del argv
+    from absl import flags
+
+    from posedual_tf import cli
+
+    f = flags.FLAGS
+    cli.required("annotations")
+    images, output, num_shards, workers = writer.common_flags()
     try:
-        kmap = joints.parse_keypoint_map(args.keypoint_map)
+        kmap = joints.parse_keypoint_map(f["keypoint-map"].value)
     except ValueError as e:
         raise ConversionError(str(e)) from None
-    names = [n.strip() for n in args.keypoint_names.split(",") if n.strip()] or None
-    manifest = convert(args.annotations, args.images, args.output, args.max_instances, args.num_shards, args.workers,
-                       kmap or None, names)
-    writer.report(manifest, args.output)
+    names = [n.strip() for n in f["keypoint-names"].value.split(",") if n.strip()] or None
+    manifest = convert(f.annotations, images, output, f["max-instances"].value, num_shards, workers, kmap or None,
+                       names)
+    writer.report(manifest, output)
 
 
 if __name__ == "__main__":
-    writer.run_cli(main)
+    from posedual_tf import cli
+
+    cli.run(main, define_flags)

@@ -13,39 +13,37 @@ Example:
 """
 from __future__ import annotations
 
-import argparse
 import os
 
 from posedual_tf import joints
 from posedual_tf.data import records
-from tfrecords_tools import writer
-from tfrecords_tools.writer import field
+from tfrecords_tools import annotations as read, writer
 
 
 def person_category_id(info: dict, path: str) -> int:
     for i, c in enumerate(info.get("categories", []) or []):
         if isinstance(c, dict) and c.get("name") == "person":
-            return writer.integer(c, "id", path, f"categories[{i}]")
+            return read.integer(c, "id", path, f"categories[{i}]")
     return 1
 
 
 def build_entries(info_path: str, det_path: str, images_dir: str, min_score: float = 0.0):
-    info = writer.load_json(info_path)
-    dets = writer.load_json(det_path)
+    info = read.load_json(info_path)
+    dets = read.load_json(det_path)
     if not isinstance(dets, list):
         raise writer.ConversionError(f"{det_path}: expected a list of detections")
     person = person_category_id(info, info_path)
     by_image: dict[int, list[dict]] = {}
     skipped = []
-    known = {writer.integer(img, "id", info_path, f"images[{i}]")
-             for i, img in enumerate(field(info, "images", info_path, types=list))}
+    known = {read.integer(img, "id", info_path, f"images[{i}]")
+             for i, img in enumerate(read.field(info, "images", info_path, types=list))}
     for i, d in enumerate(dets):
         where = f"detections[{i}]"
-        if writer.integer(d, "category_id", det_path, where) != person:
+        if read.integer(d, "category_id", det_path, where) != person:
             continue
-        image_id = writer.integer(d, "image_id", det_path, where)
-        score = writer.numbers([field(d, "score", det_path, where)], 1)
-        problem = "score is not a finite number" if score is None else writer.box_problem(field(d, "bbox", det_path, where))
+        image_id = read.integer(d, "image_id", det_path, where)
+        score = read.numbers([read.field(d, "score", det_path, where)], 1)
+        problem = "score is not a finite number" if score is None else read.box_problem(read.field(d, "bbox", det_path, where))
         if not problem and image_id not in known:
             problem = "unknown image id"
         if problem:
@@ -58,10 +56,10 @@ def build_entries(info_path: str, det_path: str, images_dir: str, min_score: flo
         box = [float(v) for v in d["bbox"]]
         by_image.setdefault(image_id, []).append(records.Person(box=box, raw_box=box, score=score))
     entries = []
-    for i, img in enumerate(field(info, "images", info_path, types=list)):
+    for i, img in enumerate(read.field(info, "images", info_path, types=list)):
         where = f"images[{i}]"
-        image_id = writer.integer(img, "id", info_path, where)
-        name = field(img, "file_name", info_path, where, str)
+        image_id = read.integer(img, "id", info_path, where)
+        name = read.field(img, "file_name", info_path, where, str)
         entries.append(records.ImageEntry(
             os.path.join(images_dir, name), name, image_id, int(img.get("height", 0)),
             int(img.get("width", 0)), by_image.get(image_id, [])))
@@ -77,19 +75,34 @@ def convert(image_info: str, dets: str, images: str, output: str, min_score: flo
                                 extra={"source": "detections", "min_score": min_score})
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m tfrecords_tools.detections",
-                                 description=__doc__.split("\n\n")[0])
-    ap.add_argument("--image-info", required=True, help="COCO image_info json (images, categories)")
-    ap.add_argument("--detections", required=True, help="COCO results json of person detections")
-    ap.add_argument("--min-score", type=float, default=0.0, help="keep detections with score >= S")
-    writer.add_common_args(ap)
-    args = ap.parse_args(argv)
-    writer.check_prefix(args.output)
-    manifest = convert(args.image_info, args.detections, args.images, args.output, args.min_score,
-                       args.num_shards, args.workers)
-    writer.report(manifest, args.output)
+def define_flags() -> None:
+    """This command's flags; defined only when it runs (importing the module defines none)."""
+    from absl import flags
+
+    from posedual_tf import cli
+
+    flags.DEFINE_string("image-info", None, "COCO image_info json (images, categories)")
+    flags.DEFINE_string("detections", None, "COCO results json of person detections")
+    flags.DEFINE_float("min-score", 0.0, "keep detections with score >= S")
+    writer.define_common_flags()
+    flags.adopt_module_key_flags(cli)
+    flags.adopt_module_key_flags(writer)
+
+
+def main(argv) -> None:
+    del argv
+    from absl import flags
+
+    from posedual_tf import cli
+
+    f = flags.FLAGS
+    cli.required("image-info", "detections")
+    images, output, num_shards, workers = writer.common_flags()
+    manifest = convert(f["image-info"].value, f.detections, images, output, f["min-score"].value, num_shards, workers)
+    writer.report(manifest, output)
 
 
 if __name__ == "__main__":
-    writer.run_cli(main)
+    from posedual_tf import cli
+
+    cli.run(main, define_flags)

@@ -5,7 +5,7 @@ Example:
 """
 from __future__ import annotations
 
-import argparse
+import types
 import os
 
 import numpy as np
@@ -24,13 +24,29 @@ def drawing_name(index: int, filename: bytes) -> str:
     return f"{index:05d}_{base[:100]}.png"
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m tfrecords_tools.inspect", description=__doc__.split("\n\n")[0])
-    ap.add_argument("prefix", help="dataset prefix (the manifest is PREFIX.json)")
-    ap.add_argument("--draw", default="", help="folder to write PNG drawings to")
-    ap.add_argument("--limit", type=int, default=8, help="images to draw")
-    ap.add_argument("--verify", action="store_true", help="read every record; count those that do not parse or decode")
-    args = ap.parse_args(argv)
+def define_flags() -> None:
+    """This command's flags; defined only when it runs (importing the module defines none). The dataset
+    prefix is the one positional argument."""
+    from absl import flags
+
+    from posedual_tf import cli
+
+    flags.DEFINE_string("draw", "", "folder to write PNG drawings to")
+    flags.DEFINE_integer("limit", 8, "images to draw", lower_bound=0)
+    flags.DEFINE_bool("verify", False, "read every record; count those that do not parse or decode")
+    flags.adopt_module_key_flags(cli)
+
+
+def main(argv) -> None:
+    from absl import flags
+
+    from posedual_tf import cli
+
+    if len(argv) != 2:
+        raise cli.UsageError("expected one dataset prefix (the manifest is PREFIX.json): "
+                             "python -m tfrecords_tools.inspect PREFIX [--draw DIR] [--verify]")
+    args = types.SimpleNamespace(prefix=argv[1], draw=flags.FLAGS.draw, limit=flags.FLAGS.limit,
+                              verify=flags.FLAGS.verify)
     manifest = records.read_manifest(args.prefix)
     jset = joints.from_manifest(manifest)
     print(f"{args.prefix}: joint set {jset.name} ({jset.num_joints} joints), "
@@ -85,6 +101,6 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    from tfrecords_tools import writer
+    from posedual_tf import cli
 
-    writer.run_cli(main)
+    cli.run(main, define_flags)

@@ -19,8 +19,8 @@ import numpy as np
 
 from posedual_tf import joints
 from posedual_tf.data import records
-from tfrecords_tools import writer
-from tfrecords_tools.writer import ConversionError, field
+from tfrecords_tools import annotations as read, writer
+from tfrecords_tools.writer import ConversionError
 
 
 def reference_center_scale(center, scale) -> tuple[np.ndarray, float]:
@@ -34,21 +34,21 @@ def reference_center_scale(center, scale) -> tuple[np.ndarray, float]:
 
 
 def build_entries(ann_path: str, images_dir: str):
-    data = writer.load_json(ann_path)
+    data = read.load_json(ann_path)
     if not isinstance(data, list):
         raise ConversionError(f"{ann_path}: expected a list of person entries")
     grouped: dict[str, list] = {}
     skipped = []
     for i, item in enumerate(data):
         where = f"entry {i}"
-        name = field(item, "image", ann_path, where, str)
-        center = writer.numbers(field(item, "center", ann_path, where), 2)
-        scale = writer.numbers([field(item, "scale", ann_path, where)], 1)
-        rows = field(item, "joints", ann_path, where)
+        name = read.field(item, "image", ann_path, where, str)
+        center = read.numbers(read.field(item, "center", ann_path, where), 2)
+        scale = read.numbers([read.field(item, "scale", ann_path, where)], 1)
+        rows = read.field(item, "joints", ann_path, where)
         flat = [v for r in rows for v in (r if isinstance(r, list) else [r])] if isinstance(rows, list) else None
-        jts = writer.numbers(flat, 32) if flat is not None and all(isinstance(r, list) and len(r) == 2 for r in rows) \
+        jts = read.numbers(flat, 32) if flat is not None and all(isinstance(r, list) and len(r) == 2 for r in rows) \
             else None
-        vis = writer.numbers(field(item, "joints_vis", ann_path, where), 16)
+        vis = read.numbers(read.field(item, "joints_vis", ann_path, where), 16)
         problem = ("center is not 2 finite numbers" if center is None else
                    "scale is not a finite number > 0" if scale is None or scale[0] <= 0 else
                    "joints are not 16 x 2 finite numbers" if jts is None else
@@ -74,10 +74,21 @@ def build_entries(ann_path: str, images_dir: str):
     return entries, skipped
 
 
-def main(argv=None) -> None:
-    writer.single_file_tool(argv, "python -m tfrecords_tools.mpii", __doc__, "MPII json in the simple-baseline format", build_entries,
-                            joints.MPII, "mpii")
+main, _define_flags = writer.single_file_tool(__doc__, "MPII json in the simple-baseline format", build_entries, joints.MPII, "mpii")
+
+
+def define_flags() -> None:
+    """This command's flags; defined only when it runs (importing the module defines none)."""
+    from absl import flags
+
+    from posedual_tf import cli
+
+    _define_flags()
+    flags.adopt_module_key_flags(cli)
+    flags.adopt_module_key_flags(writer)
 
 
 if __name__ == "__main__":
-    writer.run_cli(main)
+    from posedual_tf import cli
+
+    cli.run(main, define_flags)

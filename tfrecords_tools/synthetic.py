@@ -14,7 +14,6 @@ scores, the WILD-set style).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -183,18 +182,41 @@ def generate(output: str, num_images: int, seed: int, split: str = "train", size
     return data
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m tfrecords_tools.synthetic", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--output", required=True, help="output folder")
-    ap.add_argument("--num-images", type=int, default=200)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--split-name", default="train")
-    ap.add_argument("--size", type=int, nargs=2, default=(128, 128), metavar=("H", "W"))
-    ap.add_argument("--first-image-id", type=int, default=1)
-    args = ap.parse_args(argv)
-    data = generate(args.output, args.num_images, args.seed, args.split_name, tuple(args.size), args.first_image_id)
-    print(f"{args.output}: {len(data['images'])} images, {len(data['annotations'])} people ({args.split_name})")
+def define_flags() -> None:
+    """This command's flags; defined only when it runs (importing the module defines none)."""
+    from absl import flags
+
+    from posedual_tf import cli
+
+    flags.DEFINE_string("output", None, "output folder")
+    flags.DEFINE_integer("num-images", 200, "images to generate", lower_bound=1)
+    flags.DEFINE_integer("seed", 0, "random seed")
+    flags.DEFINE_string("split-name", "train", "the split's name: <output>/<split>.json and <output>/<split>/")
+    flags.DEFINE_list("size", ["128", "128"], "H,W of every image")
+    flags.DEFINE_integer("first-image-id", 1, "the first image's id", lower_bound=1)
+    flags.adopt_module_key_flags(cli)
+
+
+def main(argv) -> None:
+    del argv
+    from absl import flags
+
+    from posedual_tf import cli
+
+    f = flags.FLAGS
+    cli.required("output")
+    try:
+        size = tuple(int(v) for v in f.size)
+    except ValueError:
+        size = ()
+    if len(size) != 2 or min(size) < 16:
+        raise cli.UsageError(f"--size {','.join(f.size)}: expected H,W, two integers >= 16")
+    split = f["split-name"].value
+    data = generate(f.output, f["num-images"].value, f.seed, split, size, f["first-image-id"].value)
+    print(f"{f.output}: {len(data['images'])} images, {len(data['annotations'])} people ({split})")
 
 
 if __name__ == "__main__":
-    main()
+    from posedual_tf import cli
+
+    cli.run(main, define_flags)

@@ -19,9 +19,8 @@ import math
 import multiprocessing
 import os
 import struct
-import sys
 import time
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -177,9 +176,13 @@ def write_dataset(entries: Sequence[records.ImageEntry], prefix: str, *, joint_s
                 reused += 1
                 bar.update(len(chunk))
                 continue
+            # the shard's name is claimed before the shard is written: a run killed between the shard's rename
+            # and its full part file still owns the shard, and a re-run rewrites it (no sha256 to reuse it by)
+            part_name = files.own(parts_dir, os.path.basename(part_file))
+            write_json_atomic(part_name, {"file": os.path.basename(path), "spec": spec})
             part = _write_shard(chunk, path, spec, joint_set.num_joints, pool, bar)
             part["file"] = os.path.basename(path)
-            write_json_atomic(files.own(parts_dir, os.path.basename(part_file)), part)
+            write_json_atomic(part_name, part)
             written_bytes += part["bytes"]
             written_records += part["records"]
             shard_infos.append(part)
@@ -340,94 +343,29 @@ def _write_shard_to(chunk, path, tmp, spec, num_joints, pool, bar) -> dict:
             "record_people": people, "bytes": size, "skipped": skipped}
 
 
-def load_json(path: str) -> Any:
-    """Read an annotation file; a missing or malformed file is a one-line ConversionError."""
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise ConversionError(f"{path}: file not found") from None
-    except json.JSONDecodeError as e:
-        raise ConversionError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
-    except UnicodeDecodeError as e:
-        raise ConversionError(f"{path}: not UTF-8 text (byte {e.start} is 0x{e.object[e.start]:02x}); JSON files "
-                              "are UTF-8") from None
-    except IsADirectoryError:
-        raise ConversionError(f"{path}: is a folder, expected a JSON file") from None
+def define_common_flags() -> None:
+    """``--images``, ``--output``, ``--num-shards``, ``--workers``: the flags of every converter (defined
+    when it runs, through ``posedual_tf.cli.run``)."""
+    from absl import flags
+
+    flags.DEFINE_string("images", None, "folder holding the image files")
+    flags.DEFINE_string("output", None, "output prefix, e.g. data/coco/train2017")
+    flags.DEFINE_integer("num-shards", 0, "shards (0 = about 256 MB each)", lower_bound=0)
+    flags.DEFINE_integer("workers", min(8, os.cpu_count() or 1), "processes reading and checking images",
+                         lower_bound=1)
 
 
-def field(obj: dict, key: str, path: str, where: str = "", types: type | tuple = object) -> Any:
-    """``obj[key]`` or a ConversionError naming the file, the place and the field."""
-    if not isinstance(obj, dict) or key not in obj:
-        raise ConversionError(f"{path}: {where + ': ' if where else ''}missing field '{key}'")
-    value = obj[key]
-    if not isinstance(value, types):
-        names = types.__name__ if isinstance(types, type) else "/".join(t.__name__ for t in types)
-        raise ConversionError(f"{path}: {where + ': ' if where else ''}field '{key}' should be "
-                              f"{names}, got {type(value).__name__}")
-    return value
+def common_flags() -> tuple[str, str, int, int]:
+    """``(images, output, num_shards, workers)`` of a converter's command line, ``--images`` and ``--output``
+    required (one line), the prefix checked."""
+    from absl import flags
 
+    from posedual_tf import cli
 
-def integer(obj: dict, key: str, path: str, where: str = "") -> int:
-    """``obj[key]`` as an int (an int, or a float with an integral value), or a ConversionError naming
-    the file, the place and the field (ids such as ``"abc"``, ``null`` or ``"person"`` are errors)."""
-    value = field(obj, key, path, where)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and not value.is_integer()):
-        raise ConversionError(f"{path}: {where + ': ' if where else ''}field '{key}' should be an integer, "
-                              f"got {json.dumps(value)[:40]}")
-    return int(value)
-
-
-def numbers(values, count: int) -> np.ndarray | None:
-    """``values`` as float64 if it is a list of ``count`` finite numbers, else None (strings, NaN, inf, bools)."""
-    if not isinstance(values, (list, tuple)) or len(values) != count:
-        return None
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-        return None
-    out = np.asarray(values, np.float64)
-    return out if np.isfinite(out).all() else None
-
-
-def box_problem(box) -> str:
-    """'' for 4 finite numbers x, y, w, h with w, h > 0, else the reason a box is skipped."""
-    b = numbers(box, 4)
-    if b is None:
-        return "bbox is not 4 finite numbers"
-    if b[2] <= 0 or b[3] <= 0:
-        return "bbox has no area (w or h <= 0)"
-    return ""
-
-
-def keypoints_problem(values, num_joints: int, visibility=(0, 1, 2)) -> str:
-    """'' for ``3 * num_joints`` finite numbers whose visibilities are in ``visibility``, else the reason."""
-    k = numbers(values, 3 * num_joints)
-    if k is None:
-        return "keypoints are not finite numbers" if isinstance(values, list) and len(values) == 3 * num_joints \
-            else f"keypoints are not {3 * num_joints} numbers"
-    if not np.isin(k[2::3], visibility).all():
-        return f"visibility not in {{{', '.join(map(str, visibility))}}}"
-    return ""
-
-
-def count_arg(text: str) -> int:
-    """An argparse type: an integer >= 0 (argparse names the option in its one-line error)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        import argparse
-
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
-
-
-def add_common_args(parser) -> None:
-    parser.add_argument("--images", required=True, help="folder holding the image files")
-    parser.add_argument("--output", required=True, help="output prefix, e.g. data/coco/train2017")
-    parser.add_argument("--num-shards", type=count_arg, default=0, help="shards (0 = about 256 MB each)")
-    parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
-                        help="processes reading and checking images")
+    f = flags.FLAGS
+    cli.required("images", "output")
+    check_prefix(f.output)
+    return f.images, f.output, f["num-shards"].value, f.workers
 
 
 def report(manifest: dict, prefix: str) -> None:
@@ -443,43 +381,30 @@ def report(manifest: dict, prefix: str) -> None:
         print(f"  ... {manifest['num_skipped'] - 10} more in {records.manifest_path(prefix)}")
 
 
-def single_file_tool(argv, prog: str, doc: str, annotations_help: str, build_entries, joint_set: JointSet,
-                     source: str) -> None:
-    """The command line of a converter that reads one annotation file (aic, mpii)."""
-    import argparse
+def single_file_tool(doc: str, annotations_help: str, build_entries, joint_set: JointSet, source: str):
+    """``(main, define_flags)`` of a converter that reads one annotation file (aic, mpii), for
+    ``posedual_tf.cli.run``; the tool's ``--help`` lists the flags its module adopts
+    (``flags.adopt_module_key_flags(writer)``, called from that module)."""
 
-    ap = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
-    ap.add_argument("--annotations", required=True, help=annotations_help)
-    add_common_args(ap)
-    args = ap.parse_args(argv)
-    check_prefix(args.output)
-    entries, skipped = build_entries(args.annotations, args.images)
-    manifest = write_dataset(entries, args.output, joint_set=joint_set, sources=[args.annotations], skipped=skipped,
-                             num_shards=args.num_shards, workers=args.workers, extra={"source": source})
-    report(manifest, args.output)
+    def define_flags() -> None:
+        from absl import flags
 
+        flags.DEFINE_string("annotations", None, annotations_help)
+        define_common_flags()
 
-def run_cli(main_fn) -> None:
-    """Run a tool's main: any error ends it with one line (exit 1); ``--debug`` shows the traceback,
-    ``--verbose`` TensorFlow's start-up lines; ``--a_b`` is accepted for ``--a-b``."""
-    from posedual_tf.cli import normalise_flag_spelling, one_line, quiet_tensorflow
+    def main(argv) -> None:
+        del argv
+        from absl import flags
 
-    debug, verbose = "--debug" in sys.argv, "--verbose" in sys.argv
-    sys.argv = [a for a in normalise_flag_spelling(sys.argv, lambda name: "_" not in name)
-                if a not in ("--debug", "--verbose")]
-    from posedual_tf.cli import interrupted
+        from posedual_tf import cli
 
-    try:
-        if not verbose and not any(a in ("-h", "--help") for a in sys.argv):
-            quiet_tensorflow([])
-        main_fn()
-    except SystemExit:
-        raise
-    except KeyboardInterrupt:
-        if debug:
-            raise
-        interrupted()
-    except Exception as e:  # noqa: BLE001 - the one place that turns every error into one line
-        if debug:
-            raise
-        raise SystemExit(f"error: {one_line(e)}") from None
+        cli.required("annotations")
+        images, output, num_shards, workers = common_flags()
+        annotations = flags.FLAGS.annotations
+        entries, skipped = build_entries(annotations, images)
+        manifest = write_dataset(entries, output, joint_set=joint_set, sources=[annotations], skipped=skipped,
+                                 num_shards=num_shards, workers=workers, extra={"source": source})
+        report(manifest, output)
+
+    main.__doc__ = doc
+    return main, define_flags

@@ -6,10 +6,10 @@ stream here numbers its elements (position in the epoch order) before the map, s
 their shards) to a :class:`CorruptionCounter` on the host. A sentinel at the end of each epoch's
 stream makes drops at the very end count too.
 
-Example:
+Example (in a pipeline: ``counted(ds.ignore_errors(), n, order, counter, "unlabelled", source.index)``):
     >>> counter = CorruptionCounter()
-    >>> ds = counted(positions_and_elements, size, order, counter, "unlabelled", source.index)
-    >>> counter.total(), counter.worst_shard()
+    >>> counter.total(), counter.summary()["by_stream"]
+    (0, {})
 """
 from __future__ import annotations
 

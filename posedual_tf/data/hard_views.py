@@ -11,11 +11,12 @@ fake RNG). The reference's geometry is the default; each ``fixes`` switch is an 
   sample's joints.
 * :func:`cutout` (CO): zero random holes. :func:`cutmix` (CM): fill them from a permuted batch-mate.
 * :func:`mixup` (MU): blend with a permuted batch-mate.
-* :func:`build_views`: the hard views of every path of ``method.paths`` (composites JOCO = JO then CO,
-  JCCM = JC then CM), one per network, warped by one shared per-sample theta, with their targets.
-* :func:`build_pair_views`: the collapse study's other pairs (same difficulty, reversed) on one path.
+
+The paths built from them (``method.paths``), their settings and the collapse study's pairs are in
+:mod:`posedual_tf.data.view_paths`.
 
 Example:
+    >>> from posedual_tf.data import augment
     >>> rng = augment.StatelessRng([0, 1])
     >>> holes = hole_draws(rng, batch_size=2, height=64, width=48, holes=5)
     >>> out = cutout(tf.ones([2, 64, 48, 3]), holes)       # 5 zeroed boxes per image
@@ -26,12 +27,6 @@ import dataclasses
 from typing import Sequence
 
 import tensorflow as tf
-
-from posedual_tf.aug_paths import Path, method_paths
-from posedual_tf.data import augment
-
-#: The reference's random_cutout default, used by PoseDual's standalone CO path (MultiAugs lib/utils/augments.py: ``random_cutout``).
-DUAL_CO_DEFAULT_HOLES = 4
 
 
 # ------------------------------------------------------------------------------ shared geometry
@@ -258,145 +253,3 @@ def mixup(images, lam, perm):
     images = tf.convert_to_tensor(images)
     lam = tf.cast(lam, images.dtype)
     return lam * images + (1 - lam) * tf.gather(images, perm)
-
-
-# ------------------------------------------------------------------------------ paths -> views
-
-def _holes_for(op: str, path: Path, dual: bool, multi: bool, m, f) -> int:
-    """Hole counts as the reference uses them (MultiAugs lib/models/pose_dual.py: ``PoseCotrain.forward``),
-    unless ``fixes.hole_counts``. Its multi-path and repeat modes (``multi``: several paths) call
-    ``random_cutout`` with its default of 4 holes for the standalone CO view and give JCCM's CutMix
-    MASK_HOLES_NUM_CO; its chain mode (one path) uses MASK_HOLES_NUM_CO for CO and _CM for CM."""
-    if not f.hole_counts and dual and multi:
-        if op == "CO" and path.base is None and path.ops == ("CO",):
-            return DUAL_CO_DEFAULT_HOLES
-        if op == "CM" and path.name == "JCCM":
-            return m.co_holes
-    return m.co_holes if op == "CO" else m.cm_holes
-
-
-#: The box geometry the reference's JC/JO/CO/CM use, set for 192 px wide crops: half-sizes and jitter.
-REFERENCE_WIDTH, HALF_SIZE, JITTER = 192, (10, 19), 10.0
-
-
-def box_geometry(width: int, scaled: bool) -> tuple[tuple[int, int], float]:
-    """(half-size range, joint jitter) of the box ops on ``width`` px crops: the reference's, or scaled
-    by ``width / 192`` under ``fixes.scaled_boxes`` (half-sizes at least 1 px)."""
-    if not scaled:
-        return HALF_SIZE, JITTER
-    s = width / REFERENCE_WIDTH
-    return (max(1, round(HALF_SIZE[0] * s)), max(1, round(HALF_SIZE[1] * s))), JITTER * s
-
-
-def apply_op(op: str, rng, x, teacher, holes: int, m, f, labelled_ids=None):
-    """One batch op of a path on ``x``; ``teacher`` = the heatmaps that place JC/JO."""
-    b, h, w = tf.shape(x)[0], int(x.shape[1]), int(x.shape[2])
-    half, jitter = box_geometry(w, f.scaled_boxes)
-    if op == "JC":
-        allowed = labelled_ids if f.cutout_supervised_joints else None
-        return joint_cutout(rng, x, teacher, m.mask_joint_num, allowed_joints=allowed, swap_axes=not f.cutout_axes,
-                            jitter=jitter, half_size=half)[0]
-    if op == "JO":
-        return joint_cut_occlusion(x, occlusion_draws(rng, teacher, m.jo_joint_num, jitter=jitter, half_size=half),
-                                   transposed=not f.jo_axes, exact_boxes=f.jo_boxes)
-    if op in ("CO", "CM"):
-        d = hole_draws(rng, b, h, w, holes, swap_axes=not f.hole_axes, with_perm=op == "CM", half_size=half)
-        return cutout(x, d) if op == "CO" else cutmix(x, d)
-    if op == "MU":
-        return mixup(x, *mixup_draws(rng, b))
-    raise ValueError(f"unknown hard-view op {op!r}")
-
-
-def path_places_boxes(path: Path) -> bool:
-    """Whether a path's ops need the teacher's heatmaps on the easy view (JC, JO place their boxes there)."""
-    return any(op in ("JC", "JO") for op in path.ops)
-
-
-def build_views(cfg, rng, unl: dict, cut_teachers, teacher_maps, labelled_ids=None):
-    """The hard views of every path and their warped targets (MultiAugs and reference ``PoseCons.forward``, ``PoseCotrain.forward``).
-
-    Args:
-      unl: the unlabelled batch: ``image`` (the easy view) and ``image_<POLICY>`` dataset copies.
-      cut_teachers: per network, the heatmaps that place its JC/JO (the other net's for PoseDual).
-      teacher_maps: per network, the teacher heatmaps that become targets.
-    Returns:
-      ``(views, targets)``: ``views[p][n]`` = path p's view for net n, all warped by one per-sample theta
-      drawn after every path; ``targets[n]`` = warped ``teacher_maps[n]``. Draws go op by op, net by net.
-    """
-    with tf.name_scope("hard_views"):
-        views, theta = _hard_views(cfg, rng, unl, method_paths(cfg.method), cut_teachers, labelled_ids)
-        return views, [_warp(cfg, t, theta) for t in teacher_maps]
-
-
-def _hard_views(cfg, rng, unl, paths, cut_teachers, labelled_ids):
-    """``views[p][n]`` of ``paths`` for ``len(cut_teachers)`` networks, and the theta that warped them
-    (None without method.unsup_transform)."""
-    m, f = cfg.method, cfg.fixes
-    dual, multi = len(cut_teachers) == 2, len(paths) > 1
-    views = []
-    for path in paths:
-        base = unl["image"] if path.base is None else unl[f"image_{path.base}"]
-        xs = [base for _ in cut_teachers]
-        for op in path.ops:
-            holes = _holes_for(op, path, dual, multi, m, f)
-            xs = [apply_op(op, rng, x, t, holes, m, f, labelled_ids) for x, t in zip(xs, cut_teachers)]
-        views.append(xs)
-    theta = None
-    if m.unsup_transform:
-        theta = augment.batch_affine_theta(rng, tf.shape(unl["image"])[0], cfg.data.scale_factor,
-                                           cfg.data.rot_factor, m.unsup_rot_prob)
-        views = [[_warp(cfg, v, theta) for v in xs] for xs in views]
-    return views, theta
-
-
-def _warp(cfg, x, theta):
-    return x if theta is None else augment.affine_grid_warp(x, theta, cfg.method.align_corners)
-
-
-@dataclasses.dataclass
-class PairViews:
-    """The inputs of a study pair (``method.consistency_pair`` same/reversed), per network n: the
-    student's view, the view its teacher (its partner's network) sees, and ``theta``, the warp that
-    takes a teacher map into the student's frame (None: the same frame)."""
-
-    student: list
-    teacher: list
-    theta: tf.Tensor | None
-    align_corners: bool = False
-
-    def target(self, teacher_map):
-        """A teacher map on ``teacher[n]``, moved into the student's frame."""
-        if self.theta is None:
-            return teacher_map
-        return augment.affine_grid_warp(teacher_map, self.theta, self.align_corners)
-
-
-def build_pair_views(cfg, rng, unl: dict, cut_teachers, labelled_ids=None) -> PairViews:
-    """The consistency pairs of the collapse study (docs/collapse_study.md), on the single path of
-    ``method.paths`` (or the PoseDual-era hard view); ``cut_teachers`` as in :func:`build_views`
-    (entries may be None when the path places no box).
-
-    * ``same``: the student's view is the hard view as :func:`build_views` draws it; the teacher's is a
-      second, independent draw of the same path and affine (the same difficulty). The target is the
-      teacher's map warped by ``inverse(theta_teacher) @ theta_student``.
-    * ``reversed``: the teacher sees the hard view and the student the easy one; the target is the
-      teacher's map warped back by ``inverse(theta)``, so parts of the easy view the hard view does not
-      show are taught as background (zero padding).
-
-    Example:
-        >>> pair = build_pair_views(cfg, rng, unl, [None])            # cfg.method.consistency_pair = "same"
-        >>> target = pair.target(teacher(net, pair.teacher[0]))      # what net learns on pair.student[0]
-    """
-    m = cfg.method
-    paths = method_paths(m)
-    if m.consistency_pair not in ("same", "reversed") or len(paths) != 1:
-        raise ValueError(f"method.consistency_pair={m.consistency_pair!r} with {len(paths)} paths: pair views "
-                         "are built for 'same' or 'reversed' on one path")
-    with tf.name_scope("pair_views"):
-        first, theta = _hard_views(cfg, rng, unl, paths, cut_teachers, labelled_ids)
-        if m.consistency_pair == "reversed":
-            inverse = None if theta is None else augment.invert_theta(theta)
-            return PairViews([unl["image"] for _ in cut_teachers], first[0], inverse, m.align_corners)
-        second, theta_t = _hard_views(cfg, rng, unl, paths, cut_teachers, labelled_ids)
-        rel = None if theta is None else augment.compose_theta(augment.invert_theta(theta_t), theta)
-        return PairViews(first[0], second[0], rel, m.align_corners)

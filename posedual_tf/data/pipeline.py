@@ -1,8 +1,6 @@
 """tf.data input pipelines: person crops, Gaussian targets, labelled + unlabelled mixing, eval crops.
 
-* :func:`person_fetcher` reads any person of a dataset directly (union-24 joints) through the
-  shard index (:mod:`record_index`); :func:`instances` serves them in file order, keeping the
-  first ``max_instances``.
+* The records are read through :mod:`posedual_tf.data.sources` (each source opened once per run).
 * :func:`labelled_parser`, :func:`unlabelled_parser` and :func:`eval_parser` make one sample.
 * :func:`train_dataset` mixes the streams as the reference: an epoch is a uniform permutation of
   the unlabelled people, each paired with a labelled person drawn uniformly with replacement;
@@ -11,14 +9,13 @@
 Every random draw is stateless and seeded per epoch and element, so the same seed gives the same
 batches.
 
-Example:
-    >>> cfg = config.load("coco1k_dual")
-    >>> ds, steps = train_dataset(cfg, seed=1314)
-    >>> labelled, unlabelled = next(iter(ds))
+Example (the datasets of a whole run: :class:`posedual_tf.task.PoseTask`):
+    >>> order = epoch_order(5, 5, seed=1, epoch=0, sampling="permutation")
+    >>> sorted(int(i) for i in order)                               # every person once per epoch
+    [0, 1, 2, 3, 4]
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any
 
@@ -26,96 +23,11 @@ import numpy as np
 import tensorflow as tf
 
 from posedual_tf import aug_paths, codec, geometry, joints as joint_sets
-from posedual_tf.config import Config, DatasetConfig
-from posedual_tf.data import augment, corrupt, record_index, records
+from posedual_tf.config import Config, DataConfig, MethodConfig
+from posedual_tf.data import augment, corrupt, records
+from posedual_tf.data.sources import Source, Sources, open_source, person_fetcher
 
 AUTOTUNE = tf.data.AUTOTUNE
-
-CONVERT_COMMANDS = {
-    "coco": "python -m tfrecords_tools.coco --annotations person_keypoints_<split>.json --images <split> --output {prefix}",
-    "custom": "python -m tfrecords_tools.coco --annotations <your_keypoints>.json --images <images> --output {prefix}",
-    "synthetic": "posedual_tf.demo.prepare_data(cfg) (python -m posedual_tf.train --config demo_... runs it first)",
-    "coco_wild": "python -m tfrecords_tools.detections --image-info image_info_unlabeled2017.json "
-                 "--detections COCO_unlabeled2017_detections_person_faster_rcnn.json --images unlabeled2017 --output {prefix}",
-    "coco_det": "python -m tfrecords_tools.detections --image-info image_info_val2017.json "
-                "--detections COCO_val2017_detections_AP_H_56_person.json --images val2017 --output {prefix}",
-    "aic": "python -m tfrecords_tools.aic --annotations keypoint_<split>_annotations.json --images <images> --output {prefix}",
-    "mpii": "python -m tfrecords_tools.mpii --annotations annot/<split>.json --images images --output {prefix}",
-}
-
-
-class MissingRecordsError(FileNotFoundError):
-    """The records a config names do not exist; the message says how to make them."""
-
-
-@dataclasses.dataclass
-class Source:
-    prefix: str
-    joint_set: joint_sets.JointSet
-    #: people used (after ``max_instances``), in file order
-    num_instances: int
-    max_instances: int
-    manifest: dict
-    index: record_index.RecordIndex
-
-
-def open_source(ds_cfg: DatasetConfig, role: str) -> Source:
-    """Read a dataset's manifest and index its shards; a missing one is a one-line error with the
-    converter command."""
-    prefix = ds_cfg.records
-    if not prefix:
-        raise MissingRecordsError(f"data.{role}.records: empty; set it to a TFRecord prefix")
-    try:
-        manifest = records.read_manifest(prefix)
-    except FileNotFoundError:
-        cmd = CONVERT_COMMANDS.get(ds_cfg.source, CONVERT_COMMANDS["coco"]).format(prefix=prefix)
-        raise MissingRecordsError(f"data.{role}.records: no TFRecords at {prefix}; create them with: {cmd}") from None
-    try:
-        index = record_index.load(prefix, manifest)
-    except record_index.ShardMismatchError as e:
-        raise MissingRecordsError(f"data.{role}.records: {e}") from None
-    jset = joint_sets.from_manifest(manifest)
-    n = index.num_people
-    if ds_cfg.max_instances:
-        n = min(n, ds_cfg.max_instances)
-    if n == 0:
-        raise MissingRecordsError(f"data.{role}.records: {prefix} holds no people (see {records.manifest_path(prefix)})")
-    return Source(prefix, jset, n, ds_cfg.max_instances, manifest, index)
-
-
-def person_fetcher(source: Source):
-    """``person number (file order) -> person element``: reads the person's image record directly.
-
-    Element keys: ``encoded``, ``image_id``, ``box [4]``, ``raw_box [4]``, ``score``, ``ann_id``,
-    ``person`` (the number itself), ``joints [24, 2]``, ``vis [24]``, ``has_keypoints``.
-    """
-    jset = source.joint_set
-    from_union = np.array(jset.from_union)
-    gather_idx = tf.constant(np.maximum(from_union, 0), tf.int32)
-    covered = tf.constant((from_union >= 0).astype(np.float32))
-    det_vis = tf.constant(jset.union_mask())
-    read = record_index.record_reader(source.index)
-    person_record = tf.constant(source.index.person_record)
-    person_slot = tf.constant(source.index.person_slot)
-
-    def fetch(person):
-        person = tf.cast(person, tf.int32)
-        r = records.decode_example(read(tf.gather(person_record, person)), jset.num_joints)
-        k = tf.gather(person_slot, person)
-        kp = tf.gather(r["keypoints"][k], gather_idx, axis=0) * covered[:, None]      # [24, 3]
-        has = r["has_keypoints"][k] > 0
-        return {"encoded": r["image/encoded"], "image_id": r["image/id"], "box": r["boxes"][k],
-                "raw_box": r["raw_boxes"][k], "score": r["scores"][k], "ann_id": r["ann_ids"][k],
-                "person": tf.cast(person, tf.int64), "joints": kp[:, :2],
-                "vis": tf.where(has, kp[:, 2], det_vis), "has_keypoints": tf.cast(has, tf.int32)}
-
-    return fetch
-
-
-def instances(source: Source) -> tf.data.Dataset:
-    """Per-person elements in file order (the first ``max_instances`` only); see :func:`person_fetcher`."""
-    return tf.data.Dataset.range(source.num_instances).map(person_fetcher(source), num_parallel_calls=AUTOTUNE,
-                                                           deterministic=True)
 
 
 def epoch_order(n: int, size: int, seed: int, epoch, sampling: str) -> tf.Tensor:
@@ -140,21 +52,19 @@ def epoch_order(n: int, size: int, seed: int, epoch, sampling: str) -> tf.Tensor
 class SampleMaker:
     """Decode, crop, normalise and encode targets for one person, as the reference's ``__getitem__``."""
 
-    def __init__(self, cfg: Config):
-        d = cfg.data
-        self.cfg = cfg
-        self.image_size = tuple(d.image_size)
-        self.heatmap_size = tuple(d.heatmap_size)
-        self.aspect = d.image_size[0] / d.image_size[1]
-        self.mean = tf.constant(d.mean, tf.float32)
-        self.std = tf.constant(d.std, tf.float32)
+    def __init__(self, data: DataConfig, heatmaps: codec.HeatmapCodec | None = None):
+        self.data = data
+        self.codec = heatmaps or codec.HeatmapCodec(data.image_size, data.heatmap_size, data.sigma)
+        self.image_size = self.codec.image_size
+        self.aspect = self.image_size[0] / self.image_size[1]
+        self.inputs = codec.InputNormaliser.from_config(data)
 
     def normalise(self, crop):
-        return (crop / 255.0 - self.mean) / self.std
+        return self.inputs.normalise(crop)
 
     def draw_geometry(self, rng: augment.StatelessRng):
         """Scale factor, rotation and flip with the reference distributions."""
-        d = self.cfg.data
+        d = self.data
         sf, rf = d.scale_factor, d.rot_factor
         scale = tf.clip_by_value(rng.normal([]) * sf + 1.0, 1.0 - sf, 1.0 + sf)
         rot = tf.clip_by_value(rng.normal([]) * rf, -2.0 * rf, 2.0 * rf)
@@ -164,7 +74,7 @@ class SampleMaker:
 
     def half_body(self, rng, joints, vis, center, scale):
         """Reference half-body crop (only when PROB_HALF_BODY fires)."""
-        d = self.cfg.data
+        d = self.data
         upper = tf.constant([1.0 if u in joint_sets.UNION_UPPER else 0.0 for u in range(joint_sets.NUM_UNION)])
         visible = tf.cast(vis > 0, tf.float32)
         n_up = tf.reduce_sum(visible * upper)
@@ -212,8 +122,7 @@ class SampleMaker:
         hi = tf.clip_by_value(tf.floor(tf.reduce_max(src, 0)) + 2.0, lo + 1.0, tf.stack([width, height]))
         window = tf.cast(tf.stack([lo[1], lo[0], hi[1] - lo[1], hi[0] - lo[0]]), tf.int32)
         img = tf.cast(records.decode_window(elem["encoded"], window), tf.float32)
-        if not self.cfg.data.color_rgb:
-            img = img[..., ::-1]
+        img = self.inputs.to_model_order(img)
         inv = tf.concat([inv[:, :2], inv[:, 2:] - lo[:, None]], axis=1)
         # cv2.warpAffine writes uint8: the reference's crops (and so its RandAugment input) are rounded
         crop = tf.round(geometry.tf_warp(img[None], inv[None], self.image_size)[0])
@@ -223,34 +132,31 @@ class SampleMaker:
         return crop, joints, vis, center, scale
 
     def targets(self, joints, vis):
-        return codec.encode_heatmaps(joints, vis, self.image_size, self.heatmap_size, self.cfg.data.sigma,
-                                     floor_rounding=self.cfg.fixes.target_rounding)
+        return self.codec.encode(joints, vis)
 
 
-def labelled_parser(cfg: Config):
+def labelled_parser(maker: SampleMaker):
     """``(elem, seed) -> {image, target, weight, person}`` with the reference training augmentation
     (``person``: the person's number in file order)."""
-    maker = SampleMaker(cfg)
 
     def parse(elem, seed):
         rng = augment.StatelessRng(tf.stack([seed, 11]))
         scale, rot, flip = maker.draw_geometry(rng)
         crop, joints, vis, _, _ = maker.crop(elem, scale, rot, flip, rng,
-                                             half_body=cfg.data.prob_half_body > 0)
+                                             half_body=maker.data.prob_half_body > 0)
         target, weight = maker.targets(joints, vis)
         return {"image": maker.normalise(crop), "target": target, "weight": weight, "person": elem["person"]}
 
     return parse
 
 
-def unlabelled_parser(cfg: Config, labelled_mask: np.ndarray):
+def unlabelled_parser(maker: SampleMaker, method: MethodConfig, labelled_mask: np.ndarray):
     """``(elem, seed) -> {image, [image_<POLICY>], weight, person}``: the easy view and the dataset copies
     the hard paths start from (RA, TA, YOCORA, YOCOTA: MultiAugs lib/dataset/JointsDataset.py and lib/utils/augments.py: ``random_YOCO``), with the easy view's geometry.
 
     ``weight`` is 1 on every union id of the labelled set (reference lib/dataset/mix_coco_coco.py: ``Mixed_COCO_COCO_Dataset.__getitem__``).
     """
-    maker = SampleMaker(cfg)
-    m = cfg.method
+    m = method
     weight = tf.constant(labelled_mask, tf.float32)
     policies = aug_paths.image_policies(m)
 
@@ -273,9 +179,8 @@ def unlabelled_parser(cfg: Config, labelled_mask: np.ndarray):
     return parse
 
 
-def eval_parser(cfg: Config):
+def eval_parser(maker: SampleMaker):
     """``elem -> {image, center, scale, score, image_id, ann_id, raw_box, area, target, weight}``, no augmentation."""
-    maker = SampleMaker(cfg)
 
     def parse(elem):
         zero = tf.constant(0.0)
@@ -304,10 +209,12 @@ def labelled_sampling(cfg: Config) -> str:
     s = cfg.data.labelled_sampling
     if s != "auto":
         return s
-    return "replacement" if _is_mixed(cfg) else "permutation"
+    return "replacement" if is_mixed(cfg) else "permutation"
 
 
-def _is_mixed(cfg: Config) -> bool:
+def is_mixed(cfg: Config) -> bool:
+    """Whether a run trains on labelled + unlabelled batches (a consistency method with unlabelled records);
+    otherwise it trains on labelled batches only."""
     return cfg.method.name != "supervised" and bool(cfg.data.unlabelled.records)
 
 
@@ -316,20 +223,22 @@ def _element_seeds(n, seed: int, epoch) -> tf.Tensor:
                                        minval=None, maxval=None, dtype=tf.int64)
 
 
-def epoch_steps(cfg: Config, batch_size: int | None = None) -> tuple[int, int]:
+def epoch_steps(cfg: Config, sources: Sources | None = None, batch_size: int | None = None) -> tuple[int, int]:
     """(steps per epoch, steps of the reference epoch: the unlabelled set, or the labelled set for
-    supervised training, in batches with the last one partial)."""
+    supervised training, in batches with the last one partial). ``sources``: the run's (opened here if
+    not given)."""
+    sources = sources or Sources(cfg.data)
     global_batch = batch_size or cfg.train.batch_size
-    epoch_set = open_source(cfg.data.unlabelled, "unlabelled") if _is_mixed(cfg) else \
-        open_source(cfg.data.labelled, "labelled")
+    epoch_set = sources.unlabelled if is_mixed(cfg) else sources.labelled
     ref_steps = math.ceil(epoch_set.num_instances / global_batch)
     return cfg.train.steps_per_epoch or ref_steps, ref_steps
 
 
-def train_dataset(cfg: Config, seed: int | None = None, batch_size: int | None = None,
-                  input_context: tf.distribute.InputContext | None = None,
-                  counter: corrupt.CorruptionCounter | None = None, start_step: int = 0):
-    """The training stream (endless) and its steps per epoch.
+def train_dataset(cfg: Config, sources: Sources | None = None, *, seed: int | None = None,
+                  batch_size: int | None = None, input_context: tf.distribute.InputContext | None = None,
+                  counter: corrupt.CorruptionCounter | None = None, start_step: int = 0,
+                  heatmaps: codec.HeatmapCodec | None = None) -> tf.data.Dataset:
+    """The training stream (endless); :func:`epoch_steps` gives its steps per epoch.
 
     Supervised (no unlabelled records): batches of ``{image, target, weight}``; otherwise batches of
     ``(labelled, unlabelled)`` dicts. An epoch is the unlabelled set (supervised: the labelled set)
@@ -344,6 +253,7 @@ def train_dataset(cfg: Config, seed: int | None = None, batch_size: int | None =
     People whose record fails to parse or decode are dropped and reported to ``counter``.
     ``start_step``: the stream begins there (a resumed run): the epoch orders and every draw are the
     ones an uninterrupted run would see, and nothing before that step is read.
+    ``sources``, ``heatmaps``: the run's record sources and codec (made here when not given).
     """
     seed = cfg.train.seed if seed is None else seed
     global_batch = batch_size or cfg.train.batch_size
@@ -354,18 +264,20 @@ def train_dataset(cfg: Config, seed: int | None = None, batch_size: int | None =
         raise ValueError(f"train.batch_size: {global_batch} does not split over {replicas} replicas")
     per_replica = global_batch // replicas
     calls = cfg.data.num_parallel_calls if cfg.data.num_parallel_calls > 0 else AUTOTUNE
-    mixed = _is_mixed(cfg)
-    lab = open_source(cfg.data.labelled, "labelled")
-    unl = open_source(cfg.data.unlabelled, "unlabelled") if mixed else None
+    sources = sources or Sources(cfg.data)
+    maker = SampleMaker(cfg.data, heatmaps or codec.HeatmapCodec.from_config(cfg))
+    mixed = is_mixed(cfg)
+    lab = sources.labelled
+    unl = sources.unlabelled if mixed else None
     epoch_set = unl if mixed else lab
-    steps, ref_steps = epoch_steps(cfg, global_batch)
+    steps, ref_steps = epoch_steps(cfg, sources, global_batch)
     several_groups = cfg.train.replica_batch > 0 and global_batch > cfg.train.replica_batch
     full_batches = steps != ref_steps or replicas > 1 or several_groups
     first_epoch, within = divmod(int(start_step), steps)
     skip = within * (replicas // workers) * per_replica      # this pipeline's people in the steps already done
     size = steps * global_batch if full_batches else epoch_set.num_instances
     lab_sampling = labelled_sampling(cfg)
-    lab_parse = labelled_parser(cfg)
+    lab_parse = labelled_parser(maker)
     fetch_lab = person_fetcher(lab)
 
     def stream(src, fetch, parse, sampling, stream_seed, epoch, name):
@@ -381,7 +293,7 @@ def train_dataset(cfg: Config, seed: int | None = None, batch_size: int | None =
         def one_epoch(epoch):
             return stream(lab, fetch_lab, lab_parse, lab_sampling, seed, epoch, "labelled").batch(per_replica)
     else:
-        unl_parse = unlabelled_parser(cfg, lab.joint_set.union_mask())
+        unl_parse = unlabelled_parser(maker, cfg.method, lab.joint_set.union_mask())
         fetch_unl = person_fetcher(unl)
 
         def one_epoch(epoch):
@@ -390,17 +302,20 @@ def train_dataset(cfg: Config, seed: int | None = None, batch_size: int | None =
                                                "unlabelled"))).batch(per_replica)
 
     ds = tf.data.Dataset.range(first_epoch, 1 << 62).flat_map(one_epoch)
-    return ds.prefetch(AUTOTUNE).with_options(_options()), steps
+    return ds.prefetch(AUTOTUNE).with_options(_options())
 
 
 def eval_dataset(cfg: Config, batch_size: int | None = None, counter: corrupt.CorruptionCounter | None = None,
-                 split: str = "val") -> tuple[tf.data.Dataset, Source]:
+                 split: str = "val", source: Source | None = None,
+                 heatmaps: codec.HeatmapCodec | None = None) -> tuple[tf.data.Dataset, Source]:
     """Evaluation crops of ``data.<split>`` (``val`` or ``unlabelled_eval``): GT boxes, or for ``val``
     detected boxes with score >= test.image_thre, in file order; people whose record fails to parse or
-    decode are dropped and reported to ``counter``."""
-    src = open_source(getattr(cfg.data, split), split)
+    decode are dropped and reported to ``counter``. ``source``: the split's, already open (opened here
+    when not given)."""
+    src = source or open_source(getattr(cfg.data, split), split)
     calls = cfg.data.num_parallel_calls if cfg.data.num_parallel_calls > 0 else AUTOTUNE
-    fetch, parse = person_fetcher(src), eval_parser(cfg)
+    fetch = person_fetcher(src)
+    parse = eval_parser(SampleMaker(cfg.data, heatmaps or codec.HeatmapCodec.from_config(cfg)))
     order = tf.range(src.num_instances, dtype=tf.int64)
     ds = tf.data.Dataset.from_tensor_slices(order).map(lambda i: (i, parse(fetch(i))), num_parallel_calls=calls)
     ds = corrupt.counted(ds.ignore_errors(), src.num_instances, order, counter, split, src.index)

@@ -11,10 +11,11 @@ damaged byte range is a dropped and counted record, never a silently different i
 People are numbered in file order (shard, record, person within the record), the order the
 reference builds its person list in, so "the first N people" is ``range(N)``.
 
-Example:
-    >>> index = record_index.load("data/coco/train2017")
-    >>> index.num_people, index.person_record[:3]
-    >>> serialized = record_index.read_record(index, tf.constant(0, tf.int32))
+Example (converted COCO records, as the README's converter commands write them):
+    >>> index = record_index.load("data/coco/train2017")                           # doctest: +SKIP
+    >>> index.num_people, index.person_record[:3]                                  # doctest: +SKIP
+    (149813, array([0, 0, 1], dtype=int32))
+    >>> serialized = record_index.read_record(index, tf.constant(0, tf.int32))    # doctest: +SKIP
 """
 from __future__ import annotations
 

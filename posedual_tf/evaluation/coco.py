@@ -4,10 +4,18 @@ Per instance: union-24 -> COCO-17, rescoring (box score x mean joint score above
 ``in_vis_thre``), OKS-NMS per image at ``oks_thre``, a COCO results json, pycocotools
 ``COCOeval`` with ``iouType='keypoints'``.
 
-Example:
-    >>> kept = rescore_and_nms(instances, in_vis_thre=0.2, oks_thre=0.9)
-    >>> stats = evaluate_coco(to_results(kept), "person_keypoints_val2017.json")
-    >>> stats["AP"]
+Example (one annotated person and a prediction on every joint):
+    >>> import json, os, tempfile
+    >>> kp = [[100.0 + 5 * j, 50.0 + 10 * j] for j in range(17)]
+    >>> person = {"id": 1, "image_id": 1, "category_id": 1, "keypoints": [v for x, y in kp for v in (x, y, 2)],
+    ...           "num_keypoints": 17, "area": 20000.0, "bbox": [90, 40, 100, 200], "iscrowd": 0}
+    >>> path = os.path.join(tempfile.mkdtemp(), "gt.json")
+    >>> with open(path, "w") as f:
+    ...     json.dump({"images": [{"id": 1, "width": 640, "height": 480}], "annotations": [person],
+    ...                "categories": [{"id": 1, "name": "person"}]}, f)
+    >>> result = {"image_id": 1, "category_id": 1, "keypoints": [v for x, y in kp for v in (x, y, 0.9)], "score": 0.9}
+    >>> round(evaluate_coco([result], path)["AP"], 6)
+    1.0
 """
 from __future__ import annotations
 

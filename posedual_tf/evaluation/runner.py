@@ -1,8 +1,8 @@
 """Run networks over the validation crops and score them: each net and, for PoseDual, the ensemble.
 
-Example:
-    >>> metrics = evaluate(cfg, nets, workdir="runs/x")
-    >>> metrics["net1"]["AP"], metrics["ensemble"]["AP"]
+Example (``evaluate(cfg, nets)`` runs a whole set: see :meth:`posedual_tf.task.PoseTask.validate`):
+    >>> primary({"AP": 0.71, "AR": 0.75}), primary({"Mean": 88.2, "Mean@0.1": 35.0})
+    (0.71, 88.2)
 """
 from __future__ import annotations
 
@@ -17,47 +17,46 @@ import tensorflow as tf
 from posedual_tf import codec, files
 from posedual_tf.progress import Progress
 from posedual_tf.config import Config
-from posedual_tf.data import corrupt, pipeline
+from posedual_tf.data import corrupt, pipeline, sources
 from posedual_tf.evaluation import aic, coco, mpii
 
 
-def heatmaps_fn(nets: Sequence, flip_test: bool, shift_heatmap: bool):
-    """A compiled function ``images -> [heatmaps per net]`` with the optional flip test. One per networks
-    and options, kept on the first network: a run validates every few epochs, and a new tf.function each
+def heatmaps_fn(nets: Sequence, heatmaps: codec.HeatmapCodec):
+    """A compiled function ``images -> [heatmaps per net]`` with the codec's flip test. One per networks
+    and codec, kept on the first network: a run validates every few epochs, and a new tf.function each
     time would trace again (and TensorFlow warns of the retracing on the console)."""
-    key = (tuple(id(n) for n in nets), bool(flip_test), bool(shift_heatmap))
+    key = (tuple(id(n) for n in nets), heatmaps)
     cached = nets[0].__dict__.setdefault("_posedual_heatmap_fns", {})
     if key not in cached:
         @tf.function(reduce_retracing=True)
         def run(images):
-            return [codec.network_heatmaps(net, images, flip_test, shift_heatmap) for net in nets]
+            return [heatmaps.network_heatmaps(net, images) for net in nets]
 
         cached[key] = run
     return cached[key]
 
 
-def predict(cfg: Config, nets: Sequence, dataset: tf.data.Dataset, total: int | None = None,
-            progress: bool = True) -> dict[str, list[dict]]:
+def predict(heatmaps: codec.HeatmapCodec, nets: Sequence, dataset: tf.data.Dataset, total: int | None = None,
+            progress: bool = True, max_batches: int = 0) -> dict[str, list[dict]]:
     """Union-24 instances per head: ``{'net1': [...], 'net2': [...], 'ensemble': [...]}``.
 
     Each instance: ``keypoints [24, 3]`` (image x, y, score), ``box_score``, ``area``, ``image_id``,
     ``ann_id`` (MPII: the person's index in the source json), ``center``, ``scale``, ``bbox`` (the raw box).
+    ``max_batches``: stop after that many batches (0: all).
     """
-    t = cfg.test
-    run = heatmaps_fn(nets, t.flip_test, t.shift_heatmap)
+    run = heatmaps_fn(nets, heatmaps)
     names = [f"net{i + 1}" for i in range(len(nets))] + (["ensemble"] if len(nets) == 2 else [])
     out: dict[str, list[dict]] = {n: [] for n in names}
     bar = Progress(total, "evaluate", "person", enabled=progress)
     for i, batch in enumerate(dataset):
-        if t.max_batches and i >= t.max_batches:
+        if max_batches and i >= max_batches:
             break
         hms = run(batch["image"])
         if len(nets) == 2:
             hms = list(hms) + [0.5 * (hms[0] + hms[1])]
         meta = {k: batch[k].numpy() for k in ("center", "scale", "score", "image_id", "ann_id", "area", "raw_box")}
         for name, hm in zip(names, hms):
-            coords, maxvals = codec.decode_heatmaps(hm, batch["center"], batch["scale"], None, t.post_process,
-                                                    cfg.fixes.shift_bound)
+            coords, maxvals = heatmaps.decode(hm, batch["center"], batch["scale"])
             kps = np.concatenate([coords.numpy(), maxvals.numpy()[..., None]], axis=-1)
             for b in range(kps.shape[0]):
                 out[name].append({"keypoints": kps[b], "box_score": float(meta["score"][b]),
@@ -79,7 +78,7 @@ def peak_stats(keypoints: list[np.ndarray], threshold: float) -> dict[str, float
     return {"peak_mean": float(peaks.mean()), "peaks_below": float((peaks < threshold).mean())}
 
 
-def score(cfg: Config, src: pipeline.Source, instances: list[dict], split: str = "val") -> tuple[dict, list[dict]]:
+def score(cfg: Config, src: sources.Source, instances: list[dict], split: str = "val") -> tuple[dict, list[dict]]:
     """Metrics of one head's union-24 instances on ``data.<split>``, and its results entries; with the
     peak statistics (:func:`peak_stats`) of the set's own joints."""
     jset = src.joint_set
@@ -131,14 +130,18 @@ def _score(cfg: Config, jset, mapped: list[dict], split: str) -> tuple[dict, lis
 
 
 def evaluate(cfg: Config, nets: Sequence, workdir: str | None = None, progress: bool = True,
-             tag: str = "", split: str = "val") -> dict[str, dict]:
+             tag: str = "", split: str = "val", source: sources.Source | None = None,
+             heatmaps: codec.HeatmapCodec | None = None) -> dict[str, dict]:
     """Predict on ``data.<split>`` (``val``, or ``unlabelled_eval``: the unlabelled people with their
-    ground truth) and score every head; write results/metrics json to ``workdir``."""
+    ground truth) and score every head; write results/metrics json to ``workdir``. ``source`` and
+    ``heatmaps``: the split's open source and the run's codec (made here when not given)."""
     if workdir:       # a new or empty folder, a training workdir or an earlier evaluation's folder
         files.claim(workdir, "evaluate", accepts=("train",), setting="--output", create=False)
     counter = corrupt.CorruptionCounter()
-    ds, src = pipeline.eval_dataset(cfg, counter=counter, split=split)
-    per_head = predict(cfg, nets, ds, total=src.num_instances, progress=progress)
+    heatmaps = heatmaps or codec.HeatmapCodec.from_config(cfg)
+    ds, src = pipeline.eval_dataset(cfg, counter=counter, split=split, source=source, heatmaps=heatmaps)
+    per_head = predict(heatmaps, nets, ds, total=src.num_instances, progress=progress,
+                       max_batches=cfg.test.max_batches)
     if workdir:
         files.claim(workdir, "evaluate", accepts=("train",), setting="--output")
     metrics = {}

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from posedual_tf import aug_paths, codec
 from posedual_tf.config import Config
-from posedual_tf.data import augment, hard_views
+from posedual_tf.data import augment, view_paths
 from posedual_tf.models import bn_groups
 
 
@@ -203,7 +203,7 @@ class ConsistencyMethod(PoseMethod):
 
     num_nets = 1
 
-    def __init__(self, cfg: Config, nets, labelled_ids=None, **kwargs):
+    def __init__(self, cfg: Config, nets, labelled_ids=None, views: view_paths.ViewSettings | None = None, **kwargs):
         paths = aug_paths.method_paths(cfg.method)
         labels = aug_paths.path_labels(paths)
         names = ["loss", "loss_pose", "loss_cons", "acc"] + [f"collapse_{i + 1}" for i in range(self.num_nets)]
@@ -213,6 +213,7 @@ class ConsistencyMethod(PoseMethod):
         super().__init__(cfg, nets, metric_names=tuple(names), **kwargs)
         self.paths, self.path_labels = tuple(paths), tuple(labels)
         self.labelled_ids = labelled_ids
+        self.views = views or view_paths.ViewSettings.from_config(cfg, labelled_ids)
 
     def partner(self, n: int) -> int:
         """The network whose teacher places net ``n``'s cutouts and whose warped map net ``n`` learns."""
@@ -223,7 +224,7 @@ class ConsistencyMethod(PoseMethod):
         """Whether a step runs the teachers on the easy view: always for the reference's easy -> hard
         pair; for the study pairs only when the path places boxes with them (JC, JO)."""
         return (self.cfg.method.consistency_pair == "easy_hard"
-                or any(hard_views.path_places_boxes(p) for p in self.paths))
+                or any(view_paths.path_places_boxes(p) for p in self.paths))
 
     def _views(self, rng, unl, teachers):
         """Every path's view per network and each network's target (its partner's teacher, in the
@@ -251,10 +252,10 @@ class ConsistencyMethod(PoseMethod):
         partners = [self.partner(n) for n in range(n_nets)]
         cut = [teachers[p] for p in partners] if teachers is not None else [None] * n_nets
         if self.cfg.method.consistency_pair != "easy_hard":
-            pair = hard_views.build_pair_views(self.cfg, rng, unl, cut, self.labelled_ids)
+            pair = view_paths.build_pair_views(self.views, rng, unl, cut)
             targets = [pair.target(self.teacher(self.nets[p], pair.teacher[n])) for n, p in enumerate(partners)]
             return [[v] for v in pair.student], targets
-        views, warped = hard_views.build_views(self.cfg, rng, unl, cut, teachers, self.labelled_ids)
+        views, warped = view_paths.build_views(self.views, rng, unl, cut, teachers)
         return [[v[n] for v in views] for n in range(n_nets)], [warped[p] for p in partners]
 
     def _net_losses(self, sup, hard, target, lab, unl):

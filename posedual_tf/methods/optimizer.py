@@ -1,7 +1,12 @@
 """The reference's optimiser: Adam as ``torch.optim.Adam`` computes it, and its MultiStepLR schedule.
 
-Example:
-    >>> opt = make_optimizer(cfg, steps_per_epoch=4682)     # TorchAdam(lr=MultiStepLR(...))
+Example (coco1k_dual's schedule: lr 1e-3, x 0.1 from epoch 20 and again from 25):
+    >>> from posedual_tf import config
+    >>> type(make_optimizer(config.load("coco1k_dual"), steps_per_epoch=4682)).__name__
+    'TorchAdam'
+    >>> schedule = MultiStepLR(1e-3, [20, 25], 0.1, steps_per_epoch=4682)
+    >>> [round(float(schedule(step)), 7) for step in (0, 20 * 4682 - 1, 20 * 4682, 25 * 4682)]
+    [0.001, 0.001, 0.0001, 1e-05]
 """
 from __future__ import annotations
 

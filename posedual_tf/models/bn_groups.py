@@ -8,10 +8,18 @@ calls'. The running statistics follow ``m <- (1 - f) m + f s_g`` over the groups
 recorded earlier under :func:`deferred` (a teacher pass) can be inserted at any position: the reference's
 order sup, teacher, path 1..P is kept although the teacher ran first.
 
-Example:
+Example (a network of one BatchNorm: each group is normalised by its own statistics):
+    >>> import keras
+    >>> from posedual_tf.models.layers import BatchNorm
+    >>> net = keras.Sequential([keras.Input((2, 2, 1)), BatchNorm()])
+    >>> labelled, view1, view2 = (tf.fill([2, 2, 2, 1], v) for v in (0.0, 5.0, 9.0))
     >>> with deferred() as teacher_stats:
-    ...     teacher = net(unlabelled, training=True)           # running statistics untouched
+    ...     teacher = net(view1, training=True)                 # running statistics untouched
+    >>> float(net.layers[0].moving_mean[0])
+    0.0
     >>> sup, path1, path2 = grouped_call(net, [labelled, view1, view2], insert={1: teacher_stats})
+    >>> [float(tf.reduce_max(tf.abs(y))) for y in (sup, path1, path2)]    # constant groups: all 0 after BN
+    [0.0, 0.0, 0.0]
 
 :func:`replica_groups` cuts every train-mode BatchNorm batch into fixed-size groups of people, each its
 own normalisation batch, as the reference's GPUs each were (``train.replica_batch``).

@@ -1,10 +1,15 @@
 """Build the configured pose network(s).
 
 Example:
-    >>> nets = build_networks(cfg)            # 1 network, or 2 for PoseDual
-    >>> heatmaps = nets[0](images, training=False)
+    >>> import numpy as np
+    >>> from posedual_tf import config
+    >>> nets = build_networks(config.load("demo_dual"))            # 1 network, or 2 for PoseDual
+    >>> [net.name for net in nets], tuple(nets[0](np.zeros([1, 96, 64, 3]), training=False).shape)
+    (['net1', 'net2'], (1, 24, 16, 24))
 """
 from __future__ import annotations
+
+import contextlib
 
 import keras
 
@@ -29,10 +34,33 @@ def build_network(cfg: Config, name: str | None = None) -> keras.Model:
 
 
 def num_networks(cfg: Config) -> int:
+    """How many networks a config trains: two for PoseDual, one otherwise."""
     return 2 if cfg.method.name == "dual" else 1
 
 
-def build_networks(cfg: Config) -> list[keras.Model]:
-    """One network (supervised, cons) or two (dual: ``net1``, ``net2``)."""
-    n = num_networks(cfg)
-    return [build_network(cfg, name=f"net{i + 1}") for i in range(n)]
+@contextlib.contextmanager
+def precision(policy: str):
+    """Keras' global dtype policy is ``policy`` (``train.mixed_precision``; ``none`` = float32) inside the
+    block and what it was before after it: layers take their dtypes when they are built.
+
+    Example:
+        >>> with precision("mixed_bfloat16"):
+        ...     inside = keras.mixed_precision.global_policy().name
+        >>> inside, keras.mixed_precision.global_policy().name
+        ('mixed_bfloat16', 'float32')
+    """
+    before = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32" if policy == "none" else policy)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(before)
+
+
+def build_networks(cfg: Config, policy: str | None = None) -> list[keras.Model]:
+    """One network (supervised, cons) or two (dual: ``net1``, ``net2``); ``policy``: built under that
+    dtype policy (:func:`precision`), else under the current one."""
+    if policy is not None:
+        with precision(policy):
+            return build_networks(cfg)
+    return [build_network(cfg, name=f"net{i + 1}") for i in range(num_networks(cfg))]

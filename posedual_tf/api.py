@@ -1,0 +1,104 @@
+"""The Python API, also importable from the package itself (``posedual_tf.fit`` is :func:`fit`).
+
+Load a config, prepare its data, train, evaluate, export and predict on one image, in a notebook or a
+script; the command lines (``python -m posedual_tf.train`` and the others) are thin layers over these.
+
+Example (the embedded demo, tiny: a few seconds per step on 2 CPU cores):
+    >>> import os, tempfile
+    >>> import posedual_tf
+    >>> workdir = tempfile.mkdtemp()
+    >>> cfg = posedual_tf.load_config("demo_dual", [f"workdir={workdir}", "train.epochs=1",
+    ...                                             "train.steps_per_epoch=2", "data.val.max_instances=8"])
+    >>> posedual_tf.prepare_demo_data(cfg)                          # doctest: +ELLIPSIS
+    generating ...
+    >>> result = posedual_tf.fit(cfg, progress="none")              # doctest: +ELLIPSIS
+    model.pretrained: none: net1, net2 start from random weights
+    ...
+    >>> result["final_step"], sorted(result["metrics"])
+    (2, ['_counts', 'ensemble', 'net1', 'net2'])
+    >>> metrics = posedual_tf.evaluate(cfg, os.path.join(workdir, "final"))
+    >>> 0.0 <= metrics["ensemble"]["AP"] <= 1.0
+    True
+    >>> saved = posedual_tf.export_saved_model(cfg, os.path.join(workdir, "final"), os.path.join(workdir, "model"))
+    >>> image = open(os.path.join(workdir, "data", "synthetic", "val", "000000500000.jpg"), "rb").read()
+    >>> people = posedual_tf.predict_image(saved, image, [[10.0, 20.0, 40.0, 80.0]])
+    >>> people["keypoints"].shape                                   # COCO-17 (x, y, score) per box
+    (1, 17, 3)
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from posedual_tf.config import Config
+
+
+def load_config(name_or_path: str, overrides: Sequence[str] = ()) -> Config:
+    """A named config (``coco1k_dual``, ``demo_dual``, ...; :func:`posedual_tf.config.available`) or a YAML
+    path (``base:`` included), with ``key=value`` overrides as ``--set`` takes them.
+
+    Example:
+        >>> load_config("coco1k_dual", ["train.batch_size=8"]).train.batch_size
+        8
+    """
+    from posedual_tf import config
+
+    return config.load(name_or_path, list(overrides))
+
+
+def prepare_demo_data(cfg: Config, workers: int = 1) -> None:
+    """Generate and convert a demo config's synthetic people (whatever split is missing); nothing for
+    other configs, whose records come from the converters (``python -m tfrecords_tools.coco`` ...)."""
+    from posedual_tf import demo
+
+    if demo.is_demo(cfg):
+        demo.prepare_data(cfg, workers=workers)
+
+
+def fit(cfg: Config, progress: str = "epochs") -> dict:
+    """Train ``cfg`` in ``cfg.workdir`` (resuming from its last checkpoint) and return what
+    ``train_result.json`` holds; see :func:`posedual_tf.training.run` for the process-wide state it sets."""
+    from posedual_tf import training
+
+    return training.run(cfg, progress=progress)
+
+
+def evaluate(cfg: Config, checkpoint: str, output: str | None = None, split: str = "val") -> dict:
+    """Metrics of every head (``net1``, and ``net2``/``ensemble`` for PoseDual) of ``checkpoint`` (a weights
+    folder, a training workdir or a ``.pth`` file) on ``data.<split>``; results/metrics json written to
+    ``output`` when given."""
+    from posedual_tf import checkpoints
+    from posedual_tf.task import PoseTask
+
+    task = PoseTask(cfg)
+    nets = build_networks(cfg)
+    checkpoints.load_nets(nets, checkpoint, cfg.model.backbone)
+    return task.validate(nets, output, split=split)
+
+
+def build_networks(cfg: Config) -> list:
+    """The config's Keras network(s), float32, random weights (one; two for PoseDual)."""
+    from posedual_tf.models import builder
+
+    return builder.build_networks(cfg, policy="float32")
+
+
+def export_saved_model(cfg: Config, checkpoint: str, output: str, net: str = "1", overwrite: bool = False) -> str:
+    """Write network ``net`` (``1``, ``2`` or ``ensemble``) of ``checkpoint`` as a SavedModel with the
+    ``serving_default`` (crops) and ``predict_image`` (encoded image + boxes) signatures; returns its folder."""
+    from posedual_tf import export
+
+    return export.export(cfg, checkpoint, output, net=net, overwrite=overwrite)
+
+
+def predict_image(saved_model, image: bytes, boxes) -> dict:
+    """Keypoints of the people in ``boxes`` (``[[x, y, w, h], ...]`` in pixels) of one encoded image (JPEG or
+    PNG bytes), by a SavedModel folder (or one already loaded with ``tf.saved_model.load``): ``keypoints``
+    ``[N, 17, 3]`` COCO-17 (x, y, score) in image pixels, ``scores`` ``[N]`` and ``valid`` ``[N]`` (a box outside the
+    image or without area gets no keypoints), as numpy arrays."""
+    import numpy as np
+    import tensorflow as tf
+
+    model = tf.saved_model.load(saved_model) if isinstance(saved_model, str) else saved_model
+    out = model.signatures["predict_image"](image_bytes=tf.constant(image),
+                                            boxes=tf.constant(np.asarray(boxes, np.float32).reshape(-1, 4)))
+    return {k: v.numpy() for k, v in out.items()}
