@@ -39,7 +39,7 @@ def test_docstring_examples_run(name, tmp_path, monkeypatch):
     for test in tests:
         runner.run(test)
     result = runner.summarize(verbose=False)
-    ran = result.attempted - sum(e.options.get(doctest.SKIP, False) for t in tests for e in t.examples)
+    ran = result.attempted                            # examples marked +SKIP are not attempted
     assert result.failed == 0
     assert (ran == 0) == (name in NEEDS_FILES), f"{name}: {ran} examples ran"
 
