@@ -1,7 +1,7 @@
 """posedual_tf: semi-supervised 2D human pose estimation (PoseDual / PoseCons) in TensorFlow/Keras.
 
 The Python API (:mod:`posedual_tf.api`) is available here: ``load_config``, ``prepare_demo_data``, ``fit``,
-``evaluate``, ``export_saved_model``, ``predict_image``, ``build_networks``; and the classes a run is made
+``evaluate_checkpoint``, ``export_saved_model``, ``predict_image``, ``build_networks``; and the classes a run is made
 of: ``Config``, ``PoseTask``, ``HeatmapCodec``, ``InputNormaliser``.
 
 Example:
@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "load_config": "posedual_tf.api", "prepare_demo_data": "posedual_tf.api", "fit": "posedual_tf.api",
-    "evaluate": "posedual_tf.api", "export_saved_model": "posedual_tf.api", "predict_image": "posedual_tf.api",
+    "evaluate_checkpoint": "posedual_tf.api", "export_saved_model": "posedual_tf.api", "predict_image": "posedual_tf.api",
     "build_networks": "posedual_tf.api",
     "Config": "posedual_tf.config", "ConfigError": "posedual_tf.config",
     "PoseTask": "posedual_tf.task",

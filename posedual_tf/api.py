@@ -1,5 +1,8 @@
 """The Python API, also importable from the package itself (``posedual_tf.fit`` is :func:`fit`).
 
+(``evaluate_checkpoint``, not ``evaluate``: ``posedual_tf.evaluate`` is the command-line module, and importing it
+would hide a function of that name.)
+
 Load a config, prepare its data, train, evaluate, export and predict on one image, in a notebook or a
 script; the command lines (``python -m posedual_tf.train`` and the others) are thin layers over these.
 
@@ -18,7 +21,7 @@ Example (the embedded demo, made tiny: 2 steps of two 1/8-width networks, a minu
     ...
     >>> result["final_step"], sorted(result["metrics"])
     (2, ['_counts', 'ensemble', 'net1', 'net2'])
-    >>> metrics = posedual_tf.evaluate(cfg, os.path.join(workdir, "final"))
+    >>> metrics = posedual_tf.evaluate_checkpoint(cfg, os.path.join(workdir, "final"))
     >>> 0.0 <= metrics["ensemble"]["AP"] <= 1.0
     True
     >>> saved = posedual_tf.export_saved_model(cfg, os.path.join(workdir, "final"), os.path.join(workdir, "model"))
@@ -64,7 +67,7 @@ def fit(cfg: Config, progress: str = "epochs") -> dict:
     return training.run(cfg, progress=progress)
 
 
-def evaluate(cfg: Config, checkpoint: str, output: str | None = None, split: str = "val") -> dict:
+def evaluate_checkpoint(cfg: Config, checkpoint: str, output: str | None = None, split: str = "val") -> dict:
     """Metrics of every head (``net1``, and ``net2``/``ensemble`` for PoseDual) of ``checkpoint`` (a weights
     folder, a training workdir or a ``.pth`` file) on ``data.<split>``; results/metrics json written to
     ``output`` when given."""

@@ -211,3 +211,20 @@ def restore_nets_from_training(nets, prefix: str) -> None:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ArchitectureMismatchError(f"{prefix}: does not fit the config's networks ({first[:300]}); was it "
                                         "trained with another model config?") from None
+
+
+def exported_networks(cfg, checkpoint: str, net: str) -> list:
+    """The float32 networks of ``checkpoint`` that an export holds: ``net`` 1 or 2, or both for the
+    ensemble (their mean heatmaps); ValueError (one line) for a choice the config does not have."""
+    from posedual_tf.models import builder
+
+    nets = builder.build_networks(cfg, policy="float32")      # the global policy is left as it was
+    load_nets(nets, checkpoint, cfg.model.backbone)
+    if net == "ensemble":
+        if len(nets) != 2:
+            raise ValueError("--net ensemble needs a PoseDual config (two networks)")
+        return nets
+    idx = int(net) - 1
+    if not 0 <= idx < len(nets):
+        raise ValueError(f"--net {net}: this config has {len(nets)} network(s)")
+    return [nets[idx]]

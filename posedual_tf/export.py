@@ -30,7 +30,7 @@ if __name__ == "__main__":
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from posedual_tf import codec, files, geometry, joints  # noqa: E402
+from posedual_tf import checkpoints, codec, files, geometry, joints  # noqa: E402
 from posedual_tf.config import Config
 from posedual_tf.data import records
 
@@ -117,24 +117,6 @@ def check_output(output: str, overwrite: bool) -> None:
         raise ExportError(f"--output {output}: holds a previous export; pass --overwrite to replace it")
 
 
-def exported_networks(cfg: Config, checkpoint: str, net: str) -> list:
-    """The float32 networks of ``checkpoint`` that an export holds: ``net`` 1 or 2, or both for the
-    ensemble (their mean heatmaps); ValueError (one line) for a choice the config does not have."""
-    from posedual_tf import checkpoints
-    from posedual_tf.models import builder
-
-    nets = builder.build_networks(cfg, policy="float32")      # the global policy is left as it was
-    checkpoints.load_nets(nets, checkpoint, cfg.model.backbone)
-    if net == "ensemble":
-        if len(nets) != 2:
-            raise ValueError("--net ensemble needs a PoseDual config (two networks)")
-        return nets
-    idx = int(net) - 1
-    if not 0 <= idx < len(nets):
-        raise ValueError(f"--net {net}: this config has {len(nets)} network(s)")
-    return [nets[idx]]
-
-
 def export(cfg: Config, checkpoint: str, output: str, net: str = "1", flip_test: bool | None = None,
            post_process: str | None = None, overwrite: bool = False, version: int | None = None) -> str:
     """Build the networks, load ``checkpoint`` and write the SavedModel to ``output``: into a temporary
@@ -150,7 +132,7 @@ def export(cfg: Config, checkpoint: str, output: str, net: str = "1", flip_test:
         output = files.own(output, str(version))
     check_output(output, overwrite)
 
-    chosen = exported_networks(cfg, checkpoint, net)
+    chosen = checkpoints.exported_networks(cfg, checkpoint, net)
     flip = cfg.test.flip_test if flip_test is None else flip_test
     serve_crops, predict_image = serving_functions(cfg, chosen, flip, post_process or cfg.test.post_process)
     archive = keras.export.ExportArchive()

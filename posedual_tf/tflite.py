@@ -117,7 +117,7 @@ def convert(fn, precision: str, calibration=None) -> bytes:
 def export_tflite(cfg: Config, checkpoint: str, output: str, net: str = "1", precision: str = "float32",
                   calibration: str | None = None, people: int = 200, post_process: str = "shift") -> str:
     """Write ``<output>/posedual_net<net>_<precision>.tflite`` (``output`` a folder of ours); returns its path."""
-    from posedual_tf import export
+    from posedual_tf import checkpoints
 
     if precision not in PRECISIONS:
         raise TFLiteExportError(f"--precision {precision}: expected one of {', '.join(PRECISIONS)}")
@@ -127,7 +127,7 @@ def export_tflite(cfg: Config, checkpoint: str, output: str, net: str = "1", pre
     if post_process not in ("shift", "none"):
         raise TFLiteExportError(f"--post-process {post_process}: the TFLite file decodes with shift or none")
     crops = calibration_crops(cfg, calibration, people) if precision == "int8" else None
-    chosen = export.exported_networks(cfg, checkpoint, net)
+    chosen = checkpoints.exported_networks(cfg, checkpoint, net)
     data = convert(keypoints_function(cfg, chosen, post_process), precision, crops)
     files.claim(output, "export", setting="--output")
     path = files.own(output, f"posedual_net{net}_{precision}.tflite")

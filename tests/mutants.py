@@ -170,7 +170,7 @@ MUTANTS = [
       f"{DT}::test_multi_worker_two_processes_on_localhost",
       "every worker of a cluster writes the workdir"),
     # ---- converters
-    m("visibility_unchecked", "tfrecords_tools/writer.py", "if not np.isin(k[2::3], visibility).all():",
+    m("visibility_unchecked", "tfrecords_tools/annotations.py", "if not np.isin(k[2::3], visibility).all():",
       "if False:", "tests/test_converter_strictness.py::test_coco_malformed_annotation_is_skipped_and_listed",
       "converters accept keypoint visibilities outside {0, 1, 2}"),
     m("coco_visibility_kept", "tfrecords_tools/coco.py", "kp[:, 2] = np.minimum(kp[:, 2], 1.0)", "pass",

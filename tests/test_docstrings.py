@@ -52,7 +52,7 @@ def test_the_package_exports_the_api_lazily_and_each_name_has_an_example():
             "print(sorted(posedual_tf.__all__))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     names = eval(out)
-    assert {"load_config", "prepare_demo_data", "fit", "evaluate", "export_saved_model", "predict_image",
+    assert {"load_config", "prepare_demo_data", "fit", "evaluate_checkpoint", "export_saved_model", "predict_image",
             "PoseTask", "HeatmapCodec", "Config"} <= set(names)
     api_doc = importlib.import_module("posedual_tf.api").__doc__
     for name in names:
@@ -60,5 +60,7 @@ def test_the_package_exports_the_api_lazily_and_each_name_has_an_example():
         assert obj.__doc__, name
         assert f"posedual_tf.{name}(" in api_doc or ">>>" in obj.__doc__ or \
             ">>>" in importlib.import_module(obj.__module__).__doc__, f"{name}: no example"
+    # an API name that is also a submodule (posedual_tf.evaluate, the command) would be hidden by importing it
+    assert not {m.name for m in pkgutil.iter_modules(posedual_tf.__path__)} & set(names)
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         posedual_tf.nothing                                         # noqa: B018
