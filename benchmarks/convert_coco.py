@@ -36,7 +36,7 @@ def main() -> None:
         coco.convert(str(ann), str(images), str(tmp / "out" / "x"), workers=args.workers, num_shards=4)
         print(f"re-run over complete shards: {time.perf_counter() - start:.2f} s (all shards reused)")
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)          # ours: made by mkdtemp above
 
 
 if __name__ == "__main__":

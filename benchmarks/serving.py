@@ -47,7 +47,7 @@ def main() -> None:
         print(f"predict_image, ResNet-18 256x192 fp32, 5 people, flip test {'on' if args.flip_test else 'off'}: "
               f"median {np.median(t):.0f} ms, p90 {np.percentile(t, 90):.0f} ms per image (2 CPU cores)")
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)          # ours: made by mkdtemp above
 
 
 if __name__ == "__main__":

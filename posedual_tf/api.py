@@ -74,10 +74,8 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str, output: str | None = None,
     from posedual_tf import checkpoints
     from posedual_tf.task import PoseTask
 
-    task = PoseTask(cfg)
-    nets = build_networks(cfg)
-    checkpoints.load_nets(nets, checkpoint, cfg.model.backbone)
-    return task.validate(nets, output, split=split)
+    nets, _ = checkpoints.load_networks(cfg, checkpoint)
+    return PoseTask(cfg).validate(nets, output, split=split)
 
 
 def build_networks(cfg: Config) -> list:

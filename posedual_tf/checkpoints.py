@@ -213,13 +213,19 @@ def restore_nets_from_training(nets, prefix: str) -> None:
                                         "trained with another model config?") from None
 
 
+def load_networks(cfg, checkpoint: str) -> tuple[list, str]:
+    """The config's networks, float32 (the global dtype policy is left as it was), filled from ``checkpoint``
+    (:func:`load_nets`), and the one-line description of what was loaded."""
+    from posedual_tf.models import builder
+
+    nets = builder.build_networks(cfg, policy="float32")
+    return nets, load_nets(nets, checkpoint, cfg.model.backbone)
+
+
 def exported_networks(cfg, checkpoint: str, net: str) -> list:
     """The float32 networks of ``checkpoint`` that an export holds: ``net`` 1 or 2, or both for the
     ensemble (their mean heatmaps); ValueError (one line) for a choice the config does not have."""
-    from posedual_tf.models import builder
-
-    nets = builder.build_networks(cfg, policy="float32")      # the global policy is left as it was
-    load_nets(nets, checkpoint, cfg.model.backbone)
+    nets, _ = load_networks(cfg, checkpoint)
     if net == "ensemble":
         if len(nets) != 2:
             raise ValueError("--net ensemble needs a PoseDual config (two networks)")

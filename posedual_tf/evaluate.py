@@ -30,10 +30,9 @@ def main(argv):
     cli.required("checkpoint")
     from posedual_tf import checkpoints
     from posedual_tf.evaluation import runner
-    from posedual_tf.models import builder
 
-    nets = builder.build_networks(cfg)
-    print(f"loaded {checkpoints.load_nets(nets, FLAGS.checkpoint, cfg.model.backbone)}")
+    nets, loaded = checkpoints.load_networks(cfg, FLAGS.checkpoint)
+    print(f"loaded {loaded}")
     out = FLAGS.output or cfg.workdir
     metrics = runner.evaluate(cfg, nets, workdir=out)        # errors: one line (cli.guarded)
     print(runner.format_table(metrics))

@@ -285,9 +285,10 @@ class PairGrid(StepCallback):
         super().__init__()
         self.writer, self.cfg, self.batch, self.every = writer, cfg, unlabelled_batch, max(1, every)
         self.labelled_ids, self.scale = list(labelled_ids), scale
+        self.inputs = codec.InputNormaliser.from_config(cfg.data)
 
     def _image(self, x: np.ndarray) -> np.ndarray:
-        bgr = codec.InputNormaliser.from_config(self.cfg.data).to_unit_rgb(x)[..., ::-1]
+        bgr = self.inputs.to_unit_rgb(x)[..., ::-1]
         return np.ascontiguousarray((bgr * 255).astype(np.uint8))
 
     def _with_skeleton(self, x: np.ndarray, maps: np.ndarray) -> np.ndarray:

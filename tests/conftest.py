@@ -226,3 +226,25 @@ def tiny_demo_cfg(tmp_path, *extra):
 
     return config.load("demo_sup", [f"workdir={tmp_path / 'run'}", "data.image_size=[64,96]",
                                     "data.heatmap_size=[16,24]", "model.width_multiplier=0.125", *extra])
+
+
+#: The export tests' network: PoseDual at 96x128, 1/8 width.
+EXPORT_SETS = ["data.image_size=[96,128]", "data.heatmap_size=[24,32]", "model.width_multiplier=0.125"]
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory):
+    """``(cfg, nets, SavedModel folder)``: a fixed-seed PoseDual ensemble at 96x128 exported once for the
+    export and TFLite tests."""
+    from posedual_tf import checkpoints, config, export
+    from posedual_tf.models import builder
+
+    import keras
+
+    keras.utils.set_random_seed(3)      # fixed weights: random ones can put two near-equal maxima in a heatmap
+    root = tmp_path_factory.mktemp("export")
+    cfg = config.load("coco1k_dual", EXPORT_SETS)
+    nets = builder.build_networks(cfg)
+    checkpoints.save_nets(nets, str(root / "weights"))
+    export.export(cfg, str(root / "weights"), str(root / "saved"), net="ensemble")
+    return cfg, nets, str(root / "saved")
