@@ -205,6 +205,10 @@ class TrainConfig:
     #: fused: as per_network, with a network's sup and paths as one call with per-group BatchNorm.
     pass_schedule: Literal["reference", "per_network", "fused"] = "reference"
     strategy: Literal["auto", "default", "mirrored", "multi_worker"] = "auto"
+    #: ``HOST:PORT`` of a tf.data service dispatcher: the training batches are made by its workers
+    #: (``python -m posedual_tf.data_service``; docs/data_service.md), with the same epoch orders, draws
+    #: and resume position as the local pipeline. Empty: made in this process.
+    data_service: str = ""
     #: People per BatchNorm and augmentation-draw group, as one reference GPU held them: each group of a
     #: replica's batch is normalised, permuted (CutMix, MixUp, JO's source) and drawn on its own, so the
     #: same recipe runs on any number of devices; the running statistics follow the first group, as

@@ -29,7 +29,7 @@ import tensorflow as tf
 
 from posedual_tf import checkpoints, codec, distribution
 from posedual_tf.config import Config
-from posedual_tf.data import pipeline, sources, view_paths
+from posedual_tf.data import pipeline, service, sources, view_paths
 from posedual_tf.evaluation import runner
 from posedual_tf.methods import PoseMethod, build_method, make_optimizer
 from posedual_tf.models import builder
@@ -152,6 +152,8 @@ class PoseTask:
         """The endless training stream from ``start_step`` on (:func:`pipeline.train_dataset`); under several
         replicas every input pipeline takes its own positions of the same epoch orders."""
         strategy = strategy or tf.distribute.get_strategy()
+        if self.cfg.train.data_service:
+            return self._served_inputs(strategy, counter, start_step)
 
         def dataset(ctx=None):
             return pipeline.train_dataset(self.cfg, self.sources, input_context=ctx, counter=counter,
@@ -160,6 +162,17 @@ class PoseTask:
         if strategy.num_replicas_in_sync > 1:
             return strategy.distribute_datasets_from_function(dataset)
         return dataset()
+
+    def _served_inputs(self, strategy: tf.distribute.Strategy, counter, start_step: int):
+        """The training stream made by the tf.data service at ``train.data_service`` (global batches; a
+        strategy with several replicas on this host splits each one)."""
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            raise ValueError("train.data_service: one trainer process per service for now; several training "
+                             "workers (train.strategy multi_worker) read their own local pipelines")
+        steps = pipeline.step_batches(self.cfg, self.sources, heatmaps=self.heatmaps, start_step=start_step,
+                                      replicas=strategy.num_replicas_in_sync)
+        ds = service.served(steps, self.cfg.train.data_service, start_step, counter)
+        return strategy.experimental_distribute_dataset(ds) if strategy.num_replicas_in_sync > 1 else ds
 
     def pair_images(self, n: int = 4) -> dict | None:
         """The first ``n`` unlabelled people (fixed, unshuffled) for the easy/hard image summaries; None

@@ -49,6 +49,7 @@ TT, HV, FX, EV = "tests/test_training.py", "tests/test_hard_views.py", "tests/te
 DT, NL = "tests/test_distribution.py", "tests/test_nothing_lost.py"
 OW, RS = "tests/test_ownership.py", "tests/test_resume.py"
 RA, RG, MO = "tests/test_randaugment.py", "tests/test_replica_groups.py", "tests/test_monitoring.py"
+DS = "tests/test_data_service.py"
 
 MUTANTS = [
     # ---- the eight that survived the suite before (issue list, in its order)
@@ -324,6 +325,20 @@ MUTANTS = [
       'import tensorflow  # noqa: F401\n__version__ = "0.1.0"\n',
       "tests/test_docstrings.py::test_the_package_exports_the_api_lazily_and_each_name_has_an_example",
       "import posedual_tf imports TensorFlow (before a command could quiet its start-up lines)"),
+    # ---- #28: the input served by tf.data service workers
+    m("service_draws_differ", "posedual_tf/data/pipeline.py",
+      "seeds = _element_seeds(tf.constant(size, tf.int64), s.seed + 7, epoch)",
+      "seeds = _element_seeds(tf.constant(size, tf.int64), s.seed + 8, epoch)",
+      f"{DS}::test_data_service_batches_and_training_equal_the_local_pipeline",
+      "the workers' step batches draw other augmentations than the local pipeline"),
+    m("service_arrival_order", "posedual_tf/data/service.py", "            waiting[int(step)] = (dropped, batch)\n",
+      "            waiting[want + len(waiting)] = (dropped, batch)\n",
+      f"{DS}::test_data_service_batches_and_training_equal_the_local_pipeline",
+      "the served batches are taken in the order the workers finish them, not in step order"),
+    m("service_drop_uncounted", "posedual_tf/data/service.py", "                            counter.report_count(name, int(n))\n",
+      "                            pass\n",
+      f"{DS}::test_data_service_step_batches_leave_out_a_damaged_person_and_count_it",
+      "people the workers dropped are not counted by the run"),
 ]
 
 

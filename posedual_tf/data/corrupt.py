@@ -48,6 +48,12 @@ class CorruptionCounter:
                 self.by_shard[index.paths[index.record_shard[index.person_record[p]]]] += 1
         return np.int64(len(people))
 
+    def report_count(self, name: str, n: int) -> None:
+        """``n`` people of stream ``name`` dropped where their shards are not known (tf.data service
+        workers report counts only); they count in the totals and under ``by_stream``."""
+        with self._lock:
+            self.by_stream[name] += int(n)
+
     def total(self) -> int:
         with self._lock:
             return sum(self.by_stream.values())

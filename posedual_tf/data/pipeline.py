@@ -16,6 +16,7 @@ Example (the datasets of a whole run: :class:`posedual_tf.task.PoseTask`):
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -234,6 +235,17 @@ def epoch_steps(cfg: Config, sources: Sources | None = None, batch_size: int | N
     return cfg.train.steps_per_epoch or ref_steps, ref_steps
 
 
+def _epoch_size(cfg: Config, sources: Sources, global_batch: int, replicas: int) -> tuple[int, int]:
+    """(steps per epoch, positions per epoch). Every batch is full under several replicas, several
+    ``train.replica_batch`` groups or a set ``train.steps_per_epoch``; otherwise an epoch is the epoch set
+    once, its last batch partial (the reference)."""
+    steps, ref_steps = epoch_steps(cfg, sources, global_batch)
+    several_groups = cfg.train.replica_batch > 0 and global_batch > cfg.train.replica_batch
+    if steps != ref_steps or replicas > 1 or several_groups:
+        return steps, steps * global_batch
+    return steps, (sources.unlabelled if is_mixed(cfg) else sources.labelled).num_instances
+
+
 def train_dataset(cfg: Config, sources: Sources | None = None, *, seed: int | None = None,
                   batch_size: int | None = None, input_context: tf.distribute.InputContext | None = None,
                   counter: corrupt.CorruptionCounter | None = None, start_step: int = 0,
@@ -266,43 +278,92 @@ def train_dataset(cfg: Config, sources: Sources | None = None, *, seed: int | No
     calls = cfg.data.num_parallel_calls if cfg.data.num_parallel_calls > 0 else AUTOTUNE
     sources = sources or Sources(cfg.data)
     maker = SampleMaker(cfg.data, heatmaps or codec.HeatmapCodec.from_config(cfg))
-    mixed = is_mixed(cfg)
-    lab = sources.labelled
-    unl = sources.unlabelled if mixed else None
-    epoch_set = unl if mixed else lab
-    steps, ref_steps = epoch_steps(cfg, sources, global_batch)
-    several_groups = cfg.train.replica_batch > 0 and global_batch > cfg.train.replica_batch
-    full_batches = steps != ref_steps or replicas > 1 or several_groups
+    steps, size = _epoch_size(cfg, sources, global_batch, replicas)
     first_epoch, within = divmod(int(start_step), steps)
     skip = within * (replicas // workers) * per_replica      # this pipeline's people in the steps already done
-    size = steps * global_batch if full_batches else epoch_set.num_instances
-    lab_sampling = labelled_sampling(cfg)
-    lab_parse = labelled_parser(maker)
-    fetch_lab = person_fetcher(lab)
+    streams = _streams(cfg, sources, maker, seed)
 
-    def stream(src, fetch, parse, sampling, stream_seed, epoch, name):
-        order = epoch_order(src.num_instances, size, stream_seed, epoch, sampling)[worker::workers]
+    def stream(s, epoch):
+        order = epoch_order(s.source.num_instances, size, s.seed, epoch, s.sampling)[worker::workers]
         n = tf.shape(order, out_type=tf.int64)[0]
-        seeds = _element_seeds(n, stream_seed + 7, epoch)
+        seeds = _element_seeds(n, s.seed + 7, epoch)
         start = tf.where(tf.equal(epoch, first_epoch), tf.constant(skip, tf.int64), tf.constant(0, tf.int64))
         ds = tf.data.Dataset.from_tensor_slices((tf.range(n)[start:], order[start:], seeds[start:]))
-        ds = ds.map(lambda pos, i, s: (pos, parse(fetch(i), s)), num_parallel_calls=calls).ignore_errors()
-        return corrupt.counted(ds, n, order, counter, name, src.index, first=start)
+        ds = ds.map(lambda pos, i, e_seed: (pos, s.parse(s.fetch(i), e_seed)), num_parallel_calls=calls).ignore_errors()
+        return corrupt.counted(ds, n, order, counter, s.name, s.source.index, first=start)
 
-    if not mixed:
-        def one_epoch(epoch):
-            return stream(lab, fetch_lab, lab_parse, lab_sampling, seed, epoch, "labelled").batch(per_replica)
-    else:
-        unl_parse = unlabelled_parser(maker, cfg.method, lab.joint_set.union_mask())
-        fetch_unl = person_fetcher(unl)
-
-        def one_epoch(epoch):
-            return tf.data.Dataset.zip((stream(lab, fetch_lab, lab_parse, lab_sampling, seed, epoch, "labelled"),
-                                        stream(unl, fetch_unl, unl_parse, "permutation", seed + 1, epoch,
-                                               "unlabelled"))).batch(per_replica)
+    def one_epoch(epoch):
+        parts = tuple(stream(s, epoch) for s in streams)
+        return (parts[0] if len(parts) == 1 else tf.data.Dataset.zip(parts)).batch(per_replica)
 
     ds = tf.data.Dataset.range(first_epoch, 1 << 62).flat_map(one_epoch)
     return ds.prefetch(AUTOTUNE).with_options(_options())
+
+
+@dataclasses.dataclass(frozen=True)
+class _Stream:
+    """One stream of a training batch: its people, how they are drawn and how one is made."""
+    name: str
+    source: Source
+    sampling: str
+    seed: int
+    fetch: Any
+    parse: Any
+
+
+def _streams(cfg: Config, sources: Sources, maker: SampleMaker, seed: int) -> tuple[_Stream, ...]:
+    """The labelled stream, and for a mixed run the unlabelled one (seed + 1, a permutation per epoch)."""
+    lab = sources.labelled
+    out = [_Stream("labelled", lab, labelled_sampling(cfg), seed, person_fetcher(lab), labelled_parser(maker))]
+    if is_mixed(cfg):
+        unl = sources.unlabelled
+        out.append(_Stream("unlabelled", unl, "permutation", seed + 1, person_fetcher(unl),
+                           unlabelled_parser(maker, cfg.method, lab.joint_set.union_mask())))
+    return tuple(out)
+
+
+def step_batches(cfg: Config, sources: Sources | None = None, *, seed: int | None = None,
+                 batch_size: int | None = None, heatmaps: codec.HeatmapCodec | None = None,
+                 start_step: int = 0, replicas: int = 1) -> tf.data.Dataset:
+    """``(step, dropped, batch)`` for every step from ``start_step`` on: the batch of one training step, as a function of the step alone
+    (what tf.data service workers run; :mod:`posedual_tf.data.service`).
+
+    The batch holds the people at the step's positions of the epoch orders of :func:`train_dataset`
+    (the whole global batch: ``replicas`` only decides whether every batch is full), made with the same
+    draws, so without damaged records it is the local pipeline's batch of that step. Graph ops only. A person whose record fails to parse or decode is left out of
+    its step's batch (the local pipeline fills the place from the next step's people instead) and
+    counted in ``dropped`` (``{stream name: count}``); a mixed batch keeps as many pairs as both
+    streams have people.
+    """
+    seed = cfg.train.seed if seed is None else seed
+    global_batch = batch_size or cfg.train.batch_size
+    calls = cfg.data.num_parallel_calls if cfg.data.num_parallel_calls > 0 else AUTOTUNE
+    sources = sources or Sources(cfg.data)
+    maker = SampleMaker(cfg.data, heatmaps or codec.HeatmapCodec.from_config(cfg))
+    streams = _streams(cfg, sources, maker, seed)
+    steps, size = _epoch_size(cfg, sources, global_batch, replicas)
+
+    def people(s, epoch, lo, hi):
+        order = epoch_order(s.source.num_instances, size, s.seed, epoch, s.sampling)
+        seeds = _element_seeds(tf.constant(size, tf.int64), s.seed + 7, epoch)
+        ds = tf.data.Dataset.from_tensor_slices((order[lo:hi], seeds[lo:hi]))
+        made = ds.map(lambda i, e_seed: s.parse(s.fetch(i), e_seed), num_parallel_calls=calls,
+                      deterministic=True).ignore_errors().batch(global_batch).get_single_element()
+        return made, (hi - lo) - tf.shape(made["person"], out_type=tf.int64)[0]
+
+    def batch_of(step):
+        epoch, within = step // steps, step % steps
+        lo = within * global_batch
+        hi = tf.minimum(lo + global_batch, size)
+        made = [people(s, epoch, lo, hi) for s in streams]
+        dropped = {s.name: d for s, (_, d) in zip(streams, made)}
+        batches = [b for b, _ in made]
+        if len(batches) == 1:
+            return step, dropped, batches[0]
+        keep = tf.reduce_min([tf.shape(b["person"])[0] for b in batches])
+        return step, dropped, tuple(tf.nest.map_structure(lambda t: t[:keep], b) for b in batches)
+
+    return tf.data.Dataset.range(int(start_step), 1 << 62).map(batch_of).with_options(_options())
 
 
 def eval_dataset(cfg: Config, batch_size: int | None = None, counter: corrupt.CorruptionCounter | None = None,

@@ -4,9 +4,10 @@ A converted dataset stores one record per image. To shuffle *people* uniformly (
 draws a full permutation of its person list every epoch), the pipeline needs to fetch any
 person's record directly. :func:`load` scans the shards' record headers (12 bytes each, no
 payload read) for byte offsets and takes the number of people per record from the manifest;
-:func:`read_record` then reads one record with ``os.pread`` and checks its CRC-32C (TFRecord's
-masked checksum, computed by the native google-crc32c library: ~8 us for a 200 kB record), so a
-damaged byte range is a dropped and counted record, never a silently different image.
+:func:`record_reader` then reads one record in graph ops (TensorFlow's TFRecord reader started at the
+record's byte offset, both CRCs checked), so a damaged byte range is a dropped and counted record,
+never a silently different image. :class:`RecordReader` is the same read in Python (``os.pread`` and
+the native google-crc32c library, ~8 us for a 200 kB record) for the command-line tools.
 
 People are numbered in file order (shard, record, person within the record), the order the
 reference builds its person list in, so "the first N people" is ``range(N)``.
@@ -100,7 +101,7 @@ def _count_people(path: str, num_records: int) -> np.ndarray:
 def load(prefix: str, manifest: dict | None = None) -> RecordIndex:
     """Index the shards listed by ``PREFIX.json``; shards that disagree with it are an error."""
     manifest = manifest or records.read_manifest(prefix)
-    folder = os.path.dirname(prefix)
+    folder = os.path.dirname(os.path.abspath(prefix))       # absolute: tf.data service workers read them too
     paths, shard_ids, offsets, lengths, people = [], [], [], [], []
     for i, shard in enumerate(manifest["shards"]):
         path = os.path.join(folder, shard["file"])
@@ -156,17 +157,24 @@ class RecordReader:
 
 
 def record_reader(index: RecordIndex):
-    """``record_number (int32 scalar) -> serialized record (string scalar)``, usable in tf.data maps."""
-    reader = RecordReader(index.paths)
+    """``record_number (int32 scalar) -> serialized record (string scalar)``, usable in tf.data maps.
+
+    Graph ops only (no Python per record, so the pipeline also runs inside tf.data service
+    workers): TensorFlow's TFRecord reader starts at the record's header (``byte_offsets``), reads
+    that one record and checks both of its CRCs; a damaged record raises ``DataLossError``, which the
+    pipeline drops and counts.
+    """
+    paths = tf.constant(index.paths if index.paths else [""])
     shard = tf.constant(index.record_shard)
-    offset = tf.constant(index.record_offset)
-    length = tf.constant(index.record_length)
+    start = tf.constant(index.record_offset - HEADER_BYTES)
+    buffer = tf.constant(index.record_length + HEADER_BYTES + FOOTER_BYTES)
+    spec = tf.TensorSpec([], tf.string)
 
     def read(record):
-        out = tf.numpy_function(reader, [tf.gather(shard, record), tf.gather(offset, record),
-                                         tf.gather(length, record)], tf.string, stateful=False)
-        out.set_shape([])
-        return out
+        variant = tf.raw_ops.TFRecordDatasetV2(
+            filenames=tf.reshape(tf.gather(paths, tf.gather(shard, record)), [1]), compression_type="",
+            buffer_size=tf.gather(buffer, record), byte_offsets=tf.reshape(tf.gather(start, record), [1]))
+        return tf.data.experimental.from_variant(variant, spec).take(1).get_single_element()
 
     return read
 
