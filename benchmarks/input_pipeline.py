@@ -1,15 +1,26 @@
-"""Input pipeline throughput at 256x192: labelled, mixed (labelled + unlabelled pairs) and eval, in
-samples/s, against a per-sample numpy + OpenCV loop doing what the reference DataLoader does
-(imread, affine, warpAffine, normalise, Gaussian targets), measured in the same run.
+"""Input pipeline cost per core at 256x192 against the reference's loader, measured in one run.
 
-    python benchmarks/input_pipeline.py [--batches 30]
+    python benchmarks/input_pipeline.py [--batches 20] [--reference-items 200]
 
-A "sample" of the mixed stream is one labelled + one unlabelled person (what one row of a
-PoseDual batch needs).
+For three streams, items per CPU-second (every thread of the process counted: per core) and per
+second:
+
+* labelled: one labelled person (crop, targets);
+* pair: one labelled + one unlabelled person, what one row of a PoseDual batch needs;
+* pair + RA: the same with the unlabelled person's RandAugment copy (coco1k_dual with rand_aug).
+
+"ours" is ``pipeline.train_dataset`` (tf.data, parallel map, the graph-only reader); "reference" is a
+per-item numpy + OpenCV loop doing what the reference's DataLoader worker does (cv2.imread of the whole
+image, affine, cv2.warpAffine, normalise, Gaussian targets; RandAugment with Pillow, as the references
+call it), in this process. Then a per-stage table: CPU microseconds per item of each stage of ours
+(cumulative pipelines, one thread, differences) and of the reference loop. The last line is one JSON
+object (``labelled_per_core_ratio`` and ``pair_per_core_ratio``: ours / reference, per CPU-second).
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import pathlib
 import shutil
 import sys
@@ -19,28 +30,55 @@ import time
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 from common import replicated_coco  # noqa: E402
 
+MEAN, STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
 
-def reference_loop(entries, n: int) -> float:
-    """Samples/s of a numpy + cv2 per-sample loop with the reference's steps (one process)."""
-    import cv2
 
-    from posedual_tf import geometry
+# ------------------------------------------------------------------------------ the reference loop
 
-    rng = np.random.default_rng(0)
-    people = [(e.path, p) for e in entries for p in e.persons]
-    start = time.perf_counter()
-    for i in range(n):
-        path, person = people[i % len(people)]
+class ReferenceLoop:
+    """One item at a time, as a reference DataLoader worker makes it; stage times accumulate."""
+
+    def __init__(self, entries, rand_aug: bool):
+        self.people = [(e.path, p) for e in entries for p in e.persons]
+        self.rng = np.random.default_rng(0)
+        self.rand_aug = rand_aug
+        self.stages: dict[str, float] = {}
+
+    def _t(self, name, start):
+        now = time.process_time()
+        self.stages[name] = self.stages.get(name, 0.0) + now - start
+        return now
+
+    def crop(self, i):
+        import cv2
+
+        from posedual_tf import geometry
+
+        path, person = self.people[i % len(self.people)]
+        t = time.process_time()
         img = cv2.imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        t = self._t("decode (whole image)", t)
         c, s = geometry.box_to_center_scale(person.box, 0.75)
-        s = s * np.clip(rng.normal() * 0.25 + 1, 0.75, 1.25)
-        r = np.clip(rng.normal() * 30, -60, 60) if rng.random() <= 0.6 else 0
+        s = s * np.clip(self.rng.normal() * 0.25 + 1, 0.75, 1.25)
+        r = np.clip(self.rng.normal() * 30, -60, 60) if self.rng.random() <= 0.6 else 0
         m = geometry.get_affine_transform(c, s, r, (192, 256))
         crop = cv2.warpAffine(img, m, (192, 256), flags=cv2.INTER_LINEAR)
-        x = (crop.astype(np.float32) / 255 - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]
-        x = x.transpose(2, 0, 1)
+        self._t("warp", t)
+        return crop, m, person
+
+    def normalise(self, crop):
+        t = time.process_time()
+        x = ((crop.astype(np.float32) / 255 - MEAN) / STD).astype(np.float32).transpose(2, 0, 1)
+        self._t("normalise", t)
+        return x
+
+    def targets(self, m, person):
+        from posedual_tf import geometry
+
+        t = time.process_time()
         kp = person.keypoints
         target = np.zeros((24, 64, 48), np.float32)
         for j in range(17):
@@ -51,50 +89,161 @@ def reference_loop(entries, n: int) -> float:
                 g = np.exp(-((xs - mx) ** 2 + (ys - my) ** 2) / 8.0)
                 g[(np.abs(ys - my) > 6) | (np.abs(xs - mx) > 6)] = 0
                 target[j] = g
-    return n / (time.perf_counter() - start)
+        self._t("targets", t)
+        return target
+
+    def rand_augment(self, crop):
+        from tests.test_randaugment import reference_ra
+
+        t = time.process_time()
+        out = crop
+        for op in self.rng.integers(0, 10, 2):
+            out = reference_ra(int(op), out, 10, int(self.rng.choice([-1, 1])))
+        self._t("RandAugment (Pillow)", t)
+        return out
+
+    def labelled(self, i):
+        crop, m, person = self.crop(i)
+        return self.normalise(crop), self.targets(m, person)
+
+    def pair(self, i):
+        lab = self.labelled(i)
+        crop, _, _ = self.crop(i + 7)
+        out = [self.normalise(crop)]
+        if self.rand_aug:
+            out.append(self.normalise(self.rand_augment(crop)))
+        return lab, out
 
 
-def rate(ds, batches: int, per_batch) -> float:
+def reference_rate(entries, kind: str, n: int) -> tuple[float, float, dict]:
+    loop = ReferenceLoop(entries, rand_aug=kind == "pair_ra")
+    make = loop.labelled if kind == "labelled" else loop.pair
+    cpu, wall = time.process_time(), time.perf_counter()
+    for i in range(n):
+        make(i)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    return n / cpu, n / wall, {k: v / n * 1e6 for k, v in loop.stages.items()}
+
+
+# ------------------------------------------------------------------------------ ours
+
+def rate(ds, batches: int, per_batch) -> tuple[float, float]:
+    """(items per CPU-second of this process, items per second) over ``batches`` batches."""
     it = iter(ds)
     for _ in range(3):
         next(it)
-    start = time.perf_counter()
-    n = 0
+    cpu, wall, n = time.process_time(), time.perf_counter(), 0
     for _ in range(batches):
         n += per_batch(next(it))
-    return n / (time.perf_counter() - start)
+    return n / (time.process_time() - cpu), n / (time.perf_counter() - wall)
+
+
+def stage_table(cfg, items: int) -> dict[str, float]:
+    """CPU microseconds per item of each stage of ours: cumulative one-thread pipelines, differences."""
+    import tensorflow as tf
+
+    from posedual_tf import codec
+    from posedual_tf.data import augment, pipeline, sources
+
+    src = sources.Sources(cfg.data)
+    maker = pipeline.SampleMaker(cfg.data, codec.HeatmapCodec.from_config(cfg))
+    fetch = sources.person_fetcher(src.labelled)
+
+    def crop(i):
+        e = fetch(i)
+        rng = augment.StatelessRng(tf.stack([tf.cast(i, tf.int64), 11]))
+        scale, rot, flip = maker.draw_geometry(rng)
+        return maker.crop(e, scale, rot, flip), rng
+
+    def labelled(i, stages):
+        e = fetch(i)
+        out = [tf.strings.length(e["encoded"])]
+        if "crop" in stages:
+            rng = augment.StatelessRng(tf.stack([tf.cast(i, tf.int64), 11]))
+            scale, rot, flip = maker.draw_geometry(rng)
+            crop, joints, vis, _, _ = maker.crop(e, scale, rot, flip)
+            out.append(crop)
+            if "targets" in stages:
+                out += list(maker.targets(joints, vis))
+            if "normalise" in stages:
+                out.append(maker.normalise(crop))
+            if "ra" in stages:
+                out.append(maker.normalise(augment.rand_augment(crop, rng, 2, 10)))
+        # every output is used (Grappler drops the stages nobody reads)
+        return tf.add_n([tf.reduce_sum(tf.cast(t, tf.float32)) for t in out])
+
+    cumulative = {"read record + parse": (), "decode window + warp": ("crop",),
+                  "targets": ("crop", "targets"), "normalise": ("crop", "targets", "normalise"),
+                  "RandAugment copy (+ normalise)": ("crop", "targets", "normalise", "ra")}
+    total, previous = {}, 0.0
+    for name, stages in cumulative.items():
+        ds = tf.data.Dataset.range(items).map(lambda i: labelled(i % src.labelled.num_instances, stages))
+        opts = tf.data.Options()
+        opts.threading.private_threadpool_size = 1
+        opts.threading.max_intra_op_parallelism = 1
+        ds = ds.with_options(opts)
+        for _ in ds.take(5):
+            pass
+        t = time.process_time()
+        for _ in ds:
+            pass
+        cost = (time.process_time() - t) / items * 1e6
+        total[name], previous = cost - previous, cost
+    return total
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--batches", type=int, default=30)
+    ap.add_argument("--batches", type=int, default=20)
+    ap.add_argument("--reference-items", type=int, default=200)
+    ap.add_argument("--stage-items", type=int, default=200)
     args = ap.parse_args()
     from posedual_tf import config
     from posedual_tf.data import pipeline
     from tfrecords_tools import coco
 
-    tmp = pathlib.Path(tempfile.mkdtemp())
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="posedual_tf-bench-"))
     try:
         ann, images = replicated_coco(tmp, 60)
         prefix = str(tmp / "rec")
         coco.convert(str(ann), str(images), prefix, workers=2)
         common = [f"data.labelled.records={prefix}", f"data.unlabelled.records={prefix}", f"data.val.records={prefix}",
-                  "model.pretrained=none"]
-        sup = config.load("coco1k_sup", common + ["data.labelled.max_instances=0"])
-        dual = config.load("coco1k_dual", common + ["data.labelled.max_instances=0"])
-        ds = pipeline.train_dataset(sup)
-        lab = rate(ds, args.batches, lambda b: int(b["image"].shape[0]))
-        ds = pipeline.train_dataset(dual)
-        mixed = rate(ds, args.batches, lambda b: int(b[1]["image"].shape[0]))
-        ev, _ = pipeline.eval_dataset(sup)
-        evr = rate(ev.repeat(), args.batches, lambda b: int(b["image"].shape[0]))
+                  "model.pretrained=none", "data.labelled.max_instances=0"]
+        cfgs = {"labelled": config.load("coco1k_sup", common), "pair": config.load("coco1k_dual", common),
+                "pair_ra": config.load("coco1k_dual", common + ["method.rand_aug=true", "method.rand_magnitude=10"])}
         entries, _, _, _ = coco.build_entries(str(ann), str(images))
-        ref = reference_loop(entries, 200)
-        print("input pipeline at 256x192, batch 32, 2 cores (tf.data, parallel map, autotune):")
-        print(f"  labelled: {lab:.1f} samples/s")
-        print(f"  mixed (labelled + unlabelled pair): {mixed:.1f} samples/s")
-        print(f"  eval: {evr:.1f} samples/s")
-        print(f"  reference-style numpy + cv2 loop (1 process, labelled): {ref:.1f} samples/s")
+        results, ref_stages = {}, {}
+        for kind, cfg in cfgs.items():
+            per = (lambda b: int(b["person"].shape[0])) if kind == "labelled" else (lambda b: int(b[1]["person"].shape[0]))
+            ours = rate(pipeline.train_dataset(cfg), args.batches, per)
+            ref_cpu, ref_wall, stages = reference_rate(entries, kind, args.reference_items)
+            ref_stages[kind] = stages
+            results[kind] = {"ours_per_cpu_s": ours[0], "ours_per_s": ours[1], "ref_per_cpu_s": ref_cpu,
+                             "ref_per_s": ref_wall}
+        cores = os.cpu_count()
+        print(f"items per CPU-second (per core) and per second, 256x192, batch 32, {cores} cores:")
+        print(f"  {'stream':10s} {'ours/core-s':>12s} {'ours/s':>9s} {'ref/core-s':>11s} {'ref/s':>8s} {'ratio/core':>11s}")
+        for kind, r in results.items():
+            print(f"  {kind:10s} {r['ours_per_cpu_s']:12.1f} {r['ours_per_s']:9.1f} {r['ref_per_cpu_s']:11.1f} "
+                  f"{r['ref_per_s']:8.1f} {r['ours_per_cpu_s'] / r['ref_per_cpu_s']:11.2f}")
+        print("ours, CPU us per item by stage (one thread; the labelled stream's steps):")
+        for name, us in stage_table(cfgs["pair_ra"], args.stage_items).items():
+            print(f"  {name:34s} {us:8.0f}")
+        print("reference loop, CPU us per item by stage:")
+        for kind, stages in ref_stages.items():
+            print(f"  {kind}: " + ", ".join(f"{k} {v:.0f}" for k, v in stages.items()))
+        for kind in ("labelled", "pair"):
+            r = results[kind]
+            print(f"{kind}: ours / reference per core = {r['ours_per_cpu_s'] / r['ref_per_cpu_s']:.2f}")
+        for pairs_per_s in (160, 320):
+            need = {k: pairs_per_s / results[k]["ours_per_cpu_s"] for k in ("pair", "pair_ra")}
+            print(f"cores to feed one GPU at {pairs_per_s} pairs/s: {need['pair']:.1f} (PoseDual), "
+                  f"{need['pair_ra']:.1f} (with RandAugment)")
+        print(json.dumps({
+            "labelled_per_core_ratio": round(results["labelled"]["ours_per_cpu_s"] / results["labelled"]["ref_per_cpu_s"], 3),
+            "pair_per_core_ratio": round(results["pair"]["ours_per_cpu_s"] / results["pair"]["ref_per_cpu_s"], 3),
+            "pair_ra_per_core_ratio": round(results["pair_ra"]["ours_per_cpu_s"] / results["pair_ra"]["ref_per_cpu_s"], 3),
+            **{f"{k}_{m}": round(v, 1) for k, r in results.items() for m, v in r.items()}}))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)          # ours: made by mkdtemp above
 

@@ -118,9 +118,22 @@ class InputNormaliser:
         return rgb if self.color_rgb else rgb[..., ::-1]
 
     def normalise(self, pixels):
-        """``[0, 255]`` pixels already in the network's channel order -> network input (float32)."""
+        """``[0, 255]`` pixels already in the network's channel order -> network input (float32).
+
+        uint8 pixels are looked up in a table of the 256 x 3 values, so that the result does not depend
+        on how a compiled step rearranges the arithmetic (a training step's graph rewrites move it by up
+        to 1e-6): a uint8 crop normalised in the step equals the crop normalised in the input pipeline.
+        """
+        if tf.as_dtype(pixels.dtype) == tf.uint8:
+            table = tf.constant(self._table().reshape(-1))
+            return tf.gather(table, tf.cast(pixels, tf.int32) * 3 + tf.range(3))
         x = tf.cast(pixels, tf.float32)
         return (x / 255.0 - tf.constant(self.mean, tf.float32)) / tf.constant(self.std, tf.float32)
+
+    def _table(self) -> np.ndarray:
+        """``[256, 3]`` float32: :meth:`normalise` of every grey level per channel, in float32 steps."""
+        levels = np.arange(256, dtype=np.float32)[:, None]
+        return (levels / np.float32(255.0) - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
 
     def from_rgb(self, rgb):
         """``[0, 255]`` RGB pixels -> network input."""
@@ -133,6 +146,41 @@ class InputNormaliser:
 
 
 # ------------------------------------------------------------------------------ encode
+
+@dataclasses.dataclass(frozen=True)
+class TrainingInputs:
+    """What the training step makes of a batch from the pipeline, on the device: uint8 crops
+    normalised (:class:`InputNormaliser`), and Gaussian targets with their weights encoded from the
+    crop-space joints (:meth:`HeatmapCodec.encode`), so the host ships uint8 pixels and joints only.
+
+    Example:
+        >>> prepare = TrainingInputs(HeatmapCodec((48, 64), (12, 16), 2.0),
+        ...                          InputNormaliser((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)))
+        >>> part = {"image": tf.fill([1, 64, 48, 3], tf.constant(255, tf.uint8)),
+        ...         "joints": tf.fill([1, 24, 2], 20.0), "vis": tf.ones([1, 24])}
+        >>> out = prepare(part)
+        >>> float(out["image"][0, 0, 0, 0]), tuple(out["target"].shape), float(out["target"][0, 5, 5, 0])
+        (1.0, (1, 16, 12, 24), 1.0)
+    """
+
+    heatmaps: HeatmapCodec
+    inputs: InputNormaliser
+
+    @classmethod
+    def from_config(cls, cfg, heatmaps: HeatmapCodec | None = None) -> "TrainingInputs":
+        return cls(heatmaps or HeatmapCodec.from_config(cfg), InputNormaliser.from_config(cfg.data))
+
+    def __call__(self, part: dict) -> dict:
+        """One stream's batch (a dict): every uint8 ``image*`` normalised; ``target``/``weight`` from
+        ``joints``/``vis`` where the batch has joints and no targets. Anything else passes through."""
+        out = dict(part)
+        for key, value in part.items():
+            if key.startswith("image") and value.dtype == tf.uint8:
+                out[key] = self.inputs.normalise(value)
+        if "joints" in part and "target" not in part:
+            out["target"], out["weight"] = self.heatmaps.encode(part["joints"], part["vis"])
+        return out
+
 
 def encode_heatmaps(joints, joints_vis, image_size: Sequence[int], heatmap_size: Sequence[int],
                     sigma: float, floor_rounding: bool = False):

@@ -16,9 +16,9 @@ Example:
     >>> task = PoseTask(cfg)
     >>> task.num_networks, task.mixed, task.epoch_steps
     (2, True, 39)
-    >>> labelled, unlabelled = next(iter(task.build_inputs()))
-    >>> tuple(labelled["image"].shape), tuple(labelled["target"].shape)
-    ((16, 96, 64, 3), (16, 24, 16, 24))
+    >>> labelled, unlabelled = next(iter(task.build_inputs()))     # uint8 crops, crop-space joints
+    >>> tuple(labelled["image"].shape), labelled["image"].dtype.name, tuple(labelled["joints"].shape)
+    ((16, 96, 64, 3), 'uint8', (16, 24, 2))
 """
 from __future__ import annotations
 
@@ -141,7 +141,7 @@ class PoseTask:
                 print(f"initial weights of {names}: {checkpoints.load_nets(nets, path, cfg.model.backbone)}")
             views = None if cfg.method.name == "supervised" else \
                 view_paths.ViewSettings.from_config(cfg, ids, self.heatmaps)
-            method = build_method(cfg, nets, ids, views)
+            method = build_method(cfg, nets, ids, views, self.heatmaps)
             optimizer = make_optimizer(cfg, steps)
             optimizer.build(method.trainable_variables)
             jit = distribution.resolve_jit(cfg.train.jit_compile, strategy, cfg.train.deterministic)
@@ -175,14 +175,15 @@ class PoseTask:
         return strategy.experimental_distribute_dataset(ds) if strategy.num_replicas_in_sync > 1 else ds
 
     def pair_images(self, n: int = 4) -> dict | None:
-        """The first ``n`` unlabelled people (fixed, unshuffled) for the easy/hard image summaries; None
-        when the run has no unlabelled stream."""
+        """The first ``n`` unlabelled people (fixed, unshuffled; normalised as the step sees them) for the
+        easy/hard image summaries; None when the run has no unlabelled stream."""
         if not self.mixed:
             return None
         maker = pipeline.SampleMaker(self.cfg.data, self.heatmaps)
         parse = pipeline.unlabelled_parser(maker, self.cfg.method, self.sources.labelled.joint_set.union_mask())
         ds = tf.data.Dataset.zip((sources.instances(self.sources.unlabelled).take(n), tf.data.Dataset.range(n)))
-        return next(iter(ds.map(parse).batch(n)), None)
+        batch = next(iter(ds.map(parse).batch(n)), None)
+        return None if batch is None else codec.TrainingInputs.from_config(self.cfg, self.heatmaps)(batch)
 
     def validate(self, nets, workdir: str | None = None, split: str = "val", tag: str = "",
                  progress: bool = False) -> dict:

@@ -310,10 +310,10 @@ MUTANTS = [
     m("sources_reopened", "posedual_tf/data/sources.py", "        if role not in self._open:\n",
       "        if True:\n", "tests/test_task.py::test_one_training_run_with_validation_opens_each_source_once_per_role",
       "every use of a role opens its source again (manifest read, shards scanned)"),
-    m("task_codec_not_shared", "posedual_tf/task.py", "start_step=start_step, heatmaps=self.heatmaps)",
-      "start_step=start_step, heatmaps=None)",
+    m("task_codec_not_shared", "posedual_tf/task.py", "method = build_method(cfg, nets, ids, views, self.heatmaps)",
+      "method = build_method(cfg, nets, ids, views)",
       "tests/test_task.py::test_the_task_shares_one_codec_with_its_pipeline_and_validation",
-      "the training input builds its own codec from the config instead of the task's"),
+      "the training step encodes targets with its own codec from the config instead of the task's"),
     m("codec_ignores_target_rounding", "posedual_tf/codec.py", "floor_rounding=f.target_rounding,",
       "floor_rounding=False,", f"{FX}::test_fixes_target_rounding_floors_negative_centres",
       "the codec built from a config drops fixes.target_rounding"),
@@ -339,6 +339,13 @@ MUTANTS = [
       "                            pass\n",
       f"{DS}::test_data_service_step_batches_leave_out_a_damaged_person_and_count_it",
       "people the workers dropped are not counted by the run"),
+    m("normalise_by_formula_in_the_step", "posedual_tf/codec.py", "        if tf.as_dtype(pixels.dtype) == tf.uint8:\n",
+      "        if False:\n", "tests/test_pipeline.py::test_the_step_prepares_bit_for_bit_what_the_pipeline_used_to_ship",
+      "uint8 crops are normalised by arithmetic that the compiled step rearranges (not the pipeline's values)"),
+    m("pixels_truncated", "posedual_tf/data/pipeline.py", "    return tf.cast(crop, tf.uint8)\n",
+      "    return tf.cast(crop * 0.999, tf.uint8)\n",
+      "tests/test_pipeline.py::test_the_step_prepares_bit_for_bit_what_the_pipeline_used_to_ship",
+      "the uint8 crops the pipeline ships lose grey levels"),
 ]
 
 

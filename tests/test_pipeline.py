@@ -56,8 +56,8 @@ def test_labelled_targets_peak_at_crop_joints(coco_records, det_records):
     checked = 0
     for elem, seed in zip(sources.instances(src).take(6), [1, 2, 3, 4, 5, 6]):
         out = parse(elem, tf.constant(seed, tf.int64))
-        t, w = out["target"].numpy(), out["weight"].numpy()
-        assert out["image"].shape == (256, 192, 3) and t.shape == (64, 48, 24)
+        t, w = (v.numpy() for v in maker.targets(out["joints"], out["vis"]))    # what the step encodes
+        assert out["image"].shape == (256, 192, 3) and out["image"].dtype == tf.uint8 and t.shape == (64, 48, 24)
         assert w[[0, 7, 8, 9, 10, 12, 13]].sum() == 0          # never supervised union ids
         # the parser's draws, then the geometry the reference's way
         s_mult, rot, flip = (v.numpy() for v in maker.draw_geometry(augment.StatelessRng(tf.stack([seed, 11]))))
@@ -228,3 +228,28 @@ def test_a_stream_started_at_step_k_is_the_full_stream_from_k_on(coco_records, d
             np.testing.assert_array_equal(x, y)
     if not mixed:
         assert [len(b["person"]) for b in full[:steps]] == [5, 5, 2]      # the reference's partial last batch
+
+
+def test_the_step_prepares_bit_for_bit_what_the_pipeline_used_to_ship(coco_records, det_records, monkeypatch):
+    """#28: the pipeline ships uint8 crops (easy view and RandAugment copies) and crop-space joints;
+    ``codec.TrainingInputs`` in the (compiled) step makes of them exactly what the pipeline used to ship:
+    the float crops normalised and each person's targets encoded one by one."""
+    cfg = _cfg(coco_records, det_records, "method.rand_aug=true", "method.rand_magnitude=20")
+    prepare = codec.TrainingInputs.from_config(cfg)
+    lab, unl = next(iter(pipeline.train_dataset(cfg)))
+    assert lab["image"].dtype == unl["image"].dtype == unl["image_RA"].dtype == tf.uint8
+    assert "target" not in lab and set(lab) == {"image", "joints", "vis", "person"}
+    in_step = tf.function(lambda lab, unl: (prepare(lab), prepare(unl)))
+    got_lab, got_unl = in_step(lab, unl)
+    monkeypatch.setattr(pipeline, "pixels", lambda crop: crop)      # the float crops, as shipped before
+    float_lab, float_unl = next(iter(pipeline.train_dataset(cfg)))
+    norm, heatmaps = codec.InputNormaliser.from_config(cfg.data), codec.HeatmapCodec.from_config(cfg)
+    np.testing.assert_array_equal(got_lab["image"], norm.normalise(float_lab["image"]))
+    for key in ("image", "image_RA"):
+        assert float_unl[key].dtype == tf.float32
+        np.testing.assert_array_equal(got_unl[key], norm.normalise(float_unl[key]))
+    for i in range(lab["image"].shape[0]):
+        target, weight = heatmaps.encode(float_lab["joints"][i], float_lab["vis"][i])
+        np.testing.assert_array_equal(got_lab["target"][i], target)
+        np.testing.assert_array_equal(got_lab["weight"][i], weight)
+    assert float(tf.reduce_max(got_lab["target"])) == 1.0

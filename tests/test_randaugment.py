@@ -36,7 +36,7 @@ def crops(shared):
     return out
 
 
-def _reference_ra(index: int, img: np.ndarray, m: int, sign: int) -> np.ndarray:
+def reference_ra(index: int, img: np.ndarray, m: int, sign: int) -> np.ndarray:
     """The reference's op ``index`` at magnitude ``m``, the enhancer sign ``sign`` (+1 / -1)."""
     pil = Image.fromarray(img)
     lo, hi = [(0, 1), (0, 1), (0, 1), (0, 4), (0, 256), (0, 110), (0, 0.9), (0, 0.9), (0, 0.9), (0, 0.9),
@@ -100,7 +100,7 @@ def test_every_rand_augment_op_magnitude_and_sign_equals_pillow(crops):
             for m in range(31):
                 for sign in signs:
                     ours = _ra(tf.constant(index), img, tf.constant(sign < 0), m).numpy()
-                    msg = _mismatch(ours, _reference_ra(index, crop, m, sign),
+                    msg = _mismatch(ours, reference_ra(index, crop, m, sign),
                                     f"{augment.RAND_AUG_OPS[index]} m={m} sign={sign}")
                     if msg:
                         bad.append(msg)
@@ -144,6 +144,6 @@ def test_rand_augment_draws_choose_the_op_and_the_sign():
     img = tf.constant(crop, tf.float32)
     for op, u, sign in ((8, 0.2, -1), (8, 0.7, 1), (6, 0.49, -1), (9, 0.51, 1)):
         ours = augment.rand_augment(img, FakeRng(np.int32(op), np.float32(u)), num_ops=1, magnitude=17).numpy()
-        np.testing.assert_array_equal(ours, _reference_ra(op, crop, 17, sign))
+        np.testing.assert_array_equal(ours, reference_ra(op, crop, 17, sign))
     ours = augment.trivial_augment(img, FakeRng(np.int32(7), np.int32(11))).numpy()
     np.testing.assert_array_equal(ours, _reference_ta(7, crop, 11))

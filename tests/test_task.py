@@ -49,21 +49,22 @@ def test_one_training_run_with_validation_opens_each_source_once_per_role(tmp_pa
 
 
 def test_the_task_shares_one_codec_with_its_pipeline_and_validation(tmp_path):
-    """The codec is built once from the config: targets of the training input are those of the task's
-    codec (a sigma changed on the codec alone changes them), and the stride the hard views use is its."""
+    """The codec is built once from the config: the targets the training step encodes are those of the
+    task's codec (a sigma changed on the codec alone changes them), and the stride the hard views use is its."""
     cfg = _small_dual(tmp_path)
     demo.prepare_data(cfg)
     task = PoseTask(cfg)
     assert task.heatmaps == codec.HeatmapCodec.from_config(cfg)
     assert task.heatmaps.stride == (4.0, 4.0)
-    first = next(iter(task.build_inputs()))[0]["target"].numpy()
+    labelled = next(iter(task.build_inputs()))[0]
+    built = task.build_model(steps_per_epoch=3)
+    assert built.method.views.stride == task.heatmaps.stride[0]
+    first = built.method.prepare(labelled)["target"].numpy()        # the targets the step encodes
     import dataclasses
 
     task.heatmaps = dataclasses.replace(task.heatmaps, sigma=1.0)
-    sharper = next(iter(task.build_inputs()))[0]["target"].numpy()
+    sharper = task.build_model(steps_per_epoch=3).method.prepare(labelled)["target"].numpy()
     assert first.shape == sharper.shape and (first > 0).sum() > (sharper > 0).sum()
-    built = task.build_model(steps_per_epoch=3)
-    assert built.method.views.stride == task.heatmaps.stride[0]
 
 
 def test_a_task_check_names_what_is_missing(tmp_path):

@@ -1,4 +1,8 @@
-"""tf.data input pipelines: person crops, Gaussian targets, labelled + unlabelled mixing, eval crops.
+"""tf.data input pipelines: person crops, labelled + unlabelled mixing, eval crops.
+
+Training batches carry uint8 crops and crop-space joints; the training step normalises the crops and
+encodes the Gaussian targets on the device (:class:`posedual_tf.codec.TrainingInputs`). Evaluation
+crops come normalised, with their targets.
 
 * The records are read through :mod:`posedual_tf.data.sources` (each source opened once per run).
 * :func:`labelled_parser`, :func:`unlabelled_parser` and :func:`eval_parser` make one sample.
@@ -123,10 +127,11 @@ class SampleMaker:
         hi = tf.clip_by_value(tf.floor(tf.reduce_max(src, 0)) + 2.0, lo + 1.0, tf.stack([width, height]))
         window = tf.cast(tf.stack([lo[1], lo[0], hi[1] - lo[1], hi[0] - lo[0]]), tf.int32)
         img = tf.cast(records.decode_window(elem["encoded"], window), tf.float32)
-        img = self.inputs.to_model_order(img)
         inv = tf.concat([inv[:, :2], inv[:, 2:] - lo[:, None]], axis=1)
-        # cv2.warpAffine writes uint8: the reference's crops (and so its RandAugment input) are rounded
-        crop = tf.round(geometry.tf_warp(img[None], inv[None], self.image_size)[0])
+        # cv2.warpAffine writes uint8: the reference's crops (and so its RandAugment input) are rounded.
+        # The channels are put in the network's order after the warp (per channel: the same pixels), on
+        # the crop rather than the bigger window.
+        crop = self.inputs.to_model_order(tf.round(geometry.tf_warp(img[None], inv[None], self.image_size)[0]))
         crop.set_shape([self.image_size[1], self.image_size[0], 3])
         moved = geometry.tf_transform_points(joints[None], m[None])[0]
         joints = tf.where(vis[:, None] > 0, moved, joints)
@@ -136,23 +141,29 @@ class SampleMaker:
         return self.codec.encode(joints, vis)
 
 
+def pixels(crop):
+    """A crop (integer grey levels in float, as :meth:`SampleMaker.crop` and the augmentations make them)
+    as the uint8 the pipeline ships; the training step normalises it (:class:`codec.TrainingInputs`)."""
+    return tf.cast(crop, tf.uint8)
+
+
 def labelled_parser(maker: SampleMaker):
-    """``(elem, seed) -> {image, target, weight, person}`` with the reference training augmentation
-    (``person``: the person's number in file order)."""
+    """``(elem, seed) -> {image, joints, vis, person}`` with the reference training augmentation: the
+    uint8 crop, its crop-space joints and visibility (the training step encodes the targets from them,
+    :class:`codec.TrainingInputs`) and ``person``, the person's number in file order."""
 
     def parse(elem, seed):
         rng = augment.StatelessRng(tf.stack([seed, 11]))
         scale, rot, flip = maker.draw_geometry(rng)
         crop, joints, vis, _, _ = maker.crop(elem, scale, rot, flip, rng,
                                              half_body=maker.data.prob_half_body > 0)
-        target, weight = maker.targets(joints, vis)
-        return {"image": maker.normalise(crop), "target": target, "weight": weight, "person": elem["person"]}
+        return {"image": pixels(crop), "joints": joints, "vis": vis, "person": elem["person"]}
 
     return parse
 
 
 def unlabelled_parser(maker: SampleMaker, method: MethodConfig, labelled_mask: np.ndarray):
-    """``(elem, seed) -> {image, [image_<POLICY>], weight, person}``: the easy view and the dataset copies
+    """``(elem, seed) -> {image, [image_<POLICY>], weight, person}``: the easy view (uint8) and the dataset copies
     the hard paths start from (RA, TA, YOCORA, YOCOTA: MultiAugs lib/dataset/JointsDataset.py and lib/utils/augments.py: ``random_YOCO``), with the easy view's geometry.
 
     ``weight`` is 1 on every union id of the labelled set (reference lib/dataset/mix_coco_coco.py: ``Mixed_COCO_COCO_Dataset.__getitem__``).
@@ -165,7 +176,7 @@ def unlabelled_parser(maker: SampleMaker, method: MethodConfig, labelled_mask: n
         rng = augment.StatelessRng(tf.stack([seed, 23]))
         scale, rot, flip = maker.draw_geometry(rng)
         crop, _, _, _, _ = maker.crop(elem, scale, rot, flip)
-        out = {"image": maker.normalise(crop), "weight": weight, "person": elem["person"]}
+        out = {"image": pixels(crop), "weight": weight, "person": elem["person"]}
         copy = {"RA": lambda: augment.rand_augment(crop, rng, m.rand_aug_num_ops, m.rand_magnitude),
                 "TA": lambda: augment.trivial_augment(crop, rng)}
         for policy in policies:
@@ -174,7 +185,7 @@ def unlabelled_parser(maker: SampleMaker, method: MethodConfig, labelled_mask: n
                 aug = augment.yoco(a, b, rng.uniform([]))
             else:
                 aug = copy[policy]()
-            out[f"image_{policy}"] = maker.normalise(aug)
+            out[f"image_{policy}"] = pixels(aug)
         return out
 
     return parse
@@ -278,10 +289,10 @@ def train_dataset(cfg: Config, sources: Sources | None = None, *, seed: int | No
     calls = cfg.data.num_parallel_calls if cfg.data.num_parallel_calls > 0 else AUTOTUNE
     sources = sources or Sources(cfg.data)
     maker = SampleMaker(cfg.data, heatmaps or codec.HeatmapCodec.from_config(cfg))
+    streams = _streams(cfg, sources, maker, seed)       # opens the labelled set first
     steps, size = _epoch_size(cfg, sources, global_batch, replicas)
     first_epoch, within = divmod(int(start_step), steps)
     skip = within * (replicas // workers) * per_replica      # this pipeline's people in the steps already done
-    streams = _streams(cfg, sources, maker, seed)
 
     def stream(s, epoch):
         order = epoch_order(s.source.num_instances, size, s.seed, epoch, s.sampling)[worker::workers]

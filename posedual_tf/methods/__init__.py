@@ -9,13 +9,14 @@ from posedual_tf.methods.dual import PoseDual
 from posedual_tf.methods.supervised import SupervisedPose
 
 
-def build_method(cfg: Config, nets, labelled_ids=None, views=None) -> PoseMethod:
+def build_method(cfg: Config, nets, labelled_ids=None, views=None, heatmaps=None) -> PoseMethod:
     """The method of ``method.name`` training ``nets``; ``views``: the hard views' settings
-    (:class:`~posedual_tf.data.view_paths.ViewSettings`, made from ``cfg`` when not given)."""
+    (:class:`~posedual_tf.data.view_paths.ViewSettings`), ``heatmaps``: the run's
+    :class:`~posedual_tf.codec.HeatmapCodec` (each made from ``cfg`` when not given)."""
     cls = {"supervised": SupervisedPose, "cons": PoseCons, "dual": PoseDual}[cfg.method.name]
     if cls is SupervisedPose:
-        return cls(cfg, nets)
-    return cls(cfg, nets, labelled_ids=labelled_ids, views=views)
+        return cls(cfg, nets, heatmaps=heatmaps)
+    return cls(cfg, nets, labelled_ids=labelled_ids, views=views, heatmaps=heatmaps)
 
 
 __all__ = ["PoseMethod", "SupervisedPose", "PoseCons", "PoseDual", "build_method", "joints_mse", "make_optimizer", "TorchAdam"]

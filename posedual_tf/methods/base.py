@@ -89,10 +89,13 @@ class PoseMethod(keras.Model):
 
     metric_names: tuple[str, ...] = ("loss", "loss_pose", "acc")
 
-    def __init__(self, cfg: Config, nets: list[keras.Model], metric_names: tuple[str, ...] | None = None, **kwargs):
+    def __init__(self, cfg: Config, nets: list[keras.Model], metric_names: tuple[str, ...] | None = None,
+                 heatmaps: codec.HeatmapCodec | None = None, **kwargs):
         super().__init__(**kwargs)
         self.cfg = cfg
         self.nets = nets
+        #: uint8 crops -> network input, joints -> targets, in the step (on the device)
+        self.prepare = codec.TrainingInputs.from_config(cfg, heatmaps)
         if metric_names is not None:
             self.metric_names = metric_names
         self.trackers = {n: keras.metrics.Mean(name=n) for n in self.metric_names}
@@ -113,12 +116,14 @@ class PoseMethod(keras.Model):
         outs = [net(images, training=training) for net in self.nets]
         return outs[0] if len(outs) == 1 else outs
 
-    @staticmethod
-    def unwrap(data):
-        """The batch itself: ``train_on_batch`` hands ``(x, None, None)``, ``fit`` on our datasets ``x``."""
+    def unwrap(self, data):
+        """The batch, ready for the networks: ``train_on_batch`` hands ``(x, None, None)``, ``fit`` on our
+        datasets ``x``; each stream's dict goes through :attr:`prepare` (normalised crops, targets)."""
         if isinstance(data, tuple) and len(data) == 3 and data[1] is None and data[2] is None:
-            return data[0]
-        return data
+            data = data[0]
+        if isinstance(data, dict):
+            return self.prepare(data)
+        return type(data)(self.prepare(part) for part in data)
 
     @property
     def groups(self) -> int:
@@ -213,7 +218,7 @@ class ConsistencyMethod(PoseMethod):
         super().__init__(cfg, nets, metric_names=tuple(names), **kwargs)
         self.paths, self.path_labels = tuple(paths), tuple(labels)
         self.labelled_ids = labelled_ids
-        self.views = views or view_paths.ViewSettings.from_config(cfg, labelled_ids)
+        self.views = views or view_paths.ViewSettings.from_config(cfg, labelled_ids, self.prepare.heatmaps)
 
     def partner(self, n: int) -> int:
         """The network whose teacher places net ``n``'s cutouts and whose warped map net ``n`` learns."""
