@@ -53,16 +53,24 @@ def label(method: str) -> str:
     return _NAMES[base] + (f", {sets[0].split('=')[1]}" if sets else "")
 
 
-def fake_batches(method: str, batch: int):
-    """Fixed random inputs of the shapes a ResNet-18 256x192 step takes (labelled, or (labelled, unlabelled))."""
+def fake_batches(method: str, batch: int, shipped: str = "uint8"):
+    """Fixed random inputs of a ResNet-18 256x192 step (labelled, or (labelled, unlabelled)) as the
+    pipeline ships them: uint8 crops and crop-space joints (the step normalises and encodes targets);
+    ``shipped="float32"``: normalised float32 crops and float32 targets, as it shipped them before #28."""
     import numpy as np
 
     rng = np.random.default_rng(0)
-    lab = {"image": rng.normal(size=(batch, 256, 192, 3)).astype("float32"),
-           "target": rng.uniform(size=(batch, 64, 48, 24)).astype("float32"),
-           "weight": np.ones((batch, 24), "float32")}
-    unl = {"image": rng.normal(size=(batch, 256, 192, 3)).astype("float32"),
-           "weight": np.ones((batch, 24), "float32")}
+    if shipped == "float32":
+        lab = {"image": rng.normal(size=(batch, 256, 192, 3)).astype("float32"),
+               "target": rng.uniform(size=(batch, 64, 48, 24)).astype("float32"),
+               "weight": np.ones((batch, 24), "float32")}
+        unl = {"image": rng.normal(size=(batch, 256, 192, 3)).astype("float32")}
+    else:
+        lab = {"image": rng.integers(0, 256, size=(batch, 256, 192, 3)).astype("uint8"),
+               "joints": (rng.uniform(size=(batch, 24, 2)) * [192, 256]).astype("float32"),
+               "vis": (rng.uniform(size=(batch, 24)) > 0.3).astype("float32")}
+        unl = {"image": rng.integers(0, 256, size=(batch, 256, 192, 3)).astype("uint8")}
+    unl["weight"] = np.ones((batch, 24), "float32")
     return lab if method == "supervised" else (lab, unl)
 
 

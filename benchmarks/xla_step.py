@@ -21,12 +21,13 @@ HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 
-def batch_bytes(method: str, batch: int) -> int:
-    """Bytes of one step's input batch as the pipeline ships it (every array of the batch)."""
+def batch_bytes(method: str, batch: int, shipped: str = "uint8") -> int:
+    """Bytes of one step's input batch as the pipeline ships it (every array of the batch); ``float32``:
+    as it shipped it before #28 (normalised crops, targets)."""
     import numpy as np
     import train_step
 
-    data = train_step.fake_batches(method, batch)
+    data = train_step.fake_batches(method, batch, shipped)
     parts = data if isinstance(data, tuple) else (data,)
     return int(sum(np.asarray(v).nbytes for part in parts for v in part.values()))
 
@@ -46,6 +47,10 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--precisions", nargs="+", default=["none", "mixed_bfloat16"])
     args = ap.parse_args()
+    for method in args.methods:
+        before, after = batch_bytes(method, args.batch, "float32") / 1e6, batch_bytes(method, args.batch) / 1e6
+        print(f"{method} batch {args.batch}: {after:.1f} MB sent to the device per step (uint8 crops, joints); "
+              f"{before:.1f} MB before #28 (float32 crops and targets)")
     print("| method | batch | precision | XLA | s/step (median) | first step s (trace + compile) | batch MB to device |")
     print("|---" * 7 + "|")
     rows = []

@@ -16,6 +16,7 @@ HELP = {
     "posedual_tf.export": ["--config", "--checkpoint", "--output", "--net", "--flip-test", "--overwrite"],
     "posedual_tf.predict": ["--saved-model", "--images", "--image", "--boxes", "--whole-image", "--output"],
     "posedual_tf.convert_torch": ["--config", "--checkpoint", "--output", "--allow-missing"],
+    "posedual_tf.data_service": ["--port", "--dispatcher", "--worker-address"],
     "tfrecords_tools.coco": ["--annotations", "--images", "--output", "--max-instances", "--keypoint-map"],
     "tfrecords_tools.detections": ["--image-info", "--detections", "--images", "--output"],
     "tfrecords_tools.aic": ["--annotations", "--images", "--output", "--num-shards"],

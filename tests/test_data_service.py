@@ -88,3 +88,41 @@ def test_data_service_step_batches_leave_out_a_damaged_person_and_count_it(tmp_p
     assert lab["person"].shape[0] == unl["person"].shape[0] == cfg.train.batch_size - 1
     assert task_first not in lab["person"].numpy().tolist()
     assert counter.summary()["by_stream"] == {"labelled": 1}
+
+
+def test_data_service_command_serves_a_dispatcher_and_a_worker(tmp_path):
+    """``python -m posedual_tf.data_service dispatcher|worker`` on 127.0.0.1 serve a dataset; a missing
+    role or --dispatcher is one line."""
+    import socket
+    import subprocess
+    import sys
+
+    from posedual_tf.data import service as served
+
+    def free_port():
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    cmd = [sys.executable, "-m", "posedual_tf.data_service"]
+    for args, message in (([], "give the role"), (["worker"], "--dispatcher is required")):
+        out = subprocess.run(cmd + args, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 1 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    port, worker_port = free_port(), free_port()
+    procs = [subprocess.Popen(cmd + ["dispatcher", f"--port={port}"], stdout=subprocess.PIPE, text=True)]
+    try:
+        assert f":{port}" in procs[0].stdout.readline()
+        procs.append(subprocess.Popen(cmd + ["worker", f"--dispatcher=127.0.0.1:{port}", f"--port={worker_port}",
+                                             f"--worker-address=127.0.0.1:{worker_port}"],
+                                      stdout=subprocess.PIPE, text=True))
+        assert "worker" in procs[1].stdout.readline()
+        steps = tf.data.Dataset.range(5).map(lambda s: (s, {"labelled": s * 0}, {"x": tf.fill([2], s * 10)}))
+        got = [int(b["x"][0]) for b in served.served(steps, f"127.0.0.1:{port}", 0).take(5)]
+        assert got == [0, 10, 20, 30, 40]
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    with pytest.raises(served.ServiceUnreachableError, match=rf"train.data_service: no tf.data service dispatcher "
+                                                               rf"at 127.0.0.1:{port} .*dispatcher --port {port}$"):
+        served.served(steps, f"127.0.0.1:{port}", 0)          # stopped: one line, not a wait without end

@@ -21,16 +21,37 @@ Example (a dispatcher and a worker in this process; any address works the same):
 """
 from __future__ import annotations
 
+import socket
+
 import tensorflow as tf
 
 from posedual_tf.data import corrupt
+
+
+class ServiceUnreachableError(ConnectionError):
+    """No tf.data service dispatcher answers at the configured address."""
+
+
+def check_reachable(address: str, timeout_s: float = 10.0) -> None:
+    """A TCP connection to the dispatcher at ``address`` (``[grpc://]HOST:PORT``), or one line saying how
+    to start one."""
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except (OSError, ValueError) as e:
+        raise ServiceUnreachableError(
+            f"train.data_service: no tf.data service dispatcher at {hostport} ({e.__class__.__name__}: {e}); start "
+            f"one with: python -m posedual_tf.data_service dispatcher --port {port or 'PORT'}") from None
 
 
 def served(steps: tf.data.Dataset, address: str, start_step: int,
            counter: corrupt.CorruptionCounter | None = None) -> tf.data.Dataset:
     """The batches of ``steps`` (``(step, dropped, batch)`` from ``start_step`` on, as
     :func:`pipeline.step_batches` makes them) made by the service at ``address`` (``HOST:PORT`` of its
-    dispatcher), in step order."""
+    dispatcher), in step order. No dispatcher listening there is a one-line error (the service's client
+    would wait for one without end)."""
+    check_reachable(address)
     remote = steps.apply(tf.data.experimental.service.distribute(
         processing_mode=tf.data.experimental.service.ShardingPolicy.DYNAMIC,
         service=address if "://" in address else f"grpc://{address}"))
