@@ -148,20 +148,30 @@ class PoseTask:
             method.compile(optimizer=optimizer, steps_per_execution=cfg.train.steps_per_execution, jit_compile=jit)
         return Model(nets, method, optimizer)
 
-    def build_inputs(self, strategy: tf.distribute.Strategy | None = None, counter=None, start_step: int = 0):
+    def build_inputs(self, strategy: tf.distribute.Strategy | None = None, counter=None, start_step: int = 0,
+                     device: str | None = None):
         """The endless training stream from ``start_step`` on (:func:`pipeline.train_dataset`); under several
-        replicas every input pipeline takes its own positions of the same epoch orders."""
+        replicas every input pipeline takes its own positions of the same epoch orders.
+
+        The next batches wait on the device: a multi-replica strategy's distributed datasets copy them to
+        every replica's device ahead of the step, and one replica's stream is prefetched to ``device``
+        (default: the first GPU, if any), so the step never waits for the host-to-device copy.
+        """
         strategy = strategy or tf.distribute.get_strategy()
         if self.cfg.train.data_service:
-            return self._served_inputs(strategy, counter, start_step)
-
-        def dataset(ctx=None):
-            return pipeline.train_dataset(self.cfg, self.sources, input_context=ctx, counter=counter,
-                                          start_step=start_step, heatmaps=self.heatmaps)
-
-        if strategy.num_replicas_in_sync > 1:
-            return strategy.distribute_datasets_from_function(dataset)
-        return dataset()
+            ds = self._served_inputs(strategy, counter, start_step)
+        elif strategy.num_replicas_in_sync > 1:
+            return strategy.distribute_datasets_from_function(
+                lambda ctx: pipeline.train_dataset(self.cfg, self.sources, input_context=ctx, counter=counter,
+                                                   start_step=start_step, heatmaps=self.heatmaps))
+        else:
+            ds = pipeline.train_dataset(self.cfg, self.sources, counter=counter, start_step=start_step,
+                                        heatmaps=self.heatmaps)
+        if not isinstance(ds, tf.data.Dataset):
+            return ds
+        gpus = tf.config.list_logical_devices("GPU")
+        device = device or (gpus[0].name if gpus else None)
+        return ds.apply(tf.data.experimental.prefetch_to_device(device, buffer_size=2)) if device else ds
 
     def _served_inputs(self, strategy: tf.distribute.Strategy, counter, start_step: int):
         """The training stream made by the tf.data service at ``train.data_service`` (global batches; a

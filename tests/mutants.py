@@ -346,6 +346,10 @@ MUTANTS = [
       "    return tf.cast(crop * 0.999, tf.uint8)\n",
       "tests/test_pipeline.py::test_the_step_prepares_bit_for_bit_what_the_pipeline_used_to_ship",
       "the uint8 crops the pipeline ships lose grey levels"),
+    m("no_device_prefetch", "posedual_tf/task.py",
+      "return ds.apply(tf.data.experimental.prefetch_to_device(device, buffer_size=2)) if device else ds",
+      "return ds", "tests/test_task.py::test_one_replica_batches_wait_on_the_device",
+      "one replica's batches stay on the host until the step copies them"),
 ]
 
 

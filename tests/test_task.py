@@ -71,3 +71,39 @@ def test_a_task_check_names_what_is_missing(tmp_path):
     cfg = _small_dual(tmp_path)
     with pytest.raises(FileNotFoundError, match=r"^data\.labelled\.records: no TFRecords at .*posedual_tf\.demo"):
         PoseTask(cfg).check()
+
+
+PREFETCH = """
+import json, sys
+import numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+sys.path.insert(0, ".")
+from posedual_tf import config, demo
+from posedual_tf.task import PoseTask
+from tests.conftest import SMALL_DEMO
+cfg = config.load("demo_dual", [f"workdir={sys.argv[1]}", *[s.removeprefix("--set=") for s in SMALL_DEMO]])
+demo.prepare_data(cfg)
+task = PoseTask(cfg)
+host = next(iter(task.build_inputs()))
+ds = task.build_inputs(device="/cpu:1")
+first = next(iter(ds))
+equal = all(np.array_equal(a, b) for a, b in zip(tf.nest.flatten(host), tf.nest.flatten(first)))
+devices = sorted({t.device.rsplit("/", 1)[-1] for t in tf.nest.flatten(first)})
+built = task.build_model(steps_per_epoch=2)
+history = built.method.fit(ds, epochs=1, steps_per_epoch=2, verbose=0).history
+print(json.dumps({"equal": equal, "devices": devices, "loss": history["loss"]}))
+"""
+
+
+def test_one_replica_batches_wait_on_the_device(tmp_path):
+    """The single-replica stream is prefetched to the device (a second logical CPU stands in for the GPU):
+    the batches arrive there, equal to the host's, and Keras trains on them."""
+    import json
+
+    from tests.conftest import run_python
+
+    out = run_python(["-c", PREFETCH, str(tmp_path / "run")], timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["equal"] and got["devices"] == ["device:CPU:1"] and len(got["loss"]) == 1, got
