@@ -31,7 +31,7 @@ def service():
 def _cfg(tmp_path, name, *extra):
     sets = [s.removeprefix("--set=") for s in SMALL_DEMO]
     return config.load("demo_dual", [f"workdir={tmp_path / name}", *sets, "train.epochs=1",
-                                     "train.deterministic=true", *extra])
+                                     *extra])
 
 
 def _arrays(batch):

@@ -102,7 +102,7 @@ class SampleMaker:
 
         Only the part of the image that the crop samples is decoded (JPEG partial decode).
         """
-        size = records.image_size(elem["encoded"])
+        size = elem["size"]
         height, width = tf.cast(size[0], tf.float32), tf.cast(size[1], tf.float32)
         center, scale = geometry.tf_box_to_center_scale(elem["box"], self.aspect)
         joints, vis = elem["joints"], elem["vis"]

@@ -85,7 +85,8 @@ def open_source(ds_cfg: DatasetConfig, role: str) -> Source:
 def person_fetcher(source: Source):
     """``person number (file order) -> person element``: reads the person's image record directly.
 
-    Element keys: ``encoded``, ``image_id``, ``box [4]``, ``raw_box [4]``, ``score``, ``ann_id``,
+    Element keys: ``encoded``, ``image_id``, ``size`` (``[height, width]``: the converters store the
+    image header's, so it needs no header parse), ``box [4]``, ``raw_box [4]``, ``score``, ``ann_id``,
     ``person`` (the number itself), ``joints [24, 2]``, ``vis [24]``, ``has_keypoints``.
     """
     jset = source.joint_set
@@ -104,6 +105,7 @@ def person_fetcher(source: Source):
         kp = tf.gather(r["keypoints"][k], gather_idx, axis=0) * covered[:, None]      # [24, 3]
         has = r["has_keypoints"][k] > 0
         return {"encoded": r["image/encoded"], "image_id": r["image/id"], "box": r["boxes"][k],
+                "size": tf.cast(tf.stack([r["image/height"], r["image/width"]]), tf.int32),
                 "raw_box": r["raw_boxes"][k], "score": r["scores"][k], "ann_id": r["ann_ids"][k],
                 "person": tf.cast(person, tf.int64), "joints": kp[:, :2],
                 "vis": tf.where(has, kp[:, 2], det_vis), "has_keypoints": tf.cast(has, tf.int32)}
