@@ -196,6 +196,7 @@ def main() -> None:
     args = ap.parse_args()
     from posedual_tf import config
     from posedual_tf.data import pipeline
+    from posedual_tf.data.settings import TrainDataSettings
     from tfrecords_tools import coco
 
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="posedual_tf-bench-"))
@@ -211,7 +212,7 @@ def main() -> None:
         results, ref_stages = {}, {}
         for kind, cfg in cfgs.items():
             per = (lambda b: int(b["person"].shape[0])) if kind == "labelled" else (lambda b: int(b[1]["person"].shape[0]))
-            ours = rate(pipeline.train_dataset(cfg), args.batches, per)
+            ours = rate(pipeline.train_dataset(TrainDataSettings.from_config(cfg)), args.batches, per)
             ref_cpu, ref_wall, stages = reference_rate(entries, kind, args.reference_items)
             ref_stages[kind] = stages
             results[kind] = {"ours_per_cpu_s": ours[0], "ours_per_s": ours[1], "ref_per_cpu_s": ref_cpu,

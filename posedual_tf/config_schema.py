@@ -26,7 +26,7 @@ class ModelConfig:
     hrnet_width: int = 32
     num_joints: int = 24
     style: Literal["pytorch", "caffe"] = "pytorch"
-    num_deconv_layers: int = 3
+    #: One entry per deconvolution layer (the reference's NUM_DECONV_LAYERS is their number).
     deconv_filters: list[int] = dataclasses.field(default_factory=lambda: [256, 256, 256])
     deconv_kernels: list[int] = dataclasses.field(default_factory=lambda: [4, 4, 4])
     final_conv_kernel: int = 1
@@ -250,7 +250,8 @@ class TestConfig:
     in_vis_thre: float = 0.2
     oks_thre: float = 0.9
     nms: Literal["oks", "soft_oks", "none"] = "oks"
-    #: Checkpoint evaluated by default (reference TEST.MODEL_FILE, for the record).
+    #: The official PyTorch model of this config (the reference's TEST.MODEL_FILE): what
+    #: ``python -m posedual_tf.convert_torch`` converts when ``--checkpoint`` is not given.
     model_file: str = ""
     #: Peaks (a joint's max heatmap value) below this count as background: evaluation reports the
     #: fraction of predicted peaks below it (``peaks_below``) beside their mean (``peak_mean``), and a
@@ -267,6 +268,8 @@ class TestConfig:
 class Config:
     #: Name of the experiment (the YAML file's stem).
     name: str = ""
+    #: One line saying what the experiment trains: printed when training starts, shown with the
+    #: config in TensorBoard.
     description: str = ""
     workdir: str = ""
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)

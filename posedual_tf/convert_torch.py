@@ -21,7 +21,8 @@ def define_flags() -> None:
     """This command's flags; defined only when it runs (importing the module defines none)."""
     flags.adopt_module_key_flags(cli)
     flags.DEFINE_string("config", None, "experiment name or YAML path")
-    flags.DEFINE_string("checkpoint", None, ".pth / .pth.tar file (torchvision, HRNet ImageNet or reference)")
+    flags.DEFINE_string("checkpoint", None, ".pth / .pth.tar file (torchvision, HRNet ImageNet or reference); "
+                        "default: the config's test.model_file (its official model)")
     flags.DEFINE_string("output", None, "output folder")
     flags.DEFINE_multi_string("set", [], "config override key=value")
     flags.DEFINE_bool("allow-missing", False, "keep the initialisation of layers the checkpoint lacks "
@@ -46,13 +47,29 @@ def convert(cfg, checkpoint: str, output: str, strict: bool = True) -> dict:
     return summary
 
 
+def official_model(cfg, checkpoint: str | None) -> str:
+    """``checkpoint``, or the config's official model (``test.model_file``, relative to the current
+    folder as the reference's model zoo is laid out) when it is not given: one line when neither exists."""
+    if checkpoint:
+        return checkpoint
+    if not cfg.test.model_file:
+        raise cli.UsageError(f"--checkpoint is required: config {cfg.name!r} names no official model "
+                             "(test.model_file is empty)")
+    if not os.path.isfile(cfg.test.model_file):
+        raise cli.UsageError(f"test.model_file: {os.path.abspath(cfg.test.model_file)} not found (the official "
+                             f"model of {cfg.name!r}); download it there, or give --checkpoint")
+    print(f"converting {cfg.name}'s official model (test.model_file): {cfg.test.model_file}")
+    return cfg.test.model_file
+
+
 def main(argv):
     del argv
     from posedual_tf import config
 
-    cli.required("config", "checkpoint", "output")
+    cli.required("config", "output")
     cfg = config.load(FLAGS.config, FLAGS.set)
-    summary = convert(cfg, FLAGS.checkpoint, FLAGS.output, strict=not FLAGS["allow-missing"].value)
+    checkpoint = official_model(cfg, FLAGS.checkpoint)
+    summary = convert(cfg, checkpoint, FLAGS.output, strict=not FLAGS["allow-missing"].value)
     for name, info in summary["networks"].items():
         print(f"{name}: {info['matched']} tensors matched, {len(info['missing'])} missing, "
               f"{len(info['unexpected'])} unexpected -> {os.path.join(FLAGS.output, info['file'])}")

@@ -175,7 +175,8 @@ def write_header(writer, cfg: Config, heads: list[str]) -> None:
     values = hparams_of(cfg)
     with writer.as_default(step=0):
         tf.summary.text("config", "```yaml\n" + dump(cfg) + "```",
-                        description=f"The resolved config {cfg.name!r} this run trains (also config.yaml in the workdir).")
+                        description=f"The resolved config {cfg.name!r} this run trains (also config.yaml in the workdir)"
+                        + (f": {cfg.description}." if cfg.description else "."))
         tf.summary.experimental.write_raw_pb(cs_summary.pb(_layout()).SerializeToString(), step=0)
         hp.hparams_config(hparams=[hp.HParam(k) for k in values],
                           metrics=[hp.Metric(f"accuracy/val_{h}", display_name=f"AP {h}") for h in heads])

@@ -29,7 +29,7 @@ import tensorflow as tf
 
 from posedual_tf import checkpoints, codec, distribution
 from posedual_tf.config import Config
-from posedual_tf.data import pipeline, service, sources, view_paths
+from posedual_tf.data import pipeline, service, settings, sources
 from posedual_tf.evaluation import runner
 from posedual_tf.methods import PoseMethod, build_method, make_optimizer
 from posedual_tf.models import builder
@@ -59,14 +59,17 @@ class PoseTask:
         self.cfg = cfg
         self.heatmaps = codec.HeatmapCodec.from_config(cfg)
         self.sources = sources.Sources(cfg.data)
+        #: the training stream's values (the task's codec in them)
+        self.train_data = settings.TrainDataSettings.from_config(cfg, self.heatmaps)
         self._epoch_steps: tuple[int, int] | None = None
 
     # ------------------------------------------------------------------ what the config asks for
 
     @property
     def mixed(self) -> bool:
-        """Whether training batches pair labelled with unlabelled people (:func:`pipeline.is_mixed`)."""
-        return pipeline.is_mixed(self.cfg)
+        """Whether training batches pair labelled with unlabelled people
+        (:attr:`~posedual_tf.data.settings.TrainDataSettings.mixed`)."""
+        return self.train_data.mixed
 
     @property
     def num_networks(self) -> int:
@@ -90,7 +93,7 @@ class PoseTask:
 
     def _steps(self) -> tuple[int, int]:
         if self._epoch_steps is None:
-            self._epoch_steps = pipeline.epoch_steps(self.cfg, self.sources)
+            self._epoch_steps = pipeline.epoch_steps(self.train_data, self.sources)
         return self._epoch_steps
 
     def streams(self) -> int:
@@ -139,9 +142,7 @@ class PoseTask:
                 print(f"model.pretrained: none: {names} start from random weights")
             else:
                 print(f"initial weights of {names}: {checkpoints.load_nets(nets, path, cfg.model.backbone)}")
-            views = None if cfg.method.name == "supervised" else \
-                view_paths.ViewSettings.from_config(cfg, ids, self.heatmaps)
-            method = build_method(cfg, nets, ids, views, self.heatmaps)
+            method = build_method(cfg, nets, ids, heatmaps=self.heatmaps)
             optimizer = make_optimizer(cfg, steps)
             optimizer.build(method.trainable_variables)
             jit = distribution.resolve_jit(cfg.train.jit_compile, strategy, cfg.train.deterministic)
@@ -162,11 +163,10 @@ class PoseTask:
             ds = self._served_inputs(strategy, counter, start_step)
         elif strategy.num_replicas_in_sync > 1:
             return strategy.distribute_datasets_from_function(
-                lambda ctx: pipeline.train_dataset(self.cfg, self.sources, input_context=ctx, counter=counter,
-                                                   start_step=start_step, heatmaps=self.heatmaps))
+                lambda ctx: pipeline.train_dataset(self.train_data, self.sources, input_context=ctx, counter=counter,
+                                                   start_step=start_step))
         else:
-            ds = pipeline.train_dataset(self.cfg, self.sources, counter=counter, start_step=start_step,
-                                        heatmaps=self.heatmaps)
+            ds = pipeline.train_dataset(self.train_data, self.sources, counter=counter, start_step=start_step)
         if not isinstance(ds, tf.data.Dataset):
             return ds
         gpus = tf.config.list_logical_devices("GPU")
@@ -179,7 +179,7 @@ class PoseTask:
         if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
             raise ValueError("train.data_service: one trainer process per service for now; several training "
                              "workers (train.strategy multi_worker) read their own local pipelines")
-        steps = pipeline.step_batches(self.cfg, self.sources, heatmaps=self.heatmaps, start_step=start_step,
+        steps = pipeline.step_batches(self.train_data, self.sources, start_step=start_step,
                                       replicas=strategy.num_replicas_in_sync)
         ds = service.served(steps, self.cfg.train.data_service, start_step, counter)
         return strategy.experimental_distribute_dataset(ds) if strategy.num_replicas_in_sync > 1 else ds

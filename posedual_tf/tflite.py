@@ -64,11 +64,12 @@ def calibration_crops(cfg: Config, prefix: str, people: int):
     """Up to ``people`` uint8 RGB crops ``[1, H, W, 3]`` of the TFRecords at ``prefix`` (their GT boxes,
     cropped as evaluation crops them): the representative set of an int8 export."""
     from posedual_tf.data import pipeline
+    from posedual_tf.data.settings import EvalDataSettings
 
     c = copy.deepcopy(cfg)
     c.data.val.records, c.test.use_gt_bbox = prefix, True
     try:
-        ds, _ = pipeline.eval_dataset(c, batch_size=1)
+        ds, _ = pipeline.eval_dataset(EvalDataSettings.from_config(c), batch_size=1)
     except (OSError, ValueError) as e:
         raise TFLiteExportError(f"--calibration {prefix}: {str(e).splitlines()[0]}") from None
     inputs = codec.InputNormaliser.from_config(cfg.data)

@@ -33,6 +33,7 @@ def main(argv):
 
     # before any data work: never train from random weights by accident (a resumed run needs no file)
     checked = training.preflight(cfg)
+    print(f"{cfg.name}: {cfg.description}" if cfg.description else cfg.name)
     strategy = distribution.make_strategy(cfg.train.strategy)
     if demo.is_demo(cfg):
         demo.prepare_data(cfg)

@@ -9,6 +9,7 @@ import pytest
 
 from posedual_tf import config
 from posedual_tf.data import pipeline, records
+from posedual_tf.data.settings import EvalDataSettings
 from tfrecords_tools import aic, coco, detections, mpii
 
 
@@ -142,7 +143,7 @@ def test_reconverting_into_fewer_shards_leaves_only_the_listed_ones(shared, tmp_
     coco.convert(str(shared / "coco/test_coco.json"), str(shared / "coco"), prefix, num_shards=1, workers=1)
     assert other.read_text() == "mine"
     cfg = config.load("coco1k_sup", [f"data.val.records={prefix}"])
-    ds, src = pipeline.eval_dataset(cfg)
+    ds, src = pipeline.eval_dataset(EvalDataSettings.from_config(cfg))
     assert sum(int(b["image"].shape[0]) for b in ds) == src.num_instances == 12    # each person once
     assert records.read_manifest(prefix)["num_instances"] == 12
 

@@ -79,10 +79,10 @@ def test_data_service_step_batches_leave_out_a_damaged_person_and_count_it(tmp_p
 
         return parse_or_fail
 
-    task_first = int(next(iter(pipeline.train_dataset(cfg, task.sources).take(1)))[0]["person"][0])
+    task_first = int(next(iter(pipeline.train_dataset(task.train_data, task.sources).take(1)))[0]["person"][0])
     monkeypatch.setattr(pipeline, "labelled_parser", failing_parser)
     counter = corrupt.CorruptionCounter()
-    steps = pipeline.step_batches(cfg, task.sources, heatmaps=task.heatmaps)
+    steps = pipeline.step_batches(task.train_data, task.sources)
     first = next(iter(served.served(steps, service, 0, counter)))
     lab, unl = first
     assert lab["person"].shape[0] == unl["person"].shape[0] == cfg.train.batch_size - 1

@@ -197,13 +197,14 @@ SUBSET_WORKER = textwrap.dedent("""
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     from posedual_tf import config
     from posedual_tf.data import pipeline
+    from posedual_tf.data.settings import TrainDataSettings
     cfg = config.load("coco1k_sup", [f"data.labelled.records={sys.argv[1]}", "data.labelled.max_instances=7",
                                      "data.labelled_sampling=permutation", "train.steps_per_epoch=0",
                                      "train.batch_size=2", "data.image_size=[64,64]", "data.heatmap_size=[16,16]"])
     made = {}
     def dataset_fn(ctx):
-        made["steps"] = pipeline.epoch_steps(cfg)[0]
-        return pipeline.train_dataset(cfg, input_context=ctx)
+        made["steps"] = pipeline.epoch_steps(TrainDataSettings.from_config(cfg))[0]
+        return pipeline.train_dataset(TrainDataSettings.from_config(cfg), input_context=ctx)
     batches = iter(strategy.distribute_datasets_from_function(dataset_fn))
     people = []
     for _ in range(made["steps"]):            # one epoch

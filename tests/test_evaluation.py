@@ -8,6 +8,7 @@ import pytest
 
 from posedual_tf import codec, joints
 from posedual_tf.evaluation import aic, coco, mpii
+from posedual_tf.data.settings import EvalDataSettings
 
 
 def _gt_instances(shared, jitter=0.0, seed=0):
@@ -287,7 +288,7 @@ def _pckh_of_targets(records, gt_mat):
     from posedual_tf.evaluation import runner
 
     cfg = config.load("mpii_aic_dual_res18", [f"data.val.records={records}", f"data.val.annotations={gt_mat}"])
-    ds, src = pipeline.eval_dataset(cfg, batch_size=4)
+    ds, src = pipeline.eval_dataset(EvalDataSettings.from_config(cfg), batch_size=4)
     instances = []
     for b in ds:
         coords, maxvals = codec.decode_heatmaps(b["target"], b["center"], b["scale"], None, "shift", False)

@@ -86,18 +86,25 @@ def test_hrnet_w32_conversion_matches_torch(tmp_path):
 
 
 def test_posedual_checkpoint_fills_both_nets_via_cli(tmp_path):
+    """Without --checkpoint the config's official model (test.model_file, where the reference's model
+    zoo puts it) is converted; when it is not there, one line names the setting and the path."""
     r1 = tr.randomise(tr.PoseResNet(18), seed=5)
     r2 = tr.randomise(tr.PoseResNet(18), seed=6)
     state = {**{"resnet." + k: v for k, v in r1.state_dict().items()},
              **{"resnet2." + k: v for k, v in r2.state_dict().items()}}
-    ckpt = tmp_path / "dual.pth.tar"
-    torch.save({"epoch": 3, "state_dict": state}, ckpt)
+    ckpt = tmp_path / "pose_dual/COCO_subset/COCO1K_PoseDual.pth.tar"
     out = tmp_path / "converted"
     sets = ["--set=data.image_size=[96,128]", "--set=data.heatmap_size=[24,32]"]
-    proc = subprocess.run([sys.executable, "-m", "posedual_tf.convert_torch", "--config", "coco1k_dual",
-                           "--checkpoint", str(ckpt), "--output", str(out), *sets],
-                          capture_output=True, text=True, timeout=300)
+    args = [sys.executable, "-m", "posedual_tf.convert_torch", "--config", "coco1k_dual", "--output", str(out), *sets]
+    missing = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert missing.returncode != 0 and not out.exists()
+    line = missing.stderr.strip().splitlines()[-1]
+    assert "test.model_file" in line and str(ckpt) in line and "--checkpoint" in line, missing.stderr[-2000:]
+    ckpt.parent.mkdir(parents=True)
+    torch.save({"epoch": 3, "state_dict": state}, ckpt)
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "official model" in proc.stdout
     summary = json.loads((out / "conversion.json").read_text())
     assert set(summary["networks"]) == {"net1", "net2"}
     cfg = config.load("coco1k_dual", [s.split("=", 1)[1] for s in sets])

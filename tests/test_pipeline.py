@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from posedual_tf import codec, config, geometry, joints
 from posedual_tf.data import augment, pipeline, records, sources
+from posedual_tf.data.settings import EvalDataSettings, TrainDataSettings
 from tests.conftest import records_with_a_bad_image as _records_with_a_bad_image
 
 
@@ -86,7 +87,7 @@ def test_same_seed_same_batches(coco_records, det_records):
     cfg = _cfg(coco_records, det_records, "method.rand_aug=true", "method.rand_magnitude=20")
 
     def first(seed):
-        ds = pipeline.train_dataset(cfg, seed=seed)
+        ds = pipeline.train_dataset(TrainDataSettings.from_config(cfg), seed=seed)
         return [tf.nest.map_structure(lambda t: t.numpy(), b) for b in ds.take(2)]
 
     a, b, c = first(5), first(5), first(6)
@@ -101,11 +102,11 @@ def test_same_seed_same_batches(coco_records, det_records):
 
 def test_steps_per_epoch_is_the_unlabelled_set(coco_records, det_records):
     cfg = _cfg(coco_records, det_records, "train.batch_size=32")
-    steps, _ = pipeline.epoch_steps(cfg)
+    steps, _ = pipeline.epoch_steps(TrainDataSettings.from_config(cfg))
     assert steps == int(np.ceil(118 / 32))
     sup = config.load("coco1k_sup", [f"data.labelled.records={coco_records}", "data.labelled.max_instances=5",
                                      "train.batch_size=2", "train.steps_per_epoch=0"])
-    ds, (steps, _) = pipeline.train_dataset(sup), pipeline.epoch_steps(sup)
+    ds, (steps, _) = pipeline.train_dataset(TrainDataSettings.from_config(sup)), pipeline.epoch_steps(TrainDataSettings.from_config(sup))
     assert steps == 3
     sizes = [int(b["image"].shape[0]) for b in ds.take(6)]
     assert sizes == [2, 2, 1, 2, 2, 1]          # the epoch is the labelled set, its last batch partial
@@ -114,7 +115,7 @@ def test_steps_per_epoch_is_the_unlabelled_set(coco_records, det_records):
 def test_eval_dataset_detected_boxes_threshold(coco_records, det_records):
     cfg = _cfg(coco_records, det_records, f"data.val.records={det_records}", "test.use_gt_bbox=false",
                "test.image_thre=0.5")
-    ds, src = pipeline.eval_dataset(cfg, batch_size=64)
+    ds, src = pipeline.eval_dataset(EvalDataSettings.from_config(cfg), batch_size=64)
     n = sum(int(b["image"].shape[0]) for b in ds)
     scores = [s for r in records.read_all(det_records) for s in r["scores"]]
     assert n == sum(s >= 0.5 for s in scores) > 0
@@ -127,7 +128,7 @@ def test_corrupt_image_in_a_record_is_dropped_and_counted(shared, coco_records, 
     prefix, lost = _records_with_a_bad_image(shared, tmp_path, bad_index)
     cfg = _cfg(coco_records, det_records, f"data.val.records={prefix}")
     counter = corrupt.CorruptionCounter()
-    ds, src = pipeline.eval_dataset(cfg, batch_size=64, counter=counter)
+    ds, src = pipeline.eval_dataset(EvalDataSettings.from_config(cfg), batch_size=64, counter=counter)
     n = sum(int(b["image"].shape[0]) for b in ds)
     assert n == src.num_instances - lost
     assert counter.total() == lost and counter.by_stream == {"val": lost}
@@ -137,7 +138,7 @@ def test_corrupt_image_in_a_record_is_dropped_and_counted(shared, coco_records, 
 def test_missing_records_error_names_the_command(tmp_path):
     cfg = config.load("coco1k_dual", [f"data.labelled.records={tmp_path}/nothing"])
     with pytest.raises(sources.MissingRecordsError, match=r"python -m tfrecords_tools\.coco .*--output .*nothing"):
-        pipeline.train_dataset(cfg)
+        pipeline.train_dataset(TrainDataSettings.from_config(cfg))
 
 
 def test_rand_augment_ops_stay_in_range_and_invert_is_exact():
@@ -177,10 +178,10 @@ def test_epochs_are_fresh_uniform_permutations_of_the_people(coco_records, det_r
 
 def test_labelled_stream_draws_with_replacement_and_supervised_permutes(coco_records, det_records):
     cfg = _cfg(coco_records, det_records)
-    assert pipeline.labelled_sampling(cfg) == "replacement"
+    assert TrainDataSettings.from_config(cfg).labelled_sampling == "replacement"
     sup = config.load("coco1k_sup", [f"data.labelled.records={coco_records}", "data.labelled_sampling=auto"])
-    assert pipeline.labelled_sampling(sup) == "permutation"
-    assert pipeline.labelled_sampling(config.load("coco1k_sup")) == "replacement"
+    assert TrainDataSettings.from_config(sup).labelled_sampling == "permutation"
+    assert TrainDataSettings.from_config(config.load("coco1k_sup")).labelled_sampling == "replacement"
 
 
 def test_subset_is_the_same_people_whatever_the_number_of_workers(coco_records, det_records):
@@ -198,7 +199,7 @@ def test_subset_is_the_same_people_whatever_the_number_of_workers(coco_records, 
         fetch = sources.person_fetcher(lab)
         order = pipeline.epoch_order(lab.num_instances, 8, cfg.train.seed, 0, "permutation")[worker::2]
         seen.append([int(fetch(i)["person"]) for i in order])
-        ds, (steps, _) = pipeline.train_dataset(cfg, input_context=ctx), pipeline.epoch_steps(cfg)
+        ds, (steps, _) = pipeline.train_dataset(TrainDataSettings.from_config(cfg), input_context=ctx), pipeline.epoch_steps(TrainDataSettings.from_config(cfg))
         assert steps == 4 and all(int(b["image"].shape[0]) == 1 for b in ds.take(8))   # per-replica, full
     assert len(seen[0]) == len(seen[1]) == 4
     assert set(seen[0]) | set(seen[1]) == set(first7)
@@ -219,10 +220,10 @@ def test_crops_are_integer_valued_as_the_reference_uint8_warp(coco_records, det_
 def test_a_stream_started_at_step_k_is_the_full_stream_from_k_on(coco_records, det_records, mixed):
     extra = [] if mixed else ["method.name=supervised", "data.labelled_sampling=permutation"]
     cfg = _cfg(coco_records, det_records, "train.batch_size=5", "data.labelled.max_instances=0", *extra)
-    full, (steps, _) = pipeline.train_dataset(cfg), pipeline.epoch_steps(cfg)
+    full, (steps, _) = pipeline.train_dataset(TrainDataSettings.from_config(cfg)), pipeline.epoch_steps(TrainDataSettings.from_config(cfg))
     full = [tf.nest.map_structure(lambda t: t.numpy(), b) for b in full.take(steps + 3)]
     k = steps + 1                                         # mid-way into the second epoch
-    resumed = pipeline.train_dataset(cfg, start_step=k)
+    resumed = pipeline.train_dataset(TrainDataSettings.from_config(cfg), start_step=k)
     for want, got in zip(full[k:], resumed.take(len(full) - k)):
         for x, y in zip(tf.nest.flatten(want), tf.nest.flatten(tf.nest.map_structure(lambda t: t.numpy(), got))):
             np.testing.assert_array_equal(x, y)
@@ -236,13 +237,13 @@ def test_the_step_prepares_bit_for_bit_what_the_pipeline_used_to_ship(coco_recor
     the float crops normalised and each person's targets encoded one by one."""
     cfg = _cfg(coco_records, det_records, "method.rand_aug=true", "method.rand_magnitude=20")
     prepare = codec.TrainingInputs.from_config(cfg)
-    lab, unl = next(iter(pipeline.train_dataset(cfg)))
+    lab, unl = next(iter(pipeline.train_dataset(TrainDataSettings.from_config(cfg))))
     assert lab["image"].dtype == unl["image"].dtype == unl["image_RA"].dtype == tf.uint8
     assert "target" not in lab and set(lab) == {"image", "joints", "vis", "person"}
     in_step = tf.function(lambda lab, unl: (prepare(lab), prepare(unl)))
     got_lab, got_unl = in_step(lab, unl)
     monkeypatch.setattr(pipeline, "pixels", lambda crop: crop)      # the float crops, as shipped before
-    float_lab, float_unl = next(iter(pipeline.train_dataset(cfg)))
+    float_lab, float_unl = next(iter(pipeline.train_dataset(TrainDataSettings.from_config(cfg))))
     norm, heatmaps = codec.InputNormaliser.from_config(cfg.data), codec.HeatmapCodec.from_config(cfg)
     np.testing.assert_array_equal(got_lab["image"], norm.normalise(float_lab["image"]))
     for key in ("image", "image_RA"):

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from posedual_tf import checkpoints, config, geometry, joints
 from posedual_tf.models import builder
+from posedual_tf.data.settings import EvalDataSettings
 from tests.conftest import EXPORT_SETS as SETS
 
 #: int8 keypoints vs the SavedModel's on the 12 real crops (96x128 px) of the fitted network, 17 joints each.
@@ -79,7 +80,7 @@ def fitted(coco_records, tmp_path_factory):
     cfg = config.load("coco1k_dual", SETS)
     c = copy.deepcopy(cfg)
     c.data.val.records, c.test.use_gt_bbox = coco_records, True
-    batch = next(iter(pipeline.eval_dataset(c, batch_size=12)[0]))
+    batch = next(iter(pipeline.eval_dataset(EvalDataSettings.from_config(c), batch_size=12)[0]))
     nets = builder.build_networks(cfg)
     opt = keras.optimizers.Adam(2e-3)
 

@@ -20,6 +20,7 @@ from posedual_tf import config, methods
 from posedual_tf.data import augment
 from posedual_tf.methods.base import joints_mse
 from posedual_tf.models import builder
+from posedual_tf.data.settings import TrainDataSettings
 
 from tests.conftest import SMALL_DEMO, TINY, TINY_SETS, mse_np as _mse_np, run_python as _run, tiny_batch as _batch, \
     tiny_method as _method
@@ -121,7 +122,7 @@ def test_supervised_loss_goes_down_on_real_records(coco_records):
     cfg = config.load("coco1k_sup", [f"data.labelled.records={coco_records}", "data.image_size=[96,128]",
                                      "data.heatmap_size=[24,32]", "model.width_multiplier=0.25", "train.batch_size=8",
                                      "train.replica_batch=0", "train.lr=0.003"])
-    ds = pipeline.train_dataset(cfg)
+    ds = pipeline.train_dataset(TrainDataSettings.from_config(cfg))
     batch = next(iter(ds))
     nets = builder.build_networks(cfg)
     m = methods.build_method(cfg, nets)

@@ -28,8 +28,9 @@ import numpy as np
 import tensorflow as tf
 
 from posedual_tf import aug_paths, codec, geometry, joints as joint_sets
-from posedual_tf.config import Config, DataConfig, MethodConfig
+from posedual_tf.config import DataConfig, MethodConfig
 from posedual_tf.data import augment, corrupt, records
+from posedual_tf.data.settings import EvalDataSettings, TrainDataSettings
 from posedual_tf.data.sources import Source, Sources, open_source, person_fetcher
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -216,51 +217,37 @@ def _options() -> tf.data.Options:
     return opts
 
 
-def labelled_sampling(cfg: Config) -> str:
-    """How the labelled people of an epoch are drawn (``data.labelled_sampling``, auto resolved)."""
-    s = cfg.data.labelled_sampling
-    if s != "auto":
-        return s
-    return "replacement" if is_mixed(cfg) else "permutation"
-
-
-def is_mixed(cfg: Config) -> bool:
-    """Whether a run trains on labelled + unlabelled batches (a consistency method with unlabelled records);
-    otherwise it trains on labelled batches only."""
-    return cfg.method.name != "supervised" and bool(cfg.data.unlabelled.records)
-
-
 def _element_seeds(n, seed: int, epoch) -> tf.Tensor:
     return tf.random.stateless_uniform(tf.reshape(n, [1]), tf.stack([tf.constant(seed, tf.int64), epoch]),
                                        minval=None, maxval=None, dtype=tf.int64)
 
 
-def epoch_steps(cfg: Config, sources: Sources | None = None, batch_size: int | None = None) -> tuple[int, int]:
+def epoch_steps(settings: TrainDataSettings, sources: Sources | None = None,
+                batch_size: int | None = None) -> tuple[int, int]:
     """(steps per epoch, steps of the reference epoch: the unlabelled set, or the labelled set for
     supervised training, in batches with the last one partial). ``sources``: the run's (opened here if
     not given)."""
-    sources = sources or Sources(cfg.data)
-    global_batch = batch_size or cfg.train.batch_size
-    epoch_set = sources.unlabelled if is_mixed(cfg) else sources.labelled
+    sources = sources or Sources(settings.data)
+    global_batch = batch_size or settings.batch_size
+    epoch_set = sources.unlabelled if settings.mixed else sources.labelled
     ref_steps = math.ceil(epoch_set.num_instances / global_batch)
-    return cfg.train.steps_per_epoch or ref_steps, ref_steps
+    return settings.steps_per_epoch or ref_steps, ref_steps
 
 
-def _epoch_size(cfg: Config, sources: Sources, global_batch: int, replicas: int) -> tuple[int, int]:
+def _epoch_size(settings: TrainDataSettings, sources: Sources, global_batch: int, replicas: int) -> tuple[int, int]:
     """(steps per epoch, positions per epoch). Every batch is full under several replicas, several
     ``train.replica_batch`` groups or a set ``train.steps_per_epoch``; otherwise an epoch is the epoch set
     once, its last batch partial (the reference)."""
-    steps, ref_steps = epoch_steps(cfg, sources, global_batch)
-    several_groups = cfg.train.replica_batch > 0 and global_batch > cfg.train.replica_batch
+    steps, ref_steps = epoch_steps(settings, sources, global_batch)
+    several_groups = settings.replica_batch > 0 and global_batch > settings.replica_batch
     if steps != ref_steps or replicas > 1 or several_groups:
         return steps, steps * global_batch
-    return steps, (sources.unlabelled if is_mixed(cfg) else sources.labelled).num_instances
+    return steps, (sources.unlabelled if settings.mixed else sources.labelled).num_instances
 
 
-def train_dataset(cfg: Config, sources: Sources | None = None, *, seed: int | None = None,
+def train_dataset(settings: TrainDataSettings, sources: Sources | None = None, *, seed: int | None = None,
                   batch_size: int | None = None, input_context: tf.distribute.InputContext | None = None,
-                  counter: corrupt.CorruptionCounter | None = None, start_step: int = 0,
-                  heatmaps: codec.HeatmapCodec | None = None) -> tf.data.Dataset:
+                  counter: corrupt.CorruptionCounter | None = None, start_step: int = 0) -> tf.data.Dataset:
     """The training stream (endless); :func:`epoch_steps` gives its steps per epoch.
 
     Supervised (no unlabelled records): batches of ``{image, target, weight}``; otherwise batches of
@@ -276,21 +263,22 @@ def train_dataset(cfg: Config, sources: Sources | None = None, *, seed: int | No
     People whose record fails to parse or decode are dropped and reported to ``counter``.
     ``start_step``: the stream begins there (a resumed run): the epoch orders and every draw are the
     ones an uninterrupted run would see, and nothing before that step is read.
-    ``sources``, ``heatmaps``: the run's record sources and codec (made here when not given).
+    ``settings``: the stream's values (:class:`~posedual_tf.data.settings.TrainDataSettings`, the run's
+    codec included); ``sources``: the run's record sources (opened here when not given).
     """
-    seed = cfg.train.seed if seed is None else seed
-    global_batch = batch_size or cfg.train.batch_size
+    seed = settings.seed if seed is None else seed
+    global_batch = batch_size or settings.batch_size
     workers = input_context.num_input_pipelines if input_context else 1
     worker = input_context.input_pipeline_id if input_context else 0
     replicas = input_context.num_replicas_in_sync if input_context else 1
     if global_batch % replicas:
         raise ValueError(f"train.batch_size: {global_batch} does not split over {replicas} replicas")
     per_replica = global_batch // replicas
-    calls = cfg.data.num_parallel_calls if cfg.data.num_parallel_calls > 0 else AUTOTUNE
-    sources = sources or Sources(cfg.data)
-    maker = SampleMaker(cfg.data, heatmaps or codec.HeatmapCodec.from_config(cfg))
-    streams = _streams(cfg, sources, maker, seed)       # opens the labelled set first
-    steps, size = _epoch_size(cfg, sources, global_batch, replicas)
+    calls = settings.data.num_parallel_calls if settings.data.num_parallel_calls > 0 else AUTOTUNE
+    sources = sources or Sources(settings.data)
+    maker = SampleMaker(settings.data, settings.heatmaps)
+    streams = _streams(settings, sources, maker, seed)       # opens the labelled set first
+    steps, size = _epoch_size(settings, sources, global_batch, replicas)
     first_epoch, within = divmod(int(start_step), steps)
     skip = within * (replicas // workers) * per_replica      # this pipeline's people in the steps already done
 
@@ -322,20 +310,19 @@ class _Stream:
     parse: Any
 
 
-def _streams(cfg: Config, sources: Sources, maker: SampleMaker, seed: int) -> tuple[_Stream, ...]:
+def _streams(settings: TrainDataSettings, sources: Sources, maker: SampleMaker, seed: int) -> tuple[_Stream, ...]:
     """The labelled stream, and for a mixed run the unlabelled one (seed + 1, a permutation per epoch)."""
     lab = sources.labelled
-    out = [_Stream("labelled", lab, labelled_sampling(cfg), seed, person_fetcher(lab), labelled_parser(maker))]
-    if is_mixed(cfg):
+    out = [_Stream("labelled", lab, settings.labelled_sampling, seed, person_fetcher(lab), labelled_parser(maker))]
+    if settings.mixed:
         unl = sources.unlabelled
         out.append(_Stream("unlabelled", unl, "permutation", seed + 1, person_fetcher(unl),
-                           unlabelled_parser(maker, cfg.method, lab.joint_set.union_mask())))
+                           unlabelled_parser(maker, settings.method, lab.joint_set.union_mask())))
     return tuple(out)
 
 
-def step_batches(cfg: Config, sources: Sources | None = None, *, seed: int | None = None,
-                 batch_size: int | None = None, heatmaps: codec.HeatmapCodec | None = None,
-                 start_step: int = 0, replicas: int = 1) -> tf.data.Dataset:
+def step_batches(settings: TrainDataSettings, sources: Sources | None = None, *, seed: int | None = None,
+                 batch_size: int | None = None, start_step: int = 0, replicas: int = 1) -> tf.data.Dataset:
     """``(step, dropped, batch)`` for every step from ``start_step`` on: the batch of one training step, as a function of the step alone
     (what tf.data service workers run; :mod:`posedual_tf.data.service`).
 
@@ -346,13 +333,13 @@ def step_batches(cfg: Config, sources: Sources | None = None, *, seed: int | Non
     counted in ``dropped`` (``{stream name: count}``); a mixed batch keeps as many pairs as both
     streams have people.
     """
-    seed = cfg.train.seed if seed is None else seed
-    global_batch = batch_size or cfg.train.batch_size
-    calls = cfg.data.num_parallel_calls if cfg.data.num_parallel_calls > 0 else AUTOTUNE
-    sources = sources or Sources(cfg.data)
-    maker = SampleMaker(cfg.data, heatmaps or codec.HeatmapCodec.from_config(cfg))
-    streams = _streams(cfg, sources, maker, seed)
-    steps, size = _epoch_size(cfg, sources, global_batch, replicas)
+    seed = settings.seed if seed is None else seed
+    global_batch = batch_size or settings.batch_size
+    calls = settings.data.num_parallel_calls if settings.data.num_parallel_calls > 0 else AUTOTUNE
+    sources = sources or Sources(settings.data)
+    maker = SampleMaker(settings.data, settings.heatmaps)
+    streams = _streams(settings, sources, maker, seed)
+    steps, size = _epoch_size(settings, sources, global_batch, replicas)
 
     def people(s, epoch, lo, hi):
         order = epoch_order(s.source.num_instances, size, s.seed, epoch, s.sampling)
@@ -377,24 +364,24 @@ def step_batches(cfg: Config, sources: Sources | None = None, *, seed: int | Non
     return tf.data.Dataset.range(int(start_step), 1 << 62).map(batch_of).with_options(_options())
 
 
-def eval_dataset(cfg: Config, batch_size: int | None = None, counter: corrupt.CorruptionCounter | None = None,
-                 split: str = "val", source: Source | None = None,
-                 heatmaps: codec.HeatmapCodec | None = None) -> tuple[tf.data.Dataset, Source]:
+def eval_dataset(settings: EvalDataSettings, batch_size: int | None = None,
+                 counter: corrupt.CorruptionCounter | None = None, split: str = "val",
+                 source: Source | None = None) -> tuple[tf.data.Dataset, Source]:
     """Evaluation crops of ``data.<split>`` (``val`` or ``unlabelled_eval``): GT boxes, or for ``val``
     detected boxes with score >= test.image_thre, in file order; people whose record fails to parse or
     decode are dropped and reported to ``counter``. ``source``: the split's, already open (opened here
     when not given)."""
-    src = source or open_source(getattr(cfg.data, split), split)
-    calls = cfg.data.num_parallel_calls if cfg.data.num_parallel_calls > 0 else AUTOTUNE
+    src = source or open_source(getattr(settings.data, split), split)
+    calls = settings.data.num_parallel_calls if settings.data.num_parallel_calls > 0 else AUTOTUNE
     fetch = person_fetcher(src)
-    parse = eval_parser(SampleMaker(cfg.data, heatmaps or codec.HeatmapCodec.from_config(cfg)))
+    parse = eval_parser(SampleMaker(settings.data, settings.heatmaps))
     order = tf.range(src.num_instances, dtype=tf.int64)
     ds = tf.data.Dataset.from_tensor_slices(order).map(lambda i: (i, parse(fetch(i))), num_parallel_calls=calls)
     ds = corrupt.counted(ds.ignore_errors(), src.num_instances, order, counter, split, src.index)
-    if not cfg.test.use_gt_bbox and split == "val":
-        thre = cfg.test.image_thre
+    thre = settings.detection_threshold
+    if thre is not None and split == "val":
         ds = ds.filter(lambda e: e["score"] >= thre)
-    return ds.batch(batch_size or cfg.test.batch_size).prefetch(AUTOTUNE), src
+    return ds.batch(batch_size or settings.batch_size).prefetch(AUTOTUNE), src
 
 
 def describe(batch: Any) -> dict[str, tuple]:

@@ -18,6 +18,7 @@ from posedual_tf import codec, files
 from posedual_tf.progress import Progress
 from posedual_tf.config import Config
 from posedual_tf.data import corrupt, pipeline, sources
+from posedual_tf.data.settings import EvalDataSettings
 from posedual_tf.evaluation import aic, coco, mpii
 
 
@@ -139,7 +140,8 @@ def evaluate(cfg: Config, nets: Sequence, workdir: str | None = None, progress: 
         files.claim(workdir, "evaluate", accepts=("train",), setting="--output", create=False)
     counter = corrupt.CorruptionCounter()
     heatmaps = heatmaps or codec.HeatmapCodec.from_config(cfg)
-    ds, src = pipeline.eval_dataset(cfg, counter=counter, split=split, source=source, heatmaps=heatmaps)
+    ds, src = pipeline.eval_dataset(EvalDataSettings.from_config(cfg, heatmaps), counter=counter, split=split,
+                                    source=source)
     per_head = predict(heatmaps, nets, ds, total=src.num_instances, progress=progress,
                        max_batches=cfg.test.max_batches)
     if workdir:

@@ -9,8 +9,8 @@ import keras
 import tensorflow as tf
 
 from posedual_tf import aug_paths, codec
-from posedual_tf.config import Config
 from posedual_tf.data import augment, view_paths
+from posedual_tf.methods.settings import StepSettings
 from posedual_tf.models import bn_groups
 
 
@@ -85,17 +85,21 @@ def agree_on_finite(pairs):
 
 
 class PoseMethod(keras.Model):
-    """Base: owns the networks, the metrics, the per-step RNG and the optimiser step."""
+    """Base: owns the networks, the metrics, the per-step RNG and the optimiser step.
+
+    ``settings``: the step's values (:class:`~posedual_tf.methods.settings.StepSettings`); ``prepare``:
+    the run's :class:`~posedual_tf.codec.TrainingInputs`. :func:`~posedual_tf.methods.build_method`
+    makes both from a Config."""
 
     metric_names: tuple[str, ...] = ("loss", "loss_pose", "acc")
 
-    def __init__(self, cfg: Config, nets: list[keras.Model], metric_names: tuple[str, ...] | None = None,
-                 heatmaps: codec.HeatmapCodec | None = None, **kwargs):
+    def __init__(self, settings: StepSettings, nets: list[keras.Model], prepare: codec.TrainingInputs,
+                 metric_names: tuple[str, ...] | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.cfg = cfg
+        self.settings = settings
         self.nets = nets
         #: uint8 crops -> network input, joints -> targets, in the step (on the device)
-        self.prepare = codec.TrainingInputs.from_config(cfg, heatmaps)
+        self.prepare = prepare
         if metric_names is not None:
             self.metric_names = metric_names
         self.trackers = {n: keras.metrics.Mean(name=n) for n in self.metric_names}
@@ -129,11 +133,11 @@ class PoseMethod(keras.Model):
     def groups(self) -> int:
         """BatchNorm and draw groups in this replica's batch (``train.replica_batch``; 1 = the batch)."""
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        return bn_groups.groups_per_replica(self.cfg.train.batch_size, self.cfg.train.replica_batch, replicas)
+        return bn_groups.groups_per_replica(self.settings.batch_size, self.settings.replica_batch, replicas)
 
     def group_context(self):
         """Context for a step's forward passes: BatchNorm per group of ``train.replica_batch`` people."""
-        return bn_groups.replica_groups(self.groups, self.cfg.train.replica_batch)
+        return bn_groups.replica_groups(self.groups, self.settings.replica_batch)
 
     def step_rng(self, group: int = 0) -> augment.StatelessRng:
         """Stateless RNG for this step and draw group: reproducible, and resumes with the optimizer.
@@ -144,9 +148,9 @@ class PoseMethod(keras.Model):
         ``train.shared_draws``. So 4 replicas of one group draw as 1 replica of 4 groups."""
         ctx = tf.distribute.get_replica_context()
         replica = ctx.replica_id_in_sync_group if ctx is not None else 0
-        index = 0 if self.cfg.train.shared_draws else tf.cast(replica, tf.int64) * self.groups + group
+        index = 0 if self.settings.shared_draws else tf.cast(replica, tf.int64) * self.groups + group
         step = tf.cast(self.optimizer.iterations, tf.int64)
-        return augment.StatelessRng(tf.stack([tf.constant(self.cfg.train.seed, tf.int64),
+        return augment.StatelessRng(tf.stack([tf.constant(self.settings.seed, tf.int64),
                                               step * 1024 + tf.cast(index, tf.int64)]))
 
     def scale_loss(self, loss):
@@ -186,7 +190,7 @@ class PoseMethod(keras.Model):
 
     def teacher(self, net, images):
         """A teacher pass: no gradient; train-mode BN as the reference unless fixed (oddity 4)."""
-        training = not self.cfg.fixes.teacher_bn_inference
+        training = not self.settings.teacher_bn_inference
         return tf.stop_gradient(tf.cast(net(images, training=training), tf.float32))
 
 
@@ -208,17 +212,17 @@ class ConsistencyMethod(PoseMethod):
 
     num_nets = 1
 
-    def __init__(self, cfg: Config, nets, labelled_ids=None, views: view_paths.ViewSettings | None = None, **kwargs):
-        paths = aug_paths.method_paths(cfg.method)
+    def __init__(self, settings: StepSettings, nets, prepare: codec.TrainingInputs, views: view_paths.ViewSettings,
+                 **kwargs):
+        paths = aug_paths.method_paths(settings.method)
         labels = aug_paths.path_labels(paths)
         names = ["loss", "loss_pose", "loss_cons", "acc"] + [f"collapse_{i + 1}" for i in range(self.num_nets)]
         names += [f"low_peaks_{i + 1}" for i in range(self.num_nets)]
         if len(paths) > 1:
             names += [f"cons_{p}" for p in labels] + [f"collapse_{p}" for p in labels]
-        super().__init__(cfg, nets, metric_names=tuple(names), **kwargs)
+        super().__init__(settings, nets, prepare, metric_names=tuple(names), **kwargs)
         self.paths, self.path_labels = tuple(paths), tuple(labels)
-        self.labelled_ids = labelled_ids
-        self.views = views or view_paths.ViewSettings.from_config(cfg, labelled_ids, self.prepare.heatmaps)
+        self.views = views
 
     def partner(self, n: int) -> int:
         """The network whose teacher places net ``n``'s cutouts and whose warped map net ``n`` learns."""
@@ -228,7 +232,7 @@ class ConsistencyMethod(PoseMethod):
     def easy_teachers(self) -> bool:
         """Whether a step runs the teachers on the easy view: always for the reference's easy -> hard
         pair; for the study pairs only when the path places boxes with them (JC, JO)."""
-        return (self.cfg.method.consistency_pair == "easy_hard"
+        return (self.settings.method.consistency_pair == "easy_hard"
                 or any(view_paths.path_places_boxes(p) for p in self.paths))
 
     def _views(self, rng, unl, teachers):
@@ -241,7 +245,7 @@ class ConsistencyMethod(PoseMethod):
         groups = self.groups
         if groups == 1:
             return self._group_views(rng(0), unl, teachers)
-        size = self.cfg.train.replica_batch
+        size = self.settings.replica_batch
         cut = lambda x: bn_groups.split_groups(x, groups, size)
         unl_parts = {k: cut(v) for k, v in unl.items()}
         teacher_parts = None if teachers is None else [cut(t) for t in teachers]
@@ -256,7 +260,7 @@ class ConsistencyMethod(PoseMethod):
         n_nets = len(self.nets)
         partners = [self.partner(n) for n in range(n_nets)]
         cut = [teachers[p] for p in partners] if teachers is not None else [None] * n_nets
-        if self.cfg.method.consistency_pair != "easy_hard":
+        if self.settings.method.consistency_pair != "easy_hard":
             pair = view_paths.build_pair_views(self.views, rng, unl, cut)
             targets = [pair.target(self.teacher(self.nets[p], pair.teacher[n])) for n, p in enumerate(partners)]
             return [[v] for v in pair.student], targets
@@ -273,7 +277,7 @@ class ConsistencyMethod(PoseMethod):
         """The step's loss and logs from every network's (pose, cons, per_path) terms. Logged as the
         reference logs them: loss_pose as it enters the loss (0.5 (net 1 + net 2) for PoseDual),
         loss_cons the sum."""
-        m = self.cfg.method
+        m = self.settings.method
         pose = tf.add_n([t[0] for t in terms])
         cons = tf.add_n([t[1] for t in terms])
         return {"loss": m.sup_weight * pose + m.cons_weight * cons, "loss_pose": m.sup_weight * pose,
@@ -294,7 +298,7 @@ class ConsistencyMethod(PoseMethod):
 
     def per_network_gradients(self, lab, unl, rng, fuse: bool):
         """The per-network and fused schedules (class docstring): ``(out, [(gradient, variable)])``."""
-        m = self.cfg.method
+        m = self.settings.method
         call = bn_groups.grouped_call if fuse else bn_groups.separate_calls
         teachers, recorded = [], []
         for net in self.nets:
@@ -322,7 +326,7 @@ class ConsistencyMethod(PoseMethod):
     def gradients(self, lab, unl, rng):
         """Forward passes, losses and gradients of one step: ``(out, [(gradient, variable)])``. ``rng``:
         a generator, or group index -> generator (:meth:`step_rng`)."""
-        schedule = self.cfg.train.pass_schedule
+        schedule = self.settings.pass_schedule
         with self.group_context():
             if schedule != "reference":
                 return self.per_network_gradients(lab, unl, rng, fuse=schedule == "fused")
@@ -342,7 +346,7 @@ class ConsistencyMethod(PoseMethod):
         Summed over paths (the reference), averaged under ``fixes.path_mean``; ``heat_fusion`` takes one
         MSE of the mean map; ``conf_masking`` and ``sharpen_pred`` change each MSE.
         """
-        m = self.cfg.method
+        m = self.settings.method
         mask = None
         if m.conf_masking:
             mask = tf.cast(tf.reduce_max(target, axis=[1, 2]) > m.conf_thresh, tf.float32)
@@ -352,7 +356,7 @@ class ConsistencyMethod(PoseMethod):
             total = mse(tf.add_n([tf.cast(p, tf.float32) for p in preds]) / len(preds))
         else:
             total = tf.add_n(per_path)
-            if self.cfg.fixes.path_mean:
+            if self.settings.path_mean:
                 total = total / len(preds)
         return total, per_path
 
@@ -364,7 +368,7 @@ class ConsistencyMethod(PoseMethod):
         w = unl["weight"]
         per_net_path = [[collapse_indicator(h, w) for h in maps] for maps in out["hard"]]
         values = {f"collapse_{n + 1}": tf.add_n(c) / len(c) for n, c in enumerate(per_net_path)}
-        threshold = self.cfg.test.peak_threshold
+        threshold = self.settings.peak_threshold
         for n, maps in enumerate(out["hard"]):
             values[f"low_peaks_{n + 1}"] = tf.add_n([collapse_indicator(h, w, threshold) for h in maps]) / len(maps)
         if len(self.paths) > 1:
