@@ -20,7 +20,7 @@ def main() -> None:
     ap.add_argument("--copies", type=int, default=150)
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
-    from tfrecords_tools import coco
+    from posedual_tf.conversion import coco
 
     tmp = pathlib.Path(tempfile.mkdtemp())
     try:

@@ -197,7 +197,7 @@ def main() -> None:
     from posedual_tf import config
     from posedual_tf.data import pipeline
     from posedual_tf.data.settings import TrainDataSettings
-    from tfrecords_tools import coco
+    from posedual_tf.conversion import coco
 
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="posedual_tf-bench-"))
     try:

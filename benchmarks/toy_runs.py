@@ -169,7 +169,7 @@ class Study:
         """The synthetic splits, and the ground truth of the first ``unlabelled_eval_images`` unlabelled
         images as the unlabelled evaluation set."""
         from posedual_tf import config, demo
-        from tfrecords_tools import coco
+        from posedual_tf.conversion import coco
 
         sets = [d for d in self._data_sets() if not d.startswith("data.unlabelled_eval")]
         demo.prepare_data(config.load("demo_cons", sets + ["data.unlabelled_eval.records=''"]))

@@ -24,7 +24,7 @@ def data_dir(cfg: Config) -> str:
 
 def prepare_data(cfg: Config, workers: int = 1) -> None:
     """Generate and convert whatever split is missing (idempotent; each step is atomic)."""
-    from tfrecords_tools import coco, detections, synthetic, writer
+    from posedual_tf.conversion import coco, detections, synthetic, writer
 
     from posedual_tf import files
 

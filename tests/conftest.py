@@ -27,7 +27,7 @@ def shared() -> pathlib.Path:
 @pytest.fixture(scope="session")
 def coco_records(tmp_path_factory, shared):
     """test_coco.json converted (4 images, 12 people) -> prefix."""
-    from tfrecords_tools import coco
+    from posedual_tf.conversion import coco
 
     out = tmp_path_factory.mktemp("coco") / "val"
     coco.convert(str(shared / "coco/test_coco.json"), str(shared / "coco"), str(out), workers=1)
@@ -37,7 +37,7 @@ def coco_records(tmp_path_factory, shared):
 @pytest.fixture(scope="session")
 def det_records(tmp_path_factory, shared):
     """image_info_test_coco.json + test_coco_det_AP_H_56.json converted -> prefix."""
-    from tfrecords_tools import detections
+    from posedual_tf.conversion import detections
 
     out = tmp_path_factory.mktemp("det") / "det"
     detections.convert(str(shared / "coco/image_info_test_coco.json"), str(shared / "coco/test_coco_det_AP_H_56.json"),
@@ -183,7 +183,7 @@ def records_with_a_bad_image(shared, tmp_path, bad_index):
     import tensorflow as tf
 
     from posedual_tf.data import records
-    from tfrecords_tools import coco
+    from posedual_tf.conversion import coco
 
     entries, _, _, _ = coco.build_entries(str(shared / "coco/test_coco.json"), str(shared / "coco"))
     prefix = str(tmp_path / f"bad{bad_index}")

@@ -171,10 +171,10 @@ MUTANTS = [
       f"{DT}::test_multi_worker_two_processes_on_localhost",
       "every worker of a cluster writes the workdir"),
     # ---- converters
-    m("visibility_unchecked", "tfrecords_tools/annotations.py", "if not np.isin(k[2::3], visibility).all():",
+    m("visibility_unchecked", "posedual_tf/conversion/annotations.py", "if not np.isin(k[2::3], visibility).all():",
       "if False:", "tests/test_converter_strictness.py::test_coco_malformed_annotation_is_skipped_and_listed",
       "converters accept keypoint visibilities outside {0, 1, 2}"),
-    m("coco_visibility_kept", "tfrecords_tools/coco.py", "kp[:, 2] = np.minimum(kp[:, 2], 1.0)", "pass",
+    m("coco_visibility_kept", "posedual_tf/conversion/coco.py", "kp[:, 2] = np.minimum(kp[:, 2], 1.0)", "pass",
       "tests/test_tfrecords.py::test_coco_records_match_annotations",
       "the COCO converter keeps visibility 2 instead of min(v, 1)"),
     # ---- nothing lost, part 2 (the ownership rule, the path rule, CRC, EXIF, lock, resume, sigmas)
@@ -184,7 +184,7 @@ MUTANTS = [
     m("claim_takes_a_users_folder", "posedual_tf/files.py", "        if names:\n", "        if False:\n",
       f"{OW}::test_case06_train_refuses_a_users_folder_as_workdir",
       "a folder holding files and no ownership list is written into"),
-    m("shards_by_name_pattern", "tfrecords_tools/writer.py",
+    m("shards_by_name_pattern", "posedual_tf/conversion/writer.py",
       "if os.path.lexists(path) and os.path.basename(path) not in owned:", "if False:",
       f"{OW}::test_case02_converter_keeps_another_tools_shards", "a converter overwrites another tool's shard"),
     m("file_names_leave_images", "posedual_tf/files.py", 'if any(p in ("", ".", "..") for p in parts):',

@@ -10,7 +10,7 @@ import pytest
 from posedual_tf import config
 from posedual_tf.data import pipeline, records
 from posedual_tf.data.settings import EvalDataSettings
-from tfrecords_tools import aic, coco, detections, mpii
+from posedual_tf.conversion import aic, coco, detections, mpii
 
 
 def _convert(tool: str, *args) -> subprocess.CompletedProcess:

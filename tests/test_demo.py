@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from posedual_tf.data import records
-from tfrecords_tools import coco, synthetic
+from posedual_tf.conversion import coco, synthetic
 
 
 def test_synthetic_keypoints_land_on_drawn_limbs(tmp_path):

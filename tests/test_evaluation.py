@@ -266,8 +266,8 @@ def _mpii_val(shared, tmp_path, people, tag):
     """People (simple-baseline MPII json entries) converted to records, and a gt_valid.mat in their order."""
     from scipy.io import savemat
 
-    from tfrecords_tools import mpii as mpii_tool
-    from tfrecords_tools import writer
+    from posedual_tf.conversion import mpii as mpii_tool
+    from posedual_tf.conversion import writer
 
     (tmp_path / f"{tag}_people.json").write_text(json.dumps(people))       # not {tag}.json: the manifest's name
     entries, _ = mpii_tool.build_entries(str(tmp_path / f"{tag}_people.json"), str(shared / "mpii"))

@@ -26,7 +26,7 @@ def test_case10_config_stating_a_section_twice_is_an_error(tmp_path):
 
 
 def test_case11_mpii_file_names_of_one_number_do_not_share_an_id(shared, tmp_path):
-    from tfrecords_tools import mpii
+    from posedual_tf.conversion import mpii
 
     person = {"center": [100.0, 100.0], "scale": 1.0, "joints": [[50.0, 60.0]] * 16, "joints_vis": [1] * 16}
     ann = tmp_path / "mpii.json"
@@ -119,7 +119,7 @@ def test_case19_ctrl_c_is_one_line(tmp_path):
 
 
 def test_case21_fifo_named_like_an_image_is_skipped_not_waited_on(tmp_path):
-    from tfrecords_tools import writer
+    from posedual_tf.conversion import writer
 
     fifo = tmp_path / "x.jpg"
     os.mkfifo(fifo)
@@ -168,8 +168,8 @@ def _coco_with(shared, tmp_path, edit) -> pathlib.Path:
      r"annotation \d+: field 'category_id' should be an integer, got \"person\""),
 ])
 def test_error_annotation_fields_are_named(shared, tmp_path, case, edit, expected):
-    from tfrecords_tools import coco
-    from tfrecords_tools.writer import ConversionError
+    from posedual_tf.conversion import coco
+    from posedual_tf.conversion.writer import ConversionError
 
     ann = _coco_with(shared, tmp_path, edit)
     with pytest.raises(ConversionError, match=rf"^{ann}: {expected}$"):
@@ -178,8 +178,8 @@ def test_error_annotation_fields_are_named(shared, tmp_path, case, edit, expecte
 
 
 def test_error_json_with_a_latin1_byte_names_the_file(shared, tmp_path):
-    from tfrecords_tools import coco
-    from tfrecords_tools.writer import ConversionError
+    from posedual_tf.conversion import coco
+    from posedual_tf.conversion.writer import ConversionError
 
     ann = coco_copy(shared, tmp_path / "src")
     ann.write_bytes(ann.read_bytes().replace(b'"images"', b'"images\xe9"', 1))
@@ -188,8 +188,8 @@ def test_error_json_with_a_latin1_byte_names_the_file(shared, tmp_path):
 
 
 def test_error_detections_category_without_id(shared, tmp_path):
-    from tfrecords_tools import detections
-    from tfrecords_tools.writer import ConversionError
+    from posedual_tf.conversion import detections
+    from posedual_tf.conversion.writer import ConversionError
 
     info = json.loads((shared / "coco/image_info_test_coco.json").read_text())
     info["categories"] = [{"name": "person"}]
@@ -200,7 +200,7 @@ def test_error_detections_category_without_id(shared, tmp_path):
 
 
 def test_error_zero_size_crowd_strings_and_one_bad_keypoint_list_are_skipped_with_their_reason(shared, tmp_path):
-    from tfrecords_tools import coco
+    from posedual_tf.conversion import coco
 
     def edit(d):
         d["images"][0].update(width=0)
@@ -220,7 +220,7 @@ def test_error_zero_size_crowd_strings_and_one_bad_keypoint_list_are_skipped_wit
 def test_error_png_under_4_px_is_skipped_and_leaves_no_temporary_shard(shared, tmp_path):
     import cv2
     import numpy as np
-    from tfrecords_tools import coco
+    from posedual_tf.conversion import coco
 
     def edit(d):
         d["images"][0]["file_name"] = "tiny.png"
@@ -283,7 +283,7 @@ def test_case14b_crowdpose_style_set_converts_trains_and_evaluates_with_its_own_
 
     from posedual_tf import joints, training
     from posedual_tf.evaluation import runner
-    from tfrecords_tools import coco
+    from posedual_tf.conversion import coco
 
     data = json.loads((shared / "coco/test_coco.json").read_text())
     long = data["categories"][0]["keypoints"]

@@ -15,8 +15,8 @@ from tests.conftest import COCO_NAMES, REPO, coco_copy, run_python, snapshot, ti
 
 
 def test_case01_converter_never_replaces_its_annotation_file(shared, tmp_path):
-    from tfrecords_tools import coco
-    from tfrecords_tools.writer import ConversionError
+    from posedual_tf.conversion import coco
+    from posedual_tf.conversion.writer import ConversionError
 
     ann = coco_copy(shared, tmp_path / "A")
     before = ann.read_bytes()
@@ -38,8 +38,8 @@ def test_case01_converter_never_replaces_its_annotation_file(shared, tmp_path):
 
 
 def test_case02_converter_keeps_another_tools_shards(shared, tmp_path):
-    from tfrecords_tools import coco
-    from tfrecords_tools.writer import ConversionError
+    from posedual_tf.conversion import coco
+    from posedual_tf.conversion.writer import ConversionError
 
     ann = coco_copy(shared, tmp_path / "src")
     out = tmp_path / "out"
@@ -168,7 +168,7 @@ def test_case07_quick_study_never_replaces_the_published_page(tmp_path):
 
 
 def test_case08_coco_file_names_are_read_only_inside_images(shared, tmp_path):
-    from tfrecords_tools import coco
+    from posedual_tf.conversion import coco
 
     outside = tmp_path / "outside"
     outside.mkdir()

@@ -14,7 +14,7 @@ import numpy as np
 
 from posedual_tf import joints
 from posedual_tf.data import records
-from tfrecords_tools import coco, detections, mpii, writer
+from posedual_tf.conversion import coco, detections, mpii, writer
 
 
 def _convert(tool: str, *args) -> subprocess.CompletedProcess:

@@ -1,6 +1,6 @@
 """The TFRecord schema: one ``tf.train.Example`` per image, people as parallel lists.
 
-Both the writers (``tfrecords_tools``) and the tf.data decoder use this module, so the
+Both the writers (:mod:`posedual_tf.conversion`) and the tf.data decoder use this module, so the
 schema lives here only.
 
 Features of one image record (N people, K joints of the file's joint set):

@@ -1,5 +1,5 @@
 """Reading annotation files strictly: a missing file, a malformed field, a non-finite number or a bad box
-is a one-line :class:`~tfrecords_tools.writer.ConversionError` (the file) or a reason to skip and list one
+is a one-line :class:`~posedual_tf.conversion.writer.ConversionError` (the file) or a reason to skip and list one
 annotation (the person), never a crash or a silent guess. Shared by every converter.
 
 Example:
@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from tfrecords_tools.writer import ConversionError
+from posedual_tf.conversion.writer import ConversionError
 
 
 def load_json(path: str) -> Any:
