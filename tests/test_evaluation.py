@@ -295,7 +295,7 @@ def _pckh_of_targets(records, gt_mat):
         for i in range(coords.shape[0]):
             instances.append({"keypoints": np.concatenate([coords[i], maxvals[i][:, None]], -1),
                               "ann_id": int(b["ann_id"][i]), "image_id": int(b["image_id"][i])})
-    return runner.score(cfg, src, instances)[0], [i["ann_id"] for i in instances]
+    return runner.score(runner.ScoreSettings.from_config(cfg), src, instances)[0], [i["ann_id"] for i in instances]
 
 
 def test_mpii_pckh_matches_people_by_their_json_index_not_record_order(shared, tmp_path):

@@ -243,6 +243,6 @@ def test_fixes_pckh_at_0_1_reports_mean_at_0_10(monkeypatch):
     got = {}
     for value in (False, True):
         cfg = config.load("mpii_aic_dual_res18", [f"fixes.pckh_at_0_1={str(value).lower()}"])
-        got[value], _ = runner._score(cfg, joints.MPII, mapped, "val")
+        got[value], _ = runner._score(runner.ScoreSettings.from_config(cfg), joints.MPII, mapped, "val")
     assert got[False]["Mean@0.1"] == 100.0 and got[True]["Mean@0.1"] == 0.0
     assert got[False]["Mean"] == got[True]["Mean"] == 100.0

@@ -6,6 +6,7 @@ Example (``evaluate(cfg, nets)`` runs a whole set: see :meth:`posedual_tf.task.P
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -79,13 +80,44 @@ def peak_stats(keypoints: list[np.ndarray], threshold: float) -> dict[str, float
     return {"peak_mean": float(peaks.mean()), "peaks_below": float((peaks < threshold).mean())}
 
 
-def score(cfg: Config, src: sources.Source, instances: list[dict], split: str = "val") -> tuple[dict, list[dict]]:
+@dataclasses.dataclass(frozen=True)
+class ScoreSettings:
+    """How one split is scored: its ground truth and the post-processing and metric settings.
+
+    >>> from posedual_tf import config
+    >>> s = ScoreSettings.from_config(config.load("coco1k_dual"), "val")
+    >>> s.nms, s.oks_thre, s.pckh_at_0_1
+    ('oks', 0.9, False)
+    """
+
+    #: ``data.<split>.annotations``: COCO json, MPII ``gt_valid.mat`` or AIC json.
+    annotations: str
+    #: ``test.in_vis_thre``, ``test.oks_thre``, ``test.nms``, ``test.oks_sigmas`` (COCO-format sets).
+    in_vis_thre: float
+    oks_thre: float
+    nms: str
+    oks_sigmas: tuple[float, ...]
+    #: ``test.peak_threshold``: the low-peak statistic.
+    peak_threshold: float
+    #: ``fixes.pckh_at_0_1``: MPII's PCKh@0.1 at 0.1 instead of the reference's 0.11.
+    pckh_at_0_1: bool
+
+    @classmethod
+    def from_config(cls, cfg: Config, split: str = "val") -> "ScoreSettings":
+        t = cfg.test
+        return cls(annotations=getattr(cfg.data, split).annotations, in_vis_thre=t.in_vis_thre,
+                   oks_thre=t.oks_thre, nms=t.nms, oks_sigmas=tuple(t.oks_sigmas), peak_threshold=t.peak_threshold,
+                   pckh_at_0_1=cfg.fixes.pckh_at_0_1)
+
+
+def score(settings: ScoreSettings, src: sources.Source, instances: list[dict],
+          split: str = "val") -> tuple[dict, list[dict]]:
     """Metrics of one head's union-24 instances on ``data.<split>``, and its results entries; with the
     peak statistics (:func:`peak_stats`) of the set's own joints."""
     jset = src.joint_set
     mapped = [dict(i, keypoints=jset.from_union_array(i["keypoints"])) for i in instances]
-    stats, results = _score(cfg, jset, mapped, split)
-    return {**stats, **peak_stats([m["keypoints"] for m in mapped], cfg.test.peak_threshold)}, results
+    stats, results = _score(settings, jset, mapped, split)
+    return {**stats, **peak_stats([m["keypoints"] for m in mapped], settings.peak_threshold)}, results
 
 
 def oks_sigmas(jset, configured: list[float]) -> np.ndarray:
@@ -102,11 +134,10 @@ def oks_sigmas(jset, configured: list[float]) -> np.ndarray:
     return np.asarray(jset.sigmas, np.float64)
 
 
-def _score(cfg: Config, jset, mapped: list[dict], split: str) -> tuple[dict, list[dict]]:
-    t = cfg.test
-    ann = getattr(cfg.data, split).annotations
+def _score(t: ScoreSettings, jset, mapped: list[dict], split: str) -> tuple[dict, list[dict]]:
+    ann = t.annotations
     if jset.name in ("coco", "custom"):
-        sigmas = oks_sigmas(jset, t.oks_sigmas)
+        sigmas = oks_sigmas(jset, list(t.oks_sigmas))
         kept = coco.rescore_and_nms(mapped, t.in_vis_thre, t.oks_thre, t.nms, sigmas=sigmas)
         results = coco.to_results(kept)
         if not ann or not os.path.exists(ann):
@@ -116,7 +147,7 @@ def _score(cfg: Config, jset, mapped: list[dict], split: str) -> tuple[dict, lis
         gt = mpii.load_gt_mat(ann)
         preds, missing = mpii.match_by_index(mapped, gt, ann)
         stats = mpii.pckh(preds + 1.0, gt["gt"], missing, gt["headboxes"],
-                          at_0_1=0.1 if cfg.fixes.pckh_at_0_1 else 0.11)
+                          at_0_1=0.1 if t.pckh_at_0_1 else 0.11)
         stats["unpredicted_people"] = float(np.sum(missing.all(axis=1) & ~gt["missing"].all(axis=1)))
         return stats, []
     if jset.name == "aic":
@@ -146,9 +177,10 @@ def evaluate(cfg: Config, nets: Sequence, workdir: str | None = None, progress: 
                        max_batches=cfg.test.max_batches)
     if workdir:
         files.claim(workdir, "evaluate", accepts=("train",), setting="--output")
+    scoring = ScoreSettings.from_config(cfg, split)
     metrics = {}
     for name, instances in per_head.items():
-        stats, results = score(cfg, src, instances, split)
+        stats, results = score(scoring, src, instances, split)
         metrics[name] = stats
         if workdir and results:
             coco.write_results(results, files.own(workdir, f"results_{name}{tag}.json", "evaluate"))
