@@ -29,7 +29,7 @@ import tensorflow as tf
 
 from posedual_tf import checkpoints, codec, distribution
 from posedual_tf.config import Config
-from posedual_tf.data import pipeline, service, settings, sources
+from posedual_tf.data import full_batches, pipeline, service, settings, sources
 from posedual_tf.evaluation import runner
 from posedual_tf.methods import PoseMethod, build_method, make_optimizer
 from posedual_tf.models import builder
@@ -150,13 +150,17 @@ class PoseTask:
         return Model(nets, method, optimizer)
 
     def build_inputs(self, strategy: tf.distribute.Strategy | None = None, counter=None, start_step: int = 0,
-                     device: str | None = None):
+                     device: str | None = None, full: bool = False):
         """The endless training stream from ``start_step`` on (:func:`pipeline.train_dataset`); under several
         replicas every input pipeline takes its own positions of the same epoch orders.
 
         The next batches wait on the device: a multi-replica strategy's distributed datasets copy them to
         every replica's device ahead of the step, and one replica's stream is prefetched to ``device``
         (default: the first GPU, if any), so the step never waits for the host-to-device copy.
+
+        ``full``: every batch of one replica's stream is filled to ``train.batch_size`` places with a
+        ``mask`` (:mod:`posedual_tf.data.full_batches`), so a compiled step keeps one shape through an
+        epoch's short last batch; several replicas' batches are always full.
         """
         strategy = strategy or tf.distribute.get_strategy()
         if self.cfg.train.data_service:
@@ -169,6 +173,8 @@ class PoseTask:
             ds = pipeline.train_dataset(self.train_data, self.sources, counter=counter, start_step=start_step)
         if not isinstance(ds, tf.data.Dataset):
             return ds
+        if full:
+            ds = full_batches.filled(ds, self.cfg.train.batch_size)
         gpus = tf.config.list_logical_devices("GPU")
         device = device or (gpus[0].name if gpus else None)
         return ds.apply(tf.data.experimental.prefetch_to_device(device, buffer_size=2)) if device else ds

@@ -49,7 +49,7 @@ TT, HV, FX, EV = "tests/test_training.py", "tests/test_hard_views.py", "tests/te
 DT, NL = "tests/test_distribution.py", "tests/test_nothing_lost.py"
 OW, RS = "tests/test_ownership.py", "tests/test_resume.py"
 RA, RG, MO = "tests/test_randaugment.py", "tests/test_replica_groups.py", "tests/test_monitoring.py"
-DS = "tests/test_data_service.py"
+DS, FB = "tests/test_data_service.py", "tests/test_full_batches.py"
 
 MUTANTS = [
     # ---- the eight that survived the suite before (issue list, in its order)
@@ -147,8 +147,8 @@ MUTANTS = [
       "at_0_1=0.11", f"{FX}::test_fixes_pckh_at_0_1_reports_mean_at_0_10",
       "fixes.pckh_at_0_1 no longer reaches PCKh"),
     # ---- resume
-    m("resume_restarts_the_stream", "posedual_tf/training.py", "ds = task.build_inputs(strategy, counter, start_step)",
-      "ds = task.build_inputs(strategy, counter, 0)",
+    m("resume_restarts_the_stream", "posedual_tf/training.py", "ds = task.build_inputs(strategy, counter, start_step, full=bool(model.method.jit_compile))",
+      "ds = task.build_inputs(strategy, counter, 0, full=bool(model.method.jit_compile))",
       f"{TT}::test_kill_at_a_mid_epoch_step_resumes_to_the_same_weights",
       "a run resumed mid-epoch reads its input from the epoch's start again"),
     # ---- XLA
@@ -340,6 +340,28 @@ MUTANTS = [
       "    if True:\n        return checkpoint\n    if not cfg.test.model_file:",
       "tests/test_models.py::test_posedual_checkpoint_fills_both_nets_via_cli",
       "convert_torch without --checkpoint ignores the config's official model (test.model_file)"),
+    # ---- #23: filled batches (one compiled shape), XLA's draws
+    m("filled_batch_norm_counts_empty_places", "posedual_tf/models/bn_groups.py",
+      "        fused = lambda x, avg: _people_batch_norm(layer, x, mask)\n",
+      "        pass\n", f"{FB}::test_filled_batch_equals_the_short_batch",
+      "BatchNorm of a filled batch takes its statistics over the empty places too"),
+    m("filled_loss_over_places", "posedual_tf/methods/base.py",
+      "        if people is None:\n            return 0.5 * tf.reduce_mean(squares)",
+      "        if True:\n            return 0.5 * tf.reduce_mean(squares)",
+      f"{FB}::test_filled_batch_equals_the_short_batch",
+      "the losses of a filled batch average over its places, not its people"),
+    m("filled_partners_among_places", "posedual_tf/data/hard_views.py",
+      "    if people is not None:\n        keys = tf.where(", "    if False:\n        keys = tf.where(",
+      f"{FB}::test_filled_batches_draw_partners_among_the_people",
+      "CutMix and MixUp of a filled batch take empty places as partners"),
+    m("task_never_fills", "posedual_tf/task.py", "        if full:\n", "        if False:\n",
+      f"{FB}::test_the_task_fills_the_short_last_batch_of_an_epoch",
+      "the task hands a compiled step the short last batch of an epoch (a new shape, a new compile)"),
+    m("xla_float_draws", "posedual_tf/data/augment.py",
+      "        unit = tf.reshape(self._unit(self._words(tf.reduce_prod(shape))), shape)\n",
+      "        return tf.random.stateless_uniform(shape, self._next(), minval, 1.0 if maxval is None else maxval, "
+      "alg=self.ALG)\n", "tests/test_xla.py::test_xla_draws_equal_the_draws_without_xla_for_a_seed_known_at_run_time",
+      "float draws by TensorFlow's kernels, which XLA compiles into other floats for a run-time seed"),
     # ---- #28: the input served by tf.data service workers
     m("service_draws_differ", "posedual_tf/data/pipeline.py",
       "seeds = _element_seeds(tf.constant(size, tf.int64), s.seed + 7, epoch)",

@@ -46,7 +46,7 @@ def test_xla_step_equals_the_step_without_xla(name, extra):
         if name.endswith("_sup"):
             out, pairs = _supervised_gradients(m, lab)
         else:
-            out, pairs = m.gradients(lab, unl, augment.StatelessRng([7, 1]))
+            out, pairs = m.gradients(lab, unl, m.step_rng)          # seeded at run time, from the step
         grads = {f"{n}:{path}": g for (n, path), g in grads_by_position(nets, pairs).items()}
         return {k: v for k, v in out.items() if k in ("loss", "loss_pose", "loss_cons", "cons_paths")}, grads
 
@@ -62,7 +62,9 @@ def test_xla_step_equals_the_step_without_xla(name, extra):
         assert g is not None, key
         _gradients_agree(g.numpy(), grads_b[key].numpy(), key)
     for i, (x, y) in enumerate(zip(moving_stats(nets_a), moving_stats(nets_b))):
-        assert_close(x, y, f"moving statistic {i}", rtol=1e-4, atol=1e-6)
+        # 1e-5 of the largest statistic (at least 1): a unit whose input XLA rounds across zero moves the
+        # small statistics behind it by ~1e-6 (measured 1.6e-6 on a mean of 0.0036); a missed update is >1e-2
+        assert_close(x, y, f"moving statistic {i}", rtol=1e-4, atol=1e-5)
     assert any(not np.allclose(x, y) for x, y in zip(moving_stats(nets_b), moving_stats(tiny_method(name, *extra)[1])))
 
 
@@ -87,15 +89,44 @@ def test_xla_hard_views_equal_the_views_without_xla():
                 maps[i, rng.integers(16), rng.integers(12), j] = 1.0        # one peak per map
         teachers.append(tf.constant(maps))
 
+    seed = tf.Variable([5, 3], dtype=tf.int64)          # known at run time only, as a step's seed is
+
     def views():
-        v, t = view_paths.build_views(view_paths.ViewSettings.from_config(cfg), augment.StatelessRng([5, 3]), unl, teachers[::-1], teachers)
+        v, t = view_paths.build_views(view_paths.ViewSettings.from_config(cfg), augment.StatelessRng(seed), unl, teachers[::-1], teachers)
         return v, t
 
     plain, target_plain = tf.function(views)()
     xla, target_xla = tf.function(views, jit_compile=True)()
     for p, (vp, vx) in enumerate(zip(plain, xla)):
         for n in range(2):
-            assert_close(vp[n], vx[n], f"path {p} net {n + 1}", rtol=1e-5, atol=1e-5)
+            # 1e-4: XLA's sin/log round a normal draw's last bit otherwise, and the batch affine moves
+            # its sample points by that (one pixel in 36864 off by 3e-5, measured); a box elsewhere is O(1)
+            assert_close(vp[n], vx[n], f"path {p} net {n + 1}", rtol=1e-4, atol=1e-4)
             assert not np.array_equal(vp[n].numpy(), unl["image"].numpy())
     for n in range(2):
         assert_close(target_plain[n], target_xla[n], f"target {n + 1}", rtol=1e-5, atol=1e-6)
+
+
+def test_xla_draws_equal_the_draws_without_xla_for_a_seed_known_at_run_time():
+    """XLA compiles TensorFlow's stateless float draws into other floats when the seed is a run-time value
+    (a step's seed comes from the optimizer's step count): StatelessRng makes its floats from the
+    generator's words itself, so both draw alike. Its uniform floats are TensorFlow's kernel's, bit for
+    bit; its normals are the kernel's Box-Muller to float rounding."""
+    seed = tf.Variable([7, 1], dtype=tf.int64)
+
+    def draws():
+        rng = augment.StatelessRng(seed)
+        return {"uniform": rng.uniform([5, 3]), "range": rng.uniform([7], -2.0, 3.0), "normal": rng.normal([9]),
+                "int": rng.uniform([6], 0, 40, dtype=tf.int32), "gamma": rng.gamma([4], 0.2)}
+
+    plain, xla = tf.function(draws)(), tf.function(draws, jit_compile=True)()
+    for key in plain:
+        assert_close(plain[key], xla[key], key, rtol=1e-6, atol=1e-7)
+    rng = augment.StatelessRng(seed)
+    kernel = {"uniform": tf.random.stateless_uniform([5, 3], rng._next(), alg="philox"),
+              "range": tf.random.stateless_uniform([7], rng._next(), -2.0, 3.0, alg="philox"),
+              "normal": tf.random.stateless_normal([9], rng._next(), alg="philox")}
+    for key in ("uniform", "range"):
+        np.testing.assert_array_equal(plain[key], kernel[key], key)
+    assert_close(kernel["normal"], plain["normal"], "normal", rtol=1e-6, atol=1e-7)
+    assert 0.5 < float(tf.math.reduce_std(augment.StatelessRng([3, 3]).normal([4000]))) < 1.5

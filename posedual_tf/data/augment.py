@@ -41,13 +41,41 @@ class StatelessRng:
         self.count += 1
         return tf.random.experimental.stateless_fold_in(self.seed, self.count, alg=self.ALG)
 
+    # Floats are made here from the generator's 32-bit words, as TensorFlow's CPU and GPU kernels make them:
+    # XLA compiles StatelessRandomUniformV2 and StatelessRandomNormalV2 into other float conversions
+    # (the words agree, the floats do not: measured in TF 2.21 with a seed computed at run time), so a
+    # step compiled with XLA would draw other hard views than the same step without it.
+
+    def _words(self, count):
+        """``count`` (a scalar) uint32 words of the next draw: the same under XLA and without it."""
+        return tf.random.stateless_uniform(tf.reshape(count, [1]), self._next(), None, None, tf.uint32, alg=self.ALG)
+
+    @staticmethod
+    def _unit(words):
+        """Uniform [0, 1) floats from uint32 words: the low 23 bits as the mantissa of [1, 2), minus 1
+        (TensorFlow's ``Uint32ToFloat``)."""
+        mantissa = tf.bitwise.bitwise_or(tf.bitwise.bitwise_and(words, 0x7FFFFF), 0x3F800000)
+        return tf.bitcast(mantissa, tf.float32) - 1.0
+
     def uniform(self, shape, minval=0, maxval=None, dtype=tf.float32):
-        if maxval is None:
-            maxval = 1.0 if dtype.is_floating else None
-        return tf.random.stateless_uniform(shape, self._next(), minval, maxval, dtype, alg=self.ALG)
+        if not dtype.is_floating:
+            return tf.random.stateless_uniform(shape, self._next(), minval, maxval, dtype, alg=self.ALG)
+        if dtype != tf.float32:
+            raise ValueError(f"StatelessRng.uniform: float32 draws only, not {dtype.name}")
+        shape = tf.cast(shape, tf.int32)
+        unit = tf.reshape(self._unit(self._words(tf.reduce_prod(shape))), shape)
+        return unit * (1.0 if maxval is None else maxval - minval) + minval
 
     def normal(self, shape):
-        return tf.random.stateless_normal(shape, self._next(), alg=self.ALG)
+        """Standard normal float32 draws: Box-Muller on word pairs, as TensorFlow's kernels (the
+        first of a pair ``r sin(2 pi u2)``, the second ``r cos(2 pi u2)``, ``r = sqrt(-2 log max(u1, 1e-7))``)."""
+        shape = tf.cast(shape, tf.int32)
+        n = tf.reduce_prod(shape)
+        unit = tf.reshape(self._unit(self._words(2 * ((n + 1) // 2))), [-1, 2])
+        radius = tf.sqrt(-2.0 * tf.math.log(tf.maximum(unit[:, 0], 1e-7)))
+        angle = 2.0 * math.pi * unit[:, 1]
+        pairs = tf.stack([tf.sin(angle) * radius, tf.cos(angle) * radius], axis=1)
+        return tf.reshape(tf.reshape(pairs, [-1])[:n], shape)
 
     def gamma(self, shape, alpha: float, candidates: int = 8):
         """Gamma(``alpha``, 1) draws from uniform and normal ones, so that XLA compiles them (TF 2.21 has

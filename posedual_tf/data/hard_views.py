@@ -114,14 +114,17 @@ class OcclusionDraws:
 
 
 def occlusion_draws(rng, teacher_heatmaps, num_joints: int, stride: int = 4, jitter: float = 10.0,
-                    half_size: tuple[int, int] = (10, 19)) -> OcclusionDraws:
-    """JO's draws in the reference's order: normal, half-sizes, then per sample ids and source."""
+                    half_size: tuple[int, int] = (10, 19), people=None) -> OcclusionDraws:
+    """JO's draws in the reference's order: normal, half-sizes, then per sample ids and source.
+
+    ``people``: the batch's real people when its last places are empty (a filled batch; None: all):
+    the sources are drawn among them, and their draws are those of the batch without the empty places."""
     q = jittered_joints(rng, teacher_heatmaps, stride, jitter)
     b, j = tf.shape(q)[0], int(teacher_heatmaps.shape[3])
     half = rng.uniform([b, j, 2], half_size[0], half_size[1] + 1, dtype=tf.int32)
     dest = rng.uniform([b, num_joints], 0, j, dtype=tf.int32)
     src = rng.uniform([b, num_joints], 0, j, dtype=tf.int32)
-    source = rng.uniform([b], 0, b, dtype=tf.int32)
+    source = rng.uniform([b], 0, b if people is None else people, dtype=tf.int32)
     return OcclusionDraws(q, half, dest, src, source)
 
 
@@ -205,10 +208,11 @@ class HoleDraws:
 
 
 def hole_draws(rng, batch_size, height: int, width: int, holes: int, swap_axes: bool = True,
-               with_perm: bool = False, half_size: tuple[int, int] = (10, 19)) -> HoleDraws:
+               with_perm: bool = False, half_size: tuple[int, int] = (10, 19), people=None) -> HoleDraws:
     """CO/CM boxes (MultiAugs lib/utils/augments.py: ``random_cutout``, ``random_cutmix``): column centre, row centre, half-sizes (column, row), [perm].
 
     ``swap_axes`` (the reference, oddity 3) draws and clamps columns with H and rows with W.
+    ``people``: as :func:`random_permutation`'s.
     """
     col_lim, row_lim = (height, width) if swap_axes else (width, height)
     cc = rng.uniform([batch_size, holes], 0, col_lim, dtype=tf.int32)
@@ -216,14 +220,20 @@ def hole_draws(rng, batch_size, height: int, width: int, holes: int, swap_axes: 
     half = rng.uniform([batch_size, holes, 2], half_size[0], half_size[1] + 1, dtype=tf.int32)
     clip_c = lambda v: tf.clip_by_value(v, 0, col_lim)
     clip_r = lambda v: tf.clip_by_value(v, 0, row_lim)
-    perm = random_permutation(rng, batch_size) if with_perm else None
+    perm = random_permutation(rng, batch_size, people) if with_perm else None
     return HoleDraws(clip_r(cr - half[..., 1]), clip_r(cr + half[..., 1]),
                      clip_c(cc - half[..., 0]), clip_c(cc + half[..., 0]), perm)
 
 
 
-def random_permutation(rng, n):
-    return tf.argsort(rng.uniform([n]), stable=True)
+def random_permutation(rng, n, people=None):
+    """A uniform permutation of ``n``. ``people``: only the first ``people`` places hold people (a filled
+    batch): they are permuted among themselves exactly as a batch of ``people`` would be, and the
+    empty places stay where they are."""
+    keys = rng.uniform([n])
+    if people is not None:
+        keys = tf.where(tf.range(n) < people, keys, 2.0 + tf.cast(tf.range(n), keys.dtype))
+    return tf.argsort(keys, stable=True)
 
 
 def _holes_mask(images, d: HoleDraws):
@@ -242,10 +252,11 @@ def cutmix(images, draws: HoleDraws):
     return tf.where(_holes_mask(images, draws)[..., None], tf.gather(images, draws.perm), images)
 
 
-def mixup_draws(rng, batch_size, alpha: float = 0.2):
-    """(lambda' = 1 - Beta(alpha, alpha) / 4, one per call; permutation)."""
+def mixup_draws(rng, batch_size, alpha: float = 0.2, people=None):
+    """(lambda' = 1 - Beta(alpha, alpha) / 4, one per call; permutation; ``people`` as
+    :func:`random_permutation`'s)."""
     g = rng.gamma([2], alpha)
-    return 1.0 - (g[0] / (g[0] + g[1])) / 4.0, random_permutation(rng, batch_size)
+    return 1.0 - (g[0] / (g[0] + g[1])) / 4.0, random_permutation(rng, batch_size, people)
 
 
 def mixup(images, lam, perm):

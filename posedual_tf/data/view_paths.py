@@ -77,8 +77,9 @@ class ViewSettings:
         return cls(cfg.method, cfg.fixes, cfg.data.scale_factor, cfg.data.rot_factor, heatmaps.stride[0], ids)
 
 
-def apply_op(op: str, rng, x, teacher, holes: int, views: ViewSettings):
-    """One batch op of a path on ``x``; ``teacher`` = the heatmaps that place JC/JO."""
+def apply_op(op: str, rng, x, teacher, holes: int, views: ViewSettings, people=None):
+    """One batch op of a path on ``x``; ``teacher`` = the heatmaps that place JC/JO; ``people``: the real
+    people of a filled batch (its first places; None: every place), among whom CM, MU and JO draw partners."""
     m, f = views.method, views.fixes
     b, h, w = tf.shape(x)[0], int(x.shape[1]), int(x.shape[2])
     half, jitter = box_geometry(w, f.scaled_boxes)
@@ -87,13 +88,15 @@ def apply_op(op: str, rng, x, teacher, holes: int, views: ViewSettings):
         return joint_cutout(rng, x, teacher, m.mask_joint_num, allowed_joints=allowed, swap_axes=not f.cutout_axes,
                             stride=views.stride, jitter=jitter, half_size=half)[0]
     if op == "JO":
-        draws = occlusion_draws(rng, teacher, m.jo_joint_num, stride=views.stride, jitter=jitter, half_size=half)
+        draws = occlusion_draws(rng, teacher, m.jo_joint_num, stride=views.stride, jitter=jitter, half_size=half,
+                                people=people)
         return joint_cut_occlusion(x, draws, transposed=not f.jo_axes, exact_boxes=f.jo_boxes)
     if op in ("CO", "CM"):
-        d = hole_draws(rng, b, h, w, holes, swap_axes=not f.hole_axes, with_perm=op == "CM", half_size=half)
+        d = hole_draws(rng, b, h, w, holes, swap_axes=not f.hole_axes, with_perm=op == "CM", half_size=half,
+                       people=people)
         return cutout(x, d) if op == "CO" else cutmix(x, d)
     if op == "MU":
-        return mixup(x, *mixup_draws(rng, b))
+        return mixup(x, *mixup_draws(rng, b, people=people))
     raise ValueError(f"unknown hard-view op {op!r}")
 
 
@@ -123,13 +126,14 @@ def _hard_views(views: ViewSettings, rng, unl, paths, cut_teachers):
     (None without method.unsup_transform)."""
     m, f = views.method, views.fixes
     dual, multi = len(cut_teachers) == 2, len(paths) > 1
+    people = filled_people(unl)
     out = []
     for path in paths:
         base = unl["image"] if path.base is None else unl[f"image_{path.base}"]
         xs = [base for _ in cut_teachers]
         for op in path.ops:
             holes = _holes_for(op, path, dual, multi, m, f)
-            xs = [apply_op(op, rng, x, t, holes, views) for x, t in zip(xs, cut_teachers)]
+            xs = [apply_op(op, rng, x, t, holes, views, people) for x, t in zip(xs, cut_teachers)]
         out.append(xs)
     theta = None
     if m.unsup_transform:
@@ -137,6 +141,12 @@ def _hard_views(views: ViewSettings, rng, unl, paths, cut_teachers):
                                            views.rot_factor, m.unsup_rot_prob)
         out = [[_warp(views, v, theta) for v in xs] for xs in out]
     return out, theta
+
+
+def filled_people(batch: dict):
+    """The number of real people of a filled batch (one with a ``mask``: people first, then empty
+    places; :func:`posedual_tf.data.full_batches.filled`), None for a batch of people only."""
+    return None if "mask" not in batch else tf.reduce_sum(tf.cast(batch["mask"], tf.int32))
 
 
 def _warp(views: ViewSettings, x, theta):

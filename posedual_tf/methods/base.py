@@ -5,6 +5,8 @@ and whose ``train_step`` follows the reference's ``PoseCons.forward`` / ``PoseCo
 """
 from __future__ import annotations
 
+import contextlib
+
 import keras
 import tensorflow as tf
 
@@ -14,12 +16,13 @@ from posedual_tf.methods.settings import StepSettings
 from posedual_tf.models import bn_groups
 
 
-def joints_mse(pred, target, weight, sharpen: bool = False, mask=None):
+def joints_mse(pred, target, weight, sharpen: bool = False, mask=None, people=None):
     """Reference JointsMSELoss: ``mean over B, J, pixels of 0.5 * (w * (P - T))^2`` (J = all channels).
 
     ``pred``/``target`` ``[B, h, w, J]``, ``weight`` ``[B, J]``; computed in float32. MultiAugs' options
     (MultiAugs lib/core/loss.py), in its order after the weight: ``sharpen`` = softmax over each map's pixels,
-    ``mask [B, J]`` multiplies both.
+    ``mask [B, J]`` multiplies both. ``people``: a filled batch's real people (its first places, whose
+    weights are the only non-zero ones): the mean is over them (None: over B).
     """
     with tf.name_scope("losses"):
         pred = tf.cast(pred, tf.float32)
@@ -31,7 +34,11 @@ def joints_mse(pred, target, weight, sharpen: bool = False, mask=None):
         if mask is not None:
             m = tf.cast(mask, tf.float32)[:, None, None, :]
             p, t = p * m, t * m
-        return 0.5 * tf.reduce_mean(tf.square(p - t))
+        squares = tf.square(p - t)
+        if people is None:
+            return 0.5 * tf.reduce_mean(squares)
+        per_person = tf.cast(tf.size(squares) // tf.shape(squares)[0], tf.float32)
+        return 0.5 * tf.reduce_sum(squares) / (tf.cast(people, tf.float32) * per_person)
 
 
 def _spatial_softmax(maps):
@@ -61,14 +68,18 @@ def heatmap_accuracy(pred, target, threshold: float = 0.5):
     return tf.math.divide_no_nan(tf.reduce_sum(acc_j * has), n), n
 
 
-def collapse_indicator(heatmaps, weight, threshold: float | None = None):
+def collapse_indicator(heatmaps, weight, threshold: float | None = None, people=None):
     """Mean over the supervised joints of each map's max response: near 0 means collapse. With a
-    ``threshold``: the mean fraction of those peaks below it instead (near 1 means collapse)."""
+    ``threshold``: the mean fraction of those peaks below it instead (near 1 means collapse).
+    ``people``: as :func:`joints_mse`'s (the empty places have zero weights)."""
     peak = tf.reduce_max(tf.cast(heatmaps, tf.float32), axis=[1, 2])       # [B, J]
     if threshold is not None:
         peak = tf.cast(peak < threshold, tf.float32)
     w = tf.cast(weight, tf.float32)
-    return tf.reduce_mean(tf.math.divide_no_nan(tf.reduce_sum(peak * w, -1), tf.reduce_sum(w, -1)))
+    per_person = tf.math.divide_no_nan(tf.reduce_sum(peak * w, -1), tf.reduce_sum(w, -1))
+    if people is None:
+        return tf.reduce_mean(per_person)
+    return tf.reduce_sum(per_person) / tf.cast(people, tf.float32)
 
 
 def agree_on_finite(pairs):
@@ -135,9 +146,19 @@ class PoseMethod(keras.Model):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         return bn_groups.groups_per_replica(self.settings.batch_size, self.settings.replica_batch, replicas)
 
-    def group_context(self):
-        """Context for a step's forward passes: BatchNorm per group of ``train.replica_batch`` people."""
-        return bn_groups.replica_groups(self.groups, self.settings.replica_batch)
+    @contextlib.contextmanager
+    def group_context(self, batch: dict | None = None):
+        """Context for a step's forward passes: BatchNorm per group of ``train.replica_batch`` people, and
+        over a filled ``batch``'s people only (:mod:`posedual_tf.data.full_batches`)."""
+        with bn_groups.replica_groups(self.groups, self.settings.replica_batch), \
+                bn_groups.people_only(None if batch is None else batch.get("mask")):
+            yield
+
+    @staticmethod
+    def batch_people(batch: dict):
+        """The people of a stream's batch: the leading size, or a filled batch's real count."""
+        people = view_paths.filled_people(batch)
+        return tf.shape(batch["image"])[0] if people is None else people
 
     def step_rng(self, group: int = 0) -> augment.StatelessRng:
         """Stateless RNG for this step and draw group: reproducible, and resumes with the optimizer.
@@ -269,8 +290,8 @@ class ConsistencyMethod(PoseMethod):
 
     def _net_losses(self, sup, hard, target, lab, unl):
         """One network's terms: (pose MSE, consistency over its paths, per-path MSEs)."""
-        pose = joints_mse(sup, lab["target"], lab["weight"])
-        cons, per_path = self.consistency(hard, target, unl["weight"])
+        pose = joints_mse(sup, lab["target"], lab["weight"], people=view_paths.filled_people(lab))
+        cons, per_path = self.consistency(hard, target, unl["weight"], view_paths.filled_people(unl))
         return pose, cons, per_path
 
     def _combine(self, sup, hard, terms) -> dict:
@@ -327,7 +348,7 @@ class ConsistencyMethod(PoseMethod):
         """Forward passes, losses and gradients of one step: ``(out, [(gradient, variable)])``. ``rng``:
         a generator, or group index -> generator (:meth:`step_rng`)."""
         schedule = self.settings.pass_schedule
-        with self.group_context():
+        with self.group_context(unl):
             if schedule != "reference":
                 return self.per_network_gradients(lab, unl, rng, fuse=schedule == "fused")
             with tf.GradientTape() as tape:
@@ -340,7 +361,7 @@ class ConsistencyMethod(PoseMethod):
         """One train-mode forward pass per path (each its own BatchNorm batch, as the reference)."""
         return [net(v, training=True) for v in views]
 
-    def consistency(self, preds, target, weight):
+    def consistency(self, preds, target, weight, people=None):
         """A network's consistency loss over its path maps and the per-path MSEs (MultiAugs ``PoseCons.forward``, ``PoseCotrain.forward`` and lib/core/loss.py).
 
         Summed over paths (the reference), averaged under ``fixes.path_mean``; ``heat_fusion`` takes one
@@ -350,7 +371,7 @@ class ConsistencyMethod(PoseMethod):
         mask = None
         if m.conf_masking:
             mask = tf.cast(tf.reduce_max(target, axis=[1, 2]) > m.conf_thresh, tf.float32)
-        mse = lambda p: joints_mse(p, target, weight, sharpen=m.sharpen_pred, mask=mask)
+        mse = lambda p: joints_mse(p, target, weight, sharpen=m.sharpen_pred, mask=mask, people=people)
         per_path = [mse(p) for p in preds]
         if m.heat_fusion:
             total = mse(tf.add_n([tf.cast(p, tf.float32) for p in preds]) / len(preds))
@@ -365,15 +386,15 @@ class ConsistencyMethod(PoseMethod):
         out, pairs = self.gradients(lab, unl, self.step_rng)
         self.apply_pairs(pairs)
         acc, count = heatmap_accuracy(out["sup"][0], lab["target"])
-        w = unl["weight"]
-        per_net_path = [[collapse_indicator(h, w) for h in maps] for maps in out["hard"]]
+        w, people = unl["weight"], view_paths.filled_people(unl)
+        per_net_path = [[collapse_indicator(h, w, people=people) for h in maps] for maps in out["hard"]]
         values = {f"collapse_{n + 1}": tf.add_n(c) / len(c) for n, c in enumerate(per_net_path)}
         threshold = self.settings.peak_threshold
         for n, maps in enumerate(out["hard"]):
-            values[f"low_peaks_{n + 1}"] = tf.add_n([collapse_indicator(h, w, threshold) for h in maps]) / len(maps)
+            values[f"low_peaks_{n + 1}"] = tf.add_n([collapse_indicator(h, w, threshold, people) for h in maps]) / len(maps)
         if len(self.paths) > 1:
             for p, label in enumerate(self.path_labels):
                 values[f"cons_{label}"] = out["cons_paths"][p]
                 values[f"collapse_{label}"] = tf.add_n([c[p] for c in per_net_path]) / len(per_net_path)
-        return self.record(tf.shape(lab["image"])[0], count, loss=out["loss"], loss_pose=out["loss_pose"],
+        return self.record(self.batch_people(lab), count, loss=out["loss"], loss_pose=out["loss_pose"],
                            loss_cons=out["loss_cons"], acc=acc, **values)

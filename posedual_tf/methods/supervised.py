@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from posedual_tf.data import view_paths
 from posedual_tf.methods.base import PoseMethod, heatmap_accuracy, joints_mse
 
 
@@ -14,10 +15,11 @@ class SupervisedPose(PoseMethod):
     def train_step(self, data):
         net = self.nets[0]
         data = self.unwrap(data)
-        with tf.GradientTape() as tape, self.group_context():
+        people = view_paths.filled_people(data)
+        with tf.GradientTape() as tape, self.group_context(data):
             pred = net(data["image"], training=True)
-            loss = joints_mse(pred, data["target"], data["weight"])
+            loss = joints_mse(pred, data["target"], data["weight"], people=people)
             scaled = self.scale_loss(loss)
         self.apply_loss(tape, scaled)
         acc, count = heatmap_accuracy(pred, data["target"])
-        return self.record(tf.shape(data["image"])[0], count, loss=loss, loss_pose=loss, acc=acc)
+        return self.record(self.batch_people(data), count, loss=loss, loss_pose=loss, acc=acc)

@@ -97,6 +97,32 @@ def replica_groups(groups: int, size: int):
 
 
 @contextlib.contextmanager
+def people_only(mask):
+    """Context: every train-mode BatchNorm batch (each group of a grouped call) is a filled batch whose
+    places ``mask [B]`` (1 = a person) says hold people; its statistics are those of the people alone, so
+    the empty places change neither the outputs of the people nor the running statistics. ``mask``
+    None changes nothing."""
+    previous = getattr(_LOCAL, "mask", None)
+    _LOCAL.mask = mask
+    try:
+        yield
+    finally:
+        _LOCAL.mask = previous
+
+
+def _people_batch_norm(layer, x, mask):
+    """``fused_batch_norm``'s training results ``(y, mean, unbiased variance)`` over the places of ``x``
+    that ``mask`` marks (float32 statistics, as the fused kernel keeps them)."""
+    xf = tf.cast(x, tf.float32)
+    m = tf.cast(mask, tf.float32)[:, None, None, None]
+    count = tf.reduce_sum(m) * tf.cast(tf.shape(x)[1] * tf.shape(x)[2], tf.float32)
+    mean = tf.reduce_sum(xf * m, axis=[0, 1, 2]) / count
+    var = tf.reduce_sum(tf.square(xf - mean) * m, axis=[0, 1, 2]) / count
+    y = (xf - mean) * tf.math.rsqrt(var + layer.epsilon) * layer.gamma + layer.beta
+    return tf.cast(y, x.dtype), mean, var * count / tf.maximum(count - 1.0, 1.0)
+
+
+@contextlib.contextmanager
 def _active(schedule: Schedule):
     previous = current()
     _LOCAL.schedule = schedule
@@ -141,11 +167,16 @@ def train_batch_norm(layer, inputs):
     current schedule: the normalised output; the running statistics updated or recorded."""
     schedule = current() or Schedule()
     parts = getattr(_LOCAL, "groups", None)
+    mask = getattr(_LOCAL, "mask", None)
     factor = 1.0 - layer.momentum
     fused = lambda x, avg: tf.compat.v1.nn.fused_batch_norm(
         x, layer.gamma, layer.beta, mean=layer.moving_mean, variance=layer.moving_variance,
         epsilon=layer.epsilon, data_format="NHWC", is_training=True, exponential_avg_factor=avg)
-    if schedule.sizes is None and not schedule.insert and not schedule.defer and parts is None:
+    if mask is not None:
+        if parts is not None:
+            raise ValueError("a filled batch (mask) under train.replica_batch groups: such batches are always full")
+        fused = lambda x, avg: _people_batch_norm(layer, x, mask)
+    if schedule.sizes is None and not schedule.insert and not schedule.defer and parts is None and mask is None:
         # one plain batch: the kernel updates the running statistics itself
         y, mean, var = fused(inputs, factor)
         layer.moving_mean.assign(mean)
