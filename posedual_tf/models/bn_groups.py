@@ -116,9 +116,11 @@ def _people_batch_norm(layer, x, mask):
     xf = tf.cast(x, tf.float32)
     m = tf.cast(mask, tf.float32)[:, None, None, None]
     count = tf.reduce_sum(m) * tf.cast(tf.shape(x)[1] * tf.shape(x)[2], tf.float32)
-    mean = tf.reduce_sum(xf * m, axis=[0, 1, 2]) / count
-    var = tf.reduce_sum(tf.square(xf - mean) * m, axis=[0, 1, 2]) / count
-    y = (xf - mean) * tf.math.rsqrt(var + layer.epsilon) * layer.gamma + layer.beta
+    masked = xf * m
+    mean = tf.reduce_sum(masked, axis=[0, 1, 2]) / count          # one pass: both sums of one read of x
+    var = tf.maximum(tf.reduce_sum(masked * xf, axis=[0, 1, 2]) / count - tf.square(mean), 0.0)
+    scale = tf.math.rsqrt(var + layer.epsilon) * layer.gamma
+    y = xf * scale + (layer.beta - mean * scale)
     return tf.cast(y, x.dtype), mean, var * count / tf.maximum(count - 1.0, 1.0)
 
 
