@@ -36,6 +36,11 @@ def fill_batch(batch, size: int):
     return out if isinstance(batch, tuple) else out[0]
 
 
+def people(batch: dict):
+    """How many people a filled batch holds (its first places), None for a batch that is not filled."""
+    return None if "mask" not in batch else tf.reduce_sum(tf.cast(batch["mask"], tf.int32))
+
+
 def filled(ds: tf.data.Dataset, size: int) -> tf.data.Dataset:
     """``ds`` with every batch filled to ``size`` places (:func:`fill_batch`); its shapes are static."""
     return ds.map(lambda *b: fill_batch(b if len(b) > 1 else b[0], size))

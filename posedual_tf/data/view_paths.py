@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from posedual_tf.aug_paths import Path, method_paths
 from posedual_tf.config import FixesConfig, MethodConfig
-from posedual_tf.data import augment
+from posedual_tf.data import augment, full_batches
 from posedual_tf.data.hard_views import (cutmix, cutout, hole_draws, joint_cut_occlusion, joint_cutout, mixup,
                                          mixup_draws, occlusion_draws)
 
@@ -126,7 +126,7 @@ def _hard_views(views: ViewSettings, rng, unl, paths, cut_teachers):
     (None without method.unsup_transform)."""
     m, f = views.method, views.fixes
     dual, multi = len(cut_teachers) == 2, len(paths) > 1
-    people = filled_people(unl)
+    people = full_batches.people(unl)
     out = []
     for path in paths:
         base = unl["image"] if path.base is None else unl[f"image_{path.base}"]
@@ -141,12 +141,6 @@ def _hard_views(views: ViewSettings, rng, unl, paths, cut_teachers):
                                            views.rot_factor, m.unsup_rot_prob)
         out = [[_warp(views, v, theta) for v in xs] for xs in out]
     return out, theta
-
-
-def filled_people(batch: dict):
-    """The number of real people of a filled batch (one with a ``mask``: people first, then empty
-    places; :func:`posedual_tf.data.full_batches.filled`), None for a batch of people only."""
-    return None if "mask" not in batch else tf.reduce_sum(tf.cast(batch["mask"], tf.int32))
 
 
 def _warp(views: ViewSettings, x, theta):

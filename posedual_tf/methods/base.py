@@ -11,7 +11,7 @@ import keras
 import tensorflow as tf
 
 from posedual_tf import aug_paths, codec
-from posedual_tf.data import augment, view_paths
+from posedual_tf.data import augment, full_batches, view_paths
 from posedual_tf.methods.settings import StepSettings
 from posedual_tf.models import bn_groups
 
@@ -157,7 +157,7 @@ class PoseMethod(keras.Model):
     @staticmethod
     def batch_people(batch: dict):
         """The people of a stream's batch: the leading size, or a filled batch's real count."""
-        people = view_paths.filled_people(batch)
+        people = full_batches.people(batch)
         return tf.shape(batch["image"])[0] if people is None else people
 
     def step_rng(self, group: int = 0) -> augment.StatelessRng:
@@ -290,8 +290,8 @@ class ConsistencyMethod(PoseMethod):
 
     def _net_losses(self, sup, hard, target, lab, unl):
         """One network's terms: (pose MSE, consistency over its paths, per-path MSEs)."""
-        pose = joints_mse(sup, lab["target"], lab["weight"], people=view_paths.filled_people(lab))
-        cons, per_path = self.consistency(hard, target, unl["weight"], view_paths.filled_people(unl))
+        pose = joints_mse(sup, lab["target"], lab["weight"], people=full_batches.people(lab))
+        cons, per_path = self.consistency(hard, target, unl["weight"], full_batches.people(unl))
         return pose, cons, per_path
 
     def _combine(self, sup, hard, terms) -> dict:
@@ -386,7 +386,7 @@ class ConsistencyMethod(PoseMethod):
         out, pairs = self.gradients(lab, unl, self.step_rng)
         self.apply_pairs(pairs)
         acc, count = heatmap_accuracy(out["sup"][0], lab["target"])
-        w, people = unl["weight"], view_paths.filled_people(unl)
+        w, people = unl["weight"], full_batches.people(unl)
         per_net_path = [[collapse_indicator(h, w, people=people) for h in maps] for maps in out["hard"]]
         values = {f"collapse_{n + 1}": tf.add_n(c) / len(c) for n, c in enumerate(per_net_path)}
         threshold = self.settings.peak_threshold

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from posedual_tf.data import view_paths
+from posedual_tf.data import full_batches
 from posedual_tf.methods.base import PoseMethod, heatmap_accuracy, joints_mse
 
 
@@ -15,7 +15,7 @@ class SupervisedPose(PoseMethod):
     def train_step(self, data):
         net = self.nets[0]
         data = self.unwrap(data)
-        people = view_paths.filled_people(data)
+        people = full_batches.people(data)
         with tf.GradientTape() as tape, self.group_context(data):
             pred = net(data["image"], training=True)
             loss = joints_mse(pred, data["target"], data["weight"], people=people)
