@@ -342,8 +342,8 @@ MUTANTS = [
       "convert_torch without --checkpoint ignores the config's official model (test.model_file)"),
     # ---- #23: filled batches (one compiled shape), XLA's draws
     m("filled_batch_norm_counts_empty_places", "posedual_tf/models/bn_groups.py",
-      "        fused = lambda x, avg: _people_batch_norm(layer, x, mask)\n",
-      "        pass\n", f"{FB}::test_filled_batch_equals_the_short_batch",
+      "    m = tf.cast(mask, tf.float32)[:, None, None, None]\n",
+      "    m = tf.ones_like(tf.cast(mask, tf.float32))[:, None, None, None]\n", f"{FB}::test_filled_batch_equals_the_short_batch",
       "BatchNorm of a filled batch takes its statistics over the empty places too"),
     m("filled_loss_over_places", "posedual_tf/methods/base.py",
       "        if people is None:\n            return 0.5 * tf.reduce_mean(squares)",

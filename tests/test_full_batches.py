@@ -14,11 +14,11 @@ from tests.conftest import assert_close, moving_stats, tiny_batch, twin_methods
 PEOPLE, PLACES = 3, 5
 
 
-def _batches(seed=4):
-    """(short batch of PEOPLE, the same people filled to PLACES), both (labelled, unlabelled)."""
-    lab, unl = tiny_batch(seed, PEOPLE)
-    short = tuple({**{k: tf.constant(v) for k, v in part.items()}, "person": tf.range(PEOPLE)} for part in (lab, unl))
-    return short, full_batches.fill_batch(short, PLACES)
+def _batches(seed=4, people=PEOPLE, places=PLACES):
+    """(short batch of ``people``, the same people filled to ``places``), both (labelled, unlabelled)."""
+    lab, unl = tiny_batch(seed, people)
+    short = tuple({**{k: tf.constant(v) for k, v in part.items()}, "person": tf.range(people)} for part in (lab, unl))
+    return short, full_batches.fill_batch(short, places)
 
 
 RATE = 4096.0       # an SGD step of this rate moves a variable by -RATE x its gradient, far above the float32
@@ -33,13 +33,13 @@ def _one_step(m, nets, batch, supervised):
     return logs, [(b - a) / RATE for a, b in zip(after, before)]
 
 
-def _compare(name, extra, jit: bool):
+def _compare(name, extra, jit: bool, people=PEOPLE, places=PLACES):
     (nets_a, a), (nets_b, b) = twin_methods(name, extra, seed=3)
     step, a.traces = a.train_step, []
     a.train_step = lambda data: (a.traces.append(1), step(data))[1]      # runs once per trace
     for m, compiled in ((a, jit), (b, False)):
         m.compile(optimizer=keras.optimizers.SGD(learning_rate=RATE), jit_compile=compiled)
-    short, filled = _batches()
+    short, filled = _batches(people=people, places=places)
     supervised = name.endswith("_sup")
     logs_f, grads_f = _one_step(a, nets_a, filled, supervised)
     logs_s, grads_s = _one_step(b, nets_b, short, supervised)
@@ -77,6 +77,13 @@ def test_xla_filled_batch_equals_the_short_batch_and_keeps_one_compiled_step(nam
 ])
 def test_filled_batch_equals_the_short_batch(name, extra):
     _compare(name, extra, jit=False)
+
+
+def test_filled_batch_in_replica_groups_equals_the_short_batch():
+    """Two groups of 3 (train.replica_batch): 4 people fill the first group and one place of the second;
+    each group's BatchNorm and draws are over its own people, as the short batch's groups of 3 and 1."""
+    _compare("coco1k_dual", ("train.batch_size=6", "train.replica_batch=3", "method.mask_joint_num=0"), jit=False,
+             people=4, places=6)
 
 
 def test_filled_batches_draw_partners_among_the_people():

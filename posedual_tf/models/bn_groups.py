@@ -115,7 +115,8 @@ def _people_batch_norm(layer, x, mask):
     that ``mask`` marks (float32 statistics, as the fused kernel keeps them)."""
     xf = tf.cast(x, tf.float32)
     m = tf.cast(mask, tf.float32)[:, None, None, None]
-    count = tf.reduce_sum(m) * tf.cast(tf.shape(x)[1] * tf.shape(x)[2], tf.float32)
+    # at least one value: a replica group of empty places only gets finite outputs that nothing reads
+    count = tf.maximum(tf.reduce_sum(m) * tf.cast(tf.shape(x)[1] * tf.shape(x)[2], tf.float32), 1.0)
     masked = xf * m
     mean = tf.reduce_sum(masked, axis=[0, 1, 2]) / count          # one pass: both sums of one read of x
     var = tf.maximum(tf.reduce_sum(masked * xf, axis=[0, 1, 2]) / count - tf.square(mean), 0.0)
@@ -175,12 +176,12 @@ def train_batch_norm(layer, inputs):
         x, layer.gamma, layer.beta, mean=layer.moving_mean, variance=layer.moving_variance,
         epsilon=layer.epsilon, data_format="NHWC", is_training=True, exponential_avg_factor=avg)
     if mask is not None:
-        if parts is not None:
-            raise ValueError("a filled batch (mask) under train.replica_batch groups: such batches are always full")
-        fused = lambda x, avg: _people_batch_norm(layer, x, mask)
+        fused = lambda x, avg, places: _people_batch_norm(layer, x, places)
+    else:
+        kernel, fused = fused, lambda x, avg, places: kernel(x, avg)
     if schedule.sizes is None and not schedule.insert and not schedule.defer and parts is None and mask is None:
         # one plain batch: the kernel updates the running statistics itself
-        y, mean, var = fused(inputs, factor)
+        y, mean, var = fused(inputs, factor, None)
         layer.moving_mean.assign(mean)
         layer.moving_variance.assign(var)
         return y
@@ -190,7 +191,10 @@ def train_batch_norm(layer, inputs):
     for g, x in enumerate(groups):
         # exponential_avg_factor 1: the returned "running" statistics are this batch's mean and its
         # unbiased variance (PyTorch's running-variance rule); under replica groups, the first group's
-        pieces = [fused(p, 1.0) for p in (split_groups(x, *parts) if parts else [x])]
+        # statistics feed the running ones (a filled batch: each group with its part of the mask)
+        xs = split_groups(x, *parts) if parts else [x]
+        masks = [None] * len(xs) if mask is None else split_groups(mask, *parts) if parts else [mask]
+        pieces = [fused(p, 1.0, m) for p, m in zip(xs, masks)]
         y = pieces[0][0] if len(pieces) == 1 else tf.concat([p[0] for p in pieces], axis=0)
         mean, var = pieces[0][1], pieces[0][2]
         outputs.append(y)
