@@ -192,6 +192,11 @@ class TrainConfig:
     steps_per_epoch: int = 0
     mixed_precision: Literal["none", "mixed_bfloat16", "mixed_float16"] = "none"
     jit_compile: Literal["auto", "true", "false"] = "auto"
+    #: Under XLA, one replica's short batches (an epoch's last; one short of a damaged record) are filled
+    #: with empty places and a mask, so the step compiles once; their losses, BatchNorm statistics, draws
+    #: and logs are the people's alone. false: each new batch size compiles the step again, and full
+    #: steps keep BatchNorm's fused kernel (a mask costs 4-6 % per step on a CPU: docs/benchmarks.md).
+    fill_short_batches: bool = True
     #: Optimizer steps per call of the compiled training function. Keras (TensorFlow backend) waits for
     #: the device after every call, to turn the step's logs into numbers for the callbacks; with k steps
     #: per call it waits once per k steps and the host queues the steps in between (on a GPU: 10-100;

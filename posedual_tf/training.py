@@ -165,7 +165,8 @@ def _fit(task: PoseTask, model: Model, strategy, counter, step: int, callbacks: 
         first_epoch = start_step // steps
         if first_epoch >= end_epoch or stopped():
             continue
-        ds = task.build_inputs(strategy, counter, start_step, full=bool(model.method.jit_compile))
+        ds = task.build_inputs(strategy, counter, start_step,
+                               full=bool(model.method.jit_compile) and task.cfg.train.fill_short_batches)
         part = model.method.fit(ds, epochs=end_epoch, initial_epoch=first_epoch, steps_per_epoch=phase_steps,
                                 callbacks=callbacks, verbose=0, shuffle=False).history   # the data order is ours
         for k, v in part.items():

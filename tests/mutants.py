@@ -147,8 +147,8 @@ MUTANTS = [
       "at_0_1=0.11", f"{FX}::test_fixes_pckh_at_0_1_reports_mean_at_0_10",
       "fixes.pckh_at_0_1 no longer reaches PCKh"),
     # ---- resume
-    m("resume_restarts_the_stream", "posedual_tf/training.py", "ds = task.build_inputs(strategy, counter, start_step, full=bool(model.method.jit_compile))",
-      "ds = task.build_inputs(strategy, counter, 0, full=bool(model.method.jit_compile))",
+    m("resume_restarts_the_stream", "posedual_tf/training.py", "ds = task.build_inputs(strategy, counter, start_step,\n                               full=bool(model.method.jit_compile) and task.cfg.train.fill_short_batches)",
+      "ds = task.build_inputs(strategy, counter, 0,\n                               full=bool(model.method.jit_compile) and task.cfg.train.fill_short_batches)",
       f"{TT}::test_kill_at_a_mid_epoch_step_resumes_to_the_same_weights",
       "a run resumed mid-epoch reads its input from the epoch's start again"),
     # ---- XLA
