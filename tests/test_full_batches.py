@@ -132,3 +132,18 @@ def test_the_task_fills_the_short_last_batch_of_an_epoch(coco_records):
             np.testing.assert_array_equal(f[key][:n], p[key])
         assert (f["person"][n:].numpy() == -1).all() and not f["image"][n:].numpy().any()
     assert task.build_inputs(full=True).element_spec["image"].shape[0] == 4
+
+
+@pytest.mark.parametrize("jit, fill, full", [(True, True, True), (True, False, False), (False, True, False)])
+def test_training_fills_batches_for_a_compiled_step_unless_told_not_to(jit, fill, full):
+    """training.run asks the task for filled batches under XLA only, and not with train.fill_short_batches false."""
+    from types import SimpleNamespace
+
+    from posedual_tf import config, training
+
+    cfg = config.load("demo_dual", [f"train.fill_short_batches={str(fill).lower()}", "train.epochs=1"])
+    asked = []
+    task = SimpleNamespace(epoch_steps=2, cfg=cfg, build_inputs=lambda *args, full=False: asked.append(full) or "ds")
+    method = SimpleNamespace(jit_compile=jit, fit=lambda ds, **kw: SimpleNamespace(history={"loss": [1.0]}))
+    history = training._fit(task, SimpleNamespace(method=method), None, None, 0, [], lambda: False)
+    assert asked == [full] and history == {"loss": [1.0]}
