@@ -217,6 +217,11 @@ def _options() -> tf.data.Options:
     return opts
 
 
+def _parallel_calls(data: DataConfig):
+    """``data.num_parallel_calls``, or tf.data's autotuning for 0."""
+    return data.num_parallel_calls if data.num_parallel_calls > 0 else AUTOTUNE
+
+
 def _element_seeds(n, seed: int, epoch) -> tf.Tensor:
     return tf.random.stateless_uniform(tf.reshape(n, [1]), tf.stack([tf.constant(seed, tf.int64), epoch]),
                                        minval=None, maxval=None, dtype=tf.int64)
@@ -274,10 +279,9 @@ def train_dataset(settings: TrainDataSettings, sources: Sources | None = None, *
     if global_batch % replicas:
         raise ValueError(f"train.batch_size: {global_batch} does not split over {replicas} replicas")
     per_replica = global_batch // replicas
-    calls = settings.data.num_parallel_calls if settings.data.num_parallel_calls > 0 else AUTOTUNE
+    calls = _parallel_calls(settings.data)
     sources = sources or Sources(settings.data)
-    maker = SampleMaker(settings.data, settings.heatmaps)
-    streams = _streams(settings, sources, maker, seed)       # opens the labelled set first
+    streams = _streams(settings, sources, seed)       # opens the labelled set first
     steps, size = _epoch_size(settings, sources, global_batch, replicas)
     first_epoch, within = divmod(int(start_step), steps)
     skip = within * (replicas // workers) * per_replica      # this pipeline's people in the steps already done
@@ -310,8 +314,9 @@ class _Stream:
     parse: Any
 
 
-def _streams(settings: TrainDataSettings, sources: Sources, maker: SampleMaker, seed: int) -> tuple[_Stream, ...]:
+def _streams(settings: TrainDataSettings, sources: Sources, seed: int) -> tuple[_Stream, ...]:
     """The labelled stream, and for a mixed run the unlabelled one (seed + 1, a permutation per epoch)."""
+    maker = SampleMaker(settings.data, settings.heatmaps)
     lab = sources.labelled
     out = [_Stream("labelled", lab, settings.labelled_sampling, seed, person_fetcher(lab), labelled_parser(maker))]
     if settings.mixed:
@@ -335,10 +340,9 @@ def step_batches(settings: TrainDataSettings, sources: Sources | None = None, *,
     """
     seed = settings.seed if seed is None else seed
     global_batch = batch_size or settings.batch_size
-    calls = settings.data.num_parallel_calls if settings.data.num_parallel_calls > 0 else AUTOTUNE
+    calls = _parallel_calls(settings.data)
     sources = sources or Sources(settings.data)
-    maker = SampleMaker(settings.data, settings.heatmaps)
-    streams = _streams(settings, sources, maker, seed)
+    streams = _streams(settings, sources, seed)
     steps, size = _epoch_size(settings, sources, global_batch, replicas)
 
     def people(s, epoch, lo, hi):
@@ -372,7 +376,7 @@ def eval_dataset(settings: EvalDataSettings, batch_size: int | None = None,
     decode are dropped and reported to ``counter``. ``source``: the split's, already open (opened here
     when not given)."""
     src = source or open_source(getattr(settings.data, split), split)
-    calls = settings.data.num_parallel_calls if settings.data.num_parallel_calls > 0 else AUTOTUNE
+    calls = _parallel_calls(settings.data)
     fetch = person_fetcher(src)
     parse = eval_parser(SampleMaker(settings.data, settings.heatmaps))
     order = tf.range(src.num_instances, dtype=tf.int64)
