@@ -292,14 +292,16 @@ def test_corrupt_records_stop_training_with_one_line_naming_the_shard(shared, tm
     import re
 
     bad = re.match(r"error: (\d+) of (\d+) people read so far failed to parse or decode", last)
-    assert bad and int(bad.group(1)) % lost == 0 and int(bad.group(1)) >= lost     # whole epochs' worth
+    # the bad image's people fail one by one (permutation sampling decodes each person), and the parallel map and
+    # the prefetch read ahead, so the count when training stops is any number from 1 up, never 0
+    assert bad and 1 <= int(bad.group(1)) <= int(bad.group(2)), last
     assert f"worst shard: {prefix}-00000-of-00001.tfrecord" in last
     # below the threshold: training goes on, and the count is in the summary and the result
     out = _run(base + [f"--set=workdir={tmp_path}/run2", "--set=data.max_corrupt_fraction=0.5"], timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads((tmp_path / "run2" / "train_result.json").read_text())
     seen = result["corrupt_records"]["by_stream"]["labelled"]
-    assert seen >= lost and seen % lost == 0           # the epoch read ahead by the prefetch counts too
+    assert seen >= lost           # the whole epoch was read; what the prefetch read ahead of it counts too
     assert f"warning: {seen} training records were skipped" in out.stdout
 
 
