@@ -132,7 +132,8 @@ class SampleMaker:
         # cv2.warpAffine writes uint8: the reference's crops (and so its RandAugment input) are rounded.
         # The channels are put in the network's order after the warp (per channel: the same pixels), on
         # the crop rather than the bigger window.
-        crop = self.inputs.to_model_order(tf.round(geometry.tf_warp(img[None], inv[None], self.image_size)[0]))
+        crop = tf.round(geometry.tf_warp(img[None], inv[None], self.image_size)[0])
+        crop = self.inputs.to_model_order(crop, levels=True)
         crop.set_shape([self.image_size[1], self.image_size[0], 3])
         moved = geometry.tf_transform_points(joints[None], m[None])[0]
         joints = tf.where(vis[:, None] > 0, moved, joints)
