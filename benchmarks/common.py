@@ -25,6 +25,23 @@ def timed(fn, repeats: int) -> float:
     return (time.perf_counter() - start) / repeats
 
 
+def one_thread_cpu_us(make_dataset, items: int) -> float:
+    """CPU microseconds per element of ``make_dataset()`` (a ``tf.data`` pipeline of ``items`` elements) run on one
+    thread, after 5 warm-up elements."""
+    import tensorflow as tf
+
+    opts = tf.data.Options()
+    opts.threading.private_threadpool_size = 1
+    opts.threading.max_intra_op_parallelism = 1
+    ds = make_dataset().with_options(opts)
+    for _ in ds.take(5):
+        pass
+    start = time.process_time()
+    for _ in ds:
+        pass
+    return (time.process_time() - start) / items * 1e6
+
+
 def replicated_coco(out: pathlib.Path, copies: int) -> tuple[pathlib.Path, pathlib.Path]:
     """A COCO-format set of ``4 * copies`` real images (hard links to copies of the shared samples)."""
     ann = json.loads((SHARED / "coco/test_coco.json").read_text())

@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
-from common import SHARED, replicated_coco  # noqa: E402
+from common import SHARED, one_thread_cpu_us, replicated_coco  # noqa: E402
 
 SIZE = (192, 256)   # [W, H]
 
@@ -76,17 +76,7 @@ def fixed_point_crop(tf, encoded, center, scale, rotation, flip):
 
 
 def one_thread_cost(tf, fn, n: int) -> float:
-    ds = tf.data.Dataset.range(n).map(fn)
-    opts = tf.data.Options()
-    opts.threading.private_threadpool_size = 1
-    opts.threading.max_intra_op_parallelism = 1
-    ds = ds.with_options(opts)
-    for _ in ds.take(5):
-        pass
-    start = time.process_time()
-    for _ in ds:
-        pass
-    return (time.process_time() - start) / n * 1e6
+    return one_thread_cpu_us(lambda: tf.data.Dataset.range(n).map(fn), n)
 
 
 def main() -> None:

@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
-from common import replicated_coco  # noqa: E402
+from common import one_thread_cpu_us, replicated_coco  # noqa: E402
 
 MEAN, STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
 
@@ -173,17 +173,8 @@ def stage_table(cfg, items: int) -> dict[str, float]:
                   "RandAugment copy": ("crop", "targets", "normalise", "ra")}
     total, previous = {}, 0.0
     for name, stages in cumulative.items():
-        ds = tf.data.Dataset.range(items).map(lambda i: labelled(i % src.labelled.num_instances, stages))
-        opts = tf.data.Options()
-        opts.threading.private_threadpool_size = 1
-        opts.threading.max_intra_op_parallelism = 1
-        ds = ds.with_options(opts)
-        for _ in ds.take(5):
-            pass
-        t = time.process_time()
-        for _ in ds:
-            pass
-        cost = (time.process_time() - t) / items * 1e6
+        cost = one_thread_cpu_us(lambda: tf.data.Dataset.range(items).map(
+            lambda i: labelled(i % src.labelled.num_instances, stages)), items)
         total[name], previous = cost - previous, cost
     return total
 
