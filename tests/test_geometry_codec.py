@@ -199,3 +199,14 @@ def test_xla_gather_warp_equals_the_projective_transform_and_compiles(size):
     np.testing.assert_allclose(got / 255.0, want / 255.0, atol=1e-4)
     compiled = tf.function(lambda x, t: augment.affine_grid_warp(x, t), jit_compile=True)
     np.testing.assert_allclose(compiled(images, theta).numpy() / 255.0, want / 255.0, atol=1e-4)
+
+
+def test_grey_levels_are_put_in_the_network_order_by_the_permutation_as_by_a_reverse():
+    levels = tf.constant(np.random.default_rng(3).integers(0, 256, (2, 5, 4, 3)).astype(np.float32))
+    bgr = codec.InputNormaliser((0.5,) * 3, (0.25,) * 3, color_rgb=False)
+    got = bgr.to_model_order(levels, levels=True)
+    assert got.shape == levels.shape
+    np.testing.assert_array_equal(got.numpy(), levels.numpy()[..., ::-1])
+    np.testing.assert_array_equal(bgr.to_model_order(levels).numpy(), levels.numpy()[..., ::-1])
+    rgb = codec.InputNormaliser((0.5,) * 3, (0.25,) * 3, color_rgb=True)
+    np.testing.assert_array_equal(rgb.to_model_order(levels, levels=True).numpy(), levels.numpy())
