@@ -109,7 +109,10 @@ def test_case19_ctrl_c_is_one_line(tmp_path):
     script = ("import time\nfrom posedual_tf import cli\n"
               "def main(argv):\n    print('ready', flush=True)\n    time.sleep(60)\n"
               "cli.run(main)\n")
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C as a terminal delivers it: SIGINT at its default disposition. A suite started as a background job of
+    # a non-interactive shell inherits SIGINT ignored, and so would the command (it then sleeps its 60 s out).
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stdout.readline().strip() == "ready"
     time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
