@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import shutil
 import sys
 import tempfile
 import time
@@ -24,6 +25,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 from common import SHARED, one_thread_cpu_us, replicated_coco  # noqa: E402
 
+from posedual_tf import geometry  # noqa: E402
+
 SIZE = (192, 256)   # [W, H]
 
 
@@ -32,15 +35,9 @@ def fixed_point_crop(tf, encoded, center, scale, rotation, flip):
     1/1024 px per row and column term, sampled at 1/32 px with integer weights, rounded at 2^-10."""
     shape = tf.io.extract_jpeg_shape(encoded)
     height, width = shape[0], shape[1]
-    c, s = tf.cast(center, tf.float64), tf.cast(scale, tf.float64)
-    theta = tf.cast(rotation, tf.float64) * (np.pi / 180.0)
-    k = SIZE[0] / (200.0 * s[0])
-    a00, a01, a10, a11 = k * tf.cos(theta), k * tf.sin(theta), -k * tf.sin(theta), k * tf.cos(theta)
-    tx = SIZE[0] * 0.5 - (a00 * c[0] + a01 * c[1])
-    ty = SIZE[1] * 0.5 - (a10 * c[0] + a11 * c[1])
-    det = a00 * a11 - a01 * a10
-    i00, i01, i10, i11 = a11 / det, -a01 / det, -a10 / det, a00 / det
-    i02, i12 = -(i00 * tx + i01 * ty), -(i10 * tx + i11 * ty)
+    inv = geometry.tf_affine_matrix(center[None], scale[None], tf.reshape(rotation, [1]), SIZE, inverse=True,
+                                    dtype=tf.float64)[0]
+    (i00, i01, i02), (i10, i11, i12) = tf.unstack(inv[0]), tf.unstack(inv[1])
     xs, ys = tf.range(SIZE[0], dtype=tf.float64), tf.range(SIZE[1], dtype=tf.float64)
 
     def units(v):
@@ -86,8 +83,6 @@ def main() -> None:
     import cv2
     import tensorflow as tf
 
-    from posedual_tf import geometry
-
     files = sorted((SHARED / "coco").glob("*.jpg"))
     encoded = [f.read_bytes() for f in files]
     images = [cv2.imread(str(f)) for f in files]
@@ -115,13 +110,8 @@ def main() -> None:
 
     def affine_crop(i, finish):
         inv = geometry.tf_affine_matrix(centers[i][None], scales[i][None], rots[i][None], SIZE, inverse=True)[0]
-        size = tf.io.extract_jpeg_shape(enc[i])
-        corners = tf.constant([[0.0, 0.0], [SIZE[0] - 1.0, 0.0], [0.0, SIZE[1] - 1.0], [SIZE[0] - 1.0, SIZE[1] - 1.0]])
-        src = geometry.tf_transform_points(corners[None], inv[None])[0]
-        hi_limit = tf.cast(tf.stack([size[1], size[0]]), tf.float32)
-        lo = tf.clip_by_value(tf.floor(tf.reduce_min(src, 0)) - 1.0, 0.0, hi_limit - 1.0)
-        hi = tf.clip_by_value(tf.floor(tf.reduce_max(src, 0)) + 2.0, lo + 1.0, hi_limit)
-        window = tf.cast(tf.stack([lo[1], lo[0], hi[1] - lo[1], hi[0] - lo[0]]), tf.int32)
+        size = tf.cast(tf.io.extract_jpeg_shape(enc[i]), tf.float32)
+        lo, window = geometry.tf_sampled_window(inv, size[1], size[0], SIZE)
         img = tf.io.decode_and_crop_jpeg(enc[i], window, channels=3, dct_method="INTEGER_ACCURATE")
         if finish is None:
             return tf.reduce_sum(tf.cast(img, tf.int32))
@@ -159,31 +149,35 @@ def main() -> None:
 def parser_costs(tf, items: int) -> dict[str, float]:
     """The labelled parser on real records, whole and with the warp stubbed (Grappler then drops the
     decode, whose only reader is the warp): the rest is the record read and the per-person geometry."""
-    from posedual_tf import codec, config, geometry
+    from posedual_tf import codec, config
     from posedual_tf.conversion import coco
     from posedual_tf.data import pipeline, sources
 
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="posedual_tf-bench-"))
-    ann, images = replicated_coco(tmp, 10)
-    prefix = str(tmp / "rec")
-    coco.convert(str(ann), str(images), prefix, workers=1)
-    cfg = config.load("coco1k_sup", [f"data.labelled.records={prefix}", "model.pretrained=none",
-                                     "data.labelled.max_instances=0"])
-    maker = pipeline.SampleMaker(cfg.data, codec.HeatmapCodec.from_config(cfg))
-    source = sources.Sources(cfg.data).labelled
-    fetch, parse, n = sources.person_fetcher(source), pipeline.labelled_parser(maker), source.num_instances
-
-    def cost():
-        return one_thread_cost(tf, lambda i: tf.reduce_sum(tf.cast(parse(fetch(i % n), i)["image"], tf.int32)), items)
-
-    out = {"labelled parser": cost()}
-    real = geometry.tf_warp
-    geometry.tf_warp = lambda images, inverse_m, size, **_: tf.zeros([1, size[1], size[0], 3]) + \
-        tf.reduce_sum(inverse_m)
     try:
-        out["labelled parser without decode and warp"] = cost()
+        ann, images = replicated_coco(tmp, 10)
+        prefix = str(tmp / "rec")
+        coco.convert(str(ann), str(images), prefix, workers=1)
+        cfg = config.load("coco1k_sup", [f"data.labelled.records={prefix}", "model.pretrained=none",
+                                         "data.labelled.max_instances=0"])
+        maker = pipeline.SampleMaker(cfg.data, codec.HeatmapCodec.from_config(cfg))
+        source = sources.Sources(cfg.data).labelled
+        fetch, parse, n = sources.person_fetcher(source), pipeline.labelled_parser(maker), source.num_instances
+
+        def cost():
+            return one_thread_cost(
+                tf, lambda i: tf.reduce_sum(tf.cast(parse(fetch(i % n), i)["image"], tf.int32)), items)
+
+        out = {"labelled parser": cost()}
+        real = geometry.tf_warp
+        geometry.tf_warp = lambda images, inverse_m, size, **_: tf.zeros([1, size[1], size[0], 3]) + \
+            tf.reduce_sum(inverse_m)
+        try:
+            out["labelled parser without decode and warp"] = cost()
+        finally:
+            geometry.tf_warp = real
     finally:
-        geometry.tf_warp = real
+        shutil.rmtree(tmp, ignore_errors=True)          # ours: made by mkdtemp above
     print(f"labelled parser on records, one thread: {out['labelled parser']:.0f} us per person; without the decode "
           f"and the warp {out['labelled parser without decode and warp']:.0f} us (record read, per-person geometry)")
     return out

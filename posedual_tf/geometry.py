@@ -81,16 +81,18 @@ def tf_box_to_center_scale(boxes, aspect_ratio: float, enlarge: float = BOX_ENLA
     return center, scale
 
 
-def tf_affine_matrix(center, scale, rotation, output_size: Sequence[int], inverse: bool = False):
-    """Batched reference matrix: ``center [..., 2]``, ``scale [..., 2]``, ``rotation [...]`` -> ``[..., 2, 3]``."""
+def tf_affine_matrix(center, scale, rotation, output_size: Sequence[int], inverse: bool = False, dtype=None):
+    """Batched reference matrix: ``center [..., 2]``, ``scale [..., 2]``, ``rotation [...]`` -> ``[..., 2, 3]``,
+    computed in ``dtype`` (float32 unless given; float64 for sampling positions rounded as OpenCV rounds them)."""
     import tensorflow as tf
 
-    center = tf.convert_to_tensor(center, tf.float32)
-    scale = tf.convert_to_tensor(scale, tf.float32)
-    theta = tf.convert_to_tensor(rotation, tf.float32) * (np.pi / 180.0)
+    dtype = dtype or tf.float32
+    center = tf.cast(center, dtype)
+    scale = tf.cast(scale, dtype)
+    theta = tf.cast(rotation, dtype) * (np.pi / 180.0)
     k = output_size[0] / (PIXEL_STD * scale[..., 0])
     cos, sin = tf.cos(theta), tf.sin(theta)
-    out_c = tf.constant([output_size[0] * 0.5, output_size[1] * 0.5], tf.float32)
+    out_c = tf.constant([output_size[0] * 0.5, output_size[1] * 0.5], dtype)
     if not inverse:
         a00, a01, a10, a11 = k * cos, k * sin, -k * sin, k * cos
         tx = out_c[0] - (a00 * center[..., 0] + a01 * center[..., 1])
@@ -110,6 +112,20 @@ def tf_transform_points(points, m):
 
     points = tf.convert_to_tensor(points, tf.float32)
     return tf.linalg.matvec(m[..., None, :, :2], points) + m[..., None, :, 2]
+
+
+def tf_sampled_window(inverse_m, width, height, output_size: Sequence[int]):
+    """The part of a ``width`` x ``height`` image (float32 scalars) that a crop made with ``inverse_m [2, 3]``
+    (output -> image pixels) samples, its samples' bilinear neighbours included: ``(lo, window)``, its
+    top-left corner ``[x, y]`` (float32) and ``[y, x, h, w]`` (int32, as ``tf.io.decode_and_crop_jpeg``)."""
+    import tensorflow as tf
+
+    w_out, h_out = output_size
+    corners = tf.constant([[0.0, 0.0], [w_out - 1.0, 0.0], [0.0, h_out - 1.0], [w_out - 1.0, h_out - 1.0]])
+    src = tf_transform_points(corners[None], inverse_m[None])[0]
+    lo = tf.clip_by_value(tf.floor(tf.reduce_min(src, 0)) - 1.0, 0.0, tf.stack([width - 1.0, height - 1.0]))
+    hi = tf.clip_by_value(tf.floor(tf.reduce_max(src, 0)) + 2.0, lo + 1.0, tf.stack([width, height]))
+    return lo, tf.cast(tf.stack([lo[1], lo[0], hi[1] - lo[1], hi[0] - lo[0]]), tf.int32)
 
 
 def tf_warp(images, inverse_m, output_size: Sequence[int], fill_value: float = 0.0,

@@ -120,13 +120,7 @@ class SampleMaker:
         mirror = tf.where(flip, tf.constant([[-1.0, 0.0], [0.0, 1.0]]), tf.eye(2))
         shift = tf.where(flip, tf.stack([width - 1.0, 0.0]), tf.zeros([2]))
         inv = tf.concat([mirror @ inv[:, :2], (mirror @ inv[:, 2:]) + shift[:, None]], axis=1)
-        # the image window that the crop's samples (and their bilinear neighbours) fall in
-        w_out, h_out = self.image_size
-        corners = tf.constant([[0.0, 0.0], [w_out - 1.0, 0.0], [0.0, h_out - 1.0], [w_out - 1.0, h_out - 1.0]])
-        src = geometry.tf_transform_points(corners[None], inv[None])[0]
-        lo = tf.clip_by_value(tf.floor(tf.reduce_min(src, 0)) - 1.0, 0.0, tf.stack([width - 1.0, height - 1.0]))
-        hi = tf.clip_by_value(tf.floor(tf.reduce_max(src, 0)) + 2.0, lo + 1.0, tf.stack([width, height]))
-        window = tf.cast(tf.stack([lo[1], lo[0], hi[1] - lo[1], hi[0] - lo[0]]), tf.int32)
+        lo, window = geometry.tf_sampled_window(inv, width, height, self.image_size)
         img = tf.cast(records.decode_window(elem["encoded"], window), tf.float32)
         inv = tf.concat([inv[:, :2], inv[:, 2:] - lo[:, None]], axis=1)
         # cv2.warpAffine writes uint8: the reference's crops (and so its RandAugment input) are rounded.
