@@ -248,3 +248,8 @@ def exported(tmp_path_factory):
     checkpoints.save_nets(nets, str(root / "weights"))
     export.export(cfg, str(root / "weights"), str(root / "saved"), net="ensemble")
     return cfg, nets, str(root / "saved")
+
+
+# Every test module runs in a child process: a native crash is one failed test (tests/isolation.py).
+from tests.isolation import (pytest_addoption, pytest_configure, pytest_runtest_logreport,  # noqa: E402,F401
+                             pytest_runtest_logstart, pytest_runtest_protocol)

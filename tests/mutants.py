@@ -50,6 +50,7 @@ DT, NL = "tests/test_distribution.py", "tests/test_nothing_lost.py"
 OW, RS = "tests/test_ownership.py", "tests/test_resume.py"
 RA, RG, MO = "tests/test_randaugment.py", "tests/test_replica_groups.py", "tests/test_monitoring.py"
 DS, FB = "tests/test_data_service.py", "tests/test_full_batches.py"
+AM = "tests/test_any_machine.py"
 
 MUTANTS = [
     # ---- the eight that survived the suite before (issue list, in its order)
@@ -402,6 +403,27 @@ MUTANTS = [
       "return ds.apply(tf.data.experimental.prefetch_to_device(device, buffer_size=2)) if device else ds",
       "return ds", "tests/test_task.py::test_one_replica_batches_wait_on_the_device",
       "one replica's batches stay on the host until the step copies them"),
+    # ---- #39: the suite and the library on the machines users have
+    m("strided_pointwise_kernel", "posedual_tf/models/layers.py",
+      'if (sh, sw) == (1, 1) or tf.config.list_logical_devices("GPU"):', 'if True:',
+      AM + "::test_no_strided_1x1_backward_filter_runs_on_the_cpu",
+      "a strided 1x1 conv runs oneDNN's strided backward-filter kernel on the CPU (heap corruption on AVX-512)"),
+    m("pointwise_subsample_offset", "posedual_tf/models/layers.py", "inputs = inputs[:, ::sh, ::sw, :]",
+      "inputs = inputs[:, 1::sh, 1::sw, :]", AM + "::test_strided_pointwise_conv_equals_the_strided_conv_written_in_numpy",
+      "the subsampled 1x1 conv reads every second row and column from the second, not the first"),
+    m("crash_not_reported", "tests/isolation.py", "            if i.nodeid == crashed:", "            if False:",
+      AM + "::test_a_native_crash_is_one_failed_test_naming_the_signal_and_the_suite_goes_on",
+      "a test whose child process dies is not reported as failing with its signal"),
+    m("crash_ends_the_module", "tests/isolation.py", "                pending.remove(i)\n                break",
+      "                pending.clear()\n                break",
+      AM + "::test_a_native_crash_is_one_failed_test_naming_the_signal_and_the_suite_goes_on",
+      "after a native crash the module's remaining tests are not run in a new child"),
+    m("cpu_extra_one_tensorflow", "setup.cfg",
+      'cpu =\n    tensorflow-cpu==2.21.*; platform_machine == "x86_64" or platform_machine == "AMD64"\n'
+      '    tensorflow==2.21.*; platform_machine != "x86_64" and platform_machine != "AMD64"\ngpu =',
+      "cpu =\n    tensorflow-cpu==2.21.*\ngpu =",
+      AM + "::test_each_extra_resolves_on_each_platform_with_its_tensorflow",
+      "the cpu extra pins tensorflow-cpu on every platform (no wheel on macOS arm64 or Linux aarch64)"),
 ]
 
 

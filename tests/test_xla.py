@@ -61,12 +61,14 @@ def test_xla_step_equals_the_step_without_xla(name, extra):
     for key, g in grads_a.items():
         assert g is not None, key
         _gradients_agree(g.numpy(), grads_b[key].numpy(), key)
-    # the step's whole gradient (every tensor in one vector) within 1e-4 relative: measured 6e-7 (supervised,
-    # PoseCons) and 2.2e-5 (MultiAugs); the flips above stay in tensors of small norm
+    # the step's whole gradient (every tensor in one vector) within 2e-3 relative: measured 6e-7 (supervised,
+    # PoseCons) and 2.2e-5 (MultiAugs) on one CPU, and 4.5e-4 (supervised) on an AVX-512 Zen 4, where XLA's
+    # rounding flips one ReLU unit of 49,152 behind the last BatchNorm and BatchNorm's backward pass spreads
+    # that unit's share to every tensor above it (a term wrong in one tensor fails the 1 % bound above).
     keys = sorted(grads_a)
     whole_a = np.concatenate([grads_a[k].numpy().ravel() for k in keys])
     whole_b = np.concatenate([grads_b[k].numpy().ravel() for k in keys])
-    assert np.linalg.norm(whole_b - whole_a) <= 1e-4 * np.linalg.norm(whole_a)
+    assert np.linalg.norm(whole_b - whole_a) <= 2e-3 * np.linalg.norm(whole_a)
     for i, (x, y) in enumerate(zip(moving_stats(nets_a), moving_stats(nets_b))):
         # 1e-5 of the largest statistic (at least 1): a unit whose input XLA rounds across zero moves the
         # small statistics behind it by ~1e-6 (measured 1.6e-6 on a mean of 0.0036); a missed update is >1e-2

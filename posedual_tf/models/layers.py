@@ -42,23 +42,68 @@ def channels(c: int, multiplier: float) -> int:
     return c if multiplier == 1.0 else max(1, int(round(c * multiplier)))
 
 
+@keras.saving.register_keras_serializable(package="posedual_tf")
+class PointwiseConv2D(layers.Conv2D):
+    """A 1x1 ``Conv2D`` that takes its stride on a CPU by subsampling, then convolving at stride 1.
+
+    Same weights, same outputs and gradients as ``Conv2D(filters, 1, strides, "valid")``: a 1x1 conv
+    at stride s reads only every s-th row and column. Why: on AVX-512 CPUs TensorFlow 2.21's oneDNN
+    backward-filter kernel of a *strided* 1x1 conv writes past its buffer when the input has fewer
+    than 16 channels and the batch is odd (heap corruption: ``munmap_chunk(): invalid pointer`` or a
+    segfault; docs/testing.md, "Native crashes"). On a GPU the layer is the plain strided conv.
+
+    Example:
+        >>> import numpy as np, keras
+        >>> from posedual_tf.models.layers import PointwiseConv2D
+        >>> x = np.arange(2 * 5 * 4 * 3, dtype="float32").reshape(2, 5, 4, 3)
+        >>> a, b = PointwiseConv2D(2, 1, 2), keras.layers.Conv2D(2, 1, 2)
+        >>> y = a(x); b.build(x.shape); b.set_weights(a.get_weights())
+        >>> tuple(y.shape), bool(np.allclose(y, b(x)))
+        ((2, 3, 2, 2), True)
+    """
+
+    def __init__(self, filters, kernel_size=1, strides=1, **kwargs):
+        super().__init__(filters, kernel_size, strides, "valid", **kwargs)
+        if tuple(self.kernel_size) != (1, 1):
+            raise ValueError(f"PointwiseConv2D: kernel_size must be 1, got {self.kernel_size}")
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("padding", None)
+        return config
+
+    def convolution_op(self, inputs, kernel):
+        import tensorflow as tf
+
+        sh, sw = self.strides
+        if (sh, sw) == (1, 1) or tf.config.list_logical_devices("GPU"):
+            return super().convolution_op(inputs, kernel)
+        if self.data_format == "channels_first":
+            inputs = inputs[:, :, ::sh, ::sw]
+        else:
+            inputs = inputs[:, ::sh, ::sw, :]
+        return keras.ops.conv(inputs, kernel, strides=1, padding="valid", dilation_rate=self.dilation_rate,
+                              data_format=self.data_format)
+
+
 def conv(x, filters: int, kernel: int, stride: int, name: str, padding: int | None = None,
          use_bias: bool = False, init=None, dtype=None):
     """PyTorch Conv2d with zero padding ``kernel // 2`` (or ``padding``).
 
     Stride 1 with ``pad == kernel // 2`` is TF's 'same' (symmetric for odd kernels); strided convs
-    get explicit symmetric padding and 'valid', since TF's 'same' would pad after only.
+    get explicit symmetric padding and 'valid', since TF's 'same' would pad after only. An unpadded
+    strided 1x1 conv is a :class:`PointwiseConv2D`.
     """
     pad = kernel // 2 if padding is None else padding
+    args = dict(use_bias=use_bias, kernel_initializer=init or torch_default_init(), bias_initializer="zeros",
+                name=keras_name(name), dtype=dtype)
     if stride == 1 and kernel % 2 == 1 and pad == kernel // 2:
-        return layers.Conv2D(filters, kernel, 1, "same", use_bias=use_bias,
-                             kernel_initializer=init or torch_default_init(),
-                             bias_initializer="zeros", name=keras_name(name), dtype=dtype)(x)
+        return layers.Conv2D(filters, kernel, 1, "same", **args)(x)
+    if kernel == 1 and not pad:
+        return PointwiseConv2D(filters, 1, stride, **args)(x)
     if pad:
         x = layers.ZeroPadding2D(pad, name=keras_name(name) + "_pad")(x)
-    return layers.Conv2D(filters, kernel, stride, "valid", use_bias=use_bias,
-                         kernel_initializer=init or torch_default_init(),
-                         bias_initializer="zeros", name=keras_name(name), dtype=dtype)(x)
+    return layers.Conv2D(filters, kernel, stride, "valid", **args)(x)
 
 
 @keras.saving.register_keras_serializable(package="posedual_tf")
