@@ -89,6 +89,36 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
+#: oneDNN ISA caps (``ONEDNN_MAX_CPU_ISA``) below every ISA that its bfloat16 convolutions run on
+CAPS_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI")
+
+
+def cpu_precision_problem(policy: str, environ=None) -> str | None:
+    """Why ``train.mixed_precision=policy`` cannot run on this CPU, or None.
+
+    TensorFlow sends bfloat16 convolutions to oneDNN by the CPU's own flags; under an ISA cap below
+    AVX512_CORE oneDNN then has no bfloat16 convolution, and the step fails with ``could not create a
+    primitive descriptor``. A real CPU without AVX-512 takes TensorFlow's own kernels instead; only the
+    cap makes this combination (tests/isa_matrix.sh uses it).
+
+    Example:
+        >>> cpu_precision_problem("mixed_bfloat16", {"ONEDNN_MAX_CPU_ISA": "AVX2"})[:53]
+        'train.mixed_precision=mixed_bfloat16 with ONEDNN_MAX_'
+        >>> cpu_precision_problem("mixed_bfloat16", {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}) is None
+        True
+    """
+    environ = os.environ if environ is None else environ
+    cap = environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
+    onednn = environ.get("TF_ENABLE_ONEDNN_OPTS", "1").strip().lower() not in ("0", "false")
+    if policy != "mixed_bfloat16" or cap not in CAPS_WITHOUT_BF16 or not onednn:
+        return None
+    if tf.config.list_logical_devices("GPU"):
+        return None
+    return (f"train.mixed_precision=mixed_bfloat16 with ONEDNN_MAX_CPU_ISA={cap}: oneDNN has no bfloat16 "
+            f"convolution below AVX512_CORE, yet TensorFlow sends it bfloat16 ones; unset ONEDNN_MAX_CPU_ISA, "
+            f"set TF_ENABLE_ONEDNN_OPTS=0, or train in float32 (train.mixed_precision=none)")
+
+
 def resolve_jit(setting: str, strategy: tf.distribute.Strategy, deterministic: bool = False) -> bool:
     """XLA only where it pays: a GPU and no multi-replica strategy (auto), or when forced.
 

@@ -42,7 +42,11 @@ class Preflight:
 def preflight(cfg: Config) -> Preflight:
     """The checks before any data or TensorFlow work, each a one-line error: the workdir's earlier run
     is one this config may resume (:func:`resume.check_resume`), its checkpoint exists, and a run that
-    starts afresh has its initial weights file (never random weights by accident)."""
+    starts afresh has its initial weights file (never random weights by accident), and its precision can
+    run on this CPU (:func:`distribution.cpu_precision_problem`)."""
+    problem = distribution.cpu_precision_problem(cfg.train.mixed_precision)
+    if problem:
+        raise ConfigError(problem)
     changed = resume.check_resume(cfg)
     latest = resume.resume_point(cfg)
     if latest is None:

@@ -3,6 +3,7 @@
 # (ONEDNN_MAX_CPU_ISA only lowers the ISA: an AVX-512 machine also runs what an AVX2 one does), and once with
 # TensorFlow's oneDNN ops off. A cap above what this CPU has is skipped and says so.
 # Usage: bash tests/isa_matrix.sh [extra pytest args]   (run from any folder; uses the active python)
+# Each setting's whole output goes to $ISA_MATRIX_LOGS/SETTING.log (default /tmp/isa_matrix).
 # docs/testing.md has the command and its last result.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +23,8 @@ needs() {   # the CPU flags each cap needs
 }
 echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 status=0
+logs="${ISA_MATRIX_LOGS:-/tmp/isa_matrix}"
+mkdir -p "$logs"
 for setting in AVX2 AVX512_CORE AVX512_CORE_BF16 AVX512_CORE_AMX ONEDNN_OFF; do
     if [[ $setting == ONEDNN_OFF ]]; then
         env=(TF_ENABLE_ONEDNN_OPTS=0); label="TF_ENABLE_ONEDNN_OPTS=0"
@@ -34,10 +37,11 @@ for setting in AVX2 AVX512_CORE AVX512_CORE_BF16 AVX512_CORE_AMX ONEDNN_OFF; do
         env=(ONEDNN_MAX_CPU_ISA="$setting"); label="ONEDNN_MAX_CPU_ISA=$setting"
     fi
     start=$(date +%s)
-    out=$(env "${env[@]}" python -m pytest -q -p no:cacheprovider "${TESTS[@]}" "$@" 2>&1)
+    log="$logs/$setting.log"
+    env "${env[@]}" python -m pytest -q -p no:cacheprovider -rfEs "${TESTS[@]}" "$@" > "$log" 2>&1
     rc=$?
     [[ $rc -ne 0 ]] && status=1
-    echo "$label: $(echo "$out" | tail -1) (rc $rc, $(( $(date +%s) - start )) s)"
-    echo "$out" | grep -E '^(FAILED|ERROR) ' | sed 's/^/    /'
+    echo "$label: $(tail -1 "$log") (rc $rc, $(( $(date +%s) - start )) s; $log)"
+    grep -E '^(FAILED|ERROR|SKIPPED) ' "$log" | sed 's/^/    /'
 done
 exit $status

@@ -418,6 +418,10 @@ MUTANTS = [
       "                pending.clear()\n                break",
       AM + "::test_a_native_crash_is_one_failed_test_naming_the_signal_and_the_suite_goes_on",
       "after a native crash the module's remaining tests are not run in a new child"),
+    m("bf16_cap_unchecked", "posedual_tf/distribution.py",
+      'if policy != "mixed_bfloat16" or cap not in CAPS_WITHOUT_BF16 or not onednn:', "if True:",
+      AM + "::test_bfloat16_under_a_cap_below_its_kernels_is_one_line_and_other_settings_pass",
+      "mixed_bfloat16 under a oneDNN cap below its bfloat16 kernels reaches TensorFlow's raw AbortedError"),
     m("cpu_extra_one_tensorflow", "setup.cfg",
       'cpu =\n    tensorflow-cpu==2.21.*; platform_machine == "x86_64" or platform_machine == "AMD64"\n'
       '    tensorflow==2.21.*; platform_machine != "x86_64" and platform_machine != "AMD64"\ngpu =',

@@ -205,3 +205,29 @@ def test_the_gpu_extra_resolves_on_linux_x86_64_with_cuda(tmp_path):
     pins = _resolve(tmp_path, "linux-x86_64", "gpu")
     assert pins["tensorflow"].startswith("2.21.") and "tensorflow-cpu" not in pins
     assert any(name.startswith("nvidia-cudnn") for name in pins), sorted(pins)
+
+
+# ------------------------------------------------------- bfloat16 under a oneDNN cap (posedual_tf/distribution.py)
+
+def test_bfloat16_under_a_cap_below_its_kernels_is_one_line_and_other_settings_pass(tmp_path):
+    from posedual_tf import distribution
+
+    problem = distribution.cpu_precision_problem
+    for cap in ("AVX2", "avx2", "AVX", "SSE41", "AVX2_VNNI"):
+        line = problem("mixed_bfloat16", {"ONEDNN_MAX_CPU_ISA": cap})
+        assert line and "\n" not in line and f"ONEDNN_MAX_CPU_ISA={cap.upper()}" in line
+        assert "TF_ENABLE_ONEDNN_OPTS=0" in line
+    for env in ({}, {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}, {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"},
+                {"ONEDNN_MAX_CPU_ISA": "AVX2", "TF_ENABLE_ONEDNN_OPTS": "0"}):
+        assert problem("mixed_bfloat16", env) is None, env
+    for policy in ("none", "mixed_float16"):
+        assert problem(policy, {"ONEDNN_MAX_CPU_ISA": "AVX2"}) is None
+    # the train command says it in one line, before any step
+    env = {k: v for k, v in os.environ.items() if k != "POSEDUAL_TEST_CHILD"}
+    env.update(ONEDNN_MAX_CPU_ISA="AVX2", TF_ENABLE_ONEDNN_OPTS="1")
+    run = subprocess.run([sys.executable, "-m", "posedual_tf.train", "--config", "demo_sup", "--set",
+                          f"workdir={tmp_path / 'run'}", "--set", "train.mixed_precision=mixed_bfloat16"],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode != 0
+    lines = [line for line in (run.stdout + run.stderr).splitlines() if "ONEDNN_MAX_CPU_ISA=AVX2" in line]
+    assert len(lines) == 1 and lines[0].startswith("error: train.mixed_precision=mixed_bfloat16"), run.stderr[-2000:]

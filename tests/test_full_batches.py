@@ -46,7 +46,11 @@ def _compare(name, extra, jit: bool, people=PEOPLE, places=PLACES):
     keys = [k for k in logs_s if k.startswith(("loss", "collapse", "low_peaks", "cons_"))]
     assert keys
     for k in keys:
-        assert_close(logs_s[k], logs_f[k], k, rtol=1e-4, atol=0)
+        # the consistency terms are means of squared differences of two near-equal heatmaps (1e-5), so the
+        # other batch size's rounding moves them relatively more: 2.3e-3 measured under ONEDNN_MAX_CPU_ISA=AVX2
+        # (1 run of 3); a mean over the 5 places instead of the 3 people moves them by 40 %
+        rtol = 1e-2 if k.startswith(("loss_cons", "cons_")) else 1e-4
+        assert_close(logs_s[k], logs_f[k], k, rtol=rtol, atol=0)
     for i, (gs, gf) in enumerate(zip(grads_s, grads_f)):
         # 1 % of the norm: a BatchNorm + ReLU unit within rounding of zero may pass its gradient in one
         # step only (tests/test_xla.py); empty places counted as people move whole layers by far more
@@ -73,7 +77,10 @@ def test_xla_filled_batch_equals_the_short_batch_and_keeps_one_compiled_step(nam
 
 @pytest.mark.parametrize("name, extra", [
     ("coco1k_cons", ("method.mask_joint_num=0",)),                                  # the affine hard view
-    ("coco1k_dual", ("train.pass_schedule=per_network",)),                          # deferred teacher statistics
+    # deferred teacher statistics; no joint cutout: its boxes sit at the argmax of a random teacher's nearly flat
+    # maps, which the other batch size's rounding moved under ONEDNN_MAX_CPU_ISA=AVX2 (1 run of 3: a running mean
+    # 1 % off through another hard view)
+    ("coco1k_dual", ("train.pass_schedule=per_network", "method.mask_joint_num=0")),
 ])
 def test_filled_batch_equals_the_short_batch(name, extra):
     _compare(name, extra, jit=False)
