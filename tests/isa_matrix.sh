@@ -3,7 +3,8 @@
 # (ONEDNN_MAX_CPU_ISA only lowers the ISA: an AVX-512 machine also runs what an AVX2 one does), and once with
 # TensorFlow's oneDNN ops off. A cap above what this CPU has is skipped and says so.
 # Usage: bash tests/isa_matrix.sh [extra pytest args]   (run from any folder; uses the active python)
-# Each setting's whole output goes to $ISA_MATRIX_LOGS/SETTING.log (default /tmp/isa_matrix).
+# Each setting's whole output goes to $ISA_MATRIX_LOGS/SETTING.log (default /tmp/isa_matrix);
+# ISA_MATRIX_SETTINGS="AVX2 ONEDNN_OFF" runs only those settings.
 # docs/testing.md has the command and its last result.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +26,7 @@ echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 status=0
 logs="${ISA_MATRIX_LOGS:-/tmp/isa_matrix}"
 mkdir -p "$logs"
-for setting in AVX2 AVX512_CORE AVX512_CORE_BF16 AVX512_CORE_AMX ONEDNN_OFF; do
+for setting in ${ISA_MATRIX_SETTINGS:-AVX2 AVX512_CORE AVX512_CORE_BF16 AVX512_CORE_AMX ONEDNN_OFF}; do
     if [[ $setting == ONEDNN_OFF ]]; then
         env=(TF_ENABLE_ONEDNN_OPTS=0); label="TF_ENABLE_ONEDNN_OPTS=0"
     else
