@@ -120,7 +120,7 @@ def _run_child(config, items, state) -> dict:
                                      f"last output ({log_file}):\n{tail}")
                 pending.remove(i)
                 break
-            if reports.get(i.nodeid):
+            if any(r.get("when") == "teardown" for r in reports.get(i.nodeid, [])):     # complete
                 results[i.nodeid] = ("reports", reports[i.nodeid])
                 pending.remove(i)
         if crashed is None or len(pending) == before:       # done, or a child that ran none of them
