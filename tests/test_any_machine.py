@@ -109,6 +109,13 @@ def test_fails_plainly():
 '''
 
 
+def _outside_env(**extra) -> dict:
+    """This process's environment for a command of its own: not marked as an isolation child."""
+    from tests.isolation import CHILD_ENV
+
+    return {**{k: v for k, v in os.environ.items() if k != CHILD_ENV}, **extra}
+
+
 def _crash_suite(tmp_path, *args):
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
     (tmp_path / "conftest.py").write_text("from tests.isolation import (pytest_addoption, pytest_configure,\n"
@@ -116,8 +123,7 @@ def _crash_suite(tmp_path, *args):
                                           "pytest_runtest_protocol)\n")
     (tmp_path / "test_crash.py").write_text(CRASHING_MODULE)
     (tmp_path / "test_second.py").write_text("def test_next_module():\n    assert True\n")
-    env = {k: v for k, v in os.environ.items() if k != "POSEDUAL_TEST_CHILD"}
-    env["PYTHONPATH"] = str(REPO)
+    env = _outside_env(PYTHONPATH=str(REPO))
     env["PYTHONFAULTHANDLER"] = ""
     return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=300)
@@ -223,8 +229,7 @@ def test_bfloat16_under_a_cap_below_its_kernels_is_one_line_and_other_settings_p
     for policy in ("none", "mixed_float16"):
         assert problem(policy, {"ONEDNN_MAX_CPU_ISA": "AVX2"}) is None
     # the train command says it in one line, before any step
-    env = {k: v for k, v in os.environ.items() if k != "POSEDUAL_TEST_CHILD"}
-    env.update(ONEDNN_MAX_CPU_ISA="AVX2", TF_ENABLE_ONEDNN_OPTS="1")
+    env = _outside_env(ONEDNN_MAX_CPU_ISA="AVX2", TF_ENABLE_ONEDNN_OPTS="1")
     run = subprocess.run([sys.executable, "-m", "posedual_tf.train", "--config", "demo_sup", "--set",
                           f"workdir={tmp_path / 'run'}", "--set", "train.mixed_precision=mixed_bfloat16"],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
