@@ -127,16 +127,21 @@ class Validation(keras.callbacks.Callback):
     """Evaluate every N epochs and after the last; keep the best weights by net 1's first stat, or the
     mean over the networks (``select_best_by``).
 
+    A resumed run goes on with the best score of ``best/best.json`` (the weights kept there) and the
+    history of its checkpoint (:meth:`state`); resumed at the end of an epoch whose validation did not
+    finish (the epoch's checkpoint is saved before it), it validates that epoch first.
+
     Args:
       validate: ``(split, tag) -> metrics`` of the networks on ``data.<split>`` (``PoseTask.validate``).
       splits: the evaluated splits: ``val``, and ``unlabelled_eval`` (the unlabelled people with their GT).
+      steps: steps per epoch (None: a resumed run does not look for an unfinished validation).
     """
 
     def __init__(self, validate: Callable[[str, str], dict], nets, writer, workdir: str, interval: int, epochs: int,
-                 select_best_by: str = "net1", splits: tuple[str, ...] = ("val",)):
+                 select_best_by: str = "net1", splits: tuple[str, ...] = ("val",), steps: int | None = None):
         super().__init__()
         self.validate, self.nets, self.writer, self.workdir = validate, nets, writer, workdir
-        self.interval, self.epochs = max(1, interval), epochs
+        self.interval, self.epochs, self.steps = max(1, interval), epochs, steps
         self.select_best_by, self.splits = select_best_by, splits
         self.best = -math.inf
         self.last: dict = {}
@@ -147,8 +152,27 @@ class Validation(keras.callbacks.Callback):
             with open(best_file) as f:
                 self.best = json.load(f)["perf"]
 
+    def state(self) -> dict:
+        """The validations so far, as a training checkpoint keeps them."""
+        return {"history": self.history}
+
+    def load_state(self, state: dict) -> None:
+        self.history = [dict(e) for e in state.get("history", [])]
+
+    def _due(self, epoch: int) -> bool:
+        """Whether the end of epoch ``epoch`` (from 1) is validated."""
+        return epoch % self.interval == 0 or epoch == self.epochs
+
+    def on_train_begin(self, logs=None):
+        if not self.steps:
+            return
+        epoch, within = divmod(int(self.model.optimizer.iterations.numpy()), self.steps)
+        if epoch and not within and self._due(epoch) and all(e["epoch"] != epoch for e in self.history):
+            print(f"epoch {epoch}'s validation did not finish before the run stopped: validating it now", flush=True)
+            self.on_epoch_end(epoch - 1)
+
     def on_epoch_end(self, epoch, logs=None):
-        if (epoch + 1) % self.interval and epoch + 1 != self.epochs:
+        if not self._due(epoch + 1):
             return
         self.last = metrics = self.validate("val", "")
         sets = {"val": metrics}

@@ -1,13 +1,14 @@
 """Saving and restoring: training checkpoints (resume), per-network weight files, .pth import.
 
 Layout of a workdir:
-    ckpt/          tf.train checkpoints of the whole method + optimiser + epoch (last K)
+    ckpt/          tf.train checkpoints of the whole method + optimiser + epoch + the callbacks' state (last K)
     best/          net{i}.weights.h5 of the best validation AP (net 1 decides, as the reference)
     final/         net{i}.weights.h5 at the end of training
 """
 from __future__ import annotations
 
 import glob
+import json
 import os
 from typing import Any
 
@@ -150,15 +151,67 @@ def _load_weights_file(net, path: str) -> None:
                                             "saved from another model config?") from None
 
 
-def training_checkpoint(nets, optimizer=None, epoch=None) -> tf.train.Checkpoint:
+def training_checkpoint(nets, optimizer=None, epoch=None, run_state: RunState | None = None) -> tf.train.Checkpoint:
     """The training checkpoint layout: each network by name (all its weights, BN statistics included),
-    the optimiser (with its step counter) and the epoch counter."""
+    the optimiser (with its step counter: the learning-rate position, the per-step draws and the input
+    position follow from it; and the float16 loss scale), the epoch counter and the callbacks' state."""
     parts = {net.name: net for net in nets}
     if optimizer is not None:
         parts["optimizer"] = optimizer
     if epoch is not None:
         parts["epoch"] = epoch
+    if run_state is not None:
+        parts["run_state"] = run_state
     return tf.train.Checkpoint(**parts)
+
+
+class RunState(tf.train.experimental.PythonState):
+    """What a run's callbacks keep that later decisions read (the validation history; the corrupt-record
+    counts that the stop rule divides), saved as JSON inside every training checkpoint, so that a resumed
+    run goes on from the checkpoint's values. Each part is an object with ``state() -> dict`` and
+    ``load_state(dict)``, added under a name; ``restored`` holds what the resumed checkpoint had.
+
+    Example:
+        >>> class Count:
+        ...     n = 0
+        ...     def state(self): return {"n": self.n}
+        ...     def load_state(self, d): self.n = d["n"]
+        >>> saved, resumed = RunState(), RunState()
+        >>> a, b = Count(), Count()
+        >>> a.n = 5
+        >>> saved.add("count", a)
+        >>> resumed.deserialize(saved.serialize())
+        >>> resumed.add("count", b)
+        >>> b.n
+        5
+    """
+
+    def __init__(self):
+        self.parts: dict[str, Any] = {}
+        self.restored: dict[str, dict] = {}
+
+    def add(self, name: str, part) -> None:
+        """Save ``part``'s state under ``name`` from now on; load the resumed one into it, if any."""
+        self.parts[name] = part
+        if name in self.restored:
+            part.load_state(self.restored[name])
+
+    def serialize(self) -> str:
+        return json.dumps({name: part.state() for name, part in self.parts.items()})
+
+    def deserialize(self, string) -> None:
+        text = string.numpy() if hasattr(string, "numpy") else string
+        self.restored = json.loads(text.decode() if isinstance(text, bytes) else text)
+        for name, part in self.parts.items():
+            if name in self.restored:
+                part.load_state(self.restored[name])
+
+
+def restore_run_state(state: RunState, prefix: str) -> bool:
+    """Load the callbacks' state of the training checkpoint ``prefix`` into ``state``; False for a
+    checkpoint that holds none (written before it was saved)."""
+    tf.train.Checkpoint(run_state=state).restore(prefix).expect_partial()
+    return bool(state.restored)
 
 
 def restore_training(ckpt: tf.train.Checkpoint, prefix: str) -> None:
@@ -167,6 +220,7 @@ def restore_training(ckpt: tf.train.Checkpoint, prefix: str) -> None:
     try:
         status = ckpt.restore(prefix)
         status.assert_existing_objects_matched()
+        status.expect_partial()                     # the callbacks' state: restore_run_state
     except (ValueError, AssertionError) as e:          # a shape or object that does not fit
         _quiet_unrestored_values()
         raise ArchitectureMismatchError(f"{prefix}: does not fit the config's networks ({_first_line(e)}); was it "

@@ -106,22 +106,27 @@ class _Saves:
     manager: tf.train.CheckpointManager
     epoch: tf.Variable
     step: int                     # the global step the run starts from
+    state: checkpoints.RunState   # the callbacks' state, saved in every checkpoint
 
 
 def _restore(model: Model, workdir: str, latest: str | None, keep: int, steps: int, per_call: int) -> _Saves:
-    """The training checkpoint (networks, optimizer, finished epochs), restored from ``latest``; one-line
-    errors for a resume point the run cannot continue from."""
+    """The training checkpoint (networks, optimizer, finished epochs, the callbacks' state), restored from
+    ``latest``; one-line errors for a resume point the run cannot continue from."""
     epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-    ckpt = checkpoints.training_checkpoint(model.nets, model.optimizer, epoch_var)
+    state = checkpoints.RunState()
+    ckpt = checkpoints.training_checkpoint(model.nets, model.optimizer, epoch_var, state)
     manager = tf.train.CheckpointManager(ckpt, files.own(workdir, "ckpt"), max_to_keep=keep)
     if latest:
-        checkpoints.restore_training(ckpt, latest)
+        checkpoints.restore_training(checkpoints.training_checkpoint(model.nets, model.optimizer, epoch_var), latest)
+        if not checkpoints.restore_run_state(state, latest):
+            print(f"{latest} holds no validation history or corrupt-record counts (written by an older version): "
+                  "they count from here")
     step = int(model.optimizer.iterations.numpy())
     within = step % steps
     if within % per_call:
         raise ConfigError(f"train.steps_per_execution={per_call}: {latest} is at step {step}, {within} into its "
                           "epoch, not a multiple of it; resume with the run's own value")
-    return _Saves(manager, epoch_var, step)
+    return _Saves(manager, epoch_var, step, state)
 
 
 def _callbacks(task: PoseTask, model: Model, workdir: str, saves: _Saves, counter, progress: str,
@@ -132,6 +137,7 @@ def _callbacks(task: PoseTask, model: Model, workdir: str, saves: _Saves, counte
     writer = tf.summary.create_file_writer(os.path.join(files.own(workdir, monitoring.TB_FOLDER), cfg.name))
     monitoring.write_header(writer, cfg, task.head_names)
     guard = run_callbacks.FiniteGuard()
+    saves.state.add("corrupt", counter)       # the stop rule divides the run's counts by its reads
     monitor = run_callbacks.CorruptionMonitor(counter, writer, cfg.data.max_corrupt_fraction,
                                               t.batch_size * task.streams() // distribution.input_workers(strategy),
                                               t.log_every)
@@ -145,7 +151,8 @@ def _callbacks(task: PoseTask, model: Model, workdir: str, saves: _Saves, counte
         splits = ("val", "unlabelled_eval") if cfg.data.unlabelled_eval.records else ("val",)
         validation = run_callbacks.Validation(
             lambda split, tag: task.validate(model.nets, workdir, split, tag), model.nets, writer, workdir,
-            t.val_interval, t.epochs, t.select_best_by, splits)
+            t.val_interval, t.epochs, t.select_best_by, splits, steps=steps)
+        saves.state.add("validation", validation)
         out.append(validation)
     if progress in ("bar", "lines", "epochs"):
         every = steps if progress == "epochs" else t.log_every

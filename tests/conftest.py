@@ -6,6 +6,8 @@ import os
 import pathlib
 import shutil
 
+import numpy as np
+
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -57,6 +59,22 @@ TINY = [f"data.image_size=[{W},{H}]", f"data.heatmap_size=[{HM_W},{HM_H}]", "mod
         "train.replica_batch=0"]
 TINY_SETS = [f"--set={t}" for t in TINY]
 #: the union-24 ids a COCO labelled set supervises
+#: The union joints that swap under a horizontal flip, by name, written here (not taken from joints.py).
+MIRRORED_NAMES = [("rhip", "lhip"), ("rkne", "lkne"), ("rank", "lank"), ("rsho", "lsho"), ("relb", "lelb"),
+                  ("rwri", "lwri"), ("reye", "leye"), ("rear", "lear")]
+
+
+def union_flip_perm() -> np.ndarray:
+    """``perm[u]``: the union joint that ``u`` becomes in a mirrored image (from :data:`MIRRORED_NAMES`)."""
+    from posedual_tf import joints
+
+    perm = np.arange(joints.NUM_UNION)
+    for a, b in MIRRORED_NAMES:
+        i, k = joints.UNION_NAMES.index(a), joints.UNION_NAMES.index(b)
+        perm[i], perm[k] = k, i
+    return perm
+
+
 LABELLED_IDS = [1, 2, 3, 4, 5, 6, 11] + list(range(14, 24))
 #: unlabelled weights: COCO's joints on, the 7 union ids COCO never labels off
 UNL_WEIGHT = [0, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 0, 0] + [1] * 10

@@ -155,6 +155,14 @@ def test_mappings_agree_with_reference():
     assert joints.COCO_SIGMAS[0] == pytest.approx(0.026) and joints.AIC_DELTAS[0] == pytest.approx(0.02776304)
 
 
+def test_coco_sigmas_are_pycocotools_own():
+    """Every COCO OKS sigma equals the one pycocotools scores keypoints with (its Params default), not only
+    the first."""
+    from pycocotools.cocoeval import Params
+
+    np.testing.assert_allclose(joints.COCO_SIGMAS, Params(iouType="keypoints").kpt_oks_sigmas, rtol=0, atol=1e-12)
+
+
 def test_non_finite_values_yaml_syntax_and_set_errors_are_named(tmp_path):
     with pytest.raises(config.ConfigError, match=r"^--set train.lr=.inf: train.lr: expected a finite float, got inf$"):
         config.load("coco1k_dual", ["train.lr=.inf"])

@@ -11,6 +11,8 @@ import tensorflow as tf
 from posedual_tf import codec, geometry, joints
 from posedual_tf.data import augment
 
+from tests.conftest import union_flip_perm
+
 
 def _ref_targets(jts, vis, image_size, hm_size, sigma):
     """The reference target rule, written out with numpy (reference JointsDataset.generate_target)."""
@@ -171,7 +173,7 @@ def test_flip_back_maps_each_joint_to_its_partner():
         hm[0, y, x, u] = 1.0
         pos[u] = (x, y)
     # what a network would output for the mirrored input: mirrored maps with left/right swapped
-    mirrored = hm[:, :, ::-1, :][..., joints.union_flip_permutation()]
+    mirrored = hm[:, :, ::-1, :][..., union_flip_perm()]     # pairs by name
     back = codec.flip_back(mirrored, shift_heatmap=False).numpy()
     np.testing.assert_allclose(back[..., :, 1:, :], 0.25 * hm[..., :, 1:, :] + 0.75 * hm[..., :, :-1, :], atol=1e-7)
     shifted = codec.flip_back(mirrored, shift_heatmap=True).numpy()
@@ -181,6 +183,8 @@ def test_flip_back_maps_each_joint_to_its_partner():
     jts[14] = [30.0, 7.0]
     fj, fv = codec.flip_joints(jts, np.ones(24), 100, joints.UNION_FLIP_PAIRS)
     np.testing.assert_allclose(fj.numpy()[17], [100 - 1 - 30.0, 7.0])
+    # the training flip swaps exactly the pairs written by name in the tests
+    np.testing.assert_array_equal(joints.union_flip_permutation(), union_flip_perm())
 
 
 @pytest.mark.parametrize("size", [(192, 256), (48, 64)])

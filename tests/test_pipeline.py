@@ -10,7 +10,7 @@ import tensorflow as tf
 from posedual_tf import codec, config, geometry, joints
 from posedual_tf.data import augment, pipeline, records, sources
 from posedual_tf.data.settings import EvalDataSettings, TrainDataSettings
-from tests.conftest import records_with_a_bad_image as _records_with_a_bad_image
+from tests.conftest import records_with_a_bad_image as _records_with_a_bad_image, union_flip_perm
 
 
 def _cfg(coco_records, det_records, *extra):
@@ -44,33 +44,42 @@ def test_flip_crop_equals_crop_of_mirrored_image(shared, coco_records, det_recor
 
 def test_labelled_targets_peak_at_crop_joints(coco_records, det_records):
     """Each supervised joint's target peaks (value 1) at the joint moved into the crop as the reference
-    moves it: cv2's affine of the drawn scale and rotation, after the mirror when flipped, over stride 4
-    with int(x + 0.5); a centre off the map leaves a partial gaussian (or no target)."""
-    cfg = _cfg(coco_records, det_records)
+    moves it: cv2's affine of the box, after the mirror when flipped (left and right joints swapped, by
+    name), over stride 4 with int(x + 0.5); a centre off the map leaves a partial gaussian (or no target).
+    Scale and rotation are not drawn here (tests/test_draws.py checks their draws); whether a crop was
+    flipped is read off its pixels (it equals cv2's crop of the mirrored image or of the image)."""
+    cfg = _cfg(coco_records, det_records, "data.scale_factor=0", "data.rot_factor=0")
     maker = pipeline.SampleMaker(cfg.data, codec.HeatmapCodec.from_config(cfg))
     parse = pipeline.labelled_parser(maker)
     src = sources.open_source(cfg.data.labelled, "labelled")
     flips = set()
-    perm = np.arange(24)
-    for a, b in joints.UNION_FLIP_PAIRS:
-        perm[a], perm[b] = b, a
+    perm = union_flip_perm()
     checked = 0
     for elem, seed in zip(sources.instances(src).take(6), [1, 2, 3, 4, 5, 6]):
         out = parse(elem, tf.constant(seed, tf.int64))
         t, w = (v.numpy() for v in maker.targets(out["joints"], out["vis"]))    # what the step encodes
         assert out["image"].shape == (256, 192, 3) and out["image"].dtype == tf.uint8 and t.shape == (64, 48, 24)
         assert w[[0, 7, 8, 9, 10, 12, 13]].sum() == 0          # never supervised union ids
-        # the parser's draws, then the geometry the reference's way
-        s_mult, rot, flip = (v.numpy() for v in maker.draw_geometry(augment.StatelessRng(tf.stack([seed, 11]))))
-        flips.add(bool(flip))
-        width = int(records.image_size(elem["encoded"]).numpy()[1])
+        img = cv2.imdecode(np.frombuffer(elem["encoded"].numpy(), np.uint8), cv2.IMREAD_COLOR)
+        width = img.shape[1]
         c, s = geometry.box_to_center_scale(elem["box"].numpy(), 192 / 256)
+        crop = out["image"].numpy().astype(np.float32)
+        errors = []
+        for mirrored in (False, True):
+            cm = np.array([width - 1 - c[0], c[1]]) if mirrored else c
+            src_img = np.ascontiguousarray(img[:, ::-1]) if mirrored else img
+            want = cv2.warpAffine(src_img, geometry.get_affine_transform(cm, s, 0.0, (192, 256)), (192, 256),
+                                  flags=cv2.INTER_LINEAR)
+            errors.append(np.abs(crop - want).mean())
+        flip = errors[1] < errors[0]
+        assert min(errors) < 0.5 < max(errors), errors
+        flips.add(bool(flip))
         jts, vis = elem["joints"].numpy().copy(), elem["vis"].numpy().copy()
         if flip:
             jts[:, 0] = width - 1 - jts[:, 0]
             jts, vis = jts[perm], vis[perm]
             c = np.array([width - 1 - c[0], c[1]])
-        m = geometry.get_affine_transform(c, s * s_mult, float(rot), (192, 256))
+        m = geometry.get_affine_transform(c, s, 0.0, (192, 256))
         moved = geometry.affine_transform_points(jts, m)
         for j in np.where(vis > 0)[0]:
             mx, my = int(moved[j, 0] / 4 + 0.5), int(moved[j, 1] / 4 + 0.5)
@@ -110,6 +119,25 @@ def test_steps_per_epoch_is_the_unlabelled_set(coco_records, det_records):
     assert steps == 3
     sizes = [int(b["image"].shape[0]) for b in ds.take(6)]
     assert sizes == [2, 2, 1, 2, 2, 1]          # the epoch is the labelled set, its last batch partial
+
+
+def test_eval_crops_carry_the_area_of_their_non_square_box(coco_records, det_records):
+    """An evaluation person's area (OKS-NMS and rescoring read it) is the width times the height of its box
+    widened or heightened to the crop's 3:4 and enlarged 1.25 times on each side, written here."""
+    cfg = _cfg(coco_records, det_records)
+    parse = pipeline.eval_parser(pipeline.SampleMaker(cfg.data, codec.HeatmapCodec.from_config(cfg)))
+    src = sources.open_source(cfg.data.val, "val")
+    seen = 0
+    for elem in sources.instances(src).take(6):
+        x, y, w, h = (float(v) for v in elem["box"].numpy())
+        if w > 0.75 * h:
+            h = w / 0.75
+        elif w < 0.75 * h:
+            w = h * 0.75
+        got = float(parse(elem)["area"].numpy())
+        assert got == pytest.approx(w * 1.25 * h * 1.25, rel=1e-5), (got, w, h)
+        seen += abs(w - h) > 1
+    assert seen >= 3                          # non-square boxes
 
 
 def test_eval_dataset_detected_boxes_threshold(coco_records, det_records):

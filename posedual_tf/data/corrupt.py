@@ -67,6 +67,18 @@ class CorruptionCounter:
             return {"total": sum(self.by_stream.values()), "by_stream": dict(self.by_stream),
                     "by_shard": dict(self.by_shard)}
 
+    def state(self) -> dict:
+        """The counts, as a training checkpoint keeps them (:class:`posedual_tf.checkpoints.RunState`).
+        People that tf.data read ahead of the checkpoint's step (its prefetch, a few batches) are in
+        them, and a run resumed there reads and counts them again."""
+        return self.summary()
+
+    def load_state(self, state: dict) -> None:
+        """Go on from a checkpoint's counts (a resumed run)."""
+        with self._lock:
+            self.by_stream = collections.Counter(state.get("by_stream", {}))
+            self.by_shard = collections.Counter(state.get("by_shard", {}))
+
 
 def _placeholder(spec):
     if spec.dtype == tf.string:
