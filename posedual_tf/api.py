@@ -97,10 +97,20 @@ def predict_image(saved_model, image: bytes, boxes) -> dict:
     """Keypoints of the people in ``boxes`` (``[[x, y, w, h], ...]`` in pixels) of one encoded image (JPEG or
     PNG bytes), by a SavedModel folder (or one already loaded with ``tf.saved_model.load``): ``keypoints``
     ``[N, 17, 3]`` COCO-17 (x, y, score) in image pixels, ``scores`` ``[N]`` and ``valid`` ``[N]`` (a box outside the
-    image or without area gets no keypoints), as numpy arrays."""
+    image or without area gets no keypoints), as numpy arrays. TypeError for an image that is not bytes,
+    ValueError (one line) for bytes that TensorFlow's image decoder cannot read."""
     import numpy as np
     import tensorflow as tf
 
+    from posedual_tf import cli
+    from posedual_tf.data import records
+
+    if not isinstance(image, (bytes, bytearray)):
+        raise TypeError(f"image: expected the encoded bytes of a JPEG or PNG file (open(path, 'rb').read()), "
+                        f"got {type(image).__module__}.{type(image).__name__}")
+    with cli.stderr_to_devnull():           # the decoder's own line: the error below says it
+        if records.decoded_size(bytes(image)) is None:
+            raise ValueError("image: undecodable (truncated or damaged: TensorFlow's image decoder cannot read it)")
     model = tf.saved_model.load(saved_model) if isinstance(saved_model, str) else saved_model
     out = model.signatures["predict_image"](image_bytes=tf.constant(image),
                                             boxes=tf.constant(np.asarray(boxes, np.float32).reshape(-1, 4)))

@@ -22,7 +22,9 @@ def define_common_flags() -> None:
 
 
 @contextlib.contextmanager
-def _stderr_to_devnull():
+def stderr_to_devnull():
+    """File descriptor 2 sent to /dev/null meanwhile: what TensorFlow's C++ code prints there (its start-up
+    lines; its image decoders' line per damaged image, which our own messages name instead) is dropped."""
     saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     try:
         sys.stderr.flush()
@@ -44,7 +46,7 @@ def quiet_tensorflow(argv: list[str] | None = None) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import importlib
 
-    with _stderr_to_devnull():
+    with stderr_to_devnull():
         importlib.import_module("tensorflow")
         importlib.import_module("keras")
 

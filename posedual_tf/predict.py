@@ -253,9 +253,17 @@ def run(saved_model: str, paths: list[str], output: str, boxes: dict | None, pro
         except ValueError as e:
             entry["skipped"] = str(e)
             continue
-        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None   # EXIF applied
+        if not data:
+            entry["skipped"] = "empty file"
+            continue
+        with cli.stderr_to_devnull():              # the decoder's line: the reason below says it
+            size = records.decoded_size(data)
+        if size is None:                            # decided by the model's decoder (OpenCV may fill a cut JPEG)
+            entry["skipped"] = "undecodable (truncated or damaged: TensorFlow's image decoder cannot read it)"
+            continue
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)   # EXIF applied
         if img is None:
-            entry["skipped"] = "empty file" if not data else "not a decodable image"
+            entry["skipped"] = "not a decodable image"
             continue
         orientation = records.exif_orientation(data)
         if orientation != 1:        # the model sees the photo upright, as OpenCV turned it and its owner sees it

@@ -333,3 +333,51 @@ def test_code_cites_the_references_own_files_not_the_spec_files():
              for p in sorted((REPO / root).rglob("*")) if p.suffix in (".py", ".yaml")
              for i, line in enumerate(p.read_text().splitlines()) if "REFERENCE.md" in line or "MULTIAUGS.md" in line]
     assert cited == []
+
+
+def test_decodability_is_decided_by_the_decoder_training_uses(shared, tmp_path, exported, capfd):
+    """A JPEG with bytes after its end-of-image marker and a PNG with bytes after IEND (cameras and phones
+    append data) are converted, decoded by training and predicted on; a JPEG or PNG cut in half is skipped by
+    the converters' check and by predict, each with its reason (OpenCV alone would fill the cut JPEG with
+    grey). Neither prints the decoder's own lines."""
+    import cv2
+    import numpy as np
+    import tensorflow as tf
+
+    from posedual_tf import api, predict
+    from posedual_tf.conversion import writer
+    from posedual_tf.data import records
+
+    jpeg = (shared / "coco/000000000785.jpg").read_bytes()
+    png = cv2.imencode(".png", cv2.imread(str(shared / "coco/000000000785.jpg")))[1].tobytes()
+    want = cv2.imread(str(shared / "coco/000000000785.jpg"))[..., ::-1]          # RGB, OpenCV's decode
+    folder = tmp_path / "images"
+    folder.mkdir()
+    cases = {"trailing.jpg": (jpeg + bytes(range(210)), True), "trailing.png": (png + b"\0" * 40 + b"EXIF", True),
+             "cut.jpg": (jpeg[:len(jpeg) // 2], False), "cut.png": (png[:len(png) // 2], False)}
+    for name, (data, ok) in cases.items():
+        (folder / name).write_bytes(data)
+        got, reason, size = writer.check_image(str(folder / name))
+        if ok:
+            assert reason == "" and size == want.shape[:2], (name, reason)
+            pixels = records.decode_window(tf.constant(got), tf.constant([0, 0, size[0], size[1]])).numpy()
+            assert np.abs(pixels.astype(float) - want).mean() < 1.0, name        # what training crops from
+        else:
+            assert got is None and reason.startswith("undecodable (truncated or damaged"), (name, reason)
+    _, _, saved = exported
+    paths = sorted(str(p) for p in folder.iterdir())
+    capfd.readouterr()
+    predict.run(saved, paths, str(tmp_path / "out"), None, progress=False, whole_image=True)
+    err = capfd.readouterr().err
+    assert "Premature end" not in err and "libpng" not in err, err       # the reasons say it, in our words
+    entries = {pathlib.Path(e["file"]).name: e for e in json.loads((tmp_path / "out" / "images.json").read_text())["images"]}
+    for name, (data, ok) in cases.items():
+        if ok:
+            assert entries[name]["people"] == 1 and "skipped" not in entries[name], entries[name]
+            assert api.predict_image(saved, data, [[0, 0, 100, 200]])["keypoints"].shape == (1, 17, 3)
+        else:
+            assert entries[name]["skipped"].startswith("undecodable (truncated or damaged"), entries[name]
+            with pytest.raises(ValueError, match=r"^image: undecodable \(truncated or damaged"):
+                api.predict_image(saved, data, [[0, 0, 100, 200]])
+    with pytest.raises(TypeError, match=r"^image: expected the encoded bytes .* got numpy.ndarray$"):
+        api.predict_image(saved, want, [[0, 0, 100, 200]])

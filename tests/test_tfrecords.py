@@ -128,6 +128,8 @@ def test_corrupt_images_are_skipped_and_listed(shared, tmp_path):
     truncated.write_bytes(truncated.read_bytes()[:20000])
     (images / "000000196141.jpg").write_bytes(b"\xff\xd8garbage" + b"\x00" * 100 + b"\xff\xd9")
     os.remove(images / "000000197388.jpg")
+    kept = images / "000000000785.jpg"            # bytes after the end-of-image marker, as cameras append
+    kept.write_bytes(kept.read_bytes() + bytes(range(210)))
     out = tmp_path / "rec"
     proc = _convert("coco", "--annotations", str(shared / "coco/test_coco.json"), "--images", str(images),
                     "--output", str(out), "--workers", "2")
@@ -138,6 +140,7 @@ def test_corrupt_images_are_skipped_and_listed(shared, tmp_path):
     assert "undecodable" in reasons["000000196141.jpg"]
     assert reasons["000000197388.jpg"] == "missing file"
     assert m["num_images"] == 1 and [r["image/id"] for r in records.read_all(str(out))] == [785]
+    assert "000000000785.jpg" not in reasons
 
 
 def test_malformed_annotations_give_one_line_error(tmp_path):

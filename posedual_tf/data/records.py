@@ -218,6 +218,20 @@ def decode_image(encoded):
         lambda: tf.io.decode_image(encoded, channels=3, expand_animations=False))
 
 
+def decoded_size(data: bytes) -> tuple[int, int] | None:
+    """``(height, width)`` of encoded bytes as :func:`decode_image` (the decoder training crops with) reads
+    them, or None when it cannot read the whole image (truncated or damaged). Decodability is decided by
+    decoding, never by markers: bytes after a JPEG's end-of-image marker or a PNG's IEND chunk, which many
+    cameras and phones append, are fine."""
+    import tensorflow as tf
+
+    try:
+        shape = decode_image(tf.constant(data)).shape
+    except tf.errors.InvalidArgumentError:
+        return None
+    return int(shape[0]), int(shape[1])
+
+
 def image_size(encoded):
     """``[height, width]`` int32 of encoded bytes; JPEG from its header, without decoding."""
     import tensorflow as tf
