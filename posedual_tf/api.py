@@ -32,9 +32,28 @@ Example (the embedded demo, made tiny: 2 steps of two 1/8-width networks, a minu
 """
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 from posedual_tf.config import Config
+
+_PATH = (str, os.PathLike)
+
+
+def _expect(name: str, value, kinds, what: str, choices=None) -> None:
+    """A one-line TypeError (ValueError for a value outside ``choices``) naming the parameter, raised
+    before any work: every function below checks all its arguments first."""
+    kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+    if not isinstance(value, kinds) or isinstance(value, bool) and bool not in kinds:
+        shown = repr(value)
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        raise TypeError(f"{name}: expected {what}, got {type(value).__name__} {shown}")
+    if choices is not None and value not in choices:
+        raise ValueError(f"{name}: expected one of {', '.join(map(repr, choices))}, got {value!r}")
+
+
+def _expect_config(cfg) -> None:
+    _expect("cfg", cfg, Config, "a Config (posedual_tf.load_config('demo_dual'), say)")
 
 
 def load_config(name_or_path: str, overrides: Sequence[str] = ()) -> Config:
@@ -47,7 +66,11 @@ def load_config(name_or_path: str, overrides: Sequence[str] = ()) -> Config:
     """
     from posedual_tf import config
 
-    return config.load(name_or_path, list(overrides))
+    _expect("name_or_path", name_or_path, _PATH, "a config name or a YAML path")
+    _expect("overrides", overrides, (list, tuple), "a list of 'key=value' strings (a list even for one)")
+    for o in overrides:
+        _expect("overrides", o, str, "'key=value' strings")
+    return config.load(os.fspath(name_or_path), list(overrides))
 
 
 def prepare_demo_data(cfg: Config, workers: int = 1) -> None:
@@ -55,6 +78,10 @@ def prepare_demo_data(cfg: Config, workers: int = 1) -> None:
     other configs, whose records come from the converters (``python -m tfrecords_tools.coco`` ...)."""
     from posedual_tf import demo
 
+    _expect_config(cfg)
+    _expect("workers", workers, int, "a number of processes (int >= 1)")
+    if workers < 1:
+        raise ValueError(f"workers: expected an int >= 1, got {workers}")
     if demo.is_demo(cfg):
         demo.prepare_data(cfg, workers=workers)
 
@@ -64,6 +91,8 @@ def fit(cfg: Config, progress: str = "epochs") -> dict:
     ``train_result.json`` holds; see :func:`posedual_tf.training.run` for the process-wide state it sets."""
     from posedual_tf import training
 
+    _expect_config(cfg)
+    _expect("progress", progress, str, "a progress style", ("bar", "lines", "epochs", "none"))
     return training.run(cfg, progress=progress)
 
 
@@ -74,7 +103,12 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str, output: str | None = None,
     from posedual_tf import checkpoints
     from posedual_tf.task import PoseTask
 
-    nets, _ = checkpoints.load_networks(cfg, checkpoint)
+    _expect_config(cfg)
+    _expect("checkpoint", checkpoint, _PATH, "a weights folder, a training workdir or a .pth file")
+    if output is not None:
+        _expect("output", output, _PATH, "a folder (or None)")
+    _expect("split", split, str, "a data split", ("val", "unlabelled_eval"))
+    nets, _ = checkpoints.load_networks(cfg, os.fspath(checkpoint))
     return PoseTask(cfg).validate(nets, output, split=split)
 
 
@@ -82,6 +116,7 @@ def build_networks(cfg: Config) -> list:
     """The config's Keras network(s), float32, random weights (one; two for PoseDual)."""
     from posedual_tf.models import builder
 
+    _expect_config(cfg)
     return builder.build_networks(cfg, policy="float32")
 
 
@@ -90,7 +125,12 @@ def export_saved_model(cfg: Config, checkpoint: str, output: str, net: str = "1"
     ``serving_default`` (crops) and ``predict_image`` (encoded image + boxes) signatures; returns its folder."""
     from posedual_tf import export
 
-    return export.export(cfg, checkpoint, output, net=net, overwrite=overwrite)
+    _expect_config(cfg)
+    _expect("checkpoint", checkpoint, _PATH, "a weights folder, a training workdir or a .pth file")
+    _expect("output", output, _PATH, "a folder to write the SavedModel into")
+    _expect("net", net, str, "a network", ("1", "2", "ensemble"))
+    _expect("overwrite", overwrite, bool, "True or False")
+    return export.export(cfg, os.fspath(checkpoint), os.fspath(output), net=net, overwrite=overwrite)
 
 
 def predict_image(saved_model, image: bytes, boxes) -> dict:
@@ -105,13 +145,25 @@ def predict_image(saved_model, image: bytes, boxes) -> dict:
     from posedual_tf import cli
     from posedual_tf.data import records
 
+    if not isinstance(saved_model, _PATH) and not hasattr(saved_model, "signatures"):
+        raise TypeError(f"saved_model: expected a SavedModel folder or a loaded SavedModel, got "
+                        f"{type(saved_model).__name__}")
     if not isinstance(image, (bytes, bytearray)):
         raise TypeError(f"image: expected the encoded bytes of a JPEG or PNG file (open(path, 'rb').read()), "
                         f"got {type(image).__module__}.{type(image).__name__}")
+    try:
+        box_array = np.asarray(boxes, np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"boxes: expected [[x, y, w, h], ...] numbers, got {type(boxes).__name__}") from None
+    if box_array.size == 0 or box_array.ndim == 1 and box_array.size == 4:
+        box_array = box_array.reshape(-1, 4)
+    if box_array.ndim != 2 or box_array.shape[1] != 4 or not np.isfinite(box_array).all():
+        raise ValueError(f"boxes: expected [[x, y, w, h], ...] (N x 4 finite numbers), got shape "
+                         f"{tuple(box_array.shape)}" + ("" if np.isfinite(box_array).all() else " with non-finite values"))
     with cli.stderr_to_devnull():           # the decoder's own line: the error below says it
         if records.decoded_size(bytes(image)) is None:
             raise ValueError("image: undecodable (truncated or damaged: TensorFlow's image decoder cannot read it)")
-    model = tf.saved_model.load(saved_model) if isinstance(saved_model, str) else saved_model
-    out = model.signatures["predict_image"](image_bytes=tf.constant(image),
-                                            boxes=tf.constant(np.asarray(boxes, np.float32).reshape(-1, 4)))
+    model = tf.saved_model.load(os.fspath(saved_model)) if isinstance(saved_model, _PATH) else saved_model
+    out = model.signatures["predict_image"](image_bytes=tf.constant(bytes(image)),
+                                            boxes=tf.constant(box_array.astype(np.float32)))
     return {k: v.numpy() for k, v in out.items()}

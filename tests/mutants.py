@@ -564,6 +564,13 @@ MUTANTS = [
       "        if False:                            # decided by the model's decoder",
       NL + "::test_decodability_is_decided_by_the_decoder_training_uses",
       "predict leaves decodability to OpenCV (a cut JPEG is filled with grey, or named in other words)"),
+    # ---- #41, rule 4 in part: the Python API checks its arguments
+    m("api_fit_takes_a_name", "posedual_tf/api.py", '    _expect_config(cfg)\n    _expect("progress", progress',
+      '    _expect("progress", progress', "tests/test_api_arguments.py",
+      "fit('demo_dual') reaches the trainer (AttributeError: 'str' object has no attribute 'train')"),
+    m("api_overrides_as_a_string", "posedual_tf/api.py", '_expect("overrides", overrides, (list, tuple),',
+      '_expect("overrides", overrides, (list, tuple, str),', "tests/test_api_arguments.py",
+      "load_config(name, 'train.epochs=1') splits the string into one-letter overrides"),
 ]
 
 
