@@ -5,13 +5,66 @@ TensorFlow's start-up lines, and ``--a_b`` is accepted for ``--a-b``."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
+import math
 import os
 import sys
+from typing import Callable
 
 from absl import flags
 
 FLAGS = flags.FLAGS
+
+
+@dataclasses.dataclass(frozen=True)
+class OnlyWhen:
+    """A flag that other flags can make meaningless: given where ``applies()`` is false, the command stops with
+    one line (``--FLAG: why``) before doing anything. ``example``: other arguments under which it does not apply
+    (what tests/test_cli_flags.py gives it)."""
+
+    flag: str
+    applies: Callable[[], bool]
+    why: str
+    example: tuple[str, ...] = ()
+
+
+#: the running command's relevance rules (:func:`only_when`), checked by :func:`run` after parsing
+RULES: list[OnlyWhen] = []
+#: numeric flags whose domain is every finite number, with why (every other numeric flag declares bounds)
+UNBOUNDED: dict[str, str] = {}
+
+
+def only_when(flag: str, applies: Callable[[], bool], why: str, example: tuple[str, ...] = ()) -> None:
+    """Declare that ``--flag`` means something only where ``applies()`` (see :class:`OnlyWhen`)."""
+    RULES.append(OnlyWhen(flag, applies, why, tuple(example)))
+
+
+def any_finite(flag: str, why: str) -> None:
+    """Declare a numeric flag whose domain is every finite number (its help says what it is)."""
+    UNBOUNDED[flag] = why
+
+
+def _finite_floats() -> None:
+    """Every float flag refuses nan and inf (absl's bounds let nan through)."""
+    for name in list(FLAGS):
+        flag = FLAGS[name]
+        if flag.name == name and flag.flag_type() == "float":
+            flags.register_validator(name, lambda v: v is None or math.isfinite(v), message="expected a finite number")
+
+
+def check_flags(argv: list[str]) -> None:
+    """Parse ``argv`` once before the command starts (and before TensorFlow is imported): a value outside its
+    flag's domain, an unknown flag or one that the other flags make meaningless is one line and exit 1."""
+    try:
+        FLAGS(argv)
+        for rule in RULES:
+            if FLAGS[rule.flag].present and not rule.applies():
+                sys.exit(f"error: --{rule.flag}: {rule.why}; nothing was done")
+    except flags.Error as e:
+        sys.exit(f"error: {str(e).strip().splitlines()[0]}")
+    finally:
+        FLAGS.unparse_flags()
 
 
 def define_common_flags() -> None:
@@ -75,11 +128,13 @@ def run(main, define_flags=None) -> None:
     define_common_flags()
     if define_flags is not None:
         define_flags()
+    _finite_floats()
 
     argv = normalise_flag_spelling(sys.argv, lambda n: n in FLAGS or n.startswith("no") and n[2:] in FLAGS)
-    asked_help = any(a in ("--help", "-h", "--helpfull", "--helpshort", "-?") for a in argv)
+    asked_help = any(a in ("--help", "-h", "--helpfull", "--helpshort", "--helpxml", "-?") for a in argv)
     try:
         if not asked_help:
+            check_flags(argv)
             quiet_tensorflow(argv)
         app.run(guarded(main), argv=argv)
     except KeyboardInterrupt:          # before main runs (TensorFlow's import) or after it

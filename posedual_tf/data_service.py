@@ -20,7 +20,7 @@ ROLES = ("dispatcher", "worker")
 
 def define_flags() -> None:
     """This command's flags; defined only when it runs (importing the module defines none)."""
-    flags.DEFINE_integer("port", 0, "port to serve on (0: a free one, printed)")
+    flags.DEFINE_integer("port", 0, "port to serve on (0: a free one, printed)", lower_bound=0, upper_bound=65535)
     flags.DEFINE_string("dispatcher", None, "worker: HOST:PORT of the dispatcher")
     flags.DEFINE_string("worker-address", None, "worker: HOST:PORT the dispatcher and trainers reach this "
                         "worker at (default: TensorFlow's, localhost:PORT; give it on a cluster)")

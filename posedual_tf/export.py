@@ -202,10 +202,21 @@ def define_flags() -> None:
     flags.DEFINE_enum("precision", "float32", ["float32", "float16", "int8"], "--format tflite: the file's precision")
     flags.DEFINE_string("calibration", None, "--format tflite --precision int8: TFRecords prefix of people to "
                                              "calibrate the int8 ranges on (e.g. your val records)")
-    flags.DEFINE_integer("calibration-people", 200, "--calibration: how many people to use")
+    flags.DEFINE_integer("calibration-people", 200, "--calibration: how many people to use", lower_bound=1)
     flags.DEFINE_integer("version", None, "TF Serving's layout: write the SavedModel to --output/VERSION/ "
-                                          "(--output is the model's base path; TF Serving serves the highest)")
+                                          "(--output is the model's base path; TF Serving serves the highest)",
+                         lower_bound=1)
     flags.adopt_module_key_flags(cli)
+    f = flags.FLAGS
+    saved_model = lambda: f.format == "savedmodel"  # noqa: E731
+    for name, what in (("version", "TF Serving's layout"), ("flip-test", "the flip test in the graph"),
+                       ("overwrite", "replacing a previous SavedModel")):
+        cli.only_when(name, saved_model, f"{what}: only with --format savedmodel", example=("--format=tflite",))
+    cli.only_when("precision", lambda: f.format == "tflite", "only with --format tflite (a SavedModel is float32)")
+    cli.only_when("calibration", lambda: f.format == "tflite" and f.precision == "int8",
+                  "only with --format tflite --precision int8 (float32 and float16 need no calibration)",
+                  example=("--format=tflite", "--precision=float16"))
+    cli.only_when("calibration-people", lambda: bool(f.calibration), "only with --calibration")
 
 
 if __name__ == "__main__":

@@ -54,14 +54,25 @@ def define_flags() -> None:
                                           "API's signature (uint8 image in; detection_boxes, detection_classes, "
                                           "detection_scores out), e.g. SSD MobileNet / EfficientDet from the TF2 "
                                           "Detection Model Zoo")
-    flags.DEFINE_integer("detector-class", 1, "--detector: the person class id (1 in the OD API's COCO label map)")
-    flags.DEFINE_float("detector-threshold", 0.5, "--detector: keep people scoring at least this")
+    flags.DEFINE_integer("detector-class", 1, "--detector: the person class id (1 in the OD API's COCO label map)",
+                         lower_bound=1)
+    flags.DEFINE_float("detector-threshold", 0.5, "--detector: keep people scoring at least this",
+                       lower_bound=0.0, upper_bound=1.0)
     flags.DEFINE_bool("whole-image", False, "use the whole image as one person box")
     flags.DEFINE_float("min-hog-score", 0.0, "with neither --boxes nor --whole-image: keep HOG detections whose SVM "
                                              "margin exceeds this")
-    flags.DEFINE_float("min-box-score", 0.0, "ignore detections below this score")
+    flags.DEFINE_float("min-box-score", 0.0, "--boxes: ignore detections below this score",
+                       lower_bound=0.0, upper_bound=1.0)
     flags.DEFINE_string("output", None, "output folder (not the input folder)")
     flags.adopt_module_key_flags(cli)
+    cli.any_finite("min-hog-score", "an SVM margin, of either sign")
+    with_detector = lambda: bool(FLAGS.detector)  # noqa: E731
+    cli.only_when("detector-class", with_detector, "only with --detector (the detector's person class)")
+    cli.only_when("detector-threshold", with_detector, "only with --detector (its people's lowest score)")
+    cli.only_when("min-box-score", lambda: bool(FLAGS.boxes), "only with --boxes (a detections file's lowest score)")
+    cli.only_when("min-hog-score", lambda: not (FLAGS.boxes or FLAGS.detector or FLAGS["whole-image"].value),
+                  "only when OpenCV's HOG detector finds the people (no --boxes, --detector or --whole-image)",
+                  example=("--whole-image",))
 
 
 IMAGE_EXT = (".jpg", ".jpeg", ".png")

@@ -571,6 +571,18 @@ MUTANTS = [
     m("api_overrides_as_a_string", "posedual_tf/api.py", '_expect("overrides", overrides, (list, tuple),',
       '_expect("overrides", overrides, (list, tuple, str),', "tests/test_api_arguments.py",
       "load_config(name, 'train.epochs=1') splits the string into one-letter overrides"),
+    # ---- #41, rule 3 in part: every flag checked for its domain and its relevance
+    m("float_flags_take_nan", "posedual_tf/cli.py", "        define_flags()\n    _finite_floats()\n",
+      "        define_flags()\n", "tests/test_cli_flags.py",
+      "float flags take nan and inf (absl's bounds let nan through)"),
+    m("relevance_unchecked", "posedual_tf/cli.py", "if FLAGS[rule.flag].present and not rule.applies():", "if False:",
+      "tests/test_cli_flags.py", "a flag that the other flags make meaningless is ignored without a word"),
+    m("flag_errors_in_two_lines", "posedual_tf/cli.py", "            check_flags(argv)\n", "",
+      "tests/test_cli_flags.py", "a bad flag value is absl's two lines, after TensorFlow's start-up"),
+    m("detector_threshold_unbounded", "posedual_tf/predict.py",
+      '"--detector: keep people scoring at least this",\n                       lower_bound=0.0, upper_bound=1.0)',
+      '"--detector: keep people scoring at least this")', "tests/test_cli_flags.py",
+      "predict --detector-threshold 2 finds nobody and exits 0"),
 ]
 
 

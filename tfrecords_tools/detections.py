@@ -22,7 +22,7 @@ def define_flags() -> None:
 
     flags.DEFINE_string("image-info", None, "COCO image_info json (images, categories)")
     flags.DEFINE_string("detections", None, "COCO results json of person detections")
-    flags.DEFINE_float("min-score", 0.0, "keep detections with score >= S")
+    flags.DEFINE_float("min-score", 0.0, "keep detections with score >= S", lower_bound=0.0, upper_bound=1.0)
     common.define_converter_flags()
     flags.adopt_module_key_flags(cli)
     flags.adopt_module_key_flags(common)

@@ -17,7 +17,7 @@ def define_flags() -> None:
 
     flags.DEFINE_string("output", None, "output folder")
     flags.DEFINE_integer("num-images", 200, "images to generate", lower_bound=1)
-    flags.DEFINE_integer("seed", 0, "random seed")
+    flags.DEFINE_integer("seed", 0, "random seed", lower_bound=0)
     flags.DEFINE_string("split-name", "train", "the split's name: <output>/<split>.json and <output>/<split>/")
     flags.DEFINE_list("size", ["128", "128"], "H,W of every image")
     flags.DEFINE_integer("first-image-id", 1, "the first image's id", lower_bound=1)
