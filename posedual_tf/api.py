@@ -142,7 +142,6 @@ def predict_image(saved_model, image: bytes, boxes) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from posedual_tf import cli
     from posedual_tf.data import records
 
     if not isinstance(saved_model, _PATH) and not hasattr(saved_model, "signatures"):
@@ -160,9 +159,8 @@ def predict_image(saved_model, image: bytes, boxes) -> dict:
     if box_array.ndim != 2 or box_array.shape[1] != 4 or not np.isfinite(box_array).all():
         raise ValueError(f"boxes: expected [[x, y, w, h], ...] (N x 4 finite numbers), got shape "
                          f"{tuple(box_array.shape)}" + ("" if np.isfinite(box_array).all() else " with non-finite values"))
-    with cli.stderr_to_devnull():           # the decoder's own line: the error below says it
-        if records.decoded_size(bytes(image)) is None:
-            raise ValueError("image: undecodable (truncated or damaged: TensorFlow's image decoder cannot read it)")
+    if records.decoded_size(bytes(image)) is None:
+        raise ValueError("image: undecodable (truncated or damaged: TensorFlow's image decoder cannot read it)")
     model = tf.saved_model.load(os.fspath(saved_model)) if isinstance(saved_model, _PATH) else saved_model
     out = model.signatures["predict_image"](image_bytes=tf.constant(bytes(image)),
                                             boxes=tf.constant(box_array.astype(np.float32)))

@@ -4,7 +4,6 @@ convert_torch, and tfrecords_tools' converters and inspect). Flags are defined o
 TensorFlow's start-up lines, and ``--a_b`` is accepted for ``--a-b``."""
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import math
@@ -13,6 +12,8 @@ import sys
 from typing import Callable
 
 from absl import flags
+
+from posedual_tf import files
 
 FLAGS = flags.FLAGS
 
@@ -74,22 +75,6 @@ def define_common_flags() -> None:
         flags.DEFINE_bool("verbose", False, "show TensorFlow's start-up and info log lines (hidden by default)")
 
 
-@contextlib.contextmanager
-def stderr_to_devnull():
-    """File descriptor 2 sent to /dev/null meanwhile: what TensorFlow's C++ code prints there (its start-up
-    lines; its image decoders' line per damaged image, which our own messages name instead) is dropped."""
-    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    try:
-        sys.stderr.flush()
-        os.dup2(null, 2)
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(null)
-
-
 def quiet_tensorflow(argv: list[str] | None = None) -> None:
     """Import TensorFlow and Keras with their start-up lines (oneDNN, CPU features, absl banners)
     hidden, and keep later C++ info/warning lines quiet, unless ``--verbose`` is among ``argv``."""
@@ -99,7 +84,7 @@ def quiet_tensorflow(argv: list[str] | None = None) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import importlib
 
-    with stderr_to_devnull():
+    with files.stderr_to_devnull():
         importlib.import_module("tensorflow")
         importlib.import_module("keras")
 

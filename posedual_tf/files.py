@@ -246,6 +246,24 @@ def inside(root: str, relative: str) -> str | None:
 
 
 @contextlib.contextmanager
+def stderr_to_devnull() -> Iterator[None]:
+    """File descriptor 2 sent to /dev/null meanwhile: what native code prints there (TensorFlow's start-up
+    lines; its image decoders' line per damaged image, which our own messages name instead) is dropped."""
+    import sys
+
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        sys.stderr.flush()
+        os.dup2(null, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
+@contextlib.contextmanager
 def lock(folder: str, what: str) -> Iterator[None]:
     """Hold ``folder/.posedual_tf.lock`` while the block runs: a second process that asks for it is
     refused at once, in one line naming the folder and the process that holds it."""

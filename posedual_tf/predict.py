@@ -267,9 +267,7 @@ def run(saved_model: str, paths: list[str], output: str, boxes: dict | None, pro
         if not data:
             entry["skipped"] = "empty file"
             continue
-        with cli.stderr_to_devnull():              # the decoder's line: the reason below says it
-            size = records.decoded_size(data)
-        if size is None:                            # decided by the model's decoder (OpenCV may fill a cut JPEG)
+        if records.decoded_size(data) is None:      # the model's decoder decides (OpenCV may fill a cut JPEG)
             entry["skipped"] = "undecodable (truncated or damaged: TensorFlow's image decoder cannot read it)"
             continue
         img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)   # EXIF applied

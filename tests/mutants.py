@@ -555,13 +555,12 @@ MUTANTS = [
       RST + "::test_a_training_checkpoint_restores_the_optimizer_the_loss_scale_and_the_draws",
       "the training checkpoint leaves out the optimizer (step, Adam's moments, the loss scale)"),
     # ---- #41, rule 1: decodability decided by decoding
-    m("converter_decides_by_markers", "posedual_tf/conversion/writer.py", "        size = records.decoded_size(data)\n",
-      '        size = records.decoded_size(data) if data.endswith((b"\\xff\\xd9", b"\\xaeB`\\x82")) else None\n',
+    m("converter_decides_by_markers", "posedual_tf/conversion/writer.py", "    size = records.decoded_size(data)\n",
+      '    size = records.decoded_size(data) if data.endswith((b"\\xff\\xd9", b"\\xaeB`\\x82")) else None\n',
       NL + "::test_decodability_is_decided_by_the_decoder_training_uses",
       "the converters refuse a JPEG or PNG with bytes after its end marker (as before #41)"),
     m("predict_decides_by_opencv", "posedual_tf/predict.py",
-      "        if size is None:                            # decided by the model's decoder",
-      "        if False:                            # decided by the model's decoder",
+      "        if records.decoded_size(data) is None:", "        if False:",
       NL + "::test_decodability_is_decided_by_the_decoder_training_uses",
       "predict leaves decodability to OpenCV (a cut JPEG is filled with grey, or named in other words)"),
     # ---- #41, rule 4 in part: the Python API checks its arguments

@@ -58,9 +58,8 @@ def check_image(path: str) -> tuple[bytes | None, str, tuple[int, int] | None]:
         return None, "empty file", None
     if data[:8] != b"\x89PNG\r\n\x1a\n" and data[:2] != b"\xff\xd8":
         return None, "undecodable (not a JPEG or PNG)", None
-    with cli.stderr_to_devnull():       # the decoder's line for a damaged image: the manifest lists it
-        cli.quiet_tensorflow([])        # a pool worker imports TensorFlow here
-        size = records.decoded_size(data)
+    cli.quiet_tensorflow([])            # a pool worker imports TensorFlow here
+    size = records.decoded_size(data)
     if size is None:
         return None, "undecodable (truncated or damaged: the decoder training uses cannot read it)", None
     if min(size) < 4:          # no person fits there

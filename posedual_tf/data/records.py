@@ -222,11 +222,15 @@ def decoded_size(data: bytes) -> tuple[int, int] | None:
     """``(height, width)`` of encoded bytes as :func:`decode_image` (the decoder training crops with) reads
     them, or None when it cannot read the whole image (truncated or damaged). Decodability is decided by
     decoding, never by markers: bytes after a JPEG's end-of-image marker or a PNG's IEND chunk, which many
-    cameras and phones append, are fine."""
+    cameras and phones append, are fine. The decoder's own line for a damaged image is dropped: callers give
+    the reason in their words."""
     import tensorflow as tf
 
+    from posedual_tf import files
+
     try:
-        shape = decode_image(tf.constant(data)).shape
+        with files.stderr_to_devnull():
+            shape = decode_image(tf.constant(data)).shape
     except tf.errors.InvalidArgumentError:
         return None
     return int(shape[0]), int(shape[1])
