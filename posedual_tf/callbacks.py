@@ -12,7 +12,6 @@ Example (a NaN in the 3rd batch stops the run; ``failed_at`` is (step, loss)):
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -149,8 +148,11 @@ class Validation(keras.callbacks.Callback):
         self.history: list[dict] = []
         best_file = os.path.join(workdir, "best", "best.json")
         if os.path.exists(best_file):
-            with open(best_file) as f:
-                self.best = json.load(f)["perf"]
+            best = files.read_json(best_file, "the best validation written by training")
+            if not (isinstance(best, dict) and isinstance(best.get("perf"), (int, float))):
+                raise files.BadFileError(f"{best_file}: holds no best validation ('perf', a number); it is written by "
+                                         "training (move the file away to start the best score afresh)")
+            self.best = best["perf"]
 
     def state(self) -> dict:
         """The validations so far, as a training checkpoint keeps them."""

@@ -8,6 +8,7 @@ import dataclasses
 import functools
 import math
 import os
+import re
 import sys
 from typing import Callable
 
@@ -176,16 +177,29 @@ def interrupted() -> None:
 
 
 def one_line(e: BaseException) -> str:
-    """A readable single line for an exception: OSErrors as 'path: reason', others their first line."""
+    """A readable single line for an exception: OSErrors, and TensorFlow's errors of a file (``PATH; reason``),
+    as 'path: reason' (a file being written under its temporary name is named by its own); others their
+    first line."""
     if isinstance(e, OSError) and e.strerror:
-        where = e.filename or ""
-        return f"{where}: {e.strerror}" if where else e.strerror
+        return _file_line(str(e.filename or ""), e.strerror)
     text = str(e).strip()
     first = text.splitlines()[0] if text else ""
     if type(e).__module__.startswith("tensorflow"):
-        first = _first_cause(text) or first
+        first = first_cause(text) or first
+        path, sep, reason = first.partition("; ")
+        if sep and os.sep in path and " " not in path.strip(os.sep).split(os.sep)[-1]:
+            return _file_line(path, reason)
     known = type(e).__module__.startswith(("posedual_tf", "tfrecords_tools")) or isinstance(e, (ValueError, KeyError))
     return first if known and first else f"{type(e).__name__}: {first} (run with --debug for the traceback)"
+
+
+def _file_line(path: str, reason: str) -> str:
+    """``path: reason``; a temporary ``NAME.tmp-PID`` (:func:`files.write_atomic` and the converters' shards)
+    is named as the file it was to become, which keeps what it held."""
+    if not path:
+        return reason
+    target, n = re.subn(r"\.tmp-\d+$", "", path)
+    return f"{target}: {reason} (while writing it; nothing was replaced)" if n else f"{path}: {reason}"
 
 
 #: lines of a TensorFlow error message that frame the cause rather than state it
@@ -193,7 +207,7 @@ _FRAMING = ("Graph execution error", "Detected at node", "The op is created at",
             "defined at", "[[")
 
 
-def _first_cause(text: str) -> str:
+def first_cause(text: str) -> str:
     """The first line of a TensorFlow error that states its cause (an XLA or graph error starts with
     'Graph execution error:' and the stack of the node before the reason)."""
     for line in text.splitlines():

@@ -7,6 +7,7 @@ validation splits on first run, and
 """
 from __future__ import annotations
 
+import contextlib
 import os
 
 from posedual_tf.config import Config
@@ -32,29 +33,32 @@ def prepare_data(cfg: Config, workers: int = 1) -> None:
     src = data_dir(cfg)
     work = os.path.abspath(cfg.workdir)
     top = os.path.relpath(src, work).split(os.sep)[0]
-    if top not in ("..", ".") and not os.path.isabs(top):       # the demo data live in the workdir: claim it
-        files.claim(cfg.workdir, "train", accepts=("evaluate",), setting="workdir")
-        files.own(cfg.workdir, top, "train")
     size = (s.image_height, s.image_width)
     # (json and images of the split, records prefix, images to generate, first image id, converter)
     splits = [("train", cfg.data.labelled.records, s.labelled_images, 1, "gt"),
               ("val", cfg.data.val.records, s.val_images, 500_000, "gt"),
               ("unlabelled", cfg.data.unlabelled.records, s.unlabelled_images, 1_000_000, "detections"),
               ("unlabelled", cfg.data.unlabelled_eval.records, s.unlabelled_images, 1_000_000, "gt")]
+    missing = [split for split in splits if split[1] and not os.path.exists(records.manifest_path(split[1]))]
+    if not missing:
+        return
     seeds = {"train": 0, "val": 1, "unlabelled": 2}
-    for split, prefix, n, first_id, kind in splits:
-        if not prefix or os.path.exists(records.manifest_path(prefix)):
-            continue
-        if not os.path.exists(os.path.join(src, f"{split}.json")):
-            print(f"generating {n} synthetic images ({split}) in {src}")
-            synthetic.generate(src, n, s.seed + 1000 * seeds[split], split, size, first_id)
-        images = os.path.join(src, split)
-        if kind == "detections":
-            manifest = detections.convert(os.path.join(src, f"{split}_image_info.json"),
-                                          os.path.join(src, f"{split}_detections.json"), images, prefix, workers=workers)
-        else:
-            manifest = coco.convert(os.path.join(src, f"{split}.json"), images, prefix, workers=workers)
-        writer.report(manifest, prefix)
+    with contextlib.ExitStack() as held:
+        if top not in ("..", ".") and not os.path.isabs(top):     # the demo data live in the workdir: claim it,
+            held.enter_context(files.writing(cfg.workdir, "train", accepts=("evaluate",), setting="workdir"))
+            files.own(cfg.workdir, top, "train")                    # and write them as its one writer
+        for split, prefix, n, first_id, kind in missing:
+            if not os.path.exists(os.path.join(src, f"{split}.json")):
+                print(f"generating {n} synthetic images ({split}) in {src}")
+                synthetic.generate(src, n, s.seed + 1000 * seeds[split], split, size, first_id)
+            images = os.path.join(src, split)
+            if kind == "detections":
+                manifest = detections.convert(os.path.join(src, f"{split}_image_info.json"),
+                                              os.path.join(src, f"{split}_detections.json"), images, prefix,
+                                              workers=workers)
+            else:
+                manifest = coco.convert(os.path.join(src, f"{split}.json"), images, prefix, workers=workers)
+            writer.report(manifest, prefix)
 
 
 def export_after_training(cfg: Config, net: str = "1") -> str:

@@ -49,6 +49,7 @@ class ODDetector:
                                 f"{', '.join(missing)}; expected a TF2 Object Detection API export "
                                 f"({', '.join(OD_OUTPUTS)})")
         self.model, self.signature, self.input_name = model, signature, next(iter(inputs))
+        self.path = path
         self.person_class, self.min_score = int(person_class), float(min_score)
 
     def __call__(self, bgr: np.ndarray) -> list[tuple[list[float], float]]:
@@ -57,9 +58,17 @@ class ODDetector:
         h, w = bgr.shape[:2]
         rgb = np.ascontiguousarray(bgr[..., ::-1])
         out = self.signature(**{self.input_name: tf.constant(rgb[None], tf.uint8)})
-        boxes = out["detection_boxes"].numpy().reshape(-1, 4)
-        classes = np.rint(out["detection_classes"].numpy().reshape(-1)).astype(int)
-        scores = out["detection_scores"].numpy().reshape(-1)
+        boxes, classes, scores = (np.asarray(out[k].numpy(), np.float64) for k in OD_OUTPUTS)
+        n = scores.size
+        if boxes.size != 4 * n or classes.size != n:
+            raise DetectorError(f"--detector {self.path}: returned {boxes.shape} boxes, {classes.shape} classes and "
+                                f"{scores.shape} scores for this {w}x{h} image; expected [1, N, 4], [1, N] and [1, N]")
+        boxes, classes, scores = boxes.reshape(-1, 4), classes.reshape(-1), scores.reshape(-1)
+        bad = int(np.sum(~np.isfinite(boxes).all(axis=1) | ~np.isfinite(scores) | ~np.isfinite(classes)))
+        if bad:
+            raise DetectorError(f"--detector {self.path}: returned {bad} of {n} detections with NaN or infinite "
+                                f"numbers for this {w}x{h} image; its outputs are not boxes")
+        classes = np.rint(classes).astype(int)
         people = []
         for (y0, x0, y1, x1), c, s in zip(boxes, classes, scores):
             if c == self.person_class and s >= self.min_score:

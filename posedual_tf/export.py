@@ -128,8 +128,20 @@ def export(cfg: Config, checkpoint: str, output: str, net: str = "1", flip_test:
     if version is not None:
         if version < 1:
             raise ExportError(f"--version {version}: expected a positive int (TF Serving serves the highest)")
-        files.claim(output, "export", setting="--output")
-        output = files.own(output, str(version))
+        with files.writing(output, "export", setting="--output"):      # one export into a base path at a time
+            return _export(cfg, checkpoint, files.own(output, str(version)), net, flip_test, post_process, overwrite)
+    parent = os.path.dirname(os.path.abspath(output))
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as e:
+        raise ExportError(f"--output {output}: cannot write in {parent} ({e.strerror})") from None
+    with files.lock(output, "export", beside=True):      # the folder is swapped in whole: its lock lies beside it
+        return _export(cfg, checkpoint, output, net, flip_test, post_process, overwrite)
+
+
+def _export(cfg: Config, checkpoint: str, output: str, net: str, flip_test: bool | None, post_process: str | None,
+            overwrite: bool) -> str:
+    """:func:`export` into ``output``, its lock held."""
     check_output(output, overwrite)
 
     chosen = checkpoints.exported_networks(cfg, checkpoint, net)
@@ -150,11 +162,6 @@ def export(cfg: Config, checkpoint: str, output: str, net: str = "1", flip_test:
         check_output(path, overwrite)     # one line unless a previous export and --overwrite
         return True
 
-    parent = os.path.dirname(os.path.abspath(output))
-    try:
-        os.makedirs(parent, exist_ok=True)
-    except OSError as e:
-        raise ExportError(f"--output {output}: cannot write in {parent} ({e.strerror})") from None
     try:
         files.replace_folder(output, fill, is_ours)
     except OSError as e:

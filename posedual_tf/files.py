@@ -11,7 +11,8 @@
   their manifest (``PREFIX.json`` lists its shards).
 * :func:`inside`: a path taken from data (a file name in an annotation file) resolved inside the
   folder it is relative to, or None.
-* :func:`lock`: one writer per folder (a second ``train`` on a workdir is refused, not interleaved).
+* :func:`lock` and :func:`writing`: one writer per folder (a second command writing there is refused at
+  once, in one line naming the first; a lock left by a killed command is taken over, saying so).
 
 Example:
     >>> import os, tempfile
@@ -34,6 +35,7 @@ import contextlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from typing import Any, Callable, Iterator
 
@@ -55,14 +57,36 @@ def write_atomic(path: str, data: bytes | str) -> None:
         with open(tmp, "wb" if isinstance(data, bytes) else "w") as f:
             f.write(data)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.lexists(tmp):
             os.remove(tmp)                # ours: the temporary file written above
+        if isinstance(e, OSError) and e.strerror and not e.filename:     # a write's error names no file: ours
+            raise OSError(e.errno, e.strerror, tmp) from None
         raise
 
 
 def write_json_atomic(path: str, data: Any, indent: int | None = 1) -> None:
     write_atomic(path, json.dumps(data, indent=indent))
+
+
+class BadFileError(ValueError):
+    """A file that is there but holds something else than what was expected (one line, naming it)."""
+
+
+def read_json(path: str, expected: str = "a JSON file") -> Any:
+    """The JSON value in ``path``: one line naming the file and ``expected`` when it is not JSON (or not
+    UTF-8 text, or a folder); a missing or unreadable file is the OSError, which names it."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise BadFileError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); expected "
+                           f"{expected}") from None
+    except UnicodeDecodeError as e:
+        raise BadFileError(f"{path}: not UTF-8 text (byte {e.start} is 0x{e.object[e.start]:02x}); expected "
+                           f"{expected}") from None
+    except IsADirectoryError:
+        raise BadFileError(f"{path}: is a folder; expected {expected}") from None
 
 
 def replace_folder(target: str, fill: Callable[[str], None], is_ours: Callable[[str], bool]) -> str:
@@ -263,23 +287,82 @@ def stderr_to_devnull() -> Iterator[None]:
         os.close(null)
 
 
+#: The lock file of a folder being written (its holder's pid and what it runs; empty when released).
+LOCK_FILE = ".posedual_tf.lock"
+#: realpath of a folder this process holds -> [lock file descriptor, depth]: a writer that calls another
+#: (train's data preparation runs the converters, training validates into its workdir) enters again
+_HELD: dict[str, list] = {}
+
+
 @contextlib.contextmanager
-def lock(folder: str, what: str) -> Iterator[None]:
-    """Hold ``folder/.posedual_tf.lock`` while the block runs: a second process that asks for it is
-    refused at once, in one line naming the folder and the process that holds it."""
+def lock(folder: str, what: str, beside: bool = False) -> Iterator[None]:
+    """Hold ``folder/.posedual_tf.lock`` (``beside``: ``folder.posedual_tf.lock``, for a folder that is
+    swapped in whole) while the block runs: one writer per folder.
+
+    Another process that asks for it is refused at once, in one line naming the folder and the holder's
+    pid and command. A lock whose holder ended without releasing it (killed: the operating system drops
+    the lock with the process) is taken over, with a line naming the process it was. Entering again in
+    the process that holds it passes. ``what``: this writer, as the refusal will name it (e.g. ``predict``).
+    """
     import fcntl
 
-    path = os.path.join(folder, ".posedual_tf.lock")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    key = os.path.realpath(folder)
+    if key in _HELD:
+        _HELD[key][1] += 1
+        try:
+            yield
+        finally:
+            _HELD[key][1] -= 1
+        return
+    path = key + LOCK_FILE if beside else os.path.join(folder, LOCK_FILE)
+    fd = _acquire(folder, path, fcntl)
     try:
+        pid, _, holder = os.pread(fd, 512, 0).decode(errors="replace").strip().partition(" ")
+        if pid:
+            print(f"{folder}: taking over the lock of {holder or 'a posedual_tf command'} (pid {pid}), which ended "
+                  "without releasing it", file=sys.stderr)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {what}".encode(), 0)
+        _HELD[key] = [fd, 1]
+        try:
+            yield
+        finally:
+            del _HELD[key]
+            if beside:              # nothing left beside the output (a later writer makes its own)
+                os.unlink(path)
+            os.ftruncate(fd, 0)         # released by its holder: nothing to take over
+    finally:
+        os.close(fd)            # releases the lock
+
+
+def _acquire(folder: str, path: str, fcntl) -> int:
+    """The descriptor of the lock file ``path``, locked; NotOursError naming the holder when another
+    process holds it. A lock file that its holder removed while this process waited to lock it (a lock
+    beside an output is removed on release) is opened again, so two writers never hold two files."""
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise NotOursError(f"{folder}: cannot write its lock file ({e.strerror}); nothing was written") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
-            raise NotOursError(f"{folder}: {what} is already running there (pid {holder}); wait for it to end or "
-                               "use another folder") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        yield
-    finally:
-        os.close(fd)            # releases the lock
+            pid, _, holder = os.pread(fd, 512, 0).decode(errors="replace").strip().partition(" ")
+            os.close(fd)
+            raise NotOursError(f"{folder}: {holder or 'another posedual_tf command'} (pid {pid or 'unknown'}) is "
+                               "writing there; nothing was written (wait for it to end or use another folder)") from None
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def writing(folder: str, tool: str, accepts: tuple[str, ...] = (), setting: str = "", what: str = "") -> Iterator[str]:
+    """:func:`claim` ``folder`` for ``tool`` and hold its :func:`lock` (as ``what``, default ``tool``) while
+    the block writes there; yields ``folder``. Every command that writes a folder writes it inside one."""
+    claim(folder, tool, accepts, setting)
+    with lock(folder, what or tool):
+        yield folder

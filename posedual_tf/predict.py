@@ -28,7 +28,6 @@ keypoints (counted in one warning line and listed in images.json).
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -108,11 +107,12 @@ def load_boxes(path: str, min_score: float, ids: dict[str, int]) -> dict[str, li
     when none matches, or every detection is of another category, it is an error naming the file."""
     if not math.isfinite(min_score):
         raise PredictError(f"--min-box-score {min_score}: expected a finite number")
+    from posedual_tf import files
+
     try:
-        with open(path) as f:
-            data = json.load(f)
+        data = files.read_json(path, "boxes: COCO detections or {file name: [[x, y, w, h], ...]}")
     except (OSError, ValueError) as e:
-        raise PredictError(f"{path}: not a readable json file ({e})") from None
+        raise PredictError(cli.one_line(e)) from None
     by_id = {i: n for n, i in ids.items()}
     out: dict[str, list] = {}
     unmatched: list[str] = []
@@ -247,81 +247,85 @@ def run(saved_model: str, paths: list[str], output: str, boxes: dict | None, pro
     except (OSError, ValueError) as e:
         raise PredictError(f"--saved-model {saved_model}: not a SavedModel ({str(e).splitlines()[0]})") from None
     fn = model.signatures["predict_image"]
-    files.claim(output, "predict", setting="--output")
-    files.own_all(output, list(plan.values()) + ["results.json", RECORD])     # one write of the list
-    results, record, empty_boxes = [], [], 0
-    bar = Progress(len(paths), "predict", "img", enabled=progress)
-    for path in paths:
-        bar.update()
-        name = os.path.basename(path)
-        entry = {"file": path, "image_id": ids[name], "drawing": None, "people": 0}
-        record.append(entry)
-        try:
-            data = files.read_bounded(path)
-        except OSError as e:
-            entry["skipped"] = f"unreadable ({e.strerror})"
-            continue
-        except ValueError as e:
-            entry["skipped"] = str(e)
-            continue
-        if not data:
-            entry["skipped"] = "empty file"
-            continue
-        if records.decoded_size(data) is None:      # the model's decoder decides (OpenCV may fill a cut JPEG)
-            entry["skipped"] = "undecodable (truncated or damaged: TensorFlow's image decoder cannot read it)"
-            continue
-        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)   # EXIF applied
-        if img is None:
-            entry["skipped"] = "not a decodable image"
-            continue
-        orientation = records.exif_orientation(data)
-        if orientation != 1:        # the model sees the photo upright, as OpenCV turned it and its owner sees it
-            data = cv2.imencode(".png", img)[1].tobytes()
-            entry["exif_orientation"] = orientation
-        if boxes is not None:
-            people = boxes.get(name, [])
-        elif detector is not None:
-            people = detector(img)
-            entry["detector"] = "--detector"
-        elif whole_image:
-            people = [([0.0, 0.0, float(img.shape[1]), float(img.shape[0])], 1.0)]
-        elif img.shape[0] < HOG_WINDOW[1] or img.shape[1] < HOG_WINDOW[0]:
-            entry["skipped"] = (f"{img.shape[1]}x{img.shape[0]} px is smaller than the HOG detector's "
-                                f"{HOG_WINDOW[0]}x{HOG_WINDOW[1]} window; give --boxes or --whole-image")
-            continue
-        else:
-            people = hog_people(img, min_hog_score)
-            entry["detector"] = "hog"
-        box_arr = np.array([b for b, _ in people], np.float32).reshape(-1, 4)
-        try:
-            out = fn(image_bytes=tf.constant(data), boxes=tf.constant(box_arr))
-        except tf.errors.InvalidArgumentError as e:
-            entry["skipped"] = f"the model could not read it ({e.message.splitlines()[0]})"
-            continue
-        kps, scores, valid = out["keypoints"].numpy(), out["scores"].numpy(), out["valid"].numpy()
-        for k, ((box, box_score), kp, s, ok) in enumerate(zip(people, kps, scores, valid)):
-            if not ok:
-                entry.setdefault("boxes_without_area", []).append(k)
-                empty_boxes += 1
+    with files.writing(output, "predict", setting="--output"):      # one predict writes a folder at a time
+        files.own_all(output, list(plan.values()) + ["results.json", RECORD])     # one write of the list
+        results, record, empty_boxes = [], [], 0
+        bar = Progress(len(paths), "predict", "img", enabled=progress)
+        for path in paths:
+            bar.update()
+            name = os.path.basename(path)
+            entry = {"file": path, "image_id": ids[name], "drawing": None, "people": 0}
+            record.append(entry)
+            try:
+                data = files.read_bounded(path)
+            except OSError as e:
+                entry["skipped"] = f"unreadable ({e.strerror})"
                 continue
-            draw_person(img, box, np.concatenate([kp[:, :2], (kp[:, 2:] > 0.2).astype(np.float32)], 1), joints.COCO)
-            results.append({"image_id": ids[name], "category_id": 1,
-                            "keypoints": [round(float(v), 3) for v in kp.ravel()],
-                            "score": float(s * box_score), "bbox": [float(v) for v in box]})
-            entry["people"] += 1
-        ok, png = cv2.imencode(".png", img)
-        files.write_atomic(os.path.join(output, plan[path]), png.tobytes())     # listed by own_all above
-        entry["drawing"] = plan[path]
-    bar.close()
-    files.write_json_atomic(os.path.join(output, "results.json"), results)
-    files.write_json_atomic(os.path.join(output, RECORD), {"images": record})
-    skipped = [e for e in record if "skipped" in e]
-    for e in skipped:
-        print(f"skipped {e['file']}: {e['skipped']}", file=sys.stderr)
-    if empty_boxes:
-        print(f"warning: {empty_boxes} boxes lie outside their image or have no area: no keypoints for them "
-              f"(listed in {os.path.join(output, RECORD)})", file=sys.stderr)
-    return results
+            except ValueError as e:
+                entry["skipped"] = str(e)
+                continue
+            if not data:
+                entry["skipped"] = "empty file"
+                continue
+            if records.decoded_size(data) is None:      # the model's decoder decides (OpenCV may fill a cut JPEG)
+                entry["skipped"] = "undecodable (truncated or damaged: TensorFlow's image decoder cannot read it)"
+                continue
+            img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)   # EXIF applied
+            if img is None:
+                entry["skipped"] = "not a decodable image"
+                continue
+            orientation = records.exif_orientation(data)
+            if orientation != 1:        # the model sees the photo upright, as OpenCV turned it and its owner sees it
+                data = cv2.imencode(".png", img)[1].tobytes()
+                entry["exif_orientation"] = orientation
+            if boxes is not None:
+                people = boxes.get(name, [])
+            elif detector is not None:
+                try:
+                    people = detector(img)
+                except ValueError as e:         # its outputs are not boxes (DetectorError): named, this image skipped
+                    entry["skipped"] = str(e)
+                    continue
+                entry["detector"] = "--detector"
+            elif whole_image:
+                people = [([0.0, 0.0, float(img.shape[1]), float(img.shape[0])], 1.0)]
+            elif img.shape[0] < HOG_WINDOW[1] or img.shape[1] < HOG_WINDOW[0]:
+                entry["skipped"] = (f"{img.shape[1]}x{img.shape[0]} px is smaller than the HOG detector's "
+                                    f"{HOG_WINDOW[0]}x{HOG_WINDOW[1]} window; give --boxes or --whole-image")
+                continue
+            else:
+                people = hog_people(img, min_hog_score)
+                entry["detector"] = "hog"
+            box_arr = np.array([b for b, _ in people], np.float32).reshape(-1, 4)
+            try:
+                out = fn(image_bytes=tf.constant(data), boxes=tf.constant(box_arr))
+            except tf.errors.InvalidArgumentError as e:
+                entry["skipped"] = f"--saved-model {saved_model} could not read it ({cli.first_cause(e.message)})"
+                continue
+            kps, scores, valid = out["keypoints"].numpy(), out["scores"].numpy(), out["valid"].numpy()
+            for k, ((box, box_score), kp, s, ok) in enumerate(zip(people, kps, scores, valid)):
+                if not ok:
+                    entry.setdefault("boxes_without_area", []).append(k)
+                    empty_boxes += 1
+                    continue
+                draw_person(img, box, np.concatenate([kp[:, :2], (kp[:, 2:] > 0.2).astype(np.float32)], 1), joints.COCO)
+                results.append({"image_id": ids[name], "category_id": 1,
+                                "keypoints": [round(float(v), 3) for v in kp.ravel()],
+                                "score": float(s * box_score), "bbox": [float(v) for v in box]})
+                entry["people"] += 1
+            ok, png = cv2.imencode(".png", img)
+            files.write_atomic(os.path.join(output, plan[path]), png.tobytes())     # listed by own_all above
+            entry["drawing"] = plan[path]
+        bar.close()
+        files.write_json_atomic(os.path.join(output, "results.json"), results)
+        files.write_json_atomic(os.path.join(output, RECORD), {"images": record})
+        skipped = [e for e in record if "skipped" in e]
+        for e in skipped:
+            print(f"skipped {e['file']}: {e['skipped']}", file=sys.stderr)
+        if empty_boxes:
+            print(f"warning: {empty_boxes} boxes lie outside their image or have no area: no keypoints for them "
+                  f"(listed in {os.path.join(output, RECORD)})", file=sys.stderr)
+        return results
 
 
 def main(argv):

@@ -30,6 +30,12 @@ def resume_point(cfg: Config) -> str | None:
         return None
     folder = os.path.join(cfg.workdir, "ckpt")
     state = os.path.join(folder, "checkpoint")
+    if os.path.islink(folder) or (os.path.lexists(folder) and not os.path.isdir(folder)) or (
+            os.path.isdir(cfg.workdir) and os.path.lexists(folder) and not files.is_listed(cfg.workdir, "ckpt")):
+        what = f"a link to {os.readlink(folder)}" if os.path.islink(folder) else \
+            "a file" if not os.path.isdir(folder) else "a folder that training did not write (not on the workdir's list)"
+        raise ResumeMismatchError(f"{folder}: is {what}, not the checkpoint folder training writes; nothing was "
+                                  "written (move it away, or train in another workdir)")
     if not os.path.lexists(state):
         return None
     logger = tf.get_logger()

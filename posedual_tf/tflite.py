@@ -63,9 +63,21 @@ def keypoints_function(cfg: Config, nets, post_process: str = "shift"):
 def calibration_crops(cfg: Config, prefix: str, people: int):
     """Up to ``people`` uint8 RGB crops ``[1, H, W, 3]`` of the TFRecords at ``prefix`` (their GT boxes,
     cropped as evaluation crops them): the representative set of an int8 export."""
-    from posedual_tf.data import pipeline
+    from posedual_tf import cli
+    from posedual_tf.data import pipeline, records
     from posedual_tf.data.settings import EvalDataSettings
 
+    if people < 1:
+        raise TFLiteExportError(f"--calibration-people {people}: expected at least 1 person to calibrate on")
+    try:            # the flag's own words: the config field it stands in for is not the user's
+        records.read_manifest(prefix)
+    except FileNotFoundError:
+        hint = f" (a prefix names no .json: {prefix[:-5]})" if prefix.endswith(".json") else ""
+        raise TFLiteExportError(f"--calibration {prefix}: no converted dataset there ({records.manifest_path(prefix)} "
+                                f"is missing){hint}; give the prefix of TFRecords written by tfrecords_tools, e.g. "
+                                "your val records") from None
+    except (OSError, ValueError) as e:
+        raise TFLiteExportError(f"--calibration {prefix}: {cli.one_line(e)}") from None
     c = copy.deepcopy(cfg)
     c.data.val.records, c.test.use_gt_bbox = prefix, True
     try:
@@ -130,9 +142,9 @@ def export_tflite(cfg: Config, checkpoint: str, output: str, net: str = "1", pre
     crops = calibration_crops(cfg, calibration, people) if precision == "int8" else None
     chosen = checkpoints.exported_networks(cfg, checkpoint, net)
     data = convert(keypoints_function(cfg, chosen, post_process), precision, crops)
-    files.claim(output, "export", setting="--output")
-    path = files.own(output, f"posedual_net{net}_{precision}.tflite")
-    files.write_atomic(path, data)            # a plain open(): the umask's mode, readable by others
+    with files.writing(output, "export", setting="--output"):
+        path = files.own(output, f"posedual_net{net}_{precision}.tflite")
+        files.write_atomic(path, data)            # a plain open(): the umask's mode, readable by others
     return path
 
 

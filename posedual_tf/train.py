@@ -6,6 +6,7 @@ Runs in ``workdir`` (default ``runs/<name>``): TensorBoard logs in ``tb/<name>/`
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -28,19 +29,31 @@ def define_flags() -> None:
 def main(argv):
     del argv
     cfg = cli.load_config()
-    from posedual_tf import demo, distribution, monitoring, training
-    from posedual_tf.evaluation.runner import primary
+    from posedual_tf import demo, distribution, files, training
 
     # before any data work: never train from random weights by accident (a resumed run needs no file)
     checked = training.preflight(cfg)
     print(f"{cfg.name}: {cfg.description}" if cfg.description else cfg.name)
     strategy = distribution.make_strategy(cfg.train.strategy)
+    chief = distribution.is_chief(strategy)
+    # one writer of the workdir from its first write (a demo's data preparation) to the export; a run that
+    # would write nothing before training (its data given) leaves no workdir behind if it fails first
+    writes = chief and (demo.is_demo(cfg) or os.path.isdir(cfg.workdir))
+    with files.writing(cfg.workdir, "train", accepts=("evaluate",), setting="workdir") if writes else \
+            contextlib.nullcontext():
+        _train(cfg, strategy, chief, checked)
+
+
+def _train(cfg, strategy, chief: bool, checked) -> None:
+    """:func:`main` after its checks: data preparation, training, the report and the demo's export."""
+    from posedual_tf import demo, monitoring, training
+    from posedual_tf.evaluation.runner import primary
+
     if demo.is_demo(cfg):
         demo.prepare_data(cfg)
     progress = FLAGS.progress
     if progress == "auto":
         progress = "bar" if sys.stdout.isatty() else "lines"
-    chief = distribution.is_chief(strategy)
     result = training.run(cfg, progress=progress, strategy=strategy, checked=checked)       # errors: one line (cli.guarded)
     if not chief:
         print(f"trained as a worker of a {result['num_replicas']}-replica cluster; its chief writes "

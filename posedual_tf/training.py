@@ -80,8 +80,10 @@ def run(cfg: Config, progress: str = "epochs", strategy: tf.distribute.Strategy 
     checked = checked or preflight(cfg)
     if checked.latest and checked.changed:
         print(f"resuming with changed settings: {'; '.join(checked.changed)}")
-    with builder.precision(t.mixed_precision):
+    with builder.precision(t.mixed_precision), contextlib.ExitStack() as held:
         strategy = strategy or distribution.make_strategy(t.strategy)
+        if distribution.is_chief(strategy) and os.path.isdir(cfg.workdir):   # another writer there: refused at
+            held.enter_context(files.lock(cfg.workdir, "train"))                # once (a new one is locked when made)
         try:
             groups = bn_groups.groups_per_replica(t.batch_size, t.replica_batch, strategy.num_replicas_in_sync)
         except ValueError as e:
@@ -196,8 +198,8 @@ def _run(task: PoseTask, workdir: str, latest: str | None, progress: str, strate
         task.check()
         steps = task.epoch_steps
         model = task.build_model(strategy, initial_weights=latest is None)
-        files.claim(workdir, "train", accepts=("evaluate",), setting="workdir")  # data and networks are ready
-        held.enter_context(files.lock(workdir, "a training run"))                # the run begins
+        # data and networks are ready: the run begins (train's command line holds the lock from its data preparation)
+        held.enter_context(files.writing(workdir, "train", accepts=("evaluate",), setting="workdir"))
         resume.remove_unfinished_saves(workdir)
         saves = _restore(model, workdir, latest, t.keep_checkpoints, steps, t.steps_per_execution)
         if saves.step >= t.epochs * steps:

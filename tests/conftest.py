@@ -268,6 +268,23 @@ def exported(tmp_path_factory):
     return cfg, nets, str(root / "saved")
 
 
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory):
+    """``(cfg, weights folder, SavedModel)``: net 1 of a tiny PoseDual at 96x64 (random, fixed seed), for the
+    tests that need some model to run, not a particular one."""
+    import keras
+
+    from posedual_tf import checkpoints, config, export
+    from posedual_tf.models import builder
+
+    keras.utils.set_random_seed(1)
+    root = tmp_path_factory.mktemp("tiny_export")
+    cfg = config.load("coco1k_dual", TINY)
+    checkpoints.save_nets(builder.build_networks(cfg), str(root / "weights"))
+    export.export(cfg, str(root / "weights"), str(root / "saved"), net="1")
+    return cfg, str(root / "weights"), str(root / "saved")
+
+
 # Every test module runs in a child process: a native crash is one failed test (tests/isolation.py).
 from tests.isolation import (pytest_addoption, pytest_configure, pytest_runtest_logreport,  # noqa: E402,F401
                              pytest_runtest_logstart, pytest_runtest_protocol)

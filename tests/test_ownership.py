@@ -182,24 +182,4 @@ def test_case08_coco_file_names_are_read_only_inside_images(shared, tmp_path):
     assert all("leaves the images folder" in r for r in reasons.values())
 
 
-def test_case15_second_writer_of_a_folder_is_refused(tmp_path):
-    with files.lock(str(tmp_path), "a training run"):
-        with pytest.raises(files.NotOursError, match=rf"{tmp_path}: a training run is already running there "
-                                                     rf"\(pid {os.getpid()}\)"):
-            with files.lock(str(tmp_path), "a training run"):
-                pass
-    with files.lock(str(tmp_path), "a training run"):         # released when the first one ended
-        pass
-
-
-def test_case15_training_takes_the_workdir_lock(tmp_path):
-    from posedual_tf import demo, training
-
-    cfg = config.load("demo_sup", [f"workdir={tmp_path / 'run'}", "data.synthetic.labelled_images=4",
-                                   "data.synthetic.val_images=2", "data.image_size=[64,96]",
-                                   "data.heatmap_size=[16,24]", "model.width_multiplier=0.125"])
-    demo.prepare_data(cfg)
-    with files.lock(str(tmp_path / "run"), "a training run"):           # another process's run, as it were
-        with pytest.raises(files.NotOursError, match=r"run: a training run is already running there"):
-            training.run(cfg, progress="none")
-    assert not (tmp_path / "run" / "ckpt").exists() and not (tmp_path / "run" / "config.yaml").exists()
+# case 15 (a second writer of a folder refused; training takes its workdir's lock): tests/test_one_writer.py

@@ -5,6 +5,7 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import types
 import os
 
@@ -64,8 +65,15 @@ def main(argv) -> None:
     import cv2
     import tensorflow as tf
 
-    if args.draw:      # a new or empty folder, or an earlier inspect's: nothing else is replaced
-        files.claim(args.draw, "inspect", setting="--draw")
+    # a new or empty folder, or an earlier inspect's (nothing else is replaced), one inspect at a time
+    with files.writing(args.draw, "inspect", setting="--draw", what="inspect --draw") if args.draw else contextlib.nullcontext():
+        _read(args, index, jset, tf, cv2)
+
+
+def _read(args, index, jset, tf, cv2) -> None:
+    """Read every record (``--verify``) or the first ``--limit``; draw them into ``--draw``."""
+    from posedual_tf.data import record_index
+
     reader = record_index.RecordReader(index.paths)
     n = len(index.record_offset) if args.verify else min(args.limit, len(index.record_offset))
     bad: dict[str, int] = {}

@@ -13,23 +13,18 @@ from typing import Any
 
 import numpy as np
 
+from posedual_tf import cli, files
 from posedual_tf.conversion.writer import ConversionError
 
 
 def load_json(path: str) -> Any:
     """Read an annotation file; a missing or malformed file is a one-line ConversionError."""
     try:
-        with open(path) as f:
-            return json.load(f)
+        return files.read_json(path, "an annotation file")
     except FileNotFoundError:
         raise ConversionError(f"{path}: file not found") from None
-    except json.JSONDecodeError as e:
-        raise ConversionError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
-    except UnicodeDecodeError as e:
-        raise ConversionError(f"{path}: not UTF-8 text (byte {e.start} is 0x{e.object[e.start]:02x}); JSON files "
-                              "are UTF-8") from None
-    except IsADirectoryError:
-        raise ConversionError(f"{path}: is a folder, expected a JSON file") from None
+    except (files.BadFileError, OSError) as e:
+        raise ConversionError(cli.one_line(e)) from None
 
 
 def field(obj: dict, key: str, path: str, where: str = "", types: type | tuple = object) -> Any:

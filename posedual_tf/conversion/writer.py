@@ -8,6 +8,7 @@ to what was written.
 """
 from __future__ import annotations
 
+import contextlib
 import concurrent.futures as cf
 from collections import Counter
 import dataclasses
@@ -115,74 +116,75 @@ def write_dataset(entries: Sequence[records.ImageEntry], prefix: str, *, joint_s
             raise ConversionError(f"--output {prefix}: {path} exists and is not listed in {records.manifest_path(prefix)} "
                                   "(another tool's file?); not replaced, nothing was written")
     parts_dir = prefix + ".parts"
-    try:
-        files.claim(parts_dir, "convert", setting="--output")
-    except files.NotOursError as e:
-        raise ConversionError(str(e)) from None
-    for stale in glob.glob(glob.escape(prefix) + "-*.tfrecord.tmp-*") + glob.glob(os.path.join(parts_dir, "*.tmp-*")):
-        os.remove(stale)  # left by an interrupted run
+    with contextlib.ExitStack() as held:     # one converter writes a prefix at a time: the lock is in its parts folder
+        try:
+            held.enter_context(files.writing(parts_dir, "convert", setting="--output"))
+        except files.NotOursError as e:
+            raise ConversionError(str(e)) from None
+        for stale in glob.glob(glob.escape(prefix) + "-*.tfrecord.tmp-*") + glob.glob(os.path.join(parts_dir, "*.tmp-*")):
+            os.remove(stale)  # left by an interrupted run
 
-    shard_infos, reused, t0, written_bytes, written_records = [], 0, time.time(), 0, 0
-    bar = Progress(len(entries), os.path.basename(prefix), "img")
-    pool_cm = (cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                      initializer=_exit_with_parent, initargs=(os.getpid(),))
-               if workers > 1 else _Inline())
-    with pool_cm as pool:
-        for index, path in enumerate(paths):
-            chunk = entries[bounds[index]:bounds[index + 1]]
-            spec = _spec_hash(chunk, sizes[bounds[index]:bounds[index + 1]])
-            part_file = os.path.join(parts_dir, f"{index:05d}.json")
-            part = _read_part(part_file)
-            if (part and part["spec"] == spec and "record_people" in part and os.path.exists(path)
-                    and sha256_file(path) == part["sha256"]):
+        shard_infos, reused, t0, written_bytes, written_records = [], 0, time.time(), 0, 0
+        bar = Progress(len(entries), os.path.basename(prefix), "img")
+        pool_cm = (cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                          initializer=_exit_with_parent, initargs=(os.getpid(),))
+                   if workers > 1 else _Inline())
+        with pool_cm as pool:
+            for index, path in enumerate(paths):
+                chunk = entries[bounds[index]:bounds[index + 1]]
+                spec = _spec_hash(chunk, sizes[bounds[index]:bounds[index + 1]])
+                part_file = os.path.join(parts_dir, f"{index:05d}.json")
+                part = _read_part(part_file)
+                if (part and part["spec"] == spec and "record_people" in part and os.path.exists(path)
+                        and sha256_file(path) == part["sha256"]):
+                    shard_infos.append(part)
+                    reused += 1
+                    bar.update(len(chunk))
+                    continue
+                # the shard's name is claimed before the shard is written: a run killed between the shard's rename
+                # and its full part file still owns the shard, and a re-run rewrites it (no sha256 to reuse it by)
+                part_name = files.own(parts_dir, os.path.basename(part_file))
+                write_json_atomic(part_name, {"file": os.path.basename(path), "spec": spec})
+                part = _write_shard(chunk, path, spec, joint_set.num_joints, pool, bar)
+                part["file"] = os.path.basename(path)
+                write_json_atomic(part_name, part)
+                written_bytes += part["bytes"]
+                written_records += part["records"]
                 shard_infos.append(part)
-                reused += 1
-                bar.update(len(chunk))
-                continue
-            # the shard's name is claimed before the shard is written: a run killed between the shard's rename
-            # and its full part file still owns the shard, and a re-run rewrites it (no sha256 to reuse it by)
-            part_name = files.own(parts_dir, os.path.basename(part_file))
-            write_json_atomic(part_name, {"file": os.path.basename(path), "spec": spec})
-            part = _write_shard(chunk, path, spec, joint_set.num_joints, pool, bar)
-            part["file"] = os.path.basename(path)
-            write_json_atomic(part_name, part)
-            written_bytes += part["bytes"]
-            written_records += part["records"]
-            shard_infos.append(part)
-    bar.close()
-    elapsed = time.time() - t0
+        bar.close()
+        elapsed = time.time() - t0
 
-    for part in shard_infos:
-        skipped.extend(part["skipped"])
-    manifest = {
-        "written_by": "tfrecords_tools",
-        "schema_version": records.SCHEMA_VERSION,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "joint_set": joint_set.name,
-        "joint_names": list(joint_set.names),
-        "num_joints": joint_set.num_joints,
-        "num_images": sum(p["records"] for p in shard_infos),
-        "num_instances": sum(p["instances"] for p in shard_infos),
-        "num_skipped": len(skipped),
-        "skipped_by_reason": dict(Counter(item["reason"] for item in skipped)),
-        "sources": [{"path": os.path.abspath(s), "sha256": sha256_file(s)} for s in sources],
-        "shards": [{"file": os.path.basename(p), "records": s["records"], "instances": s["instances"],
-                    "bytes": s["bytes"], "sha256": s["sha256"], "record_people": s["record_people"]}
-                   for p, s in zip(paths, shard_infos)],
-        "skipped": skipped,
-        "stats": {"seconds": round(elapsed, 3), "shards_reused": reused,
-                  "records_written": written_records, "bytes_written": written_bytes},
-    }
-    manifest.update(extra or {})
-    write_json_atomic(records.manifest_path(prefix), manifest)
-    _remove_unlisted_shards(prefix, paths, parts_dir, owned)
-    if manifest["num_instances"] == 0:
-        found = sum(1 for item in skipped if item.get("reason") != "missing file" and "image" in item)
-        why = ("none of the images were found under the images folder" if entries and not found
-               else "no image with a person was written")
-        raise ConversionError(f"{prefix}: wrote no people: {why} ({len(skipped)} items skipped, by reason "
-                              f"{manifest['skipped_by_reason']}; details in {records.manifest_path(prefix)})")
-    return manifest
+        for part in shard_infos:
+            skipped.extend(part["skipped"])
+        manifest = {
+            "written_by": "tfrecords_tools",
+            "schema_version": records.SCHEMA_VERSION,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "joint_set": joint_set.name,
+            "joint_names": list(joint_set.names),
+            "num_joints": joint_set.num_joints,
+            "num_images": sum(p["records"] for p in shard_infos),
+            "num_instances": sum(p["instances"] for p in shard_infos),
+            "num_skipped": len(skipped),
+            "skipped_by_reason": dict(Counter(item["reason"] for item in skipped)),
+            "sources": [{"path": os.path.abspath(s), "sha256": sha256_file(s)} for s in sources],
+            "shards": [{"file": os.path.basename(p), "records": s["records"], "instances": s["instances"],
+                        "bytes": s["bytes"], "sha256": s["sha256"], "record_people": s["record_people"]}
+                       for p, s in zip(paths, shard_infos)],
+            "skipped": skipped,
+            "stats": {"seconds": round(elapsed, 3), "shards_reused": reused,
+                      "records_written": written_records, "bytes_written": written_bytes},
+        }
+        manifest.update(extra or {})
+        write_json_atomic(records.manifest_path(prefix), manifest)
+        _remove_unlisted_shards(prefix, paths, parts_dir, owned)
+        if manifest["num_instances"] == 0:
+            found = sum(1 for item in skipped if item.get("reason") != "missing file" and "image" in item)
+            why = ("none of the images were found under the images folder" if entries and not found
+                   else "no image with a person was written")
+            raise ConversionError(f"{prefix}: wrote no people: {why} ({len(skipped)} items skipped, by reason "
+                                  f"{manifest['skipped_by_reason']}; details in {records.manifest_path(prefix)})")
+        return manifest
 
 
 def check_prefix(prefix: str) -> None:

@@ -33,6 +33,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from posedual_tf import files
+
 SHARD_PATTERN = "{prefix}-{index:05d}-of-{total:05d}.tfrecord"
 SCHEMA_VERSION = 1
 
@@ -76,8 +78,10 @@ def read_manifest(prefix: str) -> dict[str, Any]:
     path = manifest_path(prefix)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: manifest missing; convert the dataset with tfrecords_tools")
-    with open(path) as f:
-        manifest = json.load(f)
+    manifest = files.read_json(path, "a dataset manifest written by tfrecords_tools")
+    if not isinstance(manifest, dict):
+        raise files.BadFileError(f"{path}: holds a JSON {type(manifest).__name__}, not a dataset manifest written by "
+                                 "tfrecords_tools")
     for key in ("joint_set", "num_joints", "num_images", "num_instances", "shards"):
         if key not in manifest:
             raise ValueError(f"{path}: field '{key}' missing from the manifest")

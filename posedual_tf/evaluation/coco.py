@@ -139,8 +139,7 @@ def evaluate_coco(results: Sequence[dict] | str, annotation_file: str, verbose: 
     from pycocotools.cocoeval import COCOeval
 
     if isinstance(results, str):
-        with open(results) as f:
-            results = json.load(f)
+        results = files.read_json(results, "COCO keypoint results")
     if not results:
         return {name: 0.0 for name in STAT_NAMES}
     sink = io.StringIO()

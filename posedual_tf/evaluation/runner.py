@@ -6,8 +6,8 @@ Example (``evaluate(cfg, nets)`` runs a whole set: see :meth:`posedual_tf.task.P
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import json
 import os
 import sys
 from typing import Sequence
@@ -151,8 +151,7 @@ def _score(t: ScoreSettings, jset, mapped: list[dict], split: str) -> tuple[dict
         stats["unpredicted_people"] = float(np.sum(missing.all(axis=1) & ~gt["missing"].all(axis=1)))
         return stats, []
     if jset.name == "aic":
-        with open(ann) as f:
-            raw = json.load(f)
+        raw = files.read_json(ann, "AI Challenger's keypoint annotation file")
         by_index = {i: item["image_id"] for i, item in enumerate(raw)}
         preds: dict[str, list] = {}
         for m in mapped:
@@ -169,29 +168,36 @@ def evaluate(cfg: Config, nets: Sequence, workdir: str | None = None, progress: 
     ``heatmaps``: the split's open source and the run's codec (made here when not given)."""
     if workdir:       # a new or empty folder, a training workdir or an earlier evaluation's folder
         files.claim(workdir, "evaluate", accepts=("train",), setting="--output", create=False)
+    with contextlib.ExitStack() as held:
+        if workdir and os.path.isdir(workdir):      # another writer there is refused before the predictions
+            held.enter_context(files.lock(workdir, "evaluate"))   # (a training run's own validation enters again)
+        return _evaluate(cfg, nets, workdir, progress, tag, split, source, heatmaps)
+
+
+def _evaluate(cfg, nets, workdir, progress, tag, split, source, heatmaps) -> dict[str, dict]:
     counter = corrupt.CorruptionCounter()
     heatmaps = heatmaps or codec.HeatmapCodec.from_config(cfg)
     ds, src = pipeline.eval_dataset(EvalDataSettings.from_config(cfg, heatmaps), counter=counter, split=split,
                                     source=source)
     per_head = predict(heatmaps, nets, ds, total=src.num_instances, progress=progress,
                        max_batches=cfg.test.max_batches)
-    if workdir:
-        files.claim(workdir, "evaluate", accepts=("train",), setting="--output")
-    scoring = ScoreSettings.from_config(cfg, split)
-    metrics = {}
-    for name, instances in per_head.items():
-        stats, results = score(scoring, src, instances, split)
-        metrics[name] = stats
-        if workdir and results:
-            coco.write_results(results, files.own(workdir, f"results_{name}{tag}.json", "evaluate"))
-    n_seen = len(next(iter(per_head.values()))) if per_head else 0
-    expected = src.num_instances
-    metrics["_counts"] = {"instances": n_seen, "expected": expected, "corrupt": counter.summary()}
-    if counter.total():
-        print(f"evaluation: {counter.total()} of {expected} people skipped: their records failed to parse or decode "
-              f"(by shard: {counter.summary()['by_shard']})", file=sys.stderr)
-    if workdir:
-        files.write_json_atomic(files.own(workdir, f"metrics{tag}.json", "evaluate"), metrics)
+    with (files.writing(workdir, "evaluate", accepts=("train",), setting="--output") if workdir
+          else contextlib.nullcontext()):
+        scoring = ScoreSettings.from_config(cfg, split)
+        metrics = {}
+        for name, instances in per_head.items():
+            stats, results = score(scoring, src, instances, split)
+            metrics[name] = stats
+            if workdir and results:
+                coco.write_results(results, files.own(workdir, f"results_{name}{tag}.json", "evaluate"))
+        n_seen = len(next(iter(per_head.values()))) if per_head else 0
+        expected = src.num_instances
+        metrics["_counts"] = {"instances": n_seen, "expected": expected, "corrupt": counter.summary()}
+        if counter.total():
+            print(f"evaluation: {counter.total()} of {expected} people skipped: their records failed to parse or decode "
+                  f"(by shard: {counter.summary()['by_shard']})", file=sys.stderr)
+        if workdir:
+            files.write_json_atomic(files.own(workdir, f"metrics{tag}.json", "evaluate"), metrics)
     return metrics
 
 

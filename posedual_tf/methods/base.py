@@ -184,15 +184,26 @@ class PoseMethod(keras.Model):
         """Gradients of the scaled loss and the optimiser update."""
         variables = self.trainable_variables
         grads = tape.gradient(scaled_loss, variables)
-        self.apply_pairs(list(zip(grads, variables)))
+        self.apply_pairs(list(zip(grads, variables)), scaled_loss)
 
-    def apply_pairs(self, pairs):
-        """The optimiser update of ``[(gradient, variable)]``. With a loss scale (float16) the replicas
-        first agree whether the step is finite: Keras' LossScaleOptimizer looks at the first replica's
-        own gradients before they are summed, so an overflow on another replica alone would reach the
-        weights as NaN. A step that is not finite on some replica becomes non-finite on every one, so
-        every replica skips it and the scale drops (:class:`~posedual_tf.methods.optimizer.
-        StepCountingLossScale` still counts it as a step)."""
+    def apply_pairs(self, pairs, loss):
+        """The optimiser update of ``[(gradient, variable)]``, once the step's ``loss`` and every gradient exist.
+
+        So no weight moves while a pass of the step may still read it: every forward pass feeds
+        ``loss``, every backward one a gradient. Left to itself a variable's update waits for its own
+        gradient only, and a pass that no gradient of that network needs (PoseDual's teacher pass of
+        net 1 feeds net 2's target alone) read some of net 1's weights already moved: 5 runs in 20 of
+        one step, under TF_ENABLE_ONEDNN_OPTS=0 (TF 2.21), although the graph orders each read of a
+        variable before its update (``tests/test_step_order.py``).
+
+        With a loss scale (float16) the replicas first agree whether the step is finite: Keras'
+        LossScaleOptimizer looks at the first replica's own gradients before they are summed, so an
+        overflow on another replica alone would reach the weights as NaN. A step that is not finite on
+        some replica becomes non-finite on every one, so every replica skips it and the scale drops
+        (:class:`~posedual_tf.methods.optimizer.StepCountingLossScale` still counts it as a step)."""
+        # on the gradients themselves, which carry the wait into the optimiser's merge_call
+        with tf.control_dependencies([loss] + [g for g, _ in pairs if g is not None]):
+            pairs = [(None if g is None else tf.identity(g), v) for g, v in pairs]
         if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
             pairs = agree_on_finite(pairs)
         self.optimizer.apply_gradients(pairs)
@@ -384,7 +395,7 @@ class ConsistencyMethod(PoseMethod):
     def train_step(self, data):
         lab, unl = self.unwrap(data)
         out, pairs = self.gradients(lab, unl, self.step_rng)
-        self.apply_pairs(pairs)
+        self.apply_pairs(pairs, out["loss"])
         acc, count = heatmap_accuracy(out["sup"][0], lab["target"])
         w, people = unl["weight"], full_batches.people(unl)
         per_net_path = [[collapse_indicator(h, w, people=people) for h in maps] for maps in out["hard"]]
