@@ -273,8 +273,6 @@ def inside(root: str, relative: str) -> str | None:
 def stderr_to_devnull() -> Iterator[None]:
     """File descriptor 2 sent to /dev/null meanwhile: what native code prints there (TensorFlow's start-up
     lines; its image decoders' line per damaged image, which our own messages name instead) is dropped."""
-    import sys
-
     saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     try:
         sys.stderr.flush()
@@ -289,9 +287,9 @@ def stderr_to_devnull() -> Iterator[None]:
 
 #: The lock file of a folder being written (its holder's pid and what it runs; empty when released).
 LOCK_FILE = ".posedual_tf.lock"
-#: realpath of a folder this process holds -> [lock file descriptor, depth]: a writer that calls another
-#: (train's data preparation runs the converters, training validates into its workdir) enters again
-_HELD: dict[str, list] = {}
+#: realpaths of the folders this process holds: a writer that calls another (train's data preparation runs
+#: the converters, training validates into its workdir) enters again
+_HELD: set[str] = set()
 
 
 @contextlib.contextmanager
@@ -304,18 +302,12 @@ def lock(folder: str, what: str, beside: bool = False) -> Iterator[None]:
     the lock with the process) is taken over, with a line naming the process it was. Entering again in
     the process that holds it passes. ``what``: this writer, as the refusal will name it (e.g. ``predict``).
     """
-    import fcntl
-
     key = os.path.realpath(folder)
     if key in _HELD:
-        _HELD[key][1] += 1
-        try:
-            yield
-        finally:
-            _HELD[key][1] -= 1
+        yield
         return
     path = key + LOCK_FILE if beside else os.path.join(folder, LOCK_FILE)
-    fd = _acquire(folder, path, fcntl)
+    fd = _acquire(folder, path)
     try:
         pid, _, holder = os.pread(fd, 512, 0).decode(errors="replace").strip().partition(" ")
         if pid:
@@ -323,11 +315,11 @@ def lock(folder: str, what: str, beside: bool = False) -> Iterator[None]:
                   "without releasing it", file=sys.stderr)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()} {what}".encode(), 0)
-        _HELD[key] = [fd, 1]
+        _HELD.add(key)
         try:
             yield
         finally:
-            del _HELD[key]
+            _HELD.discard(key)
             if beside:              # nothing left beside the output (a later writer makes its own)
                 os.unlink(path)
             os.ftruncate(fd, 0)         # released by its holder: nothing to take over
@@ -335,10 +327,12 @@ def lock(folder: str, what: str, beside: bool = False) -> Iterator[None]:
         os.close(fd)            # releases the lock
 
 
-def _acquire(folder: str, path: str, fcntl) -> int:
+def _acquire(folder: str, path: str) -> int:
     """The descriptor of the lock file ``path``, locked; NotOursError naming the holder when another
     process holds it. A lock file that its holder removed while this process waited to lock it (a lock
     beside an output is removed on release) is opened again, so two writers never hold two files."""
+    import fcntl
+
     while True:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -357,6 +351,12 @@ def _acquire(folder: str, path: str, fcntl) -> int:
         except FileNotFoundError:
             pass
         os.close(fd)
+
+
+def lock_if_present(folder: str, what: str):
+    """:func:`lock` ``folder`` now if it exists (another writer there is refused before any work), else
+    nothing: a command that makes the folder later locks it then (:func:`writing`)."""
+    return lock(folder, what) if os.path.isdir(folder) else contextlib.nullcontext()
 
 
 @contextlib.contextmanager

@@ -82,8 +82,8 @@ def run(cfg: Config, progress: str = "epochs", strategy: tf.distribute.Strategy 
         print(f"resuming with changed settings: {'; '.join(checked.changed)}")
     with builder.precision(t.mixed_precision), contextlib.ExitStack() as held:
         strategy = strategy or distribution.make_strategy(t.strategy)
-        if distribution.is_chief(strategy) and os.path.isdir(cfg.workdir):   # another writer there: refused at
-            held.enter_context(files.lock(cfg.workdir, "train"))                # once (a new one is locked when made)
+        if distribution.is_chief(strategy):       # another writer of the workdir: refused before any work
+            held.enter_context(files.lock_if_present(cfg.workdir, "train"))
         try:
             groups = bn_groups.groups_per_replica(t.batch_size, t.replica_batch, strategy.num_replicas_in_sync)
         except ValueError as e:

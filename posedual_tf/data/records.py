@@ -230,8 +230,6 @@ def decoded_size(data: bytes) -> tuple[int, int] | None:
     the reason in their words."""
     import tensorflow as tf
 
-    from posedual_tf import files
-
     try:
         with files.stderr_to_devnull():
             shape = decode_image(tf.constant(data)).shape

@@ -168,9 +168,8 @@ def evaluate(cfg: Config, nets: Sequence, workdir: str | None = None, progress: 
     ``heatmaps``: the split's open source and the run's codec (made here when not given)."""
     if workdir:       # a new or empty folder, a training workdir or an earlier evaluation's folder
         files.claim(workdir, "evaluate", accepts=("train",), setting="--output", create=False)
-    with contextlib.ExitStack() as held:
-        if workdir and os.path.isdir(workdir):      # another writer there is refused before the predictions
-            held.enter_context(files.lock(workdir, "evaluate"))   # (a training run's own validation enters again)
+    # another writer there is refused before the predictions (a training run's own validation enters again)
+    with files.lock_if_present(workdir, "evaluate") if workdir else contextlib.nullcontext():
         return _evaluate(cfg, nets, workdir, progress, tag, split, source, heatmaps)
 
 
