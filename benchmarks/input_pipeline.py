@@ -195,10 +195,11 @@ def main() -> None:
         ann, images = replicated_coco(tmp, 60)
         prefix = str(tmp / "rec")
         coco.convert(str(ann), str(images), prefix, workers=2)
-        common = [f"data.labelled.records={prefix}", f"data.unlabelled.records={prefix}", f"data.val.records={prefix}",
-                  "model.pretrained=none", "data.labelled.max_instances=0"]
-        cfgs = {"labelled": config.load("coco1k_sup", common), "pair": config.load("coco1k_dual", common),
-                "pair_ra": config.load("coco1k_dual", common + ["method.rand_aug=true", "method.rand_magnitude=10"])}
+        common = [f"data.labelled.records={prefix}", f"data.val.records={prefix}", "model.pretrained=none",
+                  "data.labelled.max_instances=0"]
+        pair = common + [f"data.unlabelled.records={prefix}"]
+        cfgs = {"labelled": config.load("coco1k_sup", common), "pair": config.load("coco1k_dual", pair),
+                "pair_ra": config.load("coco1k_dual", pair + ["method.rand_aug=true", "method.rand_magnitude=10"])}
         entries, _, _, _ = coco.build_entries(str(ann), str(images))
         results, ref_stages = {}, {}
         for kind, cfg in cfgs.items():

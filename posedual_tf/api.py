@@ -133,23 +133,88 @@ def export_saved_model(cfg: Config, checkpoint: str, output: str, net: str = "1"
     return export.export(cfg, os.fspath(checkpoint), os.fspath(output), net=net, overwrite=overwrite)
 
 
-def predict_image(saved_model, image: bytes, boxes) -> dict:
-    """Keypoints of the people in ``boxes`` (``[[x, y, w, h], ...]`` in pixels) of one encoded image (JPEG or
-    PNG bytes), by a SavedModel folder (or one already loaded with ``tf.saved_model.load``): ``keypoints``
-    ``[N, 17, 3]`` COCO-17 (x, y, score) in image pixels, ``scores`` ``[N]`` and ``valid`` ``[N]`` (a box outside the
-    image or without area gets no keypoints), as numpy arrays. TypeError for an image that is not bytes,
-    ValueError (one line) for bytes that TensorFlow's image decoder cannot read."""
+def image_bytes(image) -> bytes:
+    """The encoded bytes of one image given as the API takes it: encoded bytes (JPEG or PNG) as they are; a
+    file path, read; a numpy array of uint8 pixels (H x W x 3 RGB, H x W or H x W x 1 grey, H x W x 4 RGBA:
+    alpha dropped) or a PIL image, encoded as PNG (lossless: the model sees these pixels exactly).
+    TypeError or ValueError in one line for anything else; bytes that the decoder training uses cannot
+    read are a ValueError.
+
+    Example:
+        >>> import numpy as np
+        >>> image_bytes(np.zeros((4, 6, 3), np.uint8))[:8]
+        b'\\x89PNG\\r\\n\\x1a\\n'
+        >>> image_bytes(np.zeros((4, 6, 3), np.float32))
+        Traceback (most recent call last):
+        ValueError: image: expected uint8 pixels (0-255), got a float32 array; for floats in [0, 1]: (x * 255).round().astype(np.uint8)
+    """
     import numpy as np
-    import tensorflow as tf
 
     from posedual_tf.data import records
+
+    what = f"{type(image).__module__}.{type(image).__name__}"
+    if isinstance(image, _PATH):
+        path = os.fspath(image)
+        if not os.path.isfile(path):
+            raise ValueError(f"image: no file at {path}")
+        with open(path, "rb") as f:
+            data = f.read()
+    elif isinstance(image, (bytes, bytearray, memoryview)):
+        data = bytes(image)
+    else:
+        if type(image).__module__.startswith("PIL.") and hasattr(image, "convert"):
+            image = np.asarray(image.convert("RGBA" if "A" in image.mode else "RGB"))
+        if not isinstance(image, np.ndarray):
+            raise TypeError(f"image: expected a numpy array of uint8 pixels, a PIL image, a file path or the encoded "
+                            f"bytes of a JPEG or PNG file, got {what}")
+        return _png(image)
+    if records.decoded_size(data) is None:
+        raise ValueError("image: undecodable (truncated or damaged: TensorFlow's image decoder cannot read it)")
+    return data
+
+
+def _png(pixels) -> bytes:
+    """PNG bytes of a uint8 RGB, grey or RGBA array (alpha dropped), checked first."""
+    import cv2
+    import numpy as np
+
+    if pixels.dtype != np.uint8:
+        hint = "; for floats in [0, 1]: (x * 255).round().astype(np.uint8)" if pixels.dtype.kind == "f" else ""
+        raise ValueError(f"image: expected uint8 pixels (0-255), got a {pixels.dtype} array{hint}")
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        pixels = pixels[..., 0]
+    if not (pixels.ndim == 2 or pixels.ndim == 3 and pixels.shape[2] in (3, 4)) or min(pixels.shape[:2]) < 1:
+        raise ValueError(f"image: expected H x W x 3 (RGB), H x W (grey) or H x W x 4 (RGBA) pixels, got shape "
+                         f"{tuple(pixels.shape)}")
+    if pixels.ndim == 2:
+        pixels = np.repeat(pixels[..., None], 3, axis=2)
+    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(pixels[..., 2::-1]))     # RGB(A) -> BGR, alpha dropped
+    if not ok:
+        raise ValueError(f"image: OpenCV could not encode the {tuple(pixels.shape)} pixels as PNG")
+    return encoded.tobytes()
+
+
+def predict_image(saved_model, image, boxes) -> dict:
+    """Keypoints of the people in ``boxes`` (``[[x, y, w, h], ...]`` in pixels) of one image, by a SavedModel
+    folder (or one already loaded with ``tf.saved_model.load``): ``keypoints`` ``[N, 17, 3]`` COCO-17
+    (x, y, score) in image pixels, ``scores`` ``[N]`` and ``valid`` ``[N]`` (a box outside the image or without
+    area gets no keypoints), as numpy arrays.
+
+    ``image``: a numpy array of uint8 pixels (H x W x 3 RGB, H x W grey, H x W x 4 RGBA: the alpha is dropped), a
+    PIL image, a file path, or the encoded bytes of a JPEG or PNG file (:func:`image_bytes`). TypeError and
+    ValueError (one line) for anything else, before any TensorFlow call.
+
+    Example (pixels from OpenCV, which reads BGR):
+        >>> import cv2, posedual_tf
+        >>> rgb = cv2.imread("photo.jpg")[..., ::-1]                        # doctest: +SKIP
+        >>> posedual_tf.predict_image("runs/demo_dual/saved_model", rgb, [[10, 20, 80, 160]])  # doctest: +SKIP
+    """
+    import numpy as np
+    import tensorflow as tf
 
     if not isinstance(saved_model, _PATH) and not hasattr(saved_model, "signatures"):
         raise TypeError(f"saved_model: expected a SavedModel folder or a loaded SavedModel, got "
                         f"{type(saved_model).__name__}")
-    if not isinstance(image, (bytes, bytearray)):
-        raise TypeError(f"image: expected the encoded bytes of a JPEG or PNG file (open(path, 'rb').read()), "
-                        f"got {type(image).__module__}.{type(image).__name__}")
     try:
         box_array = np.asarray(boxes, np.float64)
     except (TypeError, ValueError):
@@ -159,9 +224,8 @@ def predict_image(saved_model, image: bytes, boxes) -> dict:
     if box_array.ndim != 2 or box_array.shape[1] != 4 or not np.isfinite(box_array).all():
         raise ValueError(f"boxes: expected [[x, y, w, h], ...] (N x 4 finite numbers), got shape "
                          f"{tuple(box_array.shape)}" + ("" if np.isfinite(box_array).all() else " with non-finite values"))
-    if records.decoded_size(bytes(image)) is None:
-        raise ValueError("image: undecodable (truncated or damaged: TensorFlow's image decoder cannot read it)")
+    image = image_bytes(image)
     model = tf.saved_model.load(os.fspath(saved_model)) if isinstance(saved_model, _PATH) else saved_model
-    out = model.signatures["predict_image"](image_bytes=tf.constant(bytes(image)),
+    out = model.signatures["predict_image"](image_bytes=tf.constant(image),
                                             boxes=tf.constant(box_array.astype(np.float32)))
     return {k: v.numpy() for k, v in out.items()}

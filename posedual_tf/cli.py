@@ -33,6 +33,8 @@ class OnlyWhen:
 
 #: the running command's relevance rules (:func:`only_when`), checked by :func:`run` after parsing
 RULES: list[OnlyWhen] = []
+#: the running command's positional arguments (a role, a prefix), known once :func:`check_flags` parsed them
+POSITIONAL: list[str] = []
 #: numeric flags whose domain is every finite number, with why (every other numeric flag declares bounds)
 UNBOUNDED: dict[str, str] = {}
 
@@ -59,7 +61,7 @@ def check_flags(argv: list[str]) -> None:
     """Parse ``argv`` once before the command starts (and before TensorFlow is imported): a value outside its
     flag's domain, an unknown flag or one that the other flags make meaningless is one line and exit 1."""
     try:
-        FLAGS(argv)
+        POSITIONAL[:] = FLAGS(argv)[1:]
         for rule in RULES:
             if FLAGS[rule.flag].present and not rule.applies():
                 sys.exit(f"error: --{rule.flag}: {rule.why}; nothing was done")
@@ -186,19 +188,30 @@ def one_line(e: BaseException) -> str:
     first = text.splitlines()[0] if text else ""
     if type(e).__module__.startswith("tensorflow"):
         first = first_cause(text) or first
-        path, sep, reason = first.partition("; ")
-        if sep and os.sep in path and " " not in path.strip(os.sep).split(os.sep)[-1]:
-            return _file_line(path, reason)
+        file_error = _TF_FILE_ERROR.match(first)
+        path = file_error["path"] if file_error else ""
+        if os.sep in path and " " not in path.strip(os.sep).split(os.sep)[-1]:
+            return _file_line(path, file_error["reason"])
+        if "OOM when allocating" in first or type(e).__name__ == "ResourceExhaustedError":
+            return (f"out of memory ({first}): lower the batch size (train.batch_size, test.batch_size) or the "
+                    f"input size (data.image_size), or free the device")
     known = type(e).__module__.startswith(("posedual_tf", "tfrecords_tools")) or isinstance(e, (ValueError, KeyError))
     return first if known and first else f"{type(e).__name__}: {first} (run with --debug for the traceback)"
 
 
+#: TensorFlow's error of a file: ``PATH; reason`` (its file system) or ``PATH: reason`` (a checkpoint's writer)
+_TF_FILE_ERROR = re.compile(r"^(?P<path>[^;:]+?)[;:] (?P<reason>.+)$")
+#: the temporary names a file has while it is written: ours (:func:`files.write_atomic`, the converters'
+#: shards: ``NAME.tmp-PID``), TensorFlow's (``NAME.tempstateN``) and a checkpoint's (``ckpt-N_temp/...``)
+_TEMPORARY = re.compile(r"(\.tmp-\d+|\.tempstate\d+|_temp/.*)$")
+
+
 def _file_line(path: str, reason: str) -> str:
-    """``path: reason``; a temporary ``NAME.tmp-PID`` (:func:`files.write_atomic` and the converters' shards)
-    is named as the file it was to become, which keeps what it held."""
+    """``path: reason``; a file written under a temporary name is named as the file it was to become,
+    which keeps what it held."""
     if not path:
         return reason
-    target, n = re.subn(r"\.tmp-\d+$", "", path)
+    target, n = _TEMPORARY.subn("", path)
     return f"{target}: {reason} (while writing it; nothing was replaced)" if n else f"{path}: {reason}"
 
 
@@ -207,11 +220,16 @@ _FRAMING = ("Graph execution error", "Detected at node", "The op is created at",
             "defined at", "[[")
 
 
+#: what TensorFlow wraps an eager op's error in: the function it ran in, and the op's name
+_OP_FRAME = re.compile(r"^\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\]( name:.*)?$")
+
+
 def first_cause(text: str) -> str:
     """The first line of a TensorFlow error that states its cause (an XLA or graph error starts with
-    'Graph execution error:' and the stack of the node before the reason)."""
+    'Graph execution error:' and the stack of the node before the reason; an eager op's error is framed by
+    ``{{function_node ...}}`` and ``[Op:NAME]``)."""
     for line in text.splitlines():
-        s = line.strip()
+        s = _OP_FRAME.sub("", line).strip()
         if s and not line[:1].isspace() and not s.startswith(_FRAMING):
             return s
     return ""

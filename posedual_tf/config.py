@@ -139,6 +139,8 @@ def _validate(cfg: Config, source: str, overrides: dict[str, str] | None = None)
         (t.steps_per_epoch >= 0, "train.steps_per_epoch", "an int >= 0 (0 = the reference epoch)"),
         (t.checkpoint_every_steps >= 0, "train.checkpoint_every_steps", "an int >= 0 (0 = epoch ends only)"),
         (t.steps_per_execution >= 1, "train.steps_per_execution", "an int >= 1"),
+        (0 < t.peer_timeout_s <= 7 * 86400, "train.peer_timeout_s", "seconds in (0, 604800]: every wait on "
+                                                                   "another process is bounded"),
         *[(getattr(t, k) % max(t.steps_per_execution, 1) == 0, f"train.{k}",
            f"a multiple of train.steps_per_execution ({t.steps_per_execution}): the callbacks see every "
            f"{t.steps_per_execution}th step only") for k in ("log_every", "checkpoint_every_steps",
@@ -171,6 +173,49 @@ def _validate(cfg: Config, source: str, overrides: dict[str, str] | None = None)
             blame = next((f"--set {text}" for k, text in (overrides or {}).items()
                           if key == k or key.startswith(k + ".") or k.startswith(key + ".")), source)
             raise ConfigError(f"{blame}: {key}: expected {expected}")
+
+
+def _uses(cfg: Config, *names: str) -> bool:
+    """Whether a hard path of ``cfg`` has one of ``names`` as its image policy or among its ops."""
+    if cfg.method.name == "supervised":
+        return False
+    return any(p.base in names or set(p.ops) & set(names) for p in aug_paths.method_paths(cfg.method))
+
+
+def _semi(cfg: Config) -> bool:
+    return cfg.method.name != "supervised"
+
+
+_SEMI = "only with a semi-supervised method (method.name cons or dual)"
+#: Settings that other settings make meaningless: (key or section, applies(cfg), why). Set with ``--set``
+#: where it does not apply, it is an error: an override that would change nothing is never silent.
+RELEVANCE: list[tuple[str, Any, str]] = [
+    *[(k, lambda c: c.model.backbone == "resnet", "only with model.backbone=resnet")
+      for k in ("model.depth", "model.style", "model.deconv_filters", "model.deconv_kernels")],
+    ("model.hrnet_width", lambda c: c.model.backbone == "hrnet", "only with model.backbone=hrnet"),
+    ("data.unlabelled", _semi, _SEMI),
+    *[(f"method.{k}", _semi, _SEMI) for k in ("unsup_transform", "unsup_rot_prob", "cons_weight", "paths",
+                                              "consistency_pair", "heat_fusion", "conf_masking", "sharpen_pred")],
+    ("method.rand_aug_num_ops", lambda c: _uses(c, "RA", "YOCORA"), "only when a hard path uses RandAugment "
+                                                                     "(method.rand_aug, or an RA/YOCORA path)"),
+    ("method.rand_magnitude", lambda c: _uses(c, "RA", "YOCORA"), "only when a hard path uses RandAugment "
+                                                                   "(method.rand_aug, or an RA/YOCORA path)"),
+    ("method.jo_joint_num", lambda c: _uses(c, "JO"), "only when a hard path uses joint occlusion (JO, JOCO)"),
+    ("method.co_holes", lambda c: _uses(c, "CO", "CM"), "only when a hard path uses cutout or CutMix (CO, CM)"),
+    ("method.cm_holes", lambda c: _uses(c, "CM"), "only when a hard path uses CutMix (CM, JCCM)"),
+    ("method.conf_thresh", lambda c: _semi(c) and c.method.conf_masking, "only with method.conf_masking=true"),
+    ("data.num_joints_half_body", lambda c: c.data.prob_half_body > 0, "only with data.prob_half_body > 0"),
+    ("train.lr_factor", lambda c: bool(c.train.lr_step), "only with train.lr_step epochs"),
+    ("test.oks_thre", lambda c: c.test.nms != "none", "only with test.nms oks or soft_oks"),
+]
+
+
+def _check_relevance(cfg: Config, overrides: dict[str, str]) -> None:
+    """Every ``--set`` override means something under the others (:data:`RELEVANCE`), or one line."""
+    for key, text in overrides.items():
+        for rule, applies, why in RELEVANCE:
+            if (key == rule or key.startswith(rule + ".")) and not applies(cfg):
+                raise ConfigError(f"--set {text}: {rule}: {why}; nothing was done")
 
 
 # --------------------------------------------------------------------------- loading
@@ -312,6 +357,7 @@ def load(name_or_path: str, overrides: list[str] | None = None) -> Config:
     merged.setdefault("name", path.stem)
     cfg = _coerce(merged, Config, path.name, "")
     _validate(cfg, path.name, set_keys)
+    _check_relevance(cfg, set_keys)
     if not cfg.workdir:
         cfg.workdir = os.path.join("runs", cfg.name)
     _expand_workdir(cfg)

@@ -214,6 +214,11 @@ class TrainConfig:
     #: (``python -m posedual_tf.data_service``; docs/data_service.md), with the same epoch orders, draws
     #: and resume position as the local pipeline. Empty: made in this process.
     data_service: str = ""
+    #: Seconds any wait on another process may last: the tasks of a TF_CONFIG cluster (to start, and in
+    #: each collective of a step) and the tf.data service's batches. A wait says what it waits for after
+    #: 30 s and ends the run with one line past this bound (a restart resumes). It must exceed the longest
+    #: pause of one task that the others wait through (a validation pass, a checkpoint).
+    peer_timeout_s: float = 1800.0
     #: People per BatchNorm and augmentation-draw group, as one reference GPU held them: each group of a
     #: replica's batch is normalised, permuted (CutMix, MixUp, JO's source) and drawn on its own, so the
     #: same recipe runs on any number of devices; the running statistics follow the first group, as

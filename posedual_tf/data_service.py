@@ -25,6 +25,10 @@ def define_flags() -> None:
     flags.DEFINE_string("worker-address", None, "worker: HOST:PORT the dispatcher and trainers reach this "
                         "worker at (default: TensorFlow's, localhost:PORT; give it on a cluster)")
     flags.adopt_module_key_flags(cli)
+    worker = lambda: cli.POSITIONAL == ["worker"]  # noqa: E731
+    cli.only_when("dispatcher", worker, "only for the worker role (the dispatcher it serves)", example=("dispatcher",))
+    cli.only_when("worker-address", worker, "only for the worker role (the address others reach it at)",
+                  example=("dispatcher",))
 
 
 def main(argv):
@@ -41,6 +45,9 @@ def main(argv):
               f"(train with --set train.data_service=HOST:{server.target.rsplit(':', 1)[1]})", flush=True)
     else:
         cli.required("dispatcher", hint="HOST:PORT of the dispatcher")
+        from posedual_tf.data import service
+
+        service.check_reachable(FLAGS.dispatcher, setting="--dispatcher")   # TensorFlow's worker would retry silently
         config = {"dispatcher_address": FLAGS.dispatcher, "port": FLAGS.port}
         if FLAGS["worker-address"].value:
             config["worker_address"] = FLAGS["worker-address"].value

@@ -9,9 +9,12 @@ Example:
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import tensorflow as tf
+
+from posedual_tf import peers
 
 #: the TF_CONFIG roles that train (an evaluator or a parameter server does not take a replica)
 TRAINING_ROLES = ("chief", "worker")
@@ -71,9 +74,10 @@ def strategy_name(strategy: tf.distribute.Strategy) -> str:
     return "mirrored" if isinstance(strategy, tf.distribute.MirroredStrategy) else "default"
 
 
-def make_strategy(name: str) -> tf.distribute.Strategy:
+def make_strategy(name: str, peer_timeout_s: float = 1800.0) -> tf.distribute.Strategy:
     """``auto``: MultiWorkerMirrored when TF_CONFIG names several training tasks (chief and workers),
-    Mirrored on >1 GPU, else default."""
+    Mirrored on >1 GPU, else default. A cluster's waits on its other tasks (for them to start, and in
+    every collective) end after ``peer_timeout_s`` with one line (:func:`multi_worker`)."""
     tasks = cluster_tasks()         # also checks TF_CONFIG, whatever the strategy
     if name == "auto":
         if tasks > 1:
@@ -83,10 +87,47 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
         else:
             name = "default"
     if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return multi_worker(peer_timeout_s)
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def tf_config_cluster() -> tuple[dict, tuple[str, int] | None]:
+    """TF_CONFIG's cluster (``{role: [HOST:PORT, ...]}``) and this process's task ``(role, index)``."""
+    spec = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    task = spec.get("task") or {}
+    return spec.get("cluster") or {}, ((task.get("type"), task.get("index", 0)) if task else None)
+
+
+def multi_worker(peer_timeout_s: float) -> tf.distribute.MultiWorkerMirroredStrategy:
+    """MultiWorkerMirroredStrategy over TF_CONFIG's cluster, every wait on the other tasks bounded by
+    ``peer_timeout_s``: its start (TensorFlow waits without end for every task's server, then for all of
+    them in a first collective), and each collective of a step. Past the bound the run ends with one
+    line naming the tasks that do not answer."""
+    from tensorflow.python.distribute import collective_all_reduce_strategy as collective
+
+    cluster, own = tf_config_cluster()
+    others = max(count_tasks(cluster) - 1, 0)
+    notice = (f"waiting for the cluster's {others} other task(s) named in TF_CONFIG to start (up to "
+              f"{peer_timeout_s:g} s: train.peer_timeout_s)")
+    give_up = (f"TF_CONFIG: {{missing}} did not join within {peer_timeout_s:g} s (train.peer_timeout_s); start "
+               f"every task TF_CONFIG names, each with its own task, or raise train.peer_timeout_s")
+
+    extended = collective.CollectiveAllReduceExtended
+    before = extended._check_health_initial_timeout          # TensorFlow's own bound on its first barrier
+    extended._check_health_initial_timeout = max(1, math.ceil(peer_timeout_s))
+    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=peer_timeout_s)
+    try:
+        with peers.bounded(peer_timeout_s, notice, give_up, cluster, own):   # the wait TensorFlow cannot bound
+            return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    except RuntimeError as e:
+        if "Timeout waiting for the cluster" in str(e):
+            missing = ", ".join(peers.unreachable(cluster, own)) or "the other tasks of the cluster"
+            raise peers.PeerTimeoutError(give_up.replace("{missing}", missing)) from None
+        raise
+    finally:
+        extended._check_health_initial_timeout = before
 
 
 #: oneDNN ISA caps (``ONEDNN_MAX_CPU_ISA``) below every ISA that its bfloat16 convolutions run on

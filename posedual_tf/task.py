@@ -187,7 +187,8 @@ class PoseTask:
                              "workers (train.strategy multi_worker) read their own local pipelines")
         steps = pipeline.step_batches(self.train_data, self.sources, start_step=start_step,
                                       replicas=strategy.num_replicas_in_sync)
-        ds = service.served(steps, self.cfg.train.data_service, start_step, counter)
+        ds = service.served(steps, self.cfg.train.data_service, start_step, counter,
+                            self.cfg.train.peer_timeout_s)
         return strategy.experimental_distribute_dataset(ds) if strategy.num_replicas_in_sync > 1 else ds
 
     def pair_images(self, n: int = 4) -> dict | None:

@@ -34,7 +34,7 @@ def main(argv):
     # before any data work: never train from random weights by accident (a resumed run needs no file)
     checked = training.preflight(cfg)
     print(f"{cfg.name}: {cfg.description}" if cfg.description else cfg.name)
-    strategy = distribution.make_strategy(cfg.train.strategy)
+    strategy = distribution.make_strategy(cfg.train.strategy, cfg.train.peer_timeout_s)
     chief = distribution.is_chief(strategy)
     # one writer of the workdir from its first write (a demo's data preparation) to the export; a run that
     # would write nothing before training (its data given) leaves no workdir behind if it fails first

@@ -19,7 +19,7 @@ import keras
 import tensorflow as tf
 
 from posedual_tf import callbacks as run_callbacks
-from posedual_tf import checkpoints, distribution, files, monitoring, resume
+from posedual_tf import checkpoints, distribution, files, monitoring, peers, resume
 from posedual_tf.config import Config, ConfigError, dump
 from posedual_tf.data import corrupt
 from posedual_tf.models import bn_groups, builder
@@ -81,7 +81,7 @@ def run(cfg: Config, progress: str = "epochs", strategy: tf.distribute.Strategy 
     if checked.latest and checked.changed:
         print(f"resuming with changed settings: {'; '.join(checked.changed)}")
     with builder.precision(t.mixed_precision), contextlib.ExitStack() as held:
-        strategy = strategy or distribution.make_strategy(t.strategy)
+        strategy = strategy or distribution.make_strategy(t.strategy, t.peer_timeout_s)
         if distribution.is_chief(strategy):       # another writer of the workdir: refused before any work
             held.enter_context(files.lock_if_present(cfg.workdir, "train"))
         try:
@@ -180,8 +180,12 @@ def _fit(task: PoseTask, model: Model, strategy, counter, step: int, callbacks: 
             continue
         ds = task.build_inputs(strategy, counter, start_step,
                                full=bool(model.method.jit_compile) and task.cfg.train.fill_short_batches)
-        part = model.method.fit(ds, epochs=end_epoch, initial_epoch=first_epoch, steps_per_epoch=phase_steps,
-                                callbacks=callbacks, verbose=0, shuffle=False).history   # the data order is ours
+        try:
+            part = model.method.fit(ds, epochs=end_epoch, initial_epoch=first_epoch, steps_per_epoch=phase_steps,
+                                    callbacks=callbacks, verbose=0, shuffle=False).history   # the data order is ours
+        except tf.errors.OpError as e:     # a peer lost mid-run (service worker, cluster task): one line
+            cluster, own = distribution.tf_config_cluster() if distribution.input_workers(strategy) > 1 else ({}, None)
+            raise peers.from_tf_error(e, cluster, task.cfg.train.peer_timeout_s, own) or e
         for k, v in part.items():
             history.setdefault(k, []).extend(v)
     return history

@@ -188,6 +188,19 @@ def run_python(args, **kw):
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, **kw)
 
 
+def free_ports(n: int) -> list[int]:
+    """``n`` TCP ports free on 127.0.0.1 now (for the servers of a test's processes)."""
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
 #: --set flags for a demo run of 3 epochs x 3 steps at the smallest size
 SMALL_DEMO = ["--set=data.synthetic.labelled_images=12", "--set=data.synthetic.unlabelled_images=12",
               "--set=data.synthetic.val_images=4", "--set=train.batch_size=4", "--set=train.steps_per_epoch=3",

@@ -53,6 +53,7 @@ DS, FB = "tests/test_data_service.py", "tests/test_full_batches.py"
 AM = "tests/test_any_machine.py"
 DR, HD, RST = "tests/test_draws.py", "tests/test_heads.py", "tests/test_resume_state.py"
 OWR, ERN = "tests/test_one_writer.py", "tests/test_errors_named.py"
+PW = "tests/test_peer_waits.py"
 
 MUTANTS = [
     # ---- the eight that survived the suite before (issue list, in its order)
@@ -652,6 +653,53 @@ MUTANTS = [
       "a JSON file that cannot be written is 'File too large', naming no file"),
     m("temporary_name_shown", "posedual_tf/cli.py", '    target, n = re.subn(r"\\.tmp-\\d+$", "", path)',
       "    target, n = path, 0", ERN, "a failed write names the temporary file, not the one it was to become"),
+    m("checkpoint_temporary_name_shown", "posedual_tf/cli.py",
+      '_TEMPORARY = re.compile(r"(\\.tmp-\\d+|\\.tempstate\\d+|_temp/.*)$")',
+      '_TEMPORARY = re.compile(r"(\\.tmp-\\d+)$")', ERN,
+      "a checkpoint that cannot be written is named by TensorFlow's temporary part file"),
+    m("op_frame_kept", "posedual_tf/cli.py", "        s = _OP_FRAME.sub(\"\", line).strip()", "        s = line.strip()",
+      ERN, "an eager op's error keeps '{{function_node ...}}' and '[Op:NAME]' around its cause"),
+    m("oom_raw", "posedual_tf/cli.py",
+      '        if "OOM when allocating" in first or type(e).__name__ == "ResourceExhaustedError":',
+      "        if False:", ERN, "out of memory is TensorFlow's ResourceExhaustedError text, naming no setting"),
+    m("setting_relevance_unchecked", "posedual_tf/config.py", "    _check_relevance(cfg, set_keys)\n", "", "tests/test_config.py",
+      "--set method.rand_magnitude=20 on a config without RandAugment changes nothing, silently"),
+    m("service_role_flags_anywhere", "posedual_tf/data_service.py",
+      '    worker = lambda: cli.POSITIONAL == ["worker"]  # noqa: E731', "    worker = lambda: True  # noqa: E731",
+      "tests/test_cli_flags.py::test_every_flag_that_other_flags_make_meaningless_is_one_line",
+      "data_service dispatcher --dispatcher H:P starts a dispatcher and ignores the flag"),
+    # ---- #42 in part: predict_image takes numpy arrays, PIL images, paths and bytes
+    m("array_channels_as_given", "posedual_tf/api.py", "np.ascontiguousarray(pixels[..., 2::-1])",
+      "np.ascontiguousarray(pixels[..., :3])", "tests/test_predict_inputs.py",
+      "an RGB array is encoded as if it were OpenCV's BGR: red and blue swapped"),
+    m("float_pixels_taken", "posedual_tf/api.py", "    if pixels.dtype != np.uint8:\n", "    if False:\n",
+      "tests/test_predict_inputs.py", "float pixels in [0, 1] are encoded as they are (all black), without a word"),
+    # ---- #41, rule 5: every wait on a peer is bounded and explained
+    m("service_wait_unbounded", "posedual_tf/data/service.py",
+      "        return arrived.get(timeout=min(notice_s, timeout_s))", "        return arrived.get()", PW,
+      "a tf.data service without workers: the run waits without end (TensorFlow's client does)"),
+    m("service_lost_step_at_end_silent", "posedual_tf/data/service.py",
+      "            if element is end:\n                if waiting:\n",
+      "            if element is end:\n                if False:\n", PW,
+      "a step lost by a worker: the stream ends early and the run trains on without it, silently"),
+    m("service_lost_step_piles_up", "posedual_tf/data/service.py", "            if len(waiting) > MAX_AHEAD:",
+      "            if False:", PW, "a lost step: every later batch is held in memory while the run waits for it"),
+    m("service_error_raw_in_training", "posedual_tf/training.py",
+      "            raise peers.from_tf_error(e, cluster, task.cfg.train.peer_timeout_s, own) or e",
+      "            raise e", PW, "the service's line reaches the user inside TensorFlow's UnknownError and traceback"),
+    m("cluster_start_unwatched", "posedual_tf/distribution.py",
+      "        with peers.bounded(peer_timeout_s, notice, give_up, cluster, own):", "        if True:", PW,
+      "a cluster task that never starts: the others wait without end in TensorFlow's start-up"),
+    m("watcher_gives_up_silently", "posedual_tf/peers.py",
+      "    sys.stderr.write(f\"error: {spec['give_up'].replace('{missing}', missing)}\\n\")", "    pass", PW,
+      "a wait given up ends the process without a word"),
+    m("service_worker_waits_silently", "posedual_tf/data_service.py",
+      '        service.check_reachable(FLAGS.dispatcher, setting="--dispatcher")', "        pass",
+      "tests/test_data_service.py::test_data_service_command_serves_a_dispatcher_and_a_worker",
+      "a worker whose --dispatcher does not answer starts and retries without a word"),
+    m("collective_unbounded", "posedual_tf/distribution.py",
+      "CommunicationOptions(timeout_seconds=peer_timeout_s)", "CommunicationOptions()", PW,
+      "a task lost mid-run: the others wait for TensorFlow's health check (30-60 s, not configurable)"),
 ]
 
 

@@ -17,7 +17,7 @@ VALID = {"name_or_path": "demo_dual", "overrides": [], "workers": 1, "progress":
 #: a wrong value of each parameter's type
 WRONG = {"name_or_path": 3, "overrides": "train.epochs=1", "workers": "2", "progress": 1, "checkpoint": 1.5,
          "output": ["out"], "split": None, "net": 2, "overwrite": "yes", "saved_model": 7,
-         "image": np.zeros((4, 4, 3), np.uint8), "boxes": "0 0 10 20", "cfg": "demo_dual"}
+         "image": 3.5, "boxes": "0 0 10 20", "cfg": "demo_dual"}
 FUNCTIONS = ["load_config", "prepare_demo_data", "fit", "evaluate_checkpoint", "build_networks", "export_saved_model",
              "predict_image"]
 

@@ -112,10 +112,12 @@ def test_docs_flags_table_is_current():
 
 
 VALID = {"version": "3", "calibration": "data/val", "calibration-people": "10", "precision": "float16",
-         "detector-class": "1", "detector-threshold": "0.5", "min-box-score": "0.5", "min-hog-score": "0.5"}
+         "detector-class": "1", "detector-threshold": "0.5", "min-box-score": "0.5", "min-hog-score": "0.5",
+         "dispatcher": "127.0.0.1:5050", "worker-address": "127.0.0.1:5051", "limit": "3"}
 
 
-@pytest.mark.parametrize("command", ["posedual_tf.export", "posedual_tf.predict"])
+@pytest.mark.parametrize("command", ["posedual_tf.export", "posedual_tf.predict", "posedual_tf.data_service",
+                                     "tfrecords_tools.inspect"])
 def test_every_flag_that_other_flags_make_meaningless_is_one_line(command):
     rules = _table(command)["rules"]
     assert rules

@@ -1,6 +1,8 @@
 """Configs (every named experiment validates; overrides; named errors) and joint sets."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -190,3 +192,50 @@ def test_xla_jit_compile_takes_yaml_booleans(tmp_path):
     # a boolean never passes for a setting whose choices are not true/false
     with pytest.raises(config.ConfigError, match="train.strategy"):
         config.load("demo_dual", ["train.strategy=true"])
+
+
+#: overrides that bring a rule of config.RELEVANCE to the state no packaged config is in
+_TOGGLE = {"test.oks_thre": ["test.nms=none"], "method.conf_thresh": ["method.conf_masking=true"],
+           "data.num_joints_half_body": ["data.prob_half_body=0.3"], "train.lr_factor": ["train.lr_step=[]"]}
+
+
+def test_every_setting_that_other_settings_make_meaningless_is_one_line_when_set():
+    """#41 rule 3 for settings: every rule of ``config.RELEVANCE``, in every packaged config (and with the
+    overrides of _TOGGLE): setting the key to the value it already has is one line naming the rule
+    where the rule says it does not apply, and loads where it does; each rule is seen both ways."""
+    import json
+
+    def value(cfg, key):
+        node = cfg
+        for part in key.split("."):
+            node = getattr(node, part)
+        return node
+
+    seen: dict[str, set] = {}
+    for rule, applies, why in config.RELEVANCE:
+        for name in config.available():
+            for extra in ([], _TOGGLE.get(rule, [])):
+                try:
+                    base = config.load(name, extra)
+                except config.ConfigError:          # the toggle itself means nothing here (a supervised config)
+                    continue
+                key = rule if not dataclasses.is_dataclass(value(base, rule)) else rule + ".records"
+                text = f"{key}={json.dumps(value(base, key))}"
+                if applies(base):
+                    config.load(name, extra + [text])
+                else:
+                    with pytest.raises(config.ConfigError) as e:
+                        config.load(name, extra + [text])
+                    assert str(e.value) == f"--set {text}: {rule}: {why}; nothing was done"
+                seen.setdefault(rule, set()).add(applies(base))
+    assert all(states == {True, False} for states in seen.values()), seen
+
+
+@pytest.mark.parametrize("name, sets, rule", [
+    ("coco1k_sup", ["data.unlabelled.records=data/coco/unlabeled2017"], "data.unlabelled"),
+    ("coco1k_dual", ["method.rand_magnitude=20"], "method.rand_magnitude"),
+    ("coco_sup_hrnet_w48", ["model.depth=50"], "model.depth"),
+])
+def test_the_overrides_users_tried_are_refused(name, sets, rule):
+    with pytest.raises(config.ConfigError, match=f"^--set {sets[0]}: {rule}: only "):
+        config.load(name, sets)

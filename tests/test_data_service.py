@@ -92,7 +92,7 @@ def test_data_service_step_batches_leave_out_a_damaged_person_and_count_it(tmp_p
 
 def test_data_service_command_serves_a_dispatcher_and_a_worker(tmp_path):
     """``python -m posedual_tf.data_service dispatcher|worker`` on 127.0.0.1 serve a dataset; a missing
-    role or --dispatcher is one line."""
+    role or --dispatcher, or a worker whose dispatcher does not answer, is one line."""
     import socket
     import subprocess
     import sys
@@ -105,7 +105,10 @@ def test_data_service_command_serves_a_dispatcher_and_a_worker(tmp_path):
             return s.getsockname()[1]
 
     cmd = [sys.executable, "-m", "posedual_tf.data_service"]
-    for args, message in (([], "give the role"), (["worker"], "--dispatcher is required")):
+    nobody = free_port()
+    for args, message in (([], "give the role"), (["worker"], "--dispatcher is required"),
+                          (["worker", f"--dispatcher=127.0.0.1:{nobody}"],    # TensorFlow's worker retries silently
+                           f"--dispatcher: no tf.data service dispatcher at 127.0.0.1:{nobody}")):
         out = subprocess.run(cmd + args, capture_output=True, text=True, timeout=120)
         assert out.returncode == 1 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
     port, worker_port = free_port(), free_port()

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
 
 import pytest
 
-from tests.conftest import SMALL_DEMO, run_python as _run
+from tests.conftest import SMALL_DEMO, free_ports, run_python as _run
 
 
 MIRRORED = textwrap.dedent("""
@@ -123,20 +122,10 @@ def test_float16_overflow_on_one_replica_skips_the_step_on_both():
     assert res["moved"] and res["finite2"] and res["step2"] == 2
 
 
-def _free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def _two_workers(args_of, roles=("worker", "worker"), env_of=lambda i: {}) -> list[str]:
     """Run ``args_of(i)`` as the tasks ``roles`` (chief and/or workers) of a TF_CONFIG cluster on
     127.0.0.1; their stdouts."""
-    ports = _free_ports(2)
+    ports = free_ports(2)
     cluster: dict[str, list[str]] = {}
     tasks = []
     for role, port in zip(roles, ports):

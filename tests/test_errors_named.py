@@ -174,3 +174,42 @@ def test_a_file_size_limit_names_the_file_being_written_not_its_temporary_name(s
     assert done.stdout.strip() == f"{target}: File too large (while writing it; nothing was replaced)", done
     assert target.read_text() == '{"before": 1}' and os.listdir(tmp_path).count("kept.json") == 1
     assert not [n for n in os.listdir(tmp_path) if ".tmp-" in n]
+
+
+def test_a_checkpoint_that_cannot_be_written_names_the_checkpoint(tmp_path):
+    """Training under ``ulimit -f`` (500 kB: the records fit, a checkpoint does not): TensorFlow's error
+    (``{{function_node ...}} .../ckpt-3_temp/part-...tempstateN: File too large [Op:SaveV2]``) is one line
+    naming the checkpoint it was to become."""
+    workdir = tmp_path / "run"
+
+    def limit():
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (500_000, 500_000))
+
+    from tests.conftest import SMALL_DEMO
+
+    done = run_python(["-m", "posedual_tf.train", "--config", "demo_sup", f"--set=workdir={workdir}", *SMALL_DEMO,
+                       "--set=train.epochs=1"], cwd=str(REPO), preexec_fn=limit, timeout=600)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (f"error: {workdir}/ckpt/ckpt-3: File too large (while writing "
+                                                    "it; nothing was replaced)"), done.stderr[-2000:]
+
+
+def test_out_of_memory_names_the_settings_that_lower_it():
+    """A device out of memory, as TensorFlow words it in a compiled step and in an eager op (no CPU run can
+    exhaust its allocator, so the text is TensorFlow's own)."""
+    import tensorflow as tf
+
+    from posedual_tf import cli
+
+    oom = ("OOM when allocating tensor with shape[32,64,128,96] and type float on "
+           "/job:localhost/replica:0/task:0/device:GPU:0 by allocator GPU_0_bfc")
+    graph = tf.errors.ResourceExhaustedError(None, None, f"Graph execution error:\n\nDetected at node x defined at "
+                                                         f"(most recent call last):\n  File \"a.py\"\n{oom}\n\t "
+                                                         f"[[{{{{node x}}}}]]")
+    eager = tf.errors.ResourceExhaustedError(None, None, f"{{{{function_node __wrapped__Conv2D_device_/job:localhost"
+                                                         f"/replica:0/task:0/device:GPU:0}}}} {oom} [Op:Conv2D] name: ")
+    for e in (graph, eager):
+        assert cli.one_line(e) == (f"out of memory ({oom}): lower the batch size (train.batch_size, test.batch_size) "
+                                   f"or the input size (data.image_size), or free the device")

@@ -14,7 +14,10 @@ from tests.conftest import records_with_a_bad_image as _records_with_a_bad_image
 
 
 def _cfg(coco_records, det_records, *extra):
-    return config.load("coco1k_dual", [f"data.labelled.records={coco_records}", f"data.unlabelled.records={det_records}",
+    """coco1k_dual on the samples; with ``method.name=supervised`` among ``extra``, no unlabelled records (a
+    supervised config refuses them: config.RELEVANCE)."""
+    unlabelled = [] if "method.name=supervised" in extra else [f"data.unlabelled.records={det_records}"]
+    return config.load("coco1k_dual", [f"data.labelled.records={coco_records}", *unlabelled,
                                        f"data.val.records={coco_records}", "train.batch_size=4",
                                        *extra])
 

@@ -33,9 +33,11 @@ def define_flags() -> None:
     from posedual_tf import cli
 
     flags.DEFINE_string("draw", "", "folder to write PNG drawings to")
-    flags.DEFINE_integer("limit", 8, "images to draw", lower_bound=0)
+    flags.DEFINE_integer("limit", 8, "records to read and check (and draw, with --draw)", lower_bound=0)
     flags.DEFINE_bool("verify", False, "read every record; count those that do not parse or decode")
     flags.adopt_module_key_flags(cli)
+    cli.only_when("limit", lambda: not flags.FLAGS.verify, "not with --verify (which reads every record)",
+                  example=("--verify",))
 
 
 def main(argv) -> None:
