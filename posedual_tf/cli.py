@@ -80,7 +80,8 @@ def define_common_flags() -> None:
 
 def quiet_tensorflow(argv: list[str] | None = None) -> None:
     """Import TensorFlow and Keras with their start-up lines (oneDNN, CPU features, absl banners)
-    hidden, and keep later C++ info/warning lines quiet, unless ``--verbose`` is among ``argv``."""
+    hidden, and keep later C++ info/warning lines and TensorFlow's Python warnings quiet, unless
+    ``--verbose`` is among ``argv``."""
     argv = sys.argv if argv is None else argv
     if "--verbose" in argv or "tensorflow" in sys.modules:
         return
@@ -88,8 +89,9 @@ def quiet_tensorflow(argv: list[str] | None = None) -> None:
     import importlib
 
     with files.stderr_to_devnull():
-        importlib.import_module("tensorflow")
+        tf = importlib.import_module("tensorflow")
         importlib.import_module("keras")
+    tf.get_logger().setLevel("ERROR")           # TensorFlow's Python warnings
 
 
 def normalise_flag_spelling(argv: list[str], known) -> list[str]:
@@ -246,7 +248,8 @@ def load_config():
 
     from posedual_tf import config
 
-    logging.set_verbosity(logging.WARNING)
+    # absl's warnings (TFLite's converter logs with it) show with --verbose only
+    logging.set_verbosity(logging.WARNING if "verbose" in FLAGS and FLAGS.verbose else logging.ERROR)
     if not FLAGS.config:
         sys.exit("error: --config is required (one of: " + ", ".join(config.available()) + ")")
     try:

@@ -674,6 +674,11 @@ MUTANTS = [
       "an RGB array is encoded as if it were OpenCV's BGR: red and blue swapped"),
     m("float_pixels_taken", "posedual_tf/api.py", "    if pixels.dtype != np.uint8:\n", "    if False:\n",
       "tests/test_predict_inputs.py", "float pixels in [0, 1] are encoded as they are (all black), without a word"),
+    m("absl_warnings_shown", "posedual_tf/cli.py",
+      'logging.set_verbosity(logging.WARNING if "verbose" in FLAGS and FLAGS.verbose else logging.ERROR)',
+      "logging.set_verbosity(logging.WARNING)",
+      "tests/test_cli.py::test_tflite_export_prints_no_tensorflow_warning_unless_verbose",
+      "export --format tflite prints TFLite's 'W... lite.py:2203] Please consider providing the trackable_obj'"),
     # ---- #41, rule 5: every wait on a peer is bounded and explained
     m("service_wait_unbounded", "posedual_tf/data/service.py",
       "        return arrived.get(timeout=min(notice_s, timeout_s))", "        return arrived.get()", PW,

@@ -85,3 +85,27 @@ def test_xla_with_determinism_is_an_error_or_said():
     with pytest.raises(ValueError, match="train.jit_compile=true with train.deterministic=true"):
         resolve_jit("true", one, deterministic=True)
     assert resolve_jit("true", one) is True and resolve_jit("false", one, deterministic=True) is False
+
+
+def test_tflite_export_prints_no_tensorflow_warning_unless_verbose(tmp_path):
+    """#42 in part: TFLite's converter warns through absl (``W... lite.py:...] Please consider providing the
+    trackable_obj argument``); the command's default output has no such line, --verbose has it."""
+    import re
+
+    from posedual_tf import checkpoints, config
+    from posedual_tf.models import builder
+    from tests.conftest import EXPORT_SETS
+
+    cfg = config.load("coco1k_dual", EXPORT_SETS)
+    checkpoints.save_nets(builder.build_networks(cfg, policy="float32"), str(tmp_path / "w"))
+    args = [sys.executable, "-m", "posedual_tf.export", "--config", "coco1k_dual",
+            *[f"--set={s}" for s in EXPORT_SETS], "--checkpoint", str(tmp_path / "w"), "--format", "tflite"]
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}     # as a user's shell has it
+    logged = re.compile(r"^[IWEF]\d{4} ", re.M)
+    quiet = subprocess.run(args + ["--output", str(tmp_path / "a")], capture_output=True, text=True, timeout=600,
+                           env=env)
+    assert quiet.returncode == 0 and "TFLite (float32) written" in quiet.stdout, quiet.stderr[-2000:]
+    assert not logged.search(quiet.stdout + quiet.stderr), quiet.stderr
+    loud = subprocess.run(args + ["--output", str(tmp_path / "b"), "--verbose"], capture_output=True, text=True,
+                          timeout=600, env=env)
+    assert loud.returncode == 0 and "lite.py" in loud.stderr, loud.stderr[-2000:]
