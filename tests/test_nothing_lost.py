@@ -379,5 +379,7 @@ def test_decodability_is_decided_by_the_decoder_training_uses(shared, tmp_path, 
             assert entries[name]["skipped"].startswith("undecodable (truncated or damaged"), entries[name]
             with pytest.raises(ValueError, match=r"^image: undecodable \(truncated or damaged"):
                 api.predict_image(saved, data, [[0, 0, 100, 200]])
-    with pytest.raises(TypeError, match=r"^image: expected the encoded bytes .* got numpy.ndarray$"):
-        api.predict_image(saved, want, [[0, 0, 100, 200]])
+    # pixels are taken as they are (#42: tests/test_predict_inputs.py); float pixels are one line
+    assert api.predict_image(saved, want.copy(), [[0, 0, 100, 200]])["keypoints"].shape == (1, 17, 3)
+    with pytest.raises(ValueError, match=r"^image: expected uint8 pixels \(0-255\), got a float64 array"):
+        api.predict_image(saved, want / 255.0, [[0, 0, 100, 200]])
