@@ -13,6 +13,7 @@ import sys
 from typing import Callable
 
 from absl import flags
+from absl import logging as absl_logging
 
 from posedual_tf import files
 
@@ -141,6 +142,8 @@ def guarded(main):
 
     @functools.wraps(main)
     def run(argv):
+        if not FLAGS.verbose:       # absl's warnings (TFLite's converter logs with it): with --verbose only
+            absl_logging.set_verbosity(absl_logging.ERROR)
         try:
             return main(argv)
         except SystemExit:
@@ -244,12 +247,8 @@ def define_config_flags() -> None:
 
 def load_config():
     """The config named by --config with --set overrides; a bad one exits with a one-line error."""
-    from absl import logging
-
     from posedual_tf import config
 
-    # absl's warnings (TFLite's converter logs with it) show with --verbose only
-    logging.set_verbosity(logging.WARNING if "verbose" in FLAGS and FLAGS.verbose else logging.ERROR)
     if not FLAGS.config:
         sys.exit("error: --config is required (one of: " + ", ".join(config.available()) + ")")
     try:

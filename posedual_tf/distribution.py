@@ -9,7 +9,6 @@ Example:
 from __future__ import annotations
 
 import json
-import math
 import os
 
 import tensorflow as tf
@@ -103,10 +102,9 @@ def tf_config_cluster() -> tuple[dict, tuple[str, int] | None]:
 def multi_worker(peer_timeout_s: float) -> tf.distribute.MultiWorkerMirroredStrategy:
     """MultiWorkerMirroredStrategy over TF_CONFIG's cluster, every wait on the other tasks bounded by
     ``peer_timeout_s``: its start (TensorFlow waits without end for every task's server, then for all of
-    them in a first collective), and each collective of a step. Past the bound the run ends with one
+    them in a first collective: a watcher process bounds both, :func:`peers.bounded`), and each
+    collective of a step. Past the bound the run ends with one
     line naming the tasks that do not answer."""
-    from tensorflow.python.distribute import collective_all_reduce_strategy as collective
-
     cluster, own = tf_config_cluster()
     others = max(count_tasks(cluster) - 1, 0)
     notice = (f"waiting for the cluster's {others} other task(s) named in TF_CONFIG to start (up to "
@@ -114,20 +112,9 @@ def multi_worker(peer_timeout_s: float) -> tf.distribute.MultiWorkerMirroredStra
     give_up = (f"TF_CONFIG: {{missing}} did not join within {peer_timeout_s:g} s (train.peer_timeout_s); start "
                f"every task TF_CONFIG names, each with its own task, or raise train.peer_timeout_s")
 
-    extended = collective.CollectiveAllReduceExtended
-    before = extended._check_health_initial_timeout          # TensorFlow's own bound on its first barrier
-    extended._check_health_initial_timeout = max(1, math.ceil(peer_timeout_s))
     options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=peer_timeout_s)
-    try:
-        with peers.bounded(peer_timeout_s, notice, give_up, cluster, own):   # the wait TensorFlow cannot bound
-            return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
-    except RuntimeError as e:
-        if "Timeout waiting for the cluster" in str(e):
-            missing = ", ".join(peers.unreachable(cluster, own)) or "the other tasks of the cluster"
-            raise peers.PeerTimeoutError(give_up.replace("{missing}", missing)) from None
-        raise
-    finally:
-        extended._check_health_initial_timeout = before
+    with peers.bounded(peer_timeout_s, notice, give_up, cluster, own):    # a wait TensorFlow does not bound
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
 
 
 #: oneDNN ISA caps (``ONEDNN_MAX_CPU_ISA``) below every ISA that its bfloat16 convolutions run on

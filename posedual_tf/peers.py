@@ -40,20 +40,23 @@ def describe_task(task: str, cluster: dict) -> str:
     return f"{role} {index}" + (f" ({addresses[index]})" if index < len(addresses) else "")
 
 
-def unreachable(cluster: dict, own: tuple[str, int] | None, timeout_s: float = 1.0) -> list[str]:
-    """The cluster's tasks (but ``own``, ``(role, index)``) that accept no TCP connection: the ones not
-    started."""
-    out = []
-    for role, addresses in cluster.items():
-        for index, address in enumerate(addresses or []):
-            if (role, index) == own:
-                continue
-            host, _, port = address.rpartition(":")
-            try:
-                socket.create_connection((host, int(port)), timeout=timeout_s).close()
-            except (OSError, ValueError):
-                out.append(f"{role} {index} ({address})")
-    return out
+def connect_error(address: str, timeout_s: float = 1.0) -> Exception | None:
+    """Why no TCP connection opens to ``[grpc://]HOST:PORT`` (the OSError, or a ValueError for a bad
+    port), or None when something listens there."""
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except (OSError, ValueError) as e:
+        return e
+    return None
+
+
+def unreachable(cluster: dict, own: tuple[str, int] | None, timeout_s: float = 1.0) -> str:
+    """The cluster's tasks (but ``own``, ``(role, index)``) that accept no TCP connection, the ones not
+    started, as ``ROLE INDEX (HOST:PORT), ...``; empty when every one answers."""
+    return ", ".join(f"{role} {index} ({address})" for role, addresses in cluster.items()
+                     for index, address in enumerate(addresses or [])
+                     if (role, index) != own and connect_error(address, timeout_s) is not None)
 
 
 @contextlib.contextmanager
@@ -91,7 +94,7 @@ def _watch(spec: dict) -> None:
         if over(timeout_s - notice_s):
             return
     own = tuple(spec["own"]) if spec["own"] else None
-    missing = ", ".join(unreachable(spec["cluster"], own)) or "the other tasks of the cluster"
+    missing = unreachable(spec["cluster"], own) or "the other tasks of the cluster"
     sys.stderr.write(f"error: {spec['give_up'].replace('{missing}', missing)}\n")
     sys.stderr.flush()
     os.kill(spec["pid"], signal.SIGKILL)
@@ -123,12 +126,12 @@ def from_tf_error(e: BaseException, cluster: dict | None, timeout_s: float,
     down = _PEER_DOWN.search(text)
     named = describe_task(down.group(1) or down.group(2), cluster) if down else ""
     if isinstance(e, tf.errors.DeadlineExceededError) or "timed out" in text.lower():
-        gone = named or ", ".join(unreachable(cluster, own))
+        gone = named or unreachable(cluster, own)
         who = f"{gone} stopped answering" if gone else "another task is stuck or stopped"
         return PeerTimeoutError(f"cluster: a collective of the step waited {timeout_s:g} s (train.peer_timeout_s) "
                                 f"for the other tasks: {who}; {resume}")
     if down or isinstance(e, tf.errors.UnavailableError):
-        who = named or ", ".join(unreachable(cluster, own)) or "another task"
+        who = named or unreachable(cluster, own) or "another task"
         return PeerTimeoutError(f"cluster: {who} stopped answering during training; {resume}")
     return None
 

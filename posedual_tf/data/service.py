@@ -22,7 +22,6 @@ Example (a dispatcher and a worker in this process; any address works the same):
 from __future__ import annotations
 
 import queue
-import socket
 import threading
 from typing import Iterable, Iterator
 
@@ -40,10 +39,9 @@ def check_reachable(address: str, timeout_s: float = 10.0, setting: str = "train
     """A TCP connection to the dispatcher at ``address`` (``[grpc://]HOST:PORT``), or one line naming
     ``setting`` and saying how to start one."""
     hostport = address.split("://", 1)[-1]
-    host, _, port = hostport.rpartition(":")
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout_s).close()
-    except (OSError, ValueError) as e:
+    port = hostport.rpartition(":")[2]
+    e = peers.connect_error(address, timeout_s)
+    if e is not None:
         raise ServiceUnreachableError(
             f"{setting}: no tf.data service dispatcher at {hostport} ({e.__class__.__name__}: {e}); start "
             f"one with: python -m posedual_tf.data_service dispatcher --port {port or 'PORT'}") from None
