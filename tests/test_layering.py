@@ -65,3 +65,13 @@ def test_methods_and_pipelines_take_values_not_the_config():
             elif isinstance(node, ast.arg) and node.arg == "cfg":
                 wrong.append(f"{rel}:{node.lineno}: argument cfg")
     assert not wrong, wrong
+
+
+def test_every_mutant_still_finds_the_code_it_breaks():
+    """A mutant whose original text moved away would report an error, not guard anything: each original
+    occurs exactly once in its file (tests/mutants.py), checked here on every run of the suite."""
+    from tests.mutants import MUTANTS
+
+    lost = [f"{m.name}: {m.file} holds it {(REPO / m.file).read_text().count(m.original)} times"
+            for m in MUTANTS if (REPO / m.file).read_text().count(m.original) != 1]
+    assert not lost, lost
