@@ -25,9 +25,13 @@ Example (the embedded demo, made tiny: 2 steps of two 1/8-width networks, a minu
     >>> 0.0 <= metrics["ensemble"]["AP"] <= 1.0
     True
     >>> saved = posedual_tf.export_saved_model(cfg, os.path.join(workdir, "final"), os.path.join(workdir, "model"))
-    >>> image = open(os.path.join(workdir, "data", "synthetic", "val", "000000500000.jpg"), "rb").read()
-    >>> people = posedual_tf.predict_image(saved, image, [[10.0, 20.0, 40.0, 80.0]])
-    >>> people["keypoints"].shape                                   # COCO-17 (x, y, score) per box
+    SavedModel: .../model
+      net ...: the better network at the last validation (net1 ..., net2 ...)
+    ...
+    >>> poses = posedual_tf.predict(saved, posedual_tf.samples.IMAGE, posedual_tf.samples.BOXES)
+    >>> poses, poses.people[0].keypoints.shape                      # COCO-17 (x, y, score) per person
+    (ImagePoses(1 person, 640x425, people from boxes), (17, 3))
+    >>> posedual_tf.predict_image(saved, posedual_tf.samples.IMAGE, posedual_tf.samples.BOXES)["keypoints"].shape
     (1, 17, 3)
 """
 from __future__ import annotations
@@ -61,6 +65,7 @@ def load_config(name_or_path: str, overrides: Sequence[str] = ()) -> Config:
     path (``base:`` included), with ``key=value`` overrides as ``--set`` takes them.
 
     Example:
+        >>> from posedual_tf.api import load_config
         >>> load_config("coco1k_dual", ["train.batch_size=8"]).train.batch_size
         8
     """
@@ -120,17 +125,33 @@ def build_networks(cfg: Config) -> list:
     return builder.build_networks(cfg, policy="float32")
 
 
-def export_saved_model(cfg: Config, checkpoint: str, output: str, net: str = "1", overwrite: bool = False) -> str:
-    """Write network ``net`` (``1``, ``2`` or ``ensemble``) of ``checkpoint`` as a SavedModel with the
-    ``serving_default`` (crops) and ``predict_image`` (encoded image + boxes) signatures; returns its folder."""
+def export_saved_model(cfg: Config, checkpoint: str, output: str, net: str = "best", overwrite: bool = False) -> str:
+    """Write network ``net`` of ``checkpoint`` as a SavedModel with the ``serving_default`` (crops),
+    ``predict_image`` (encoded image + boxes) and ``predict_images`` (a batch, for TF Serving) signatures;
+    prints and returns its folder. ``net``: ``best`` (the better network at the run's last validation:
+    :mod:`posedual_tf.best_net`), ``1``, ``2`` or ``ensemble``."""
     from posedual_tf import export
 
     _expect_config(cfg)
     _expect("checkpoint", checkpoint, _PATH, "a weights folder, a training workdir or a .pth file")
     _expect("output", output, _PATH, "a folder to write the SavedModel into")
-    _expect("net", net, str, "a network", ("1", "2", "ensemble"))
+    _expect("net", net, str, "a network", ("best", "1", "2", "ensemble"))
     _expect("overwrite", overwrite, bool, "True or False")
     return export.export(cfg, os.fspath(checkpoint), os.fspath(output), net=net, overwrite=overwrite)
+
+
+def export_tflite(cfg: Config, checkpoint: str, output: str, net: str = "best", precision: str = "float32") -> str:
+    """Write network ``net`` (as :func:`export_saved_model`) of ``checkpoint`` as a ``.tflite`` file in the
+    folder ``output`` (``float32``, ``float16``; int8 needs calibration records: the command line's
+    ``--calibration``); prints and returns its path. Contract: :mod:`posedual_tf.tflite`."""
+    from posedual_tf import tflite
+
+    _expect_config(cfg)
+    _expect("checkpoint", checkpoint, _PATH, "a weights folder, a training workdir or a .pth file")
+    _expect("output", output, _PATH, "a folder to write the .tflite file into")
+    _expect("net", net, str, "a network", ("best", "1", "2", "ensemble"))
+    _expect("precision", precision, str, "a precision", ("float32", "float16"))
+    return tflite.export_tflite(cfg, os.fspath(checkpoint), os.fspath(output), net=net, precision=precision)
 
 
 def image_bytes(image) -> bytes:
@@ -142,90 +163,58 @@ def image_bytes(image) -> bytes:
 
     Example:
         >>> import numpy as np
+        >>> from posedual_tf.api import image_bytes
         >>> image_bytes(np.zeros((4, 6, 3), np.uint8))[:8]
         b'\\x89PNG\\r\\n\\x1a\\n'
         >>> image_bytes(np.zeros((4, 6, 3), np.float32))
         Traceback (most recent call last):
-        ValueError: image: expected uint8 pixels (0-255), got a float32 array; for floats in [0, 1]: (x * 255).round().astype(np.uint8)
+        posedual_tf.inference.PredictError: image: expected uint8 pixels (0-255), got a float32 array; for floats in [0, 1]: (x * 255).round().astype(np.uint8)
     """
-    import numpy as np
+    from posedual_tf import inference
 
-    from posedual_tf.data import records
-
-    what = f"{type(image).__module__}.{type(image).__name__}"
-    if isinstance(image, _PATH):
-        path = os.fspath(image)
-        if not os.path.isfile(path):
-            raise ValueError(f"image: no file at {path}")
-        with open(path, "rb") as f:
-            data = f.read()
-    elif isinstance(image, (bytes, bytearray, memoryview)):
-        data = bytes(image)
-    else:
-        if type(image).__module__.startswith("PIL.") and hasattr(image, "convert"):
-            image = np.asarray(image.convert("RGBA" if "A" in image.mode else "RGB"))
-        if not isinstance(image, np.ndarray):
-            raise TypeError(f"image: expected a numpy array of uint8 pixels, a PIL image, a file path or the encoded "
-                            f"bytes of a JPEG or PNG file, got {what}")
-        return _png(image)
-    if records.decoded_size(data) is None:
-        raise ValueError("image: undecodable (truncated or damaged: TensorFlow's image decoder cannot read it)")
-    return data
+    return inference.load_image(image).data
 
 
-def _png(pixels) -> bytes:
-    """PNG bytes of a uint8 RGB, grey or RGBA array (alpha dropped), checked first."""
-    import cv2
-    import numpy as np
+def predict(model, images, boxes=None, detector=None, *, cfg: Config | None = None, net: str = "best"):
+    """Keypoints of the people in one image or a list of images, by any model kind: a training workdir, Keras
+    networks (with ``cfg``), a SavedModel or a ``.tflite`` file; images as numpy uint8 arrays (RGB, grey,
+    RGBA), PIL images, file paths or encoded bytes; people from ``boxes`` (``[[x, y, w, h], ...]`` per image)
+    or ``detector`` (``"hog"``: the default, weak; ``"whole"``; an Object Detection API SavedModel; a function
+    ``rgb -> boxes``). Returns :class:`~posedual_tf.inference.ImagePoses` (one, or a list for a list):
+    ``people`` (``keypoints [17, 3]`` x, y, score; ``box``; ``score``), ``to_coco()``, ``draw(image)``.
+    Details: :mod:`posedual_tf.inference`.
 
-    if pixels.dtype != np.uint8:
-        hint = "; for floats in [0, 1]: (x * 255).round().astype(np.uint8)" if pixels.dtype.kind == "f" else ""
-        raise ValueError(f"image: expected uint8 pixels (0-255), got a {pixels.dtype} array{hint}")
-    if pixels.ndim == 3 and pixels.shape[2] == 1:
-        pixels = pixels[..., 0]
-    if not (pixels.ndim == 2 or pixels.ndim == 3 and pixels.shape[2] in (3, 4)) or min(pixels.shape[:2]) < 1:
-        raise ValueError(f"image: expected H x W x 3 (RGB), H x W (grey) or H x W x 4 (RGBA) pixels, got shape "
-                         f"{tuple(pixels.shape)}")
-    if pixels.ndim == 2:
-        pixels = np.repeat(pixels[..., None], 3, axis=2)
-    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(pixels[..., 2::-1]))     # RGB(A) -> BGR, alpha dropped
-    if not ok:
-        raise ValueError(f"image: OpenCV could not encode the {tuple(pixels.shape)} pixels as PNG")
-    return encoded.tobytes()
+    Example (the sample photo shipped with the package, its person's box):
+        >>> import posedual_tf
+        >>> from posedual_tf import samples
+        >>> poses = posedual_tf.predict(samples.tflite_model(), samples.IMAGE, samples.boxes())   # doctest: +SKIP
+    """
+    from posedual_tf import inference
+
+    _expect("net", net, str, "a network", ("best", "1", "2", "ensemble"))
+    if cfg is not None:
+        _expect_config(cfg)
+    return inference.predict(model, images, boxes, detector, cfg=cfg, net=net)
 
 
 def predict_image(saved_model, image, boxes) -> dict:
     """Keypoints of the people in ``boxes`` (``[[x, y, w, h], ...]`` in pixels) of one image, by a SavedModel
     folder (or one already loaded with ``tf.saved_model.load``): ``keypoints`` ``[N, 17, 3]`` COCO-17
     (x, y, score) in image pixels, ``scores`` ``[N]`` and ``valid`` ``[N]`` (a box outside the image or without
-    area gets no keypoints), as numpy arrays.
+    area gets no keypoints), as numpy arrays. :func:`predict` does the same for every model kind and returns
+    typed results.
 
     ``image``: a numpy array of uint8 pixels (H x W x 3 RGB, H x W grey, H x W x 4 RGBA: the alpha is dropped), a
     PIL image, a file path, or the encoded bytes of a JPEG or PNG file (:func:`image_bytes`). TypeError and
     ValueError (one line) for anything else, before any TensorFlow call.
-
-    Example (pixels from OpenCV, which reads BGR):
-        >>> import cv2, posedual_tf
-        >>> rgb = cv2.imread("photo.jpg")[..., ::-1]                        # doctest: +SKIP
-        >>> posedual_tf.predict_image("runs/demo_dual/saved_model", rgb, [[10, 20, 80, 160]])  # doctest: +SKIP
     """
-    import numpy as np
-    import tensorflow as tf
+    from posedual_tf import inference
 
     if not isinstance(saved_model, _PATH) and not hasattr(saved_model, "signatures"):
         raise TypeError(f"saved_model: expected a SavedModel folder or a loaded SavedModel, got "
                         f"{type(saved_model).__name__}")
-    try:
-        box_array = np.asarray(boxes, np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"boxes: expected [[x, y, w, h], ...] numbers, got {type(boxes).__name__}") from None
-    if box_array.size == 0 or box_array.ndim == 1 and box_array.size == 4:
-        box_array = box_array.reshape(-1, 4)
-    if box_array.ndim != 2 or box_array.shape[1] != 4 or not np.isfinite(box_array).all():
-        raise ValueError(f"boxes: expected [[x, y, w, h], ...] (N x 4 finite numbers), got shape "
-                         f"{tuple(box_array.shape)}" + ("" if np.isfinite(box_array).all() else " with non-finite values"))
-    image = image_bytes(image)
-    model = tf.saved_model.load(os.fspath(saved_model)) if isinstance(saved_model, _PATH) else saved_model
-    out = model.signatures["predict_image"](image_bytes=tf.constant(image),
-                                            boxes=tf.constant(box_array.astype(np.float32)))
-    return {k: v.numpy() for k, v in out.items()}
+    box_array = inference.box_array(boxes)
+    image = inference.load_image(image)
+    run = inference.model_runner(saved_model)
+    keypoints, scores, valid = run(image, box_array)
+    return {"keypoints": keypoints, "scores": scores, "valid": valid}

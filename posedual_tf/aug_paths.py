@@ -5,6 +5,7 @@ followed by batch ops, joined by ``+`` and applied left to right; ``JOCO`` and `
 MultiAugs composites. :mod:`posedual_tf.data.hard_views` builds the views.
 
 Example:
+    >>> from posedual_tf.aug_paths import parse_path
     >>> parse_path("RA+JOCO")
     Path(name='RA+JOCO', base='RA', ops=('JO', 'CO'))
 """

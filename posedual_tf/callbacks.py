@@ -2,6 +2,10 @@
 run's log file and validation with best-weight selection (TensorBoard and console ones: :mod:`monitoring`).
 
 Example (a NaN in the 3rd batch stops the run; ``failed_at`` is (step, loss)):
+    >>> import numpy as np
+    >>> import keras
+    >>> import math
+    >>> from posedual_tf.callbacks import FiniteGuard
     >>> x = np.ones([8, 1], np.float32); x[4] = np.nan
     >>> model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
     >>> model.compile(optimizer="sgd", loss="mse")
@@ -136,10 +140,10 @@ class Validation(keras.callbacks.Callback):
       steps: steps per epoch (None: a resumed run does not look for an unfinished validation).
     """
 
-    def __init__(self, validate: Callable[[str, str], dict], nets, writer, workdir: str, interval: int, epochs: int,
+    def __init__(self, validate: Callable[[str, str], dict], nets, heads, workdir: str, interval: int, epochs: int,
                  select_best_by: str = "net1", splits: tuple[str, ...] = ("val",), steps: int | None = None):
         super().__init__()
-        self.validate, self.nets, self.writer, self.workdir = validate, nets, writer, workdir
+        self.validate, self.nets, self.heads, self.workdir = validate, nets, heads, workdir
         self.interval, self.epochs, self.steps = max(1, interval), epochs, steps
         self.select_best_by, self.splits = select_best_by, splits
         self.best = -math.inf
@@ -190,7 +194,7 @@ class Validation(keras.callbacks.Callback):
             entry.update({f"{name(h)}_{k}": ms[h][k] for h in heads for k in ("peaks_below", "peak_mean")})
             label = "val" if prefix == "val" else "unlabelled"
             lines.append(f"epoch {epoch + 1} {label}: " + " ".join(f"{h} {runner.primary(ms[h]):.4f}" for h in heads))
-            monitoring.write_eval(self.writer, step, "val" if prefix == "val" else "unlabelled", ms, runner.primary)
+            monitoring.write_eval(self.heads, step, "val" if prefix == "val" else "unlabelled", ms, runner.primary)
         self.history.append(entry)
         perf = selection_score(self.select_best_by, metrics)
         print("\n".join(lines), flush=True)

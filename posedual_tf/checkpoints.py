@@ -172,6 +172,7 @@ class RunState(tf.train.experimental.PythonState):
     ``load_state(dict)``, added under a name; ``restored`` holds what the resumed checkpoint had.
 
     Example:
+        >>> from posedual_tf.checkpoints import RunState
         >>> class Count:
         ...     n = 0
         ...     def state(self): return {"n": self.n}
@@ -276,15 +277,13 @@ def load_networks(cfg, checkpoint: str) -> tuple[list, str]:
     return nets, load_nets(nets, checkpoint, cfg.model.backbone)
 
 
-def exported_networks(cfg, checkpoint: str, net: str) -> list:
-    """The float32 networks of ``checkpoint`` that an export holds: ``net`` 1 or 2, or both for the
-    ensemble (their mean heatmaps); ValueError (one line) for a choice the config does not have."""
+def exported_networks(cfg, checkpoint: str, net: str) -> tuple[list, str, str]:
+    """The float32 networks of ``checkpoint`` that an export holds, and which (``1``, ``2``, ``ensemble``)
+    and why: ``net`` ``best`` follows :mod:`posedual_tf.best_net`'s rule, ``1`` or ``2`` is that network,
+    ``ensemble`` both (their mean heatmaps); ValueError (one line) for a choice the config does not have."""
+    from posedual_tf import best_net
+    from posedual_tf.models import builder
+
+    chosen, why = best_net.resolve(net, checkpoint, builder.num_networks(cfg))
     nets, _ = load_networks(cfg, checkpoint)
-    if net == "ensemble":
-        if len(nets) != 2:
-            raise ValueError("--net ensemble needs a PoseDual config (two networks)")
-        return nets
-    idx = int(net) - 1
-    if not 0 <= idx < len(nets):
-        raise ValueError(f"--net {net}: this config has {len(nets)} network(s)")
-    return [nets[idx]]
+    return (nets if chosen == "ensemble" else [nets[int(chosen) - 1]]), chosen, why

@@ -142,8 +142,8 @@ def guarded(main):
 
     @functools.wraps(main)
     def run(argv):
-        if not FLAGS.verbose:       # absl's warnings (TFLite's converter logs with it): with --verbose only
-            absl_logging.set_verbosity(absl_logging.ERROR)
+        # absl's warnings (TFLite's converter logs with it): with --verbose only
+        absl_logging.set_verbosity(absl_logging.INFO if FLAGS.verbose else absl_logging.ERROR)
         try:
             return main(argv)
         except SystemExit:

@@ -9,6 +9,7 @@ Heatmaps are channels-last ``[..., h, w, J]``. Every function is TensorFlow and 
 numpy inputs or inside a graph (the SavedModel uses the decode side).
 
 Example:
+    >>> from posedual_tf.codec import HeatmapCodec
     >>> codec = HeatmapCodec(image_size=(48, 64), heatmap_size=(12, 16), sigma=2.0)
     >>> codec.stride
     (4.0, 4.0)
@@ -99,6 +100,8 @@ class InputNormaliser:
     OpenCV reads) and the per-channel ``mean``/``std`` of ``[0, 1]`` pixels.
 
     Example:
+        >>> import tensorflow as tf
+        >>> from posedual_tf.codec import InputNormaliser
         >>> norm = InputNormaliser(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), color_rgb=False)
         >>> [float(v) for v in norm.from_rgb(tf.constant([[[255.0, 0.0, 127.5]]]))[0, 0]]
         [0.0, -2.0, 2.0]
@@ -165,6 +168,8 @@ class TrainingInputs:
     crop-space joints (:meth:`HeatmapCodec.encode`), so the host ships uint8 pixels and joints only.
 
     Example:
+        >>> import tensorflow as tf
+        >>> from posedual_tf.codec import TrainingInputs, HeatmapCodec, InputNormaliser
         >>> prepare = TrainingInputs(HeatmapCodec((48, 64), (12, 16), 2.0),
         ...                          InputNormaliser((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)))
         >>> part = {"image": tf.fill([1, 64, 48, 3], tf.constant(255, tf.uint8)),

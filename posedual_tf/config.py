@@ -102,6 +102,14 @@ def _coerce(value: Any, tp: Any, source: str, key: str) -> Any:
 
 def _validate(cfg: Config, source: str, overrides: dict[str, str] | None = None) -> None:
     """Cross-field checks that a type cannot express; a failing key set by ``--set`` blames that ``--set``."""
+    for key, expected in _problems(cfg)[:1]:
+        blame = next((f"--set {text}" for k, text in (overrides or {}).items()
+                      if key == k or key.startswith(k + ".") or k.startswith(key + ".")), source)
+        raise ConfigError(f"{blame}: {key}: expected {expected}")
+
+
+def _problems(cfg: Config) -> list[tuple[str, str]]:
+    """Every cross-field check that fails: ``(key, what was expected)``."""
     d, m, t = cfg.data, cfg.model, cfg.train
     checks = [
         (len(d.image_size) == 2 and all(v > 0 for v in d.image_size), "data.image_size",
@@ -168,11 +176,48 @@ def _validate(cfg: Config, source: str, overrides: dict[str, str] | None = None)
             aug_paths.parse_path(text)
         except ValueError as e:
             checks.append((False, f"method.paths[{i}]", str(e)))
-    for ok, key, expected in checks:
-        if not ok:
-            blame = next((f"--set {text}" for k, text in (overrides or {}).items()
-                          if key == k or key.startswith(k + ".") or k.startswith(key + ".")), source)
-            raise ConfigError(f"{blame}: {key}: expected {expected}")
+    return [(key, expected) for ok, key, expected in checks if not ok]
+
+
+def check(cfg: Config) -> None:
+    """Every cross-field check of a config changed after loading; ConfigError (one line) for the first
+    that fails."""
+    for key, expected in _problems(cfg)[:1]:
+        raise ConfigError(f"{cfg.name or 'config'}: {key}: expected {expected} (checked before training)")
+
+
+def check_assignment(root: Config, section, name: str, value: Any) -> None:
+    """``section.name = value`` on a loaded config (:class:`posedual_tf.config_schema.Checked`): the value is
+    checked as ``--set`` checks it (its type, then the checks of that key) and assigned, or the config is
+    left as it was and ConfigError says why in one line (``cfg.train.lr = 'fast': train.lr: expected ...``)."""
+    key = f"{section._key}{name}"
+    shown = f"<{type(value).__name__}>" if dataclasses.is_dataclass(value) else repr(value)
+    source = f"cfg.{key} = {shown if len(shown) <= 60 else shown[:57] + '...'}"
+    hints = typing.get_type_hints(type(section))
+    if name not in hints:
+        raise ConfigError(f"cfg.{key}: unknown key '{key}'; expected one of {[f.name for f in dataclasses.fields(section)]}")
+    tp = hints[name]
+    if dataclasses.is_dataclass(tp) and dataclasses.is_dataclass(value):
+        value = dataclasses.asdict(value)
+    coerced = _coerce(value, tp, source, key)
+    old = section.__dict__.get(name)
+    object.__setattr__(section, name, coerced)
+    if dataclasses.is_dataclass(coerced):
+        attach(coerced, root, key + ".")
+    failed = [(k, e) for k, e in _problems(root) if k == key or k.startswith(key + ".") or key.startswith(k + ".")]
+    if failed:
+        object.__setattr__(section, name, old)
+        raise ConfigError(f"{source}: {failed[0][0]}: expected {failed[0][1]}")
+
+
+def attach(section, root: Config, key: str = "") -> None:
+    """Make ``section`` (a config, or one of its sections, at ``key``) check every later assignment."""
+    object.__setattr__(section, "_root", root)
+    object.__setattr__(section, "_key", key)
+    for f in dataclasses.fields(section):
+        value = section.__dict__[f.name]
+        if dataclasses.is_dataclass(value):
+            attach(value, root, f"{key}{f.name}.")
 
 
 def _uses(cfg: Config, *names: str) -> bool:
@@ -361,6 +406,7 @@ def load(name_or_path: str, overrides: list[str] | None = None) -> Config:
     if not cfg.workdir:
         cfg.workdir = os.path.join("runs", cfg.name)
     _expand_workdir(cfg)
+    attach(cfg, cfg)
     return cfg
 
 

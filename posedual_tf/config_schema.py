@@ -3,6 +3,7 @@
 overrides live in :mod:`posedual_tf.config`, which exports these classes too.
 
 Example:
+    >>> from posedual_tf.config_schema import Config
     >>> cfg = Config(name="mine")
     >>> cfg.data.image_size, cfg.train.batch_size > 0
     ([192, 256], True)
@@ -17,8 +18,26 @@ class ConfigError(ValueError):
     """A config file or override that does not fit the schema."""
 
 
+class Checked:
+    """A config section whose fields, once its config is loaded (:func:`posedual_tf.config.load`), are
+    checked when assigned, as ``--set`` checks them: ``cfg.train.lr = "fast"`` is one ConfigError line and
+    leaves the config as it was. (A list changed in place, ``cfg.data.image_size[0] = 5``, is not seen:
+    assign the whole list.)"""
+
+    __slots__ = ("_root", "_key")         # beside the fields, not among them (vars(), asdict() skip these)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        root = getattr(self, "_root", None)
+        if root is None or name.startswith("_"):
+            object.__setattr__(self, name, value)
+            return
+        from posedual_tf import config
+
+        config.check_assignment(root, self, name, value)
+
+
 @dataclasses.dataclass
-class ModelConfig:
+class ModelConfig(Checked):
     backbone: Literal["resnet", "hrnet"] = "resnet"
     #: ResNet depth (18, 34, 50, 101, 152).
     depth: int = 18
@@ -42,7 +61,7 @@ class ModelConfig:
 
 
 @dataclasses.dataclass
-class DatasetConfig:
+class DatasetConfig(Checked):
     #: TFRecord prefix made by tfrecords_tools (``PREFIX-*-of-*.tfrecord`` + ``PREFIX.json``).
     records: str = ""
     #: Source dataset, for messages and the converter command: coco, coco_wild, aic, mpii, custom.
@@ -54,7 +73,7 @@ class DatasetConfig:
 
 
 @dataclasses.dataclass
-class SyntheticConfig:
+class SyntheticConfig(Checked):
     """Sizes of the synthetic people dataset that demo configs generate into their workdir."""
 
     labelled_images: int = 60
@@ -66,7 +85,7 @@ class SyntheticConfig:
 
 
 @dataclasses.dataclass
-class DataConfig:
+class DataConfig(Checked):
     labelled: DatasetConfig = dataclasses.field(default_factory=DatasetConfig)
     #: Unlabelled set; empty records = supervised training only.
     unlabelled: DatasetConfig = dataclasses.field(default_factory=DatasetConfig)
@@ -102,7 +121,7 @@ class DataConfig:
 
 
 @dataclasses.dataclass
-class MethodConfig:
+class MethodConfig(Checked):
     name: Literal["supervised", "cons", "dual"] = "dual"
     #: Joint cutout patches per hard view (reference MASK_JOINT_NUM).
     mask_joint_num: int = 0
@@ -144,7 +163,7 @@ class MethodConfig:
 
 
 @dataclasses.dataclass
-class FixesConfig:
+class FixesConfig(Checked):
     """Switches that fix reference oddities (docs/oddities.md). All off = the reference."""
 
     #: 1: cutout clamps x to W and y to H (the reference swaps them for non-square inputs).
@@ -180,7 +199,7 @@ class FixesConfig:
 
 
 @dataclasses.dataclass
-class TrainConfig:
+class TrainConfig(Checked):
     epochs: int = 30
     batch_size: int = 32
     lr: float = 1e-3
@@ -248,7 +267,7 @@ class TrainConfig:
 
 
 @dataclasses.dataclass
-class TestConfig:
+class TestConfig(Checked):
     batch_size: int = 32
     flip_test: bool = False
     shift_heatmap: bool = True
@@ -275,7 +294,7 @@ class TestConfig:
 
 
 @dataclasses.dataclass
-class Config:
+class Config(Checked):
     #: Name of the experiment (the YAML file's stem).
     name: str = ""
     #: One line saying what the experiment trains: printed when training starts, shown with the

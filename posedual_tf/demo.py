@@ -49,7 +49,7 @@ def prepare_data(cfg: Config, workers: int = 1) -> None:
             files.own(cfg.workdir, top, "train")                    # and write them as its one writer
         for split, prefix, n, first_id, kind in missing:
             if not os.path.exists(os.path.join(src, f"{split}.json")):
-                print(f"generating {n} synthetic images ({split}) in {src}")
+                print(f"generating {n} synthetic images ({split}) in {files.shown_path(src)}")
                 synthetic.generate(src, n, s.seed + 1000 * seeds[split], split, size, first_id)
             images = os.path.join(src, split)
             if kind == "detections":
@@ -61,8 +61,9 @@ def prepare_data(cfg: Config, workers: int = 1) -> None:
             writer.report(manifest, prefix)
 
 
-def export_after_training(cfg: Config, net: str = "1") -> str:
-    """The demo's SavedModel of network ``net`` (``1``, ``2`` or ``ensemble``) of the final weights."""
+def export_after_training(cfg: Config, net: str = "best") -> str:
+    """The demo's SavedModel of network ``net`` (``best``: :mod:`posedual_tf.best_net`'s rule; ``1``, ``2``
+    or ``ensemble``) of the final weights; prints the folder and the network."""
     from posedual_tf import export, files
 
     out = files.own(cfg.workdir, "saved_model", "export")

@@ -6,6 +6,9 @@ Model Zoo) take one ``uint8`` image ``[1, H, W, 3]`` (RGB) and return ``detectio
 person is 1) and ``detection_scores [1, N]``. Nothing is downloaded: the user gives the folder.
 
 Example:
+    >>> import cv2                                                                          # doctest: +SKIP
+    >>> from posedual_tf.detector import ODDetector                                         # doctest: +SKIP
+    >>> bgr_image = cv2.imread("photo.jpg")                                                 # doctest: +SKIP
     >>> find = ODDetector("ssd_mobilenet_v2/saved_model", person_class=1, min_score=0.5)   # doctest: +SKIP
     >>> find(bgr_image)                 # [([x, y, w, h], score), ...] in pixels             # doctest: +SKIP
 """

@@ -2,6 +2,7 @@
 workdir, how many machines read input, and whether the step is compiled with XLA.
 
 Example:
+    >>> from posedual_tf.distribution import make_strategy, is_chief, strategy_name, input_workers
     >>> strategy = make_strategy("auto")         # MultiWorker with a TF_CONFIG cluster, Mirrored on >1 GPU
     >>> is_chief(strategy), strategy_name(strategy), input_workers(strategy)
     (True, 'default', 1)
@@ -130,6 +131,7 @@ def cpu_precision_problem(policy: str, environ=None) -> str | None:
     cap makes this combination (tests/isa_matrix.sh uses it).
 
     Example:
+        >>> from posedual_tf.distribution import cpu_precision_problem
         >>> cpu_precision_problem("mixed_bfloat16", {"ONEDNN_MAX_CPU_ISA": "AVX2"})[:53]
         'train.mixed_precision=mixed_bfloat16 with ONEDNN_MAX_'
         >>> cpu_precision_problem("mixed_bfloat16", {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}) is None

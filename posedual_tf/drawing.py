@@ -2,6 +2,7 @@
 ``tfrecords_tools.inspect --draw`` and the training pair images.
 
 Example:
+    >>> from posedual_tf.drawing import draw_skeleton, LEFT
     >>> import numpy as np
     >>> from posedual_tf import joints
     >>> img = np.zeros((64, 48, 3), np.uint8)

@@ -17,6 +17,12 @@ Signatures:
     and gets zero keypoints and score. Non-finite boxes are an error.
     Cropping, normalisation, network, flip test, decoding and the union -> COCO mapping all run
     in the graph.
+  * ``predict_images``: the same for a batch, as TF Serving's REST API batches its ``instances``:
+    ``image_bytes [B]`` and ``boxes [B, N, 4]`` (every image the same N: pad with ``[0, 0, 0, 0]``,
+    a box without area, whose ``valid`` is false) -> ``keypoints [B, N, 17, 3]``, ``scores [B, N]``,
+    ``valid [B, N]``. A request example: docs/serving.md.
+
+Which network is written: ``--net best`` (the default) follows :mod:`posedual_tf.best_net`.
 """
 from __future__ import annotations
 
@@ -30,7 +36,7 @@ if __name__ == "__main__":
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from posedual_tf import checkpoints, codec, files, geometry, joints  # noqa: E402
+from posedual_tf import best_net, checkpoints, codec, files, geometry, joints  # noqa: E402
 from posedual_tf.config import Config
 from posedual_tf.data import records
 
@@ -51,7 +57,8 @@ def clip_boxes(boxes, width, height):
 
 
 def serving_functions(cfg: Config, nets, flip_test: bool, post_process: str):
-    """The two exported functions (plain tf.functions, also usable without saving)."""
+    """The exported functions, in the order of :data:`SIGNATURES` (plain tf.functions, also usable without
+    saving)."""
     heatmaps = codec.HeatmapCodec.from_config(cfg, flip_test=flip_test, post_process=post_process)
     inputs = codec.InputNormaliser.from_config(cfg.data)
     w_in, h_in = heatmaps.image_size
@@ -94,9 +101,21 @@ def serving_functions(cfg: Config, nets, flip_test: bool, post_process: str):
         kps, scores = tf.cond(n > 0, people, nobody)
         return {"keypoints": kps, "scores": scores, "valid": valid}
 
-    return serve_crops, predict_image
+    k = joints.COCO.num_joints
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes"),
+                                  tf.TensorSpec([None, None, 4], tf.float32, name="boxes")])
+    def predict_images(image_bytes, boxes):
+        return tf.map_fn(lambda pair: predict_image(pair[0], pair[1]), (image_bytes, boxes),
+                         fn_output_signature={"keypoints": tf.TensorSpec([None, k, 3], tf.float32),
+                                              "scores": tf.TensorSpec([None], tf.float32),
+                                              "valid": tf.TensorSpec([None], tf.bool)})
+
+    return serve_crops, predict_image, predict_images
 
 
+#: The SavedModel's signatures, in the order :func:`serving_functions` returns their functions.
+SIGNATURES = ("serving_default", "predict_image", "predict_images")
 #: Written into every export: marks a folder as ours, so that ``--overwrite`` may replace it.
 MARKER = "posedual_export.json"
 
@@ -117,45 +136,49 @@ def check_output(output: str, overwrite: bool) -> None:
         raise ExportError(f"--output {output}: holds a previous export; pass --overwrite to replace it")
 
 
-def export(cfg: Config, checkpoint: str, output: str, net: str = "1", flip_test: bool | None = None,
-           post_process: str | None = None, overwrite: bool = False, version: int | None = None) -> str:
+def export(cfg: Config, checkpoint: str, output: str, net: str = "best", flip_test: bool | None = None,
+           post_process: str | None = None, overwrite: bool = False, version: int | None = None,
+           say=print) -> str:
     """Build the networks, load ``checkpoint`` and write the SavedModel to ``output``: into a temporary
     folder beside it, renamed when complete, readable by other users (folders 0755 and files 0644 under
     the usual umask). An existing ``output`` is replaced only if it is a previous export (see
     :func:`check_output`). ``version``: TF Serving's layout, the SavedModel in ``output/<version>/``
-    (``output`` is then the model's base path, holding its versions). Returns the SavedModel folder."""
+    (``output`` is then the model's base path, holding its versions). ``net``: ``best`` (the rule of
+    :mod:`posedual_tf.best_net`), ``1``, ``2`` or ``ensemble``; ``say`` gets the lines naming the folder and
+    the network written (``print``; None for silence). Returns the SavedModel folder."""
     output = os.path.normpath(output)
     if version is not None:
         if version < 1:
             raise ExportError(f"--version {version}: expected a positive int (TF Serving serves the highest)")
         with files.writing(output, "export", setting="--output"):      # one export into a base path at a time
-            return _export(cfg, checkpoint, files.own(output, str(version)), net, flip_test, post_process, overwrite)
+            return _export(cfg, checkpoint, files.own(output, str(version)), net, flip_test, post_process, overwrite,
+                           say)
     parent = os.path.dirname(os.path.abspath(output))
     try:
         os.makedirs(parent, exist_ok=True)
     except OSError as e:
         raise ExportError(f"--output {output}: cannot write in {parent} ({e.strerror})") from None
     with files.lock(output, "export", beside=True):      # the folder is swapped in whole: its lock lies beside it
-        return _export(cfg, checkpoint, output, net, flip_test, post_process, overwrite)
+        return _export(cfg, checkpoint, output, net, flip_test, post_process, overwrite, say)
 
 
 def _export(cfg: Config, checkpoint: str, output: str, net: str, flip_test: bool | None, post_process: str | None,
-            overwrite: bool) -> str:
+            overwrite: bool, say) -> str:
     """:func:`export` into ``output``, its lock held."""
     check_output(output, overwrite)
 
-    chosen = checkpoints.exported_networks(cfg, checkpoint, net)
+    chosen, net, why = checkpoints.exported_networks(cfg, checkpoint, net)
     flip = cfg.test.flip_test if flip_test is None else flip_test
-    serve_crops, predict_image = serving_functions(cfg, chosen, flip, post_process or cfg.test.post_process)
+    functions = serving_functions(cfg, chosen, flip, post_process or cfg.test.post_process)
     archive = keras.export.ExportArchive()
     for n in chosen:
         archive.track(n)
-    archive.add_endpoint("serving_default", serve_crops)
-    archive.add_endpoint("predict_image", predict_image)
+    for name, fn in zip(SIGNATURES, functions):
+        archive.add_endpoint(name, fn)
     def fill(tmp):
         archive.write_out(tmp, verbose=False)
         files.write_json_atomic(os.path.join(tmp, MARKER), {
-            "config": cfg.name, "checkpoint": os.path.abspath(checkpoint), "net": net, "flip_test": flip,
+            "config": cfg.name, "checkpoint": os.path.abspath(checkpoint), "net": net, "why": why, "flip_test": flip,
             "post_process": post_process or cfg.test.post_process})
 
     def is_ours(path):
@@ -166,6 +189,9 @@ def _export(cfg: Config, checkpoint: str, output: str, net: str, flip_test: bool
         files.replace_folder(output, fill, is_ours)
     except OSError as e:
         raise ExportError(f"--output {output}: writing the SavedModel failed ({e.strerror or e})") from None
+    if say is not None:
+        for line in [f"SavedModel: {files.shown_path(output)}"] + best_net.describe(net, why):
+            say(line)
     return output
 
 
@@ -179,18 +205,19 @@ def main(argv):
     if f.format == "tflite":
         from posedual_tf import tflite
 
-        path = tflite.export_tflite(cfg, f.checkpoint, f.output, f.net, f.precision, f.calibration,
-                                    f["calibration-people"].value, f["post-process"].value or "shift")
+        tflite.export_tflite(cfg, f.checkpoint, f.output, f.net, f.precision, f.calibration,
+                             f["calibration-people"].value, f["post-process"].value or "shift")
         w, h = cfg.data.image_size
-        print(f"TFLite ({f.precision}) written to {os.path.abspath(path)}: uint8 RGB crop [1, {h}, {w}, 3] -> "
-              "keypoints [1, 17, 3] (y, x normalised to the crop, score), COCO-17 order")
+        print(f"  in: uint8 RGB crop [1, {h}, {w}, 3]; out: keypoints [1, 17, 3]\n"
+              "  (y, x normalised to the crop, score), COCO-17 order")
         return
-    out = export(cfg, f.checkpoint, f.output, f.net, f["flip-test"].value, f["post-process"].value,
-                 overwrite=f.overwrite, version=f.version)
-    print(f"SavedModel written to {os.path.abspath(out)} (signatures: serving_default, predict_image)")
+    export(cfg, f.checkpoint, f.output, f.net, f["flip-test"].value, f["post-process"].value,
+           overwrite=f.overwrite, version=f.version)
+    print(f"  signatures: {', '.join(SIGNATURES)}")
     if f.version is not None:
-        print(f"TF Serving: tensorflow_model_server --rest_api_port=8501 --model_name={os.path.basename(f.output)} "
-              f"--model_base_path={os.path.abspath(f.output)}")
+        print(f"TF Serving (docs/serving.md):\n  tensorflow_model_server --rest_api_port=8501 \\\n"
+              f"    --model_name={os.path.basename(os.path.normpath(f.output))} \\\n"
+              f"    --model_base_path={os.path.abspath(f.output)}")
 
 
 def define_flags() -> None:
@@ -200,7 +227,8 @@ def define_flags() -> None:
     cli.define_config_flags()
     flags.DEFINE_string("checkpoint", None, "training workdir, weights folder or .pth file")
     flags.DEFINE_string("output", None, "SavedModel folder to write")
-    flags.DEFINE_enum("net", "1", ["1", "2", "ensemble"], "which network to export (PoseDual)")
+    flags.DEFINE_enum("net", "best", list(best_net.CHOICES), "which network to export: best (the better network "
+                      "at the run's last validation, from train_result.json), 1, 2 or ensemble (PoseDual)")
     flags.DEFINE_bool("flip-test", None, "flip test in the graph (default: test.flip_test)")
     flags.DEFINE_enum("post-process", None, ["shift", "dark", "none"], "decoding refinement (default: test.post_process)")
     flags.DEFINE_bool("overwrite", False, "replace --output if it holds a previous export (never anything else)")

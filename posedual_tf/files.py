@@ -15,6 +15,7 @@
   once, in one line naming the first; a lock left by a killed command is taken over, saying so).
 
 Example:
+    >>> from posedual_tf.files import claim, write_json_atomic, replace_folder, own
     >>> import os, tempfile
     >>> run = claim(os.path.join(tempfile.mkdtemp(), "x"), "evaluate")   # new, empty, or evaluate's own folder
     >>> write_json_atomic(own(run, "metrics.json"), {"AP": 0.5})
@@ -48,6 +49,19 @@ class NotOursError(FileExistsError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+def shown_path(path: str) -> str:
+    """``path`` as a command prints it: relative to the working folder when inside it (``runs/...``), else
+    with the home folder as ``~``; absolute otherwise."""
+    full = os.path.abspath(os.fspath(path))
+    here = os.getcwd()
+    if full == here or full.startswith(here.rstrip(os.sep) + os.sep):
+        return os.path.relpath(full, here)
+    home = os.path.expanduser("~")
+    if home not in ("", "/") and full.startswith(home.rstrip(os.sep) + os.sep):
+        return "~" + full[len(home.rstrip(os.sep)):]
+    return full
 
 
 def write_atomic(path: str, data: bytes | str) -> None:

@@ -6,6 +6,7 @@ samples the image at ``M^-1 p`` (as ``cv2.warpAffine``) with bilinear interpolat
 black border.
 
 Example:
+    >>> from posedual_tf.geometry import box_to_center_scale, get_affine_transform
     >>> c, s = box_to_center_scale([10, 20, 60, 80], aspect_ratio=0.75)
     >>> m = get_affine_transform(c, s, 0.0, (192, 256))   # [2, 3]
 """

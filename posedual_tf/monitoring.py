@@ -10,6 +10,7 @@
 * :class:`ProgressLine`: step, loss, learning rate, speed and ETA in under 80 columns.
 
 Example:
+    >>> from posedual_tf.monitoring import scalar_meaning
     >>> scalar_meaning("collapse_2")[0]
     'collapse/net2_peak_height'
     >>> scalar_meaning("cons_JOCO")[0]
@@ -82,26 +83,63 @@ def scalar_meaning(key: str) -> tuple[str, str]:
 
 
 def eval_meaning(split: str, head: str, stat: str) -> tuple[str, str]:
-    """(tag, description) of one evaluation stat of one head (net1, net2, ensemble) on a split."""
+    """(tag, description) of one evaluation stat of one head (net1, net2, ensemble) on a split; the tag
+    names no head: each head writes into a run of its own (:class:`HeadWriters`)."""
     what = _EVAL.get(stat, stat)
-    tag = f"{split}_{head}/{stat}"
+    tag = f"{split}/{stat}"
     return tag, f"{what}; {head} on {_SETS.get(split, split)}, at this global step."
 
 
-def write_eval(writer, step: int, split: str, metrics: dict, primary) -> None:
-    """Every float stat of every head at ``step``, and each head's primary number as
-    ``accuracy/<split>_<head>`` (the custom-scalars charts)."""
-    with writer.as_default(step=step):
-        for head, stats in metrics.items():
-            if head.startswith("_"):
-                continue
+class HeadWriters:
+    """One TensorBoard run per head beside the run's own: ``<tb>/<config>/net1``, ``.../net2``,
+    ``.../ensemble``. A head's numbers carry the same tags in every head's run, so TensorBoard draws the
+    heads of one chart in colours of their own and names them in its legend."""
+
+    def __init__(self, run_dir: str):
+        self.run_dir, self._writers = run_dir, {}
+
+    def __call__(self, head: str):
+        if head not in self._writers:
+            self._writers[head] = tf.summary.create_file_writer(f"{self.run_dir}/{head}")
+        return self._writers[head]
+
+    def flush(self) -> None:
+        for w in self._writers.values():
+            w.flush()
+
+
+#: A training log key that is one network's (``collapse_2``): its head and the tag it is written under.
+_PER_NETWORK = (
+    (r"collapse_(\d+)", "collapse/peak_height", _PEAK.format(who="this network")),
+    (r"low_peaks_(\d+)", "collapse/low_peak_fraction", _LOW.format(who="this network")),
+)
+
+
+def head_meaning(key: str) -> tuple[str, str, str] | None:
+    """(head, tag, description) of a log key of one network, else None."""
+    for pattern, tag, description in _PER_NETWORK:
+        m = re.fullmatch(pattern, key)
+        if m:
+            return f"net{m.group(1)}", tag, description
+    return None
+
+
+def write_eval(heads: HeadWriters, step: int, split: str, metrics: dict, primary) -> None:
+    """Every float stat of every head at ``step`` into the head's run, and its primary number as
+    ``accuracy/<split>`` (one chart, a line per head)."""
+    for head, stats in metrics.items():
+        if head.startswith("_"):
+            continue
+        with heads(head).as_default(step=step):
             for stat, value in stats.items():
                 if isinstance(value, float):
                     tag, description = eval_meaning(split, head, stat)
                     tf.summary.scalar(tag, value, description=description)
-            tf.summary.scalar(f"accuracy/{split}_{head}", primary(stats),
-                              description=f"{head}'s primary accuracy (AP, or PCKh Mean for MPII) on "
-                                          f"{_SETS.get(split, split)}; one chart per set in Custom Scalars.")
+            tf.summary.scalar(f"accuracy/{split}", primary(stats),
+                              description=f"The primary accuracy (AP, or PCKh Mean for MPII) on "
+                                          f"{_SETS.get(split, split)}: a line per head (net1, net2, ensemble: "
+                                          "runs of their own).")
+    heads.flush()
 
 
 def short_table(metrics: dict, primary) -> str:
@@ -119,22 +157,6 @@ def short_table(metrics: dict, primary) -> str:
     return "\n".join(rows)
 
 
-def exported_choice(metrics: dict, primary) -> tuple[str, str]:
-    """(``--net`` value, why) of the network a run exports: the single network with the best primary
-    number at the last validation (an ensemble runs both networks, twice the cost: it is named, not
-    chosen)."""
-    nets = sorted(h for h in metrics if h.startswith("net"))
-    if len(nets) <= 1:
-        return "1", "the run's only network"
-    scores = {h: primary(metrics[h]) for h in nets}
-    best = max(nets, key=lambda h: scores[h])
-    listed = ", ".join(f"{h} {scores[h]:.4f}" for h in nets)
-    why = f"the better network at the last validation ({listed})"
-    if "ensemble" in metrics:
-        why += f"; the ensemble ({primary(metrics['ensemble']):.4f}, both networks): --net ensemble"
-    return best[3:], why
-
-
 # ------------------------------------------------------------------------------ the run's header
 
 def _layout():
@@ -145,41 +167,41 @@ def _layout():
 
     return layout_pb2.Layout(category=[
         layout_pb2.Category(title="accuracy", chart=[
-            chart("AP (PCKh for MPII) on data.val: net1, net2, ensemble", r"^accuracy/val_"),
-            chart("the same on the unlabelled set (its ground truth)", r"^accuracy/unlabelled_")]),
+            chart("AP (PCKh for MPII) on data.val: net1, net2, ensemble", r"^accuracy/val$"),
+            chart("the same on the unlabelled set (its ground truth)", r"^accuracy/unlabelled$")]),
         layout_pb2.Category(title="losses", chart=[
             chart("supervised vs consistency", r"^train/loss_(supervised|consistency)$")]),
         layout_pb2.Category(title="collapse", chart=[
-            chart("peak height per network (0.1 line: a low peak)", r"^collapse/net\d+_peak_height$",
+            chart("peak height per network (0.1 line: a low peak)", r"^collapse/peak_height$",
                   r"^collapse/low_peak_threshold$"),
-            chart("fraction of low peaks per network (near 1: collapse)", r"^collapse/net\d+_low_peak_fraction$"),
+            chart("fraction of low peaks per network (near 1: collapse)", r"^collapse/low_peak_fraction$"),
             chart("peak height per path (MultiAugs: several paths)", r"^paths/.*/peak_height$")]),
     ])
 
 
-def hparams_of(cfg: Config) -> dict:
-    """The settings a sweep compares: method, paths, labelled count, backbone, seed, config."""
+def hparams_of(cfg: Config, labelled_people: int) -> dict:
+    """The settings a sweep compares: method, paths, the labelled people trained on, backbone, seed."""
     m = cfg.model
     backbone = f"resnet{m.depth}" if m.backbone == "resnet" else f"hrnet_w{m.hrnet_width}"
     labels = aug_paths.path_labels(aug_paths.method_paths(cfg.method)) if cfg.method.name != "supervised" else []
-    return {"config": cfg.name, "method": cfg.method.name, "paths": "+".join(labels) or "-",
-            "labelled": int(cfg.data.labelled.max_instances), "backbone": backbone, "seed": int(cfg.train.seed)}
+    return {"method": cfg.method.name, "paths": "+".join(labels) or "-", "labelled": int(labelled_people),
+            "backbone": backbone, "seed": int(cfg.train.seed)}
 
 
-def write_header(writer, cfg: Config, heads: list[str]) -> None:
+def write_header(writer, cfg: Config, heads: list[str], labelled_people: int) -> None:
     """At a run's start (step 0): the resolved config as text, the custom-scalars layout, the hparams
-    with the accuracy tags of ``heads`` (net1, net2, ensemble) as their metrics."""
+    (the run's name is the trial's) with each head's ``accuracy/val`` (in its own run) as the metrics."""
     from tensorboard.plugins.custom_scalar import summary as cs_summary
     from tensorboard.plugins.hparams import api as hp
 
-    values = hparams_of(cfg)
+    values = hparams_of(cfg, labelled_people)
     with writer.as_default(step=0):
         tf.summary.text("config", "```yaml\n" + dump(cfg) + "```",
                         description=f"The resolved config {cfg.name!r} this run trains (also config.yaml in the workdir)"
                         + (f": {cfg.description}." if cfg.description else "."))
         tf.summary.experimental.write_raw_pb(cs_summary.pb(_layout()).SerializeToString(), step=0)
         hp.hparams_config(hparams=[hp.HParam(k) for k in values],
-                          metrics=[hp.Metric(f"accuracy/val_{h}", display_name=f"AP {h}") for h in heads])
+                          metrics=[hp.Metric("accuracy/val", group=h, display_name=f"AP {h}") for h in heads])
         hp.hparams(values, trial_id=cfg.name)
     writer.flush()
 
@@ -241,17 +263,25 @@ class ScalarLogger(StepCallback):
     """Step scalars (losses, lr, accuracy, collapse indicators) with their descriptions to TensorBoard
     every N steps (and at step 1)."""
 
-    def __init__(self, writer, every: int, peak_threshold: float):
+    def __init__(self, writer, every: int, peak_threshold: float, heads: HeadWriters | None = None):
         super().__init__()
-        self.writer, self.every, self.threshold = writer, max(1, every), peak_threshold
+        self.writer, self.every, self.threshold, self.heads = writer, max(1, every), peak_threshold, heads
 
     def on_step(self, step, logs):
         if not self.due(step, self.every):
             return
         lr = self.model.optimizer.learning_rate
         values = dict(logs or {}, lr=float(lr.numpy() if hasattr(lr, "numpy") else lr))
+        own = {k: head_meaning(k) for k in values} if self.heads is not None else {}
+        for k, meaning in own.items():
+            if meaning is not None:           # one network's: into its run, so the networks differ in colour
+                head, tag, description = meaning
+                with self.heads(head).as_default(step=step):
+                    tf.summary.scalar(tag, float(values[k]), description=description)
         with self.writer.as_default(step=step):
             for k, v in values.items():
+                if own.get(k) is not None:
+                    continue
                 tag, description = scalar_meaning(k)
                 tf.summary.scalar(tag, float(v), description=description)
             if any(k.startswith("collapse_") for k in values):
@@ -302,10 +332,28 @@ class PairGrid(StepCallback):
         drawing.draw_skeleton(panel, kp, joints.UNION, thickness=2, radius=4)
         return panel
 
+    #: The columns' titles, written above them.
+    TITLES = ("easy + teacher", "hard + student", "target (teacher)", "student heatmap")
+
+    def titles(self, width: int) -> np.ndarray:
+        """A strip of the columns' titles (BGR), each centred over its ``width``-pixel column."""
+        import cv2
+
+        font, strip = cv2.FONT_HERSHEY_SIMPLEX, np.full((24, width * len(self.TITLES), 3), 32, np.uint8)
+        for i, title in enumerate(self.TITLES):
+            size = 0.5
+            while size > 0.25 and cv2.getTextSize(title, font, size, 1)[0][0] > width - 6:
+                size -= 0.05
+            (w, h), _ = cv2.getTextSize(title, font, size, 1)
+            cv2.putText(strip, title, (i * width + (width - w) // 2, 12 + h // 2), font, size, (255, 255, 255), 1,
+                        cv2.LINE_AA)
+        return strip
+
     def grid(self, easy, teacher, hard, target, student) -> np.ndarray:
-        """The ``[rows x H, 4 x W, 3]`` RGB grid of the batch's first people (numpy in, numpy out)."""
+        """The ``[24 + rows x H, 4 x W, 3]`` RGB grid of the batch's first people under the columns' titles
+        (numpy in, numpy out)."""
         size = tuple(self.cfg.data.image_size)
-        rows = []
+        rows = [self.titles(size[0] * self.scale)]
         for b in range(easy.shape[0]):
             rows.append(np.concatenate([self._with_skeleton(easy[b], teacher[b]),
                                         self._with_skeleton(hard[b], student[b]),

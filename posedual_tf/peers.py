@@ -7,6 +7,7 @@ silently. Every such wait here says what it waits for once it lasts (:data:`NOTI
 after its bound with one line (:class:`PeerTimeoutError`) naming the peer, the setting and what to do.
 
 Example:
+    >>> from posedual_tf.peers import describe_task
     >>> describe_task("/job:worker/replica:0/task:1", {"worker": ["10.0.0.1:2222", "10.0.0.2:2222"]})
     'worker 1 (10.0.0.2:2222)'
 """

@@ -1,8 +1,13 @@
 """Run an exported SavedModel on your own images and draw the result.
 
-    python -m posedual_tf.predict --saved-model DIR (--image FILE | --images DIR) \\
+    python -m posedual_tf.predict --saved-model DIR (--image FILE | --images DIR | --sample) \\
         [--boxes DETECTIONS.json | --detector OD_SAVED_MODEL | --whole-image] [--min-box-score 0.5] \\
         --output OUT_DIR
+
+``--sample``: the photo shipped with the package and its person's box (:mod:`posedual_tf.samples`).
+
+In Python, this module is also the function :func:`posedual_tf.inference.predict`:
+``posedual_tf.predict(model, images, boxes=None, detector=None)`` (calling the module calls it).
 
 People come from ``--boxes`` (a detections json: the precise path), ``--detector`` (a person detector
 you bring: any SavedModel with the TF2 Object Detection API's signature, e.g. SSD MobileNet or
@@ -33,11 +38,27 @@ import os
 import re
 import sys
 
+import types
+
 from absl import flags
 
-from posedual_tf import cli
+from posedual_tf import cli, files
+from posedual_tf.inference import PredictError
 
 FLAGS = flags.FLAGS
+
+
+class _CallableModule(types.ModuleType):
+    """``posedual_tf.predict`` is this command's module and, called, the Python API's predict: importing the
+    command (``python -m``, or any ``import posedual_tf.predict``) must not hide the function."""
+
+    def __call__(self, model, images, boxes=None, detector=None, **kwargs):
+        from posedual_tf import api
+
+        return api.predict(model, images, boxes, detector, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
 
 
 def define_flags() -> None:
@@ -45,6 +66,8 @@ def define_flags() -> None:
     flags.DEFINE_string("saved-model", None, "SavedModel folder written by posedual_tf.export")
     flags.DEFINE_string("image", None, "one image file")
     flags.DEFINE_string("images", None, "a folder of images (jpg, jpeg, png)")
+    flags.DEFINE_bool("sample", False, "the photo shipped with the package and its person's box "
+                                       "(posedual_tf/samples/ATTRIBUTION.md)")
     flags.DEFINE_string("boxes", None, "person boxes: COCO detections json (image_id, bbox, score) or "
                                        "{file name: [[x, y, w, h], ...]}. Without --boxes or --whole-image, "
                                        "OpenCV's HOG people detector finds them: a WEAK default (upright, "
@@ -76,10 +99,6 @@ def define_flags() -> None:
 
 IMAGE_EXT = (".jpg", ".jpeg", ".png")
 RECORD = "images.json"
-
-
-class PredictError(ValueError):
-    """Bad arguments or input files (one line)."""
 
 
 def image_ids(paths: list[str]) -> dict[str, int]:
@@ -235,18 +254,16 @@ def run(saved_model: str, paths: list[str], output: str, boxes: dict | None, pro
     import cv2
     import numpy as np
     import tensorflow as tf
-    from posedual_tf import files, joints
-    from posedual_tf.data import records
+    from posedual_tf import inference, joints
     from posedual_tf.progress import Progress
     from posedual_tf.drawing import draw_person
 
     ids = image_ids(paths)
     plan = plan_outputs(paths, output)
     try:
-        model = tf.saved_model.load(saved_model)
+        model = inference.model_runner(saved_model)
     except (OSError, ValueError) as e:
         raise PredictError(f"--saved-model {saved_model}: not a SavedModel ({str(e).splitlines()[0]})") from None
-    fn = model.signatures["predict_image"]
     with files.writing(output, "predict", setting="--output"):      # one predict writes a folder at a time
         files.own_all(output, list(plan.values()) + ["results.json", RECORD])     # one write of the list
         results, record, empty_boxes = [], [], 0
@@ -257,27 +274,13 @@ def run(saved_model: str, paths: list[str], output: str, boxes: dict | None, pro
             entry = {"file": path, "image_id": ids[name], "drawing": None, "people": 0}
             record.append(entry)
             try:
-                data = files.read_bounded(path)
-            except OSError as e:
-                entry["skipped"] = f"unreadable ({e.strerror})"
-                continue
+                image = inference.load_image(path)
             except ValueError as e:
-                entry["skipped"] = str(e)
+                entry["skipped"] = str(e).removeprefix("image: ").removeprefix(f"{path}: ")
                 continue
-            if not data:
-                entry["skipped"] = "empty file"
-                continue
-            if records.decoded_size(data) is None:      # the model's decoder decides (OpenCV may fill a cut JPEG)
-                entry["skipped"] = "undecodable (truncated or damaged: TensorFlow's image decoder cannot read it)"
-                continue
-            img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)   # EXIF applied
-            if img is None:
-                entry["skipped"] = "not a decodable image"
-                continue
-            orientation = records.exif_orientation(data)
-            if orientation != 1:        # the model sees the photo upright, as OpenCV turned it and its owner sees it
-                data = cv2.imencode(".png", img)[1].tobytes()
-                entry["exif_orientation"] = orientation
+            img = np.ascontiguousarray(image.rgb[..., ::-1])          # BGR, as OpenCV draws
+            if image.orientation != 1:
+                entry["exif_orientation"] = image.orientation
             if boxes is not None:
                 people = boxes.get(name, [])
             elif detector is not None:
@@ -298,20 +301,18 @@ def run(saved_model: str, paths: list[str], output: str, boxes: dict | None, pro
                 entry["detector"] = "hog"
             box_arr = np.array([b for b, _ in people], np.float32).reshape(-1, 4)
             try:
-                out = fn(image_bytes=tf.constant(data), boxes=tf.constant(box_arr))
+                kps, scores, valid = model(image, box_arr)
             except tf.errors.InvalidArgumentError as e:
                 entry["skipped"] = f"--saved-model {saved_model} could not read it ({cli.first_cause(e.message)})"
                 continue
-            kps, scores, valid = out["keypoints"].numpy(), out["scores"].numpy(), out["valid"].numpy()
             for k, ((box, box_score), kp, s, ok) in enumerate(zip(people, kps, scores, valid)):
                 if not ok:
                     entry.setdefault("boxes_without_area", []).append(k)
                     empty_boxes += 1
                     continue
                 draw_person(img, box, np.concatenate([kp[:, :2], (kp[:, 2:] > 0.2).astype(np.float32)], 1), joints.COCO)
-                results.append({"image_id": ids[name], "category_id": 1,
-                                "keypoints": [round(float(v), 3) for v in kp.ravel()],
-                                "score": float(s * box_score), "bbox": [float(v) for v in box]})
+                person = inference.Person(kp, tuple(box), float(s * box_score), box_score)
+                results.append(person.to_coco(ids[name]))
                 entry["people"] += 1
             ok, png = cv2.imencode(".png", img)
             files.write_atomic(os.path.join(output, plan[path]), png.tobytes())     # listed by own_all above
@@ -332,18 +333,25 @@ def main(argv):
     del argv
     saved_model, output = FLAGS["saved-model"].value, FLAGS.output
     cli.required("saved-model", "output")
-    if not (FLAGS.image or FLAGS.images):
-        raise cli.UsageError("one of --image FILE or --images DIR is required; --help lists every flag")
+    inputs = [f for f, on in (("--image", FLAGS.image), ("--images", FLAGS.images), ("--sample", FLAGS.sample)) if on]
+    if not inputs:
+        raise cli.UsageError("one of --image FILE, --images DIR or --sample is required; --help lists every flag")
+    if len(inputs) > 1:
+        raise PredictError(f"give one of --image FILE, --images DIR or --sample, not {' and '.join(inputs)}")
+    if FLAGS.sample:
+        from posedual_tf import samples
+
+        FLAGS.image = samples.IMAGE
+        if not (FLAGS.detector or FLAGS["whole-image"].value):
+            FLAGS.boxes = FLAGS.boxes or samples.BOXES_FILE
     sources = [f for f, on in (("--boxes", FLAGS.boxes), ("--detector", FLAGS.detector),
                                 ("--whole-image", FLAGS["whole-image"].value)) if on]
     if len(sources) > 1:
         sys.exit(f"error: give one of --boxes FILE, --detector DIR or --whole-image, not {' and '.join(sources)}")
     if not sources:
-        print("no --boxes: finding people with OpenCV's HOG detector, a weak default (upright, unoccluded, "
-              "large people); a detections json (--boxes) or a detector of yours (--detector) is the precise "
-              "path", file=sys.stderr)
-    if FLAGS.image and FLAGS.images:
-        raise PredictError("give one of --image FILE or --images DIR, not both")
+        print("no --boxes: finding people with OpenCV's HOG detector, a weak default\n"
+              "  (upright, unoccluded, large people); a detections json (--boxes) or a\n"
+              "  detector of yours (--detector) is the precise path", file=sys.stderr)
     if FLAGS.image:
         if not os.path.isfile(FLAGS.image):
             raise PredictError(f"--image {FLAGS.image}: no such file")
@@ -359,7 +367,8 @@ def main(argv):
         detector = ODDetector(FLAGS.detector, FLAGS["detector-class"].value, FLAGS["detector-threshold"].value)
     results = run(saved_model, paths, output, boxes, whole_image=FLAGS["whole-image"].value,
                   min_hog_score=FLAGS["min-hog-score"].value, detector=detector)   # errors: one line (cli.guarded)
-    print(f"{len(paths)} images, {len(results)} people -> {os.path.abspath(output)} (results.json, {RECORD})")
+    print(f"{len(paths)} images, {len(results)} people -> {files.shown_path(output)}\n"
+          f"  (drawings, results.json, {RECORD})")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Progress that shows everywhere: a tqdm bar on a terminal, a plain line every N % in a log file.
 
 Example:
+    >>> from posedual_tf.progress import Progress
     >>> bar = Progress(total=1000, desc="convert", unit="img")
     >>> for _ in range(1000):
     ...     bar.update()

@@ -3,6 +3,7 @@ between (every change is stated; those that change which data a step sees are re
 unfinished saves a killed run leaves behind.
 
 Example:
+    >>> from posedual_tf.resume import check_resume, resume_point
     >>> import tempfile
     >>> from posedual_tf import config
     >>> cfg = config.load("demo_sup", [f"workdir={tempfile.mkdtemp()}"])

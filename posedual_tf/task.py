@@ -7,6 +7,7 @@ validation (:meth:`~PoseTask.validate`). ``training.run`` orchestrates one; a no
 parts on their own (the shape of TF Model Garden's ``official/vision`` tasks).
 
 Example:
+    >>> from posedual_tf.task import PoseTask
     >>> import tempfile
     >>> from posedual_tf import config, demo
     >>> workdir = tempfile.mkdtemp()
@@ -105,7 +106,11 @@ class PoseTask:
     def check(self) -> None:
         """What a run needs before its first step, each a one-line error: the training sources open,
         every set evaluated during training has its ground truth, and ``train.steps_per_execution``
-        divides an epoch."""
+        divides an epoch; first, the config's settings agree with each other (an assignment checks its own
+        key only: ``cfg.data.image_size = ...`` may wait for ``cfg.data.heatmap_size``)."""
+        from posedual_tf import config
+
+        config.check(self.cfg)
         self.sources.labelled                       # noqa: B018 (opens it: a missing source fails here)
         for split in ("val", "unlabelled_eval"):
             ds = getattr(self.cfg.data, split)

@@ -15,7 +15,11 @@ interpreter (LiteRT, the maintained runtime for phones and edge boxes; ``pip ins
 and in ``tf.lite.Interpreter`` (deprecated, still part of TensorFlow 2.21): same file, same numbers.
 
 Example:
-    >>> path = export_tflite(cfg, "runs/demo_dual/final", "exported/tflite", precision="float16")   # doctest: +SKIP
+    >>> import tensorflow as tf                                                                    # doctest: +SKIP
+    >>> import posedual_tf                                                                         # doctest: +SKIP
+    >>> from posedual_tf.tflite import export_tflite                                               # doctest: +SKIP
+    >>> cfg = posedual_tf.load_config("demo_dual")                                                 # doctest: +SKIP
+    >>> path = export_tflite(cfg, "runs/demo_dual/final", "runs/exported/tflite", precision="float16")   # doctest: +SKIP
     >>> interp = tf.lite.Interpreter(model_path=path); interp.allocate_tensors()                  # doctest: +SKIP
 """
 from __future__ import annotations
@@ -103,8 +107,20 @@ def convert(fn, precision: str, calibration=None) -> bytes:
     ``denylisted_nodes``). Quantised, the decoding loses the keypoints: the output concatenates pixel
     coordinates and scores, so one int8 scale of about 1/255 clips every coordinate below one pixel.
     """
+    from absl import logging as absl_logging
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
+    level = absl_logging.get_verbosity()
+    if level == absl_logging.WARNING:     # absl's default, untouched (a command's --verbose sets INFO)
+        absl_logging.set_verbosity(absl_logging.ERROR)    # the converter's "consider providing trackable_obj"
+    try:
+        return _convert(fn, precision, calibration, convert_variables_to_constants_v2)
+    finally:
+        absl_logging.set_verbosity(level)
+
+
+def _convert(fn, precision: str, calibration, convert_variables_to_constants_v2) -> bytes:
+    """:func:`convert`, absl's warnings quieted."""
     converter = tf.lite.TFLiteConverter.from_concrete_functions([convert_variables_to_constants_v2(
         fn.get_concrete_function())])
     if precision == "float32":
@@ -127,10 +143,13 @@ def convert(fn, precision: str, calibration=None) -> bytes:
     return debugger.get_nondebug_quantized_model()
 
 
-def export_tflite(cfg: Config, checkpoint: str, output: str, net: str = "1", precision: str = "float32",
-                  calibration: str | None = None, people: int = 200, post_process: str = "shift") -> str:
-    """Write ``<output>/posedual_net<net>_<precision>.tflite`` (``output`` a folder of ours); returns its path."""
-    from posedual_tf import checkpoints
+def export_tflite(cfg: Config, checkpoint: str, output: str, net: str = "best", precision: str = "float32",
+                  calibration: str | None = None, people: int = 200, post_process: str = "shift",
+                  say=print) -> str:
+    """Write ``<output>/posedual_net<net>_<precision>.tflite`` (``output`` a folder of ours); returns its path.
+    ``net``: ``best`` (the rule of :mod:`posedual_tf.best_net`), ``1``, ``2`` or ``ensemble``; ``say`` gets
+    the lines naming the file and the network written (``print``; None for silence)."""
+    from posedual_tf import best_net, checkpoints
 
     if precision not in PRECISIONS:
         raise TFLiteExportError(f"--precision {precision}: expected one of {', '.join(PRECISIONS)}")
@@ -140,11 +159,14 @@ def export_tflite(cfg: Config, checkpoint: str, output: str, net: str = "1", pre
     if post_process not in ("shift", "none"):
         raise TFLiteExportError(f"--post-process {post_process}: the TFLite file decodes with shift or none")
     crops = calibration_crops(cfg, calibration, people) if precision == "int8" else None
-    chosen = checkpoints.exported_networks(cfg, checkpoint, net)
+    chosen, net, why = checkpoints.exported_networks(cfg, checkpoint, net)
     data = convert(keypoints_function(cfg, chosen, post_process), precision, crops)
     with files.writing(output, "export", setting="--output"):
         path = files.own(output, f"posedual_net{net}_{precision}.tflite")
         files.write_atomic(path, data)            # a plain open(): the umask's mode, readable by others
+    if say is not None:
+        for line in [f"TFLite ({precision}): {files.shown_path(path)}"] + best_net.describe(net, why):
+            say(line)
     return path
 
 

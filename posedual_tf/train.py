@@ -12,7 +12,7 @@ import sys
 
 from absl import flags
 
-from posedual_tf import cli
+from posedual_tf import cli, files
 
 FLAGS = flags.FLAGS
 
@@ -56,23 +56,21 @@ def _train(cfg, strategy, chief: bool, checked) -> None:
         progress = "bar" if sys.stdout.isatty() else "lines"
     result = training.run(cfg, progress=progress, strategy=strategy, checked=checked)       # errors: one line (cli.guarded)
     if not chief:
-        print(f"trained as a worker of a {result['num_replicas']}-replica cluster; its chief writes "
-              f"{os.path.abspath(cfg.workdir)}")
+        print(f"trained as a worker of a {result['num_replicas']}-replica cluster;\n"
+              f"  its chief writes {files.shown_path(cfg.workdir)}")
         return
     if result["metrics"]:
         print(monitoring.short_table(result["metrics"], primary))
     bad = result["corrupt_records"]
     if bad["total"]:
-        print(f"warning: {bad['total']} training records were skipped (failed to parse or decode), by stream "
-              f"{bad['by_stream']}, by shard {bad['by_shard']}")
-    print(f"workdir: {os.path.abspath(cfg.workdir)}")
-    print(f"TensorBoard: tensorboard --logdir {os.path.abspath(os.path.join(cfg.workdir, monitoring.TB_FOLDER))}")
+        print(f"warning: {bad['total']} training records were skipped (failed to parse or decode);\n"
+              f"  by stream {bad['by_stream']}\n  by shard {bad['by_shard']}")
+    print(f"workdir: {files.shown_path(cfg.workdir)}")
+    print(f"TensorBoard: tensorboard --logdir {files.shown_path(os.path.join(cfg.workdir, monitoring.TB_FOLDER))}")
     if demo.is_demo(cfg):
-        net, why = monitoring.exported_choice(result["metrics"], primary)
-        out = demo.export_after_training(cfg, net)
-        print(f"SavedModel: {out}: net {net}, {why}")
-    print(f"done: {result['final_step']} steps, {result['seconds'] / 60:.1f} min of training; every number in "
-          f"{os.path.join(os.path.abspath(cfg.workdir), 'train_result.json')}")
+        demo.export_after_training(cfg)         # prints the folder and the network (posedual_tf.best_net's rule)
+    print(f"done: {result['final_step']} steps, {result['seconds'] / 60:.1f} min of training; every number in\n"
+          f"  {files.shown_path(os.path.join(cfg.workdir, 'train_result.json'))}")
 
 
 if __name__ == "__main__":

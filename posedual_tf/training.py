@@ -19,9 +19,10 @@ import keras
 import tensorflow as tf
 
 from posedual_tf import callbacks as run_callbacks
-from posedual_tf import checkpoints, distribution, files, monitoring, peers, resume
+from posedual_tf import best_net, checkpoints, distribution, files, monitoring, peers, resume
 from posedual_tf.config import Config, ConfigError, dump
 from posedual_tf.data import corrupt
+from posedual_tf.evaluation.runner import primary
 from posedual_tf.models import bn_groups, builder
 from posedual_tf.task import Model, PoseTask
 
@@ -136,15 +137,17 @@ def _callbacks(task: PoseTask, model: Model, workdir: str, saves: _Saves, counte
     """The run's callbacks, and the ones :func:`_run` reads afterwards (``guard``, ``monitor``, ``validation``)."""
     cfg, t = task.cfg, task.cfg.train
     steps = task.epoch_steps
-    writer = tf.summary.create_file_writer(os.path.join(files.own(workdir, monitoring.TB_FOLDER), cfg.name))
-    monitoring.write_header(writer, cfg, task.head_names)
+    run_dir = os.path.join(files.own(workdir, monitoring.TB_FOLDER), cfg.name)
+    writer = tf.summary.create_file_writer(run_dir)
+    heads = monitoring.HeadWriters(run_dir)
+    monitoring.write_header(writer, cfg, task.head_names, task.sources.labelled.num_instances)
     guard = run_callbacks.FiniteGuard()
     saves.state.add("corrupt", counter)       # the stop rule divides the run's counts by its reads
     monitor = run_callbacks.CorruptionMonitor(counter, writer, cfg.data.max_corrupt_fraction,
                                               t.batch_size * task.streams() // distribution.input_workers(strategy),
                                               t.log_every)
     out = [guard, monitor, run_callbacks.StepCheckpoint(saves.manager, saves.epoch, t.checkpoint_every_steps),
-           monitoring.ScalarLogger(writer, t.log_every, cfg.test.peak_threshold),
+           monitoring.ScalarLogger(writer, t.log_every, cfg.test.peak_threshold, heads),
            run_callbacks.MetricLog(files.own(workdir, "train_log.txt"), t.log_every, steps)]
     if task.mixed:
         out.append(monitoring.PairGrid(writer, cfg, task.pair_images(), t.image_summary_every, task.labelled_ids))
@@ -152,7 +155,7 @@ def _callbacks(task: PoseTask, model: Model, workdir: str, saves: _Saves, counte
     if cfg.data.val.records:
         splits = ("val", "unlabelled_eval") if cfg.data.unlabelled_eval.records else ("val",)
         validation = run_callbacks.Validation(
-            lambda split, tag: task.validate(model.nets, workdir, split, tag), model.nets, writer, workdir,
+            lambda split, tag: task.validate(model.nets, workdir, split, tag), model.nets, heads, workdir,
             t.val_interval, t.epochs, t.select_best_by, splits, steps=steps)
         saves.state.add("validation", validation)
         out.append(validation)
@@ -207,11 +210,12 @@ def _run(task: PoseTask, workdir: str, latest: str | None, progress: str, strate
         resume.remove_unfinished_saves(workdir)
         saves = _restore(model, workdir, latest, t.keep_checkpoints, steps, t.steps_per_execution)
         if saves.step >= t.epochs * steps:
-            print(f"{workdir} holds a finished run ({saves.step} steps: {t.epochs} epochs of {steps}); nothing to "
-                  "train (raise train.epochs to continue it, or --set train.resume=false to start afresh)")
+            print(f"{files.shown_path(workdir)} holds a finished run ({saves.step} steps: {t.epochs} epochs of "
+                  f"{steps}); nothing to train\n  (raise train.epochs to continue it, or --set train.resume=false "
+                  "to\n  start afresh)")
         elif saves.step:
-            print(f"resumed from {latest} (epoch {saves.step // steps + 1} of {t.epochs}, step {saves.step % steps} "
-                  f"of {steps}; global step {saves.step})")
+            print(f"resumed from {files.shown_path(latest)}\n  (epoch {saves.step // steps + 1} of {t.epochs}, step "
+                  f"{saves.step % steps} of {steps}; global step {saves.step})")
         counter = corrupt.CorruptionCounter()
         callbacks, named = _callbacks(task, model, workdir, saves, counter, progress, strategy)
         guard, monitor, validation = named["guard"], named["monitor"], named["validation"]
@@ -240,6 +244,6 @@ def _result(task: PoseTask, strategy, model: Model, start: float, history: dict,
             "strategy": distribution.strategy_name(strategy), "num_replicas": strategy.num_replicas_in_sync,
             "final_step": int(model.optimizer.iterations.numpy()), "seconds": round(time.time() - start, 1),
             "history": {k: [float(x) for x in v] for k, v in history.items()}, "metrics": metrics,
-            "corrupt_records": counter.summary(),
+            "corrupt_records": counter.summary(), "best_network": best_net.record(metrics, primary),
             "unlabelled_metrics": validation.last_unlabelled if validation else {},
             "validation": validation.history if validation else []}

@@ -180,6 +180,37 @@ def assert_close(x, y, what, rtol=2e-4, atol=2e-6):
     np.testing.assert_allclose(y, x, rtol=rtol, atol=atol * max(scale, 1.0), err_msg=what)
 
 
+def run_in_pty(args, cwd, columns: int = 80, timeout: float = 900):
+    """``(status, output)`` of a command run as in a terminal of ``columns`` columns (a pty: progress bars
+    and TensorFlow's logs behave as a user sees them), stdout and stderr together, escapes removed, lines
+    split at \\n and \\r (a progress bar's redraws are lines of their own)."""
+    import fcntl
+    import pty
+    import re
+    import struct
+    import subprocess
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    env = dict(os.environ, COLUMNS=str(columns), TERM="xterm")
+    proc = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave, cwd=cwd, env=env, close_fds=True)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 1 << 16)
+        except OSError:                 # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    status = proc.wait(timeout)
+    os.close(master)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode("utf-8", "replace"))
+    return status, re.split(r"\r\n|\r|\n", text)
+
+
 def run_python(args, **kw):
     """``python ARGS`` in a subprocess; its CompletedProcess with text stdout and stderr."""
     import subprocess

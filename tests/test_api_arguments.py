@@ -13,18 +13,21 @@ from posedual_tf import api
 #: a valid value of each parameter, by name (none of them is used: each call fails on its wrong argument first)
 VALID = {"name_or_path": "demo_dual", "overrides": [], "workers": 1, "progress": "none", "checkpoint": "weights",
          "output": "out", "split": "val", "net": "1", "overwrite": False, "saved_model": "saved", "image": b"\xff\xd8",
-         "boxes": [[0.0, 0.0, 10.0, 20.0]]}
+         "boxes": [[0.0, 0.0, 10.0, 20.0]], "model": "saved", "images": b"\xff\xd8", "detector": None,
+         "precision": "float32"}
 #: a wrong value of each parameter's type
 WRONG = {"name_or_path": 3, "overrides": "train.epochs=1", "workers": "2", "progress": 1, "checkpoint": 1.5,
          "output": ["out"], "split": None, "net": 2, "overwrite": "yes", "saved_model": 7,
-         "image": 3.5, "boxes": "0 0 10 20", "cfg": "demo_dual"}
+         "image": 3.5, "boxes": "0 0 10 20", "cfg": "demo_dual", "model": 7, "images": 3.5, "detector": 3,
+         "precision": 16}
 FUNCTIONS = ["load_config", "prepare_demo_data", "fit", "evaluate_checkpoint", "build_networks", "export_saved_model",
-             "predict_image"]
+             "export_tflite", "predict_image", "predict"]
 
 
 def test_the_list_is_every_api_function():
     exported = {n for n in posedual_tf.__all__ if inspect.isfunction(getattr(posedual_tf, n))}
-    assert exported == set(FUNCTIONS)
+    assert exported | {"predict"} == set(FUNCTIONS)          # posedual_tf.predict: the callable command module
+    assert callable(posedual_tf.predict) and inspect.isfunction(api.predict)
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
@@ -44,7 +47,9 @@ def test_each_argument_of_the_wrong_type_is_one_line_naming_it(name, tmp_path, m
 
 @pytest.mark.parametrize("call, message", [
     (lambda cfg: api.fit(cfg, progress="fast"), r"^progress: expected one of 'bar', 'lines', 'epochs', 'none', got 'fast'$"),
-    (lambda cfg: api.export_saved_model(cfg, "w", "o", net="3"), r"^net: expected one of '1', '2', 'ensemble', got '3'$"),
+    (lambda cfg: api.export_saved_model(cfg, "w", "o", net="3"),
+     r"^net: expected one of 'best', '1', '2', 'ensemble', got '3'$"),
+    (lambda cfg: api.export_tflite(cfg, "w", "o", precision="int8"), r"^precision: expected one of 'float32', 'float16'"),
     (lambda cfg: api.evaluate_checkpoint(cfg, "w", split="test"), r"^split: expected one of 'val', 'unlabelled_eval'"),
     (lambda cfg: api.prepare_demo_data(cfg, workers=0), r"^workers: expected an int >= 1, got 0$"),
     (lambda cfg: api.predict_image("saved", b"\xff\xd8", [1.0, 2.0, 3.0]),

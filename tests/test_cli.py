@@ -104,7 +104,7 @@ def test_tflite_export_prints_no_tensorflow_warning_unless_verbose(tmp_path):
     logged = re.compile(r"^[IWEF]\d{4} ", re.M)
     quiet = subprocess.run(args + ["--output", str(tmp_path / "a")], capture_output=True, text=True, timeout=600,
                            env=env)
-    assert quiet.returncode == 0 and "TFLite (float32) written" in quiet.stdout, quiet.stderr[-2000:]
+    assert quiet.returncode == 0 and "TFLite (float32): " in quiet.stdout, quiet.stderr[-2000:]
     assert not logged.search(quiet.stdout + quiet.stderr), quiet.stderr
     loud = subprocess.run(args + ["--output", str(tmp_path / "b"), "--verbose"], capture_output=True, text=True,
                           timeout=600, env=env)

@@ -239,3 +239,49 @@ def test_every_setting_that_other_settings_make_meaningless_is_one_line_when_set
 def test_the_overrides_users_tried_are_refused(name, sets, rule):
     with pytest.raises(config.ConfigError, match=f"^--set {sets[0]}: {rule}: only "):
         config.load(name, sets)
+
+
+def test_assigning_a_loaded_config_checks_as_an_override_does():
+    """#42 (8): ``cfg.train.lr = 'fast'`` is the same one-line error as ``--set train.lr=fast``; the config is
+    left as it was; a good value is taken (coerced as YAML's would be)."""
+    import dataclasses
+
+    from posedual_tf import config
+
+    cfg = config.load("coco1k_dual")
+    cases = [("train", "lr", "fast", "cfg.train.lr = 'fast': train.lr: expected float, got 'fast'"),
+             ("train", "batch_size", -3, "cfg.train.batch_size = -3: train.batch_size: expected a positive int up to "
+                                         "65536"),
+             ("method", "name", "x", "cfg.method.name = 'x': method.name: expected one of 'supervised', 'cons', "
+                                     "'dual', got 'x'"),
+             ("data", "sigma", 0.0, "cfg.data.sigma = 0.0: data.sigma: expected a positive float"),
+             ("test", "flip_test", "yes", "cfg.test.flip_test = 'yes': test.flip_test: expected bool, got 'yes'")]
+    for section, name, value, message in cases:
+        before = getattr(getattr(cfg, section), name)
+        with pytest.raises(config.ConfigError) as e:
+            setattr(getattr(cfg, section), name, value)
+        assert str(e.value) == message
+        assert getattr(getattr(cfg, section), name) == before
+    with pytest.raises(config.ConfigError) as e:            # the same value as an override: the same words
+        config.load("coco1k_dual", ["train.lr=fast"])
+    assert str(e.value).split(": ", 1)[1] == message_of(cases, "lr")
+    with pytest.raises(config.ConfigError, match=r"^cfg.train.lrr: unknown key 'train.lrr'; expected one of "):
+        cfg.train.lrr = 0.1
+    with pytest.raises(config.ConfigError, match=r"^cfg.train = <TrainConfig>: train.epochs: expected a positive int$"):
+        cfg.train = dataclasses.replace(cfg.train, epochs=0)
+    cfg.train.lr = 2
+    assert cfg.train.lr == 2.0 and isinstance(cfg.train.lr, float)
+    cfg.train = dataclasses.replace(cfg.train, epochs=3)
+    assert cfg.train.epochs == 3
+    with pytest.raises(config.ConfigError):                   # the new section checks its assignments too
+        cfg.train.epochs = 0
+    # a key checked with another waits for it (an assignment checks its own key); the task checks all
+    cfg.data.image_size = [64, 96]
+    with pytest.raises(config.ConfigError, match=r"^coco1k_dual: data.heatmap_size: expected the same aspect ratio"):
+        config.check(cfg)
+    cfg.data.heatmap_size = [16, 24]
+    config.check(cfg)
+
+
+def message_of(cases, name):
+    return next(m for _, n, _, m in cases if n == name).split(": ", 1)[1]

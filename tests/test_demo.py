@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -48,14 +49,26 @@ def test_synthetic_converts_through_coco_tool(tmp_path):
     assert recs[0]["image/encoded"] == (tmp_path / "val" / ann["images"][0]["file_name"]).read_bytes()
 
 
+#: Lines of TensorFlow, absl, Keras or Python warnings (the command shows them only with --verbose).
+FOREIGN_WARNING = re.compile(r"^[WEF]\d{4} |^WARNING|Warning:|warnings\.warn|tensorflow|keras|absl", re.I)
+
+
 def test_demo_command_end_to_end_reduced(tmp_path):
-    workdir = tmp_path / "demo"
-    proc = subprocess.run(
-        [sys.executable, "-m", "posedual_tf.train", "--config", "demo_dual", f"--set=workdir={workdir}",
-         "--set=train.epochs=2", "--set=train.steps_per_epoch=30", "--set=data.synthetic.unlabelled_images=60",
-         "--set=data.synthetic.labelled_images=60", "--set=train.val_interval=2"],
-        capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    """The demo as a user runs it in an 80-column terminal, from a fresh folder: every line fits, no
+    TensorFlow/absl/Keras warning, everything under runs/."""
+    from tests.conftest import run_in_pty
+
+    workdir = tmp_path / "runs" / "demo_dual"
+    args = [sys.executable, "-m", "posedual_tf.train", "--config", "demo_dual", "--set=train.epochs=2",
+            "--set=train.steps_per_epoch=30", "--set=data.synthetic.unlabelled_images=60",
+            "--set=data.synthetic.labelled_images=60", "--set=train.val_interval=2"]
+    status, lines = run_in_pty(args, cwd=tmp_path)
+    out = "\n".join(lines)
+    assert status == 0, out[-3000:]
+    assert [line for line in lines if len(line) > 80] == []
+    assert [line for line in lines if FOREIGN_WARNING.search(line)] == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
+    proc = subprocess.CompletedProcess(args, status, out, out)
     metrics = json.loads((workdir / "metrics.json").read_text())
     assert metrics["net1"]["AP"] > 0 and metrics["ensemble"]["AP"] > 0
     # the unlabelled people are scored with their ground truth beside val, with the collapse statistics
@@ -76,15 +89,19 @@ def test_demo_command_end_to_end_reduced(tmp_path):
     assert "\nnet1 " in proc.stdout and "SavedModel:" in proc.stdout
     assert (workdir / "saved_model" / "saved_model.pb").exists()
     assert list((workdir / "tb" / "demo_dual").glob("events.out.tfevents.*"))       # the run: the config's name
-    last = proc.stdout.strip().splitlines()[-1]
-    assert last.startswith(f"done: {2 * 30} steps, ") and last.endswith(f"{workdir}/train_result.json")
-    # the exported network is the better one of the last validation, and the line says so
+    tail = [line for line in proc.stdout.strip().splitlines() if line.strip()][-2:]
+    assert tail[0].startswith(f"done: {2 * 30} steps, ") and tail[1] == "  runs/demo_dual/train_result.json"
+    # the exported network is the better one of the last validation (train_result.json records which), and
+    # the lines say so
     val = json.loads((workdir / "metrics.json").read_text())
     best = "1" if val["net1"]["AP"] >= val["net2"]["AP"] else "2"
-    assert f"saved_model: net {best}, the better network at the last validation (net1 " in proc.stdout
+    assert result["best_network"]["net"] == best
+    assert (f"SavedModel: runs/demo_dual/saved_model\n  net {best}: the better network at the last validation "
+            "(net1 ") in proc.stdout
+    assert json.loads((workdir / "saved_model" / "posedual_export.json").read_text())["net"] == best
     assert "shuffle=True" not in proc.stderr
     # the same command again: a finished run says so, trains nothing, and still reports and exports
-    again = subprocess.run(proc.args, capture_output=True, text=True, timeout=900)
+    again = subprocess.run(proc.args, capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert f"{workdir} holds a finished run (60 steps: 2 epochs of 30); nothing to train" in again.stdout
+    assert "runs/demo_dual holds a finished run (60 steps: 2 epochs of 30); nothing to train" in again.stdout
     assert "resumed from" not in again.stdout and "\nnet1 " in again.stdout

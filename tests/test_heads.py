@@ -91,7 +91,7 @@ def test_serving_and_tflite_functions_decode_the_networks_they_are_given(tmp_pat
     crops = np.zeros([1, H, W, 3], np.float32)
     for head, chosen in (("net1", [net1]), ("net2", [net2]), ("ensemble", [net1, net2])):
         at, peak = WANT[head]
-        serve_crops, _ = export.serving_functions(cfg, chosen, False, "shift")
+        serve_crops, *_ = export.serving_functions(cfg, chosen, False, "shift")
         got = serve_crops(tf.constant(crops))["keypoints"].numpy()[0]      # crop px: 4 px per heatmap px
         np.testing.assert_allclose(got[:, 2], peak, rtol=1e-6, err_msg=head)
         np.testing.assert_allclose(got[:, :2], np.tile(np.multiply(at, 4.0), (24, 1)), atol=1e-3, err_msg=head)
@@ -112,7 +112,7 @@ def test_flip_test_averages_each_network_with_its_mirrored_pass():
     net1, net2 = _fixed_nets()
     crops = tf.zeros([1, H, W, 3])
     for chosen, peak in (([net1], 1.0), ([net1, net2], 0.5)):
-        serve_crops, _ = export.serving_functions(_cfg(), chosen, True, "shift")
+        serve_crops, *_ = export.serving_functions(_cfg(), chosen, True, "shift")
         hm = serve_crops(crops)["heatmaps"].numpy()[0]
         np.testing.assert_allclose(hm[A[1], A[0]], peak / 2, rtol=1e-6)
         np.testing.assert_allclose(hm[A[1], HW - A[0]], peak / 2, rtol=1e-6)

@@ -2,56 +2,34 @@
 scalars layout, config, hparams, pair grids) and its console at 80 columns through a pseudo-terminal."""
 from __future__ import annotations
 
-import fcntl
 import json
-import os
-import pty
 import re
-import struct
-import subprocess
 import sys
-import termios
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from posedual_tf import monitoring
-from tests.conftest import SMALL_DEMO
-
-
-def _run_in_terminal(args, cwd, columns=80, timeout=900) -> tuple[int, str]:
-    """Run ``args`` with stdout and stderr on a pseudo-terminal of ``columns`` columns; (status, output)."""
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
-    proc = subprocess.Popen(args, stdout=slave, stderr=slave, stdin=subprocess.DEVNULL, cwd=cwd, close_fds=True)
-    os.close(slave)
-    chunks = []
-    while True:
-        try:
-            data = os.read(master, 65536)
-        except OSError:                    # EIO: the child closed the terminal
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(master)
-    return proc.wait(timeout=timeout), b"".join(chunks).decode("utf-8", "replace")
+from tests.conftest import SMALL_DEMO, run_in_pty
 
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("monitoring") / "demo"
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    status, out = _run_in_terminal([sys.executable, "-m", "posedual_tf.train", "--config", "demo_dual",
-                                    f"--set=workdir={workdir}", *SMALL_DEMO, "--set=train.val_interval=1"], cwd=repo)
+    """A short demo run through an 80-column terminal, from the folder that holds its workdir."""
+    folder = tmp_path_factory.mktemp("monitoring")
+    status, lines = run_in_pty([sys.executable, "-m", "posedual_tf.train", "--config", "demo_dual",
+                                "--set=workdir=demo", *SMALL_DEMO, "--set=train.val_interval=1"], cwd=folder)
+    out = "\n".join(lines)
     assert status == 0, out[-3000:]
-    return workdir, out
+    return folder / "demo", out
 
 
-def _events(workdir):
-    files = list((workdir / "tb" / "demo_dual").glob("events.out.tfevents.*"))
-    assert len(files) == 1, files                      # one run, named after the config
+def _events(workdir, head: str = ""):
+    """(step, value) of the run's events (named after the config), or of one head's run inside it."""
+    folder = workdir / "tb" / "demo_dual" / head
+    files = list(folder.glob("events.out.tfevents.*"))
+    assert len(files) == 1, files                      # one run, named after the config; one per head
     out = []
     for event in tf.compat.v1.train.summary_iterator(str(files[0])):
         for value in event.summary.value:
@@ -64,24 +42,30 @@ def test_every_scalar_has_a_name_a_description_and_the_global_step(demo_run):
     result = json.loads((workdir / "train_result.json").read_text())
     final, per_epoch = result["final_step"], result["steps_per_epoch"]
     scalars: dict[str, dict] = {}
-    for step, v in _events(workdir):
-        if v.metadata.plugin_data.plugin_name == "scalars" or v.HasField("simple_value"):
-            entry = scalars.setdefault(v.tag, {"steps": [], "description": ""})
-            entry["steps"].append(step)
-            entry["description"] = entry["description"] or v.metadata.summary_description
+    # the run's own scalars, and each head's (net1, net2, ensemble) in a run of its own under the same
+    # tags: TensorBoard draws them as lines of their own colours in one chart, named in its legend
+    for head in ("", "net1", "net2", "ensemble"):
+        for step, v in _events(workdir, head):
+            if v.metadata.plugin_data.plugin_name == "scalars" or v.HasField("simple_value"):
+                entry = scalars.setdefault(f"{head}:{v.tag}", {"steps": [], "description": ""})
+                entry["steps"].append(step)
+                entry["description"] = entry["description"] or v.metadata.summary_description
     assert scalars
     undescribed = [t for t, e in scalars.items() if len(e["description"]) < 20]
     assert not undescribed, undescribed
-    for name in ("collapse/net1_peak_height", "collapse/net2_low_peak_fraction", "train/loss_supervised",
-                 "train/loss_consistency", "train/learning_rate", "collapse/low_peak_threshold",
-                 "accuracy/val_net1", "accuracy/val_ensemble", "accuracy/unlabelled_net2", "val_net1/AP"):
+    for name in (":train/loss_supervised", ":train/loss_consistency", ":train/learning_rate",
+                 ":collapse/low_peak_threshold", "net1:collapse/peak_height", "net2:collapse/low_peak_fraction",
+                 "net1:accuracy/val", "net2:accuracy/val", "ensemble:accuracy/val", "net2:accuracy/unlabelled",
+                 "net1:val/AP"):
         assert name in scalars, (name, sorted(scalars))
-    assert "near 1" in scalars["collapse/net1_low_peak_fraction"]["description"]
+    assert not [t for t in scalars if re.search(r"net\d|ensemble", t.split(":")[1])]     # no head in a tag
+    assert "ensemble:collapse/peak_height" not in scalars                           # it trains no network
+    assert "near 1" in scalars["net1:collapse/low_peak_fraction"]["description"]
     # everything on the global step: each epoch's validation at that epoch's last step, not at "epoch N"
-    assert scalars["accuracy/val_net1"]["steps"] == [per_epoch, 2 * per_epoch, 3 * per_epoch]
+    assert scalars["net1:accuracy/val"]["steps"] == [per_epoch, 2 * per_epoch, 3 * per_epoch]
     assert final == 3 * per_epoch
     assert all(0 <= s <= final for e in scalars.values() for s in e["steps"])
-    assert 1 in scalars["train/loss"]["steps"]
+    assert 1 in scalars[":train/loss"]["steps"]
 
 
 def test_layout_config_and_hparams_are_written_at_the_start(demo_run):
@@ -96,19 +80,25 @@ def test_layout_config_and_hparams_are_written_at_the_start(demo_run):
     layout.ParseFromString(tf.make_ndarray(by_plugin["custom_scalars"][0][1].tensor).item())
     charts = {c.title: list(c.multiline.tag) for cat in layout.category for c in cat.chart}
     ap = next(tags for title, tags in charts.items() if title.startswith("AP (PCKh for MPII) on data.val"))
-    assert any(re.search(t, "accuracy/val_net2") for t in ap) and any(re.search(t, "accuracy/val_ensemble") for t in ap)
+    assert any(re.search(t, "accuracy/val") for t in ap) and not any(re.search(t, "accuracy/unlabelled") for t in ap)
     assert any(re.search(t, "collapse/low_peak_threshold") for tags in charts.values() for t in tags)
     assert any(re.search(t, "train/loss_consistency") for tags in charts.values() for t in tags)
     text = [tf.make_ndarray(v.tensor).item().decode() for _, v in by_plugin["text"] if v.tag.startswith("config")]
     assert text and "method:" in text[0] and "name: dual" in text[0]
-    hparams = {}
+    hparams, metrics = {}, []
     for _, v in by_plugin["hparams"]:
         data = plugin_data_pb2.HParamsPluginData()
         data.ParseFromString(v.metadata.plugin_data.content)
         if data.HasField("session_start_info"):
             hparams = {k: (h.string_value or h.number_value) for k, h in data.session_start_info.hparams.items()}
-    assert hparams["method"] == "dual" and hparams["config"] == "demo_dual" and hparams["backbone"] == "resnet18"
-    assert {"paths", "labelled", "seed"} <= set(hparams)
+        if data.HasField("experiment"):
+            metrics = [(m.name.group, m.name.tag) for m in data.experiment.metric_infos]
+    assert hparams["method"] == "dual" and hparams["backbone"] == "resnet18" and hparams["paths"] == "A60"
+    # the labelled people the run trained on: a real number (the demo's labelled records hold them all)
+    labelled = json.loads((workdir / "data" / "records" / "train.json").read_text())["num_instances"]
+    assert hparams["labelled"] == labelled > 0
+    assert sorted(hparams) == ["backbone", "labelled", "method", "paths", "seed"]
+    assert metrics == [("net1", "accuracy/val"), ("net2", "accuracy/val"), ("ensemble", "accuracy/val")]
 
 
 def test_pair_grids_are_large_side_by_side_and_coloured(demo_run):
@@ -121,23 +111,29 @@ def test_pair_grids_are_large_side_by_side_and_coloured(demo_run):
     w, h = config.load("demo_dual").data.image_size
     _, value = images[0]
     width, height, png = tf.make_ndarray(value.tensor)[:3]
-    assert (int(width), int(height)) == (4 * 3 * w, 4 * 3 * h)          # 4 panels x 3, 4 people
+    assert (int(width), int(height)) == (4 * 3 * w, 24 + 4 * 3 * h)     # 4 panels x 3, titles, 4 people
     grid = tf.io.decode_png(png).numpy()
-    panel = grid[: 3 * h, : 3 * w]
+    # each column's title: white text on the dark strip above it
+    for col in range(4):
+        strip = grid[:24, col * 3 * w:(col + 1) * 3 * w]
+        assert (strip.min(-1) > 200).sum() > 20, col
+    panel = grid[24: 24 + 3 * h, : 3 * w]
     # the skeleton is drawn in the side colours (RGB in the summary)
     left = np.array(monitoring.drawing.LEFT[::-1])
     assert (np.abs(panel.astype(int) - left).sum(-1) == 0).sum() > 10
 
 
 def test_console_fits_80_columns_and_has_no_tensorflow_warnings(demo_run):
-    """Through a pseudo-terminal of 80 columns: no line of the training part is longer, and no warning
-    or error line of TensorFlow/Keras anywhere (three validations of two sets each: no retracing warning)."""
+    """Through a pseudo-terminal of 80 columns: no line is longer (data preparation, training, the summary,
+    the export), and no warning or error line of TensorFlow/Keras anywhere (three validations of two sets
+    each: no retracing warning)."""
     _, out = demo_run
     segments = [s for s in re.split(r"[\r\n]+", out)]
+    assert max(len(s) for s in segments) <= 80, max(segments, key=len)
     start = next(i for i, s in enumerate(segments) if s.startswith("epoch 1/"))
     end = next(i for i, s in enumerate(segments) if s.startswith("workdir: "))
     training = segments[start:end]
-    assert training and max(len(s) for s in training) <= 80, max(training, key=len)
+    assert training
     tf_lines = [s for s in segments if re.match(r"^[WE]\d{4} |^WARNING|Warning|warn", s)]
     assert not tf_lines, tf_lines
     assert any(re.match(r"epoch 3/3 step 3/3 loss [\d.e-]+ lr [\d.e+-]+ [\d.]+ it/s ETA", s) for s in training)

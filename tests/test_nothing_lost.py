@@ -99,7 +99,7 @@ def test_case13_image_and_images_together_and_folders_without_images(tmp_path):
     proc = run_python(["-m", "posedual_tf.predict", "--saved-model", str(tmp_path), "--image", "a.jpg", "--images",
                        str(tmp_path), "--whole-image", "--output", str(tmp_path / "out")], timeout=300)
     assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1] == \
-        "error: give one of --image FILE or --images DIR, not both"
+        "error: give one of --image FILE, --images DIR or --sample, not --image and --images"
 
 
 def test_case19_ctrl_c_is_one_line(tmp_path):
@@ -243,7 +243,7 @@ def test_error_negative_max_instances_names_the_option(shared, tmp_path):
 
 def test_error_readme_coco_commands_write_where_the_configs_read():
 
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "README.md").read_text() + (REPO / "docs" / "guide.md").read_text()
     cfg = config.load("coco1k_dual")
     assert f"--annotations {cfg.data.val.annotations}" in readme
     outputs = set(re.findall(r"--output (data/coco/\S+)", readme))

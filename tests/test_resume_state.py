@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from posedual_tf import checkpoints, config, demo, files, training
+from posedual_tf import checkpoints, config, demo, files, monitoring, training
 from posedual_tf.callbacks import CorruptionMonitor, Validation
 from posedual_tf.data import corrupt
 
@@ -106,7 +106,7 @@ def _validation(workdir, nets, scores, steps=4, epochs=6):
         calls.append(split)
         return {"net1": {"AP": scores.pop(0), "peaks_below": 0.0, "peak_mean": 0.5}}
 
-    v = Validation(validate, nets, tf.summary.create_file_writer(str(workdir / "tb")), str(workdir), 1, epochs,
+    v = Validation(validate, nets, monitoring.HeadWriters(str(workdir / "tb")), str(workdir), 1, epochs,
                    steps=steps)
     return v, calls
 

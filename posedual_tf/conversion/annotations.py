@@ -3,6 +3,7 @@ is a one-line :class:`~posedual_tf.conversion.writer.ConversionError` (the file)
 annotation (the person), never a crash or a silent guess. Shared by every converter.
 
 Example:
+    >>> from posedual_tf.conversion.annotations import box_problem
     >>> box_problem([10, 20, 30, 40]), box_problem([10, 20, -1, 40])
     ('', 'bbox has no area (w or h <= 0)')
 """

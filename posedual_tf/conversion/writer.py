@@ -311,8 +311,8 @@ def _write_shard_to(chunk, path, tmp, spec, num_joints, pool, bar) -> dict:
 def report(manifest: dict, prefix: str) -> None:
     s = manifest["stats"]
     rate = s["records_written"] / s["seconds"] if s["seconds"] > 0 else 0.0
-    print(f"{prefix}: {manifest['num_images']} images, {manifest['num_instances']} people, "
-          f"{len(manifest['shards'])} shards ({s['shards_reused']} reused), "
+    print(f"{files.shown_path(prefix)}: {manifest['num_images']} images, {manifest['num_instances']} people\n"
+          f"  {len(manifest['shards'])} shards ({s['shards_reused']} reused), "
           f"{manifest['num_skipped']} skipped, {rate:.1f} records/s, "
           f"{s['bytes_written'] / max(s['seconds'], 1e-9) / 1e6:.1f} MB/s")
     for item in manifest["skipped"][:10]:

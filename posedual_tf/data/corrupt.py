@@ -7,6 +7,7 @@ their shards) to a :class:`CorruptionCounter` on the host. A sentinel at the end
 stream makes drops at the very end count too.
 
 Example (in a pipeline: ``counted(ds.ignore_errors(), n, order, counter, "unlabelled", source.index)``):
+    >>> from posedual_tf.data.corrupt import CorruptionCounter
     >>> counter = CorruptionCounter()
     >>> counter.total(), counter.summary()["by_stream"]
     (0, {})

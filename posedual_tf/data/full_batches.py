@@ -9,6 +9,7 @@ methods compute each loss, BatchNorm statistic, draw and log over the people onl
 equals the step on the short batch (``tests/test_xla.py``).
 
 Example:
+    >>> from posedual_tf.data.full_batches import filled
     >>> import tensorflow as tf
     >>> ds = tf.data.Dataset.from_tensors({"image": tf.ones([2, 4, 3, 3], tf.uint8), "person": tf.constant([5, 6])})
     >>> batch = next(iter(filled(ds, 3)))

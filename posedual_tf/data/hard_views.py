@@ -16,6 +16,8 @@ The paths built from them (``method.paths``), their settings and the collapse st
 :mod:`posedual_tf.data.view_paths`.
 
 Example:
+    >>> import tensorflow as tf
+    >>> from posedual_tf.data.hard_views import hole_draws, cutout
     >>> from posedual_tf.data import augment
     >>> rng = augment.StatelessRng([0, 1])
     >>> holes = hole_draws(rng, batch_size=2, height=64, width=48, holes=5)

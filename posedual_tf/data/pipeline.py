@@ -14,6 +14,7 @@ Every random draw is stateless and seeded per epoch and element, so the same see
 batches.
 
 Example (the datasets of a whole run: :class:`posedual_tf.task.PoseTask`):
+    >>> from posedual_tf.data.pipeline import epoch_order
     >>> order = epoch_order(5, 5, seed=1, epoch=0, sampling="permutation")
     >>> sorted(int(i) for i in order)                               # every person once per epoch
     [0, 1, 2, 3, 4]

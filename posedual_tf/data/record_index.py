@@ -13,6 +13,8 @@ People are numbered in file order (shard, record, person within the record), the
 reference builds its person list in, so "the first N people" is ``range(N)``.
 
 Example (converted COCO records, as the README's converter commands write them):
+    >>> import tensorflow as tf                                                   # doctest: +SKIP
+    >>> from posedual_tf.data import record_index                                 # doctest: +SKIP
     >>> index = record_index.load("data/coco/train2017")                           # doctest: +SKIP
     >>> index.num_people, index.person_record[:3]                                  # doctest: +SKIP
     (149813, array([0, 0, 1], dtype=int32))

@@ -10,6 +10,7 @@ Start the service with ``python -m posedual_tf.data_service`` (docs/data_service
 own ``tf.data.experimental.service.DispatchServer`` / ``WorkerServer``.
 
 Example (a dispatcher and a worker in this process; any address works the same):
+    >>> from posedual_tf.data.service import served
     >>> import tensorflow as tf
     >>> dispatcher = tf.data.experimental.service.DispatchServer()
     >>> address = dispatcher.target.split("://")[1]

@@ -14,6 +14,7 @@ from posedual_tf.config_schema import Config, DataConfig, MethodConfig
 class TrainDataSettings:
     """The training stream's settings.
 
+    >>> from posedual_tf.data.settings import TrainDataSettings
     >>> from posedual_tf import config
     >>> s = TrainDataSettings.from_config(config.load("coco1k_dual"))
     >>> s.mixed, s.labelled_sampling, s.batch_size
@@ -59,6 +60,7 @@ class TrainDataSettings:
 class EvalDataSettings:
     """The evaluation crops' settings.
 
+    >>> from posedual_tf.data.settings import EvalDataSettings
     >>> from posedual_tf import config
     >>> EvalDataSettings.from_config(config.load("coco1k_dual")).batch_size
     32

@@ -6,6 +6,7 @@
   (:mod:`record_index`); :func:`instances` serves them in file order, keeping the first ``max_instances``.
 
 Example:
+    >>> from posedual_tf.data.sources import Sources
     >>> from posedual_tf import config
     >>> sources = Sources(config.load("coco1k_dual").data)       # nothing is read yet
     >>> sources.has("unlabelled"), sources.has("unlabelled_eval")

@@ -178,6 +178,9 @@ def build_pair_views(views: ViewSettings, rng, unl: dict, cut_teachers) -> PairV
       show are taught as background (zero padding).
 
     Example:
+        >>> import tensorflow as tf
+        >>> from posedual_tf.data import augment
+        >>> from posedual_tf.data.view_paths import build_pair_views, ViewSettings
         >>> from posedual_tf import config
         >>> cfg = config.load("demo_cons", ["method.consistency_pair=same", "method.paths=[CO]"])
         >>> unl = {"image": tf.ones([2, 96, 64, 3])}

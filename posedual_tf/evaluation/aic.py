@@ -5,6 +5,7 @@ Per GT person: OKS against each prediction of its image over the *visible* (code
 mean over thresholds 0.50:0.05:0.95 of ``#(OKS > t) / sum over images of max(#gt, #pred)``.
 
 Example (one person, every joint visible, predicted 2 px off):
+    >>> from posedual_tf.evaluation.aic import aic_map
     >>> import numpy as np
     >>> joints = np.stack([np.arange(14) * 10.0 + 50, np.arange(14) * 5.0 + 40], 1)
     >>> item = {"image_id": "a", "human_annotations": {"human1": [40, 30, 200, 160]},

@@ -5,6 +5,7 @@ Per instance: union-24 -> COCO-17, rescoring (box score x mean joint score above
 ``COCOeval`` with ``iouType='keypoints'``.
 
 Example (one annotated person and a prediction on every joint):
+    >>> from posedual_tf.evaluation.coco import evaluate_coco
     >>> import json, os, tempfile
     >>> kp = [[100.0 + 5 * j, 50.0 + 10 * j] for j in range(17)]
     >>> person = {"id": 1, "image_id": 1, "category_id": 1, "keypoints": [v for x, y in kp for v in (x, y, 2)],

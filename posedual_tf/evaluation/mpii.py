@@ -2,6 +2,7 @@
 
 Example (one person, every joint 5 px off; a 60 px head box normalises by 0.6 x 60 = 36 px, so every joint is
 within 0.5 of it and none within 0.11):
+    >>> from posedual_tf.evaluation.mpii import pckh
     >>> import numpy as np
     >>> gt = np.full([1, 16, 2], 100.0)
     >>> table = pckh(gt + [5.0, 0.0], gt, np.zeros([1, 16], bool), np.array([[[0.0, 0.0], [60.0, 0.0]]]))

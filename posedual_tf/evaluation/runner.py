@@ -1,6 +1,7 @@
 """Run networks over the validation crops and score them: each net and, for PoseDual, the ensemble.
 
 Example (``evaluate(cfg, nets)`` runs a whole set: see :meth:`posedual_tf.task.PoseTask.validate`):
+    >>> from posedual_tf.evaluation.runner import primary
     >>> primary({"AP": 0.71, "AR": 0.75}), primary({"Mean": 88.2, "Mean@0.1": 35.0})
     (0.71, 88.2)
 """
@@ -84,6 +85,7 @@ def peak_stats(keypoints: list[np.ndarray], threshold: float) -> dict[str, float
 class ScoreSettings:
     """How one split is scored: its ground truth and the post-processing and metric settings.
 
+    >>> from posedual_tf.evaluation.runner import ScoreSettings
     >>> from posedual_tf import config
     >>> s = ScoreSettings.from_config(config.load("coco1k_dual"), "val")
     >>> s.nms, s.oks_thre, s.pckh_at_0_1

@@ -1,6 +1,7 @@
 """The reference's optimiser: Adam as ``torch.optim.Adam`` computes it, and its MultiStepLR schedule.
 
 Example (coco1k_dual's schedule: lr 1e-3, x 0.1 from epoch 20 and again from 25):
+    >>> from posedual_tf.methods.optimizer import MultiStepLR, make_optimizer
     >>> from posedual_tf import config
     >>> type(make_optimizer(config.load("coco1k_dual"), steps_per_epoch=4682)).__name__
     'TorchAdam'

@@ -14,6 +14,7 @@ from posedual_tf.config_schema import Config, MethodConfig
 class StepSettings:
     """The step's settings.
 
+    >>> from posedual_tf.methods.settings import StepSettings
     >>> from posedual_tf import config
     >>> s = StepSettings.from_config(config.load("coco1k_dual"))
     >>> s.method.name, s.batch_size, s.pass_schedule, s.teacher_bn_inference

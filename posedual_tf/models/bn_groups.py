@@ -9,6 +9,8 @@ recorded earlier under :func:`deferred` (a teacher pass) can be inserted at any 
 order sup, teacher, path 1..P is kept although the teacher ran first.
 
 Example (a network of one BatchNorm: each group is normalised by its own statistics):
+    >>> import tensorflow as tf
+    >>> from posedual_tf.models.bn_groups import grouped_call, deferred
     >>> import keras
     >>> from posedual_tf.models.layers import BatchNorm
     >>> net = keras.Sequential([keras.Input((2, 2, 1)), BatchNorm()])

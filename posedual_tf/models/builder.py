@@ -1,6 +1,7 @@
 """Build the configured pose network(s).
 
 Example:
+    >>> from posedual_tf.models.builder import build_networks
     >>> import numpy as np
     >>> from posedual_tf import config
     >>> nets = build_networks(config.load("demo_dual"))            # 1 network, or 2 for PoseDual
@@ -44,6 +45,8 @@ def precision(policy: str):
     block and what it was before after it: layers take their dtypes when they are built.
 
     Example:
+        >>> import keras
+        >>> from posedual_tf.models.builder import precision
         >>> with precision("mixed_bfloat16"):
         ...     inside = keras.mixed_precision.global_policy().name
         >>> inside, keras.mixed_precision.global_policy().name

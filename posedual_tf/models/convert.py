@@ -6,6 +6,9 @@ Conv ``(out, in, kh, kw)`` and ConvTranspose ``(in, out, kh, kw)`` -> Keras ``(k
 by permuting ``(2, 3, 1, 0)``; BN -> ``[gamma, beta, moving_mean, moving_variance]``.
 
 Example (an official checkpoint, not shipped here; needs the ``[torch]`` extra):
+    >>> import posedual_tf                                                 # doctest: +SKIP
+    >>> from posedual_tf.models.convert import read_checkpoint, assign     # doctest: +SKIP
+    >>> keras_net = posedual_tf.build_networks(posedual_tf.load_config("coco1k_dual"))[0]   # doctest: +SKIP
     >>> states = read_checkpoint("COCO1K_PoseDual.pth.tar")     # doctest: +SKIP
     >>> sorted(states)                                          # doctest: +SKIP
     ['net1', 'net2']

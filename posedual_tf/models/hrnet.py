@@ -1,6 +1,7 @@
 """HRNet-W32 / W48 pose network, as the reference ``pose_hrnet`` (reference lib/models/pose_hrnet.py: ``PoseHighResolutionNet``).
 
 Example:
+    >>> from posedual_tf.models.hrnet import pose_hrnet
     >>> model = pose_hrnet(32, input_shape=(256, 192, 3))
     >>> model.output_shape
     (None, 64, 48, 24)

@@ -3,6 +3,7 @@
 Layer for layer the reference ``PoseResNet`` (reference lib/models/pose_resnet.py), channels-last.
 
 Example:
+    >>> from posedual_tf.models.resnet import pose_resnet
     >>> model = pose_resnet(18, input_shape=(256, 192, 3), num_joints=24)
     >>> model.output_shape
     (None, 64, 48, 24)
