@@ -31,6 +31,8 @@ from posedual_tf import files  # noqa: E402
 PAGES = (
     ("scalars.png", "#scalars&tagFilter=collapse", "the collapse indicators, each with its description"),
     ("custom_scalars.png", "#custom_scalars", "AP of net1/net2/ensemble on one chart, losses, collapse with the 0.1 line"),
+    ("accuracy.png", "#scalars&tagFilter=accuracy", "AP per head: net1, net2 and the ensemble, a colour and legend each"),
+    ("hparams.png", "#hparams", "the hparams table: the run's settings and each head's AP"),
     ("pair_grid.png", "#images", "the pair grids"),
 )
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

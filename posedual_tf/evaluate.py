@@ -11,7 +11,7 @@ import os
 
 from absl import flags
 
-from posedual_tf import cli
+from posedual_tf import cli, files
 
 FLAGS = flags.FLAGS
 
@@ -38,9 +38,9 @@ def main(argv):
     print(runner.format_table(metrics))
     counts = metrics["_counts"]
     if counts["corrupt"]["total"]:
-        print(f"warning: {counts['corrupt']['total']} of {counts['expected']} people were skipped: their records "
-              f"failed to parse or decode (by shard: {counts['corrupt']['by_shard']})")
-    print(f"metrics: {os.path.abspath(os.path.join(out, 'metrics.json'))}")
+        print(f"warning: {counts['corrupt']['total']} of {counts['expected']} people were skipped: their records\n"
+              f"  failed to parse or decode (by shard: {counts['corrupt']['by_shard']})")
+    print(f"metrics: {files.shown_path(os.path.join(out, 'metrics.json'))}")
 
 
 if __name__ == "__main__":

@@ -109,3 +109,42 @@ def test_tflite_export_prints_no_tensorflow_warning_unless_verbose(tmp_path):
     loud = subprocess.run(args + ["--output", str(tmp_path / "b"), "--verbose"], capture_output=True, text=True,
                           timeout=600, env=env)
     assert loud.returncode == 0 and "lite.py" in loud.stderr, loud.stderr[-2000:]
+
+
+def test_every_command_fits_80_columns_and_shows_no_foreign_warning(tiny_export, shared, tmp_path):
+    """#42 (6): the commands a user runs after training, each in an 80-column terminal from the folder it
+    writes under: no line over 80 columns (paths shown relative to it, summaries wrapped) and no
+    TensorFlow, absl or Keras warning line."""
+    import re
+
+    from tests.conftest import TINY_SETS, run_in_pty
+
+    import shutil
+
+    cfg, trained, _ = tiny_export
+    weights = "runs/weights"                         # where a user's weights live
+    shutil.copytree(trained, tmp_path / weights)
+    model = ["--config", "coco1k_dual", *TINY_SETS]
+    commands = [
+        ["tfrecords_tools.coco", "--annotations", str(shared / "coco/test_coco.json"), "--images",
+         str(shared / "coco"), "--output", "runs/records/val"],
+        ["tfrecords_tools.inspect", "runs/records/val"],
+        ["posedual_tf.evaluate", *model, "--set=data.val.records=runs/records/val",
+         f"--set=data.val.annotations={shared / 'coco/test_coco.json'}", "--checkpoint", weights,
+         "--output", "runs/eval"],
+        ["posedual_tf.export", *model, "--checkpoint", weights, "--output", "runs/saved"],
+        ["posedual_tf.export", *model, "--checkpoint", weights, "--output", "runs/lite", "--format", "tflite"],
+        ["posedual_tf.predict", "--saved-model", "runs/saved", "--sample", "--output", "runs/predict"],
+        ["posedual_tf.predict", "--saved-model", "runs/saved", "--image", str(shared / "coco/000000000785.jpg"),
+         "--output", "runs/predict_hog"],
+        ["posedual_tf.rest_request", "--sample", "--output", "runs/request.json"],
+        ["posedual_tf.config", "--config", "coco1k_dual"],
+    ]
+    foreign = re.compile(r"^[WEF]\d{4} |^WARNING|Warning:|tensorflow|keras|absl", re.I)
+    for command in commands:
+        status, lines = run_in_pty([sys.executable, "-m", *command], cwd=tmp_path, timeout=600)
+        assert status == 0, (command, lines[-20:])
+        wide = [line for line in lines if len(line) > 80]
+        assert not wide, (command[0], wide)
+        assert not [line for line in lines if foreign.search(line)], (command[0], lines)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]

@@ -29,6 +29,10 @@ def test_the_wheel_installed_in_a_fresh_venv_loads_configs_and_trains_through_th
     assert "Apache License" in text and "Version 2.0, January 2004" in text and "END OF TERMS AND CONDITIONS" in text
     notice = zipfile.ZipFile(wheel).read(licences["NOTICE"]).decode()
     assert "github.com/xierc/Semi_Human_Pose" in notice and "github.com/hnuzhy/MultiAugs" in notice
+    # the sample photo ships with its box and its licence (README's snippet reads it from the package)
+    assert {"posedual_tf/samples/coco_000000000785.jpg", "posedual_tf/samples/coco_000000000785.boxes.json",
+            "posedual_tf/samples/ATTRIBUTION.md"} <= names
+    assert "CC BY 2.0" in zipfile.ZipFile(wheel).read("posedual_tf/samples/ATTRIBUTION.md").decode()
 
     # A fresh venv. Its dependencies (TensorFlow & co.) are this environment's, reached through a plain path
     # entry: the .pth files there are not run, so this checkout's editable posedual_tf is not importable.
@@ -62,8 +66,11 @@ def test_the_wheel_installed_in_a_fresh_venv_loads_configs_and_trains_through_th
             "    'data.synthetic.val_images=4', 'model.width_multiplier=0.125'])\n"
             "posedual_tf.prepare_demo_data(cfg)\n"
             "result = posedual_tf.fit(cfg, progress='none')\n"
-            "print('final_step', result['final_step'], sorted(result['metrics']))\n")
+            "print('final_step', result['final_step'], sorted(result['metrics']))\n"
+            "poses = posedual_tf.predict('run', posedual_tf.samples.IMAGE, posedual_tf.samples.BOXES)\n"
+            "print('people', len(poses), posedual_tf.samples.IMAGE.startswith(posedual_tf.__path__[0]))\n")
     trained = run("-c", code, timeout=600)
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert "final_step 2 ['_counts', 'ensemble', 'net1', 'net2']" in trained.stdout
+    assert "people 1 True" in trained.stdout
     assert (elsewhere / "run" / "final").is_dir() and (elsewhere / "run" / "train_result.json").is_file()

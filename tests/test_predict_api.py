@@ -137,7 +137,7 @@ def test_results_are_typed_coco_entries_and_drawings(run):
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda p, s: p(s, np.zeros((8, 8, 3)), [SKIER]), "^image: expected uint8 pixels"),
+    (lambda p, s: p(s, np.zeros((8, 8, 3)), [SKIER]), "^images: expected uint8 pixels"),
     (lambda p, s: p(s, [np.zeros((8, 8, 3), np.uint8)] * 2, [[SKIER]]),
      "^boxes: 1 lists of boxes for 2 images; give one list per image$"),
     (lambda p, s: p(s, np.zeros((8, 8, 3), np.uint8), [SKIER], detector="whole"), "^give boxes or detector, not both$"),

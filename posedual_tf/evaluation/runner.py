@@ -207,14 +207,36 @@ def primary(stats: dict) -> float:
     return float(stats["AP"] if "AP" in stats else stats["Mean"])
 
 
-def format_table(metrics: dict[str, dict]) -> str:
-    """A text table: one row per head, one column per stat."""
+def format_table(metrics: dict[str, dict], width: int = 80) -> str:
+    """Text tables (markdown), one row per head and one column per stat, the columns split over as many
+    tables as keep every line within ``width`` columns (a blank line between them).
+
+    Example:
+        >>> from posedual_tf.evaluation.runner import format_table
+        >>> print(format_table({"net1": {"AP": 0.5, "AR": 0.25}}))
+        | head | AP | AR |
+        |---|---|---|
+        | net1 | 0.5000 | 0.2500 |
+    """
     heads = [h for h in metrics if not h.startswith("_")]
     if not heads:
         return ""
     cols = [k for k in metrics[heads[0]] if k != "per_joint"]
-    lines = ["| head | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
-    for h in heads:
-        lines.append(f"| {h} | " + " | ".join(f"{metrics[h][c]:.4f}" if metrics[h][c] <= 1.0 else f"{metrics[h][c]:.2f}"
-                                             for c in cols) + " |")
-    return "\n".join(lines)
+    cell = {(h, c): f"{metrics[h][c]:.4f}" if metrics[h][c] <= 1.0 else f"{metrics[h][c]:.2f}"
+            for h in heads for c in cols}
+    first = max(len("head"), *(len(h) for h in heads)) + 3           # "| net1 " and the closing "|"
+    groups, current, used = [], [], first + 1
+    for c in cols:
+        need = max(len(c), *(len(cell[h, c]) for h in heads)) + 3
+        if current and used + need > width:
+            groups.append(current)
+            current, used = [], first + 1
+        current.append(c)
+        used += need
+    groups.append(current)
+    tables = []
+    for group in groups:
+        lines = ["| head | " + " | ".join(group) + " |", "|---" * (len(group) + 1) + "|"]
+        lines += [f"| {h} | " + " | ".join(cell[h, c] for c in group) + " |" for h in heads]
+        tables.append("\n".join(lines))
+    return "\n\n".join(tables)
