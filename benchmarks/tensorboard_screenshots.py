@@ -66,7 +66,7 @@ def main() -> None:
     ap.add_argument("--workdir", required=True, help="a finished training run (its tb/ is served)")
     ap.add_argument("--out", default=str(REPO / "docs" / "monitoring"), help="where the PNGs go")
     ap.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
-    ap.add_argument("--size", default="1600,1100", help="browser window W,H")
+    ap.add_argument("--size", default="1920,1100", help="browser window W,H")
     ap.add_argument("--wait-ms", type=int, default=20000, help="virtual time each page gets to render")
     args = ap.parse_args()
     logdir = os.path.join(args.workdir, "tb")
