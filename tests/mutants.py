@@ -721,7 +721,7 @@ MUTANTS = [
       "        rows = []", "tests/test_monitoring.py::test_pair_grids_are_large_side_by_side_and_coloured",
       "the pair grid's columns carry no titles"),
     m("export_lines_wide", "posedual_tf/best_net.py", '    first, _, rest = why.partition("; ")',
-      '    first, rest = why, ""', PA + "::test_every_export_path_follows_the_rule_and_prints_it",
+      '    first, rest = why, ""', PA + "::test_the_export_rule",
       "an export prints its choice on one line of over 80 columns"),
     # ---- #41, rule 5: every wait on a peer is bounded and explained
     m("service_wait_unbounded", "posedual_tf/data/service.py",

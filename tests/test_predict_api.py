@@ -30,7 +30,9 @@ def run(tmp_path_factory):
     keras.utils.set_random_seed(5)
     root = tmp_path_factory.mktemp("predict_run")
     workdir = root / "run"
-    cfg = posedual_tf.load_config("coco1k_dual", [*EXPORT_SETS, "test.flip_test=false", f"workdir={workdir}"])
+    # every joint counts in a person's score (random networks' peaks lie under the usual 0.2)
+    cfg = posedual_tf.load_config("coco1k_dual", [*EXPORT_SETS, "test.flip_test=false", "test.in_vis_thre=0.0",
+                                                  f"workdir={workdir}"])
     nets = posedual_tf.build_networks(cfg)
     files.claim(str(workdir), "train")
     training.write_run_config(cfg, str(workdir))
@@ -102,7 +104,9 @@ def test_without_boxes_a_detector_finds_the_people(run, capsys):
     assert seen == [(425, 640, 3)] and found.people_from == "detector"
     np.testing.assert_allclose(found.people[0].keypoints, reference, atol=1e-4)
     assert found.people[0].box_score == 0.5
-    assert found.people[0].score == pytest.approx(0.5 * posedual_tf.predict(saved, str(png), [SKIER]).people[0].score)
+    alone = posedual_tf.predict(saved, str(png), [SKIER]).people[0]
+    assert alone.score > 0 and alone.score == pytest.approx(float(alone.keypoints[:, 2].mean()), rel=1e-5)
+    assert found.people[0].score == pytest.approx(0.5 * alone.score, rel=1e-6)
     whole = posedual_tf.predict(lite, str(png), detector="whole")
     assert whole.people[0].box == (0.0, 0.0, 640.0, 425.0)
     # the default: OpenCV's HOG detector, weak: finding nobody is said, not silent
@@ -277,6 +281,12 @@ def test_the_export_rule(tmp_path):
     assert best_net.resolve("1", str(final), 2) == ("1", "as asked")
     (tmp_path / "run" / "train_result.json").write_text(json.dumps({"metrics": {}}))
     assert best_net.resolve("best", str(final), 2)[0] == "1"
+    # what an export prints of the choice: two lines within 80 columns
+    lines = best_net.describe(*best_net.choose({"net1": {"AP": 0.4012}, "net2": {"AP": 0.4301},
+                                                "ensemble": {"AP": 0.4400}}, ap))
+    assert lines == ["  net 2: the better network at the last validation (net1 0.4012, net2 0.4301)",
+                     "  (the ensemble: 0.4400 (--net ensemble))"]
+    assert max(map(len, lines)) <= 80
     with pytest.raises(ValueError, match=r"^--net ensemble needs a PoseDual config \(two networks\)$"):
         best_net.resolve("ensemble", str(final), 1)
     with pytest.raises(ValueError, match=r"^--net 2: this config has 1 network\(s\)$"):
