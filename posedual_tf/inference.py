@@ -302,7 +302,9 @@ def model_runner(model, cfg=None, net: str = "best", say=print):
         if path.endswith(".tflite"):
             if not os.path.isfile(path):
                 raise PredictError(f"model: no file at {path}")
-            return _TFLite(path, (cfg or config_module.load("demo_dual")).test.in_vis_thre)
+            from posedual_tf.config_schema import TestConfig
+
+            return _TFLite(path, (cfg.test if cfg is not None else TestConfig()).in_vis_thre)
         if os.path.isfile(os.path.join(path, "saved_model.pb")):
             import tensorflow as tf
 

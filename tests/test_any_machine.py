@@ -3,12 +3,10 @@ TensorFlow's oneDNN backward-filter kernel off the CPU's crashing case, native c
 failed test (``tests/isolation.py``), and the extras resolving on every platform TensorFlow ships."""
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 import subprocess
 import sys
-import textwrap
 
 import numpy as np
 import pytest

@@ -3,7 +3,6 @@ probe): the user's files stay byte for byte, and a folder we did not write is re
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
