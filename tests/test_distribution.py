@@ -177,7 +177,9 @@ def test_chief_and_worker_train_together_and_only_the_chief_writes(tmp_path):
                      and p.relative_to(workdir).as_posix() not in before)
     assert "config.yaml" in written and "final/net1.weights.h5" in written
     assert not any("worker" in w or "posedual-worker" in w for w in written)
-    assert sum(w.startswith("tb/") for w in written) == 1         # one event file: one writer
+    # one event file per run, one writer each: the run's, and its one head's (net1: demo_sup has one network)
+    events = sorted(w.rsplit("/", 1)[0] for w in written if w.startswith("tb/"))
+    assert events == ["tb/demo_sup", "tb/demo_sup/net1"], events
 
 
 SUBSET_WORKER = textwrap.dedent("""
