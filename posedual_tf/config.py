@@ -102,10 +102,16 @@ def _coerce(value: Any, tp: Any, source: str, key: str) -> Any:
 
 def _validate(cfg: Config, source: str, overrides: dict[str, str] | None = None) -> None:
     """Cross-field checks that a type cannot express; a failing key set by ``--set`` blames that ``--set``."""
-    for key, expected in _problems(cfg)[:1]:
-        blame = next((f"--set {text}" for k, text in (overrides or {}).items()
-                      if key == k or key.startswith(k + ".") or k.startswith(key + ".")), source)
+    problems = _problems(cfg)
+    if problems:
+        key, expected = problems[0]
+        blame = next((f"--set {text}" for k, text in (overrides or {}).items() if _related(key, k)), source)
         raise ConfigError(f"{blame}: {key}: expected {expected}")
+
+
+def _related(a: str, b: str) -> bool:
+    """Whether two keys are one, or one holds the other (``train`` and ``train.lr``)."""
+    return a == b or a.startswith(b + ".") or b.startswith(a + ".")
 
 
 def _problems(cfg: Config) -> list[tuple[str, str]]:
@@ -182,7 +188,9 @@ def _problems(cfg: Config) -> list[tuple[str, str]]:
 def check(cfg: Config) -> None:
     """Every cross-field check of a config changed after loading; ConfigError (one line) for the first
     that fails."""
-    for key, expected in _problems(cfg)[:1]:
+    problems = _problems(cfg)
+    if problems:
+        key, expected = problems[0]
         raise ConfigError(f"{cfg.name or 'config'}: {key}: expected {expected} (checked before training)")
 
 
@@ -204,7 +212,7 @@ def check_assignment(root: Config, section, name: str, value: Any) -> None:
     object.__setattr__(section, name, coerced)
     if dataclasses.is_dataclass(coerced):
         attach(coerced, root, key + ".")
-    failed = [(k, e) for k, e in _problems(root) if k == key or k.startswith(key + ".") or key.startswith(k + ".")]
+    failed = [(k, e) for k, e in _problems(root) if _related(k, key)]
     if failed:
         object.__setattr__(section, name, old)
         raise ConfigError(f"{source}: {failed[0][0]}: expected {failed[0][1]}")

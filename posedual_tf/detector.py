@@ -1,4 +1,5 @@
-"""People boxes from a detector the user brings: a SavedModel with the TF2 Object Detection API's signature.
+"""People boxes: from a detector the user brings (a SavedModel with the TF2 Object Detection API's signature),
+or from OpenCV's HOG pedestrian detector, the weak default that needs no download (:func:`hog_people`).
 
 The OD API's exported models (SSD MobileNet, EfficientDet, CenterNet, Faster R-CNN from the TF2 Detection
 Model Zoo) take one ``uint8`` image ``[1, H, W, 3]`` (RGB) and return ``detection_boxes [1, N, 4]``
@@ -14,7 +15,36 @@ Example:
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
+
+#: The window of OpenCV's default people detector (w, h): on a smaller image it aborts the process.
+HOG_WINDOW = (64, 128)
+
+
+def hog_too_small(shape) -> str | None:
+    """Why an image of ``shape`` (H, W, ...) cannot go to the HOG detector, or None."""
+    h, w = shape[:2]
+    if h < HOG_WINDOW[1] or w < HOG_WINDOW[0]:
+        return f"{w}x{h} px is smaller than the HOG detector's {HOG_WINDOW[0]}x{HOG_WINDOW[1]} window"
+    return None
+
+
+def hog_people(bgr: np.ndarray, min_score: float = 0.0, max_side: int = 800) -> list[tuple[list[float], float]]:
+    """People boxes ``(x, y, w, h)`` and scores from OpenCV's HOG + linear SVM pedestrian detector
+    (Dalal and Triggs), run on the image scaled to ``max_side``; score = sigmoid(SVM margin). It finds
+    upright, unoccluded people of about 100 px or more, and misses many others. The image must not be
+    smaller than :data:`HOG_WINDOW` (:func:`hog_too_small`)."""
+    import cv2
+
+    hog = cv2.HOGDescriptor()
+    hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+    s = min(1.0, max_side / max(bgr.shape[:2]))
+    small = cv2.resize(bgr, (round(bgr.shape[1] * s), round(bgr.shape[0] * s))) if s < 1 else bgr
+    rects, weights = hog.detectMultiScale(small, winStride=(8, 8), padding=(8, 8), scale=1.05)
+    return [([float(v) / s for v in r], 1.0 / (1.0 + math.exp(-float(w))))
+            for r, w in zip(rects, np.asarray(weights).ravel()) if float(w) > min_score]
 
 #: The outputs a detector's ``serving_default`` must have.
 OD_OUTPUTS = ("detection_boxes", "detection_classes", "detection_scores")

@@ -56,13 +56,24 @@ def clip_boxes(boxes, width, height):
     return tf.stack([x1, y1, tf.maximum(x2 - x1, 1.0), tf.maximum(y2 - y1, 1.0)], axis=-1), valid
 
 
+def cut_people(img, boxes, size: tuple[int, int]):
+    """The crops ``[N, H, W, 3]`` (float32) of ``boxes`` (cut to the image: :func:`clip_boxes`) from the
+    float32 image ``img [H, W, 3]`` at the network's input ``size`` (W, H), as evaluation cuts them, and
+    their centres, scales and output-to-image matrices ``[N, 2, 3]``: the one crop of the SavedModel's
+    ``predict_image`` and of :func:`posedual_tf.predict` with a ``.tflite`` file."""
+    w, h = size
+    n = tf.shape(boxes)[0]
+    center, scale = geometry.tf_box_to_center_scale(boxes, w / h)
+    inv = geometry.tf_affine_matrix(center, scale, tf.zeros([n]), (w, h), inverse=True)
+    return geometry.tf_warp(tf.tile(img[None], [n, 1, 1, 1]), inv, (w, h)), center, scale, inv
+
+
 def serving_functions(cfg: Config, nets, flip_test: bool, post_process: str):
     """The exported functions, in the order of :data:`SIGNATURES` (plain tf.functions, also usable without
     saving)."""
     heatmaps = codec.HeatmapCodec.from_config(cfg, flip_test=flip_test, post_process=post_process)
     inputs = codec.InputNormaliser.from_config(cfg.data)
     w_in, h_in = heatmaps.image_size
-    aspect = w_in / h_in
     coco_from_union = tf.constant(joints.COCO.to_union, tf.int32)
 
     @tf.function(input_signature=[tf.TensorSpec([None, h_in, w_in, 3], tf.float32, name="crops")])
@@ -84,9 +95,7 @@ def serving_functions(cfg: Config, nets, flip_test: bool, post_process: str):
         n = tf.shape(boxes)[0]
 
         def people():
-            center, scale = geometry.tf_box_to_center_scale(boxes, aspect)
-            inv = geometry.tf_affine_matrix(center, scale, tf.zeros([n]), (w_in, h_in), inverse=True)
-            crops = geometry.tf_warp(tf.tile(img[None], [n, 1, 1, 1]), inv, (w_in, h_in))
+            crops, center, scale, _ = cut_people(img, boxes, (w_in, h_in))
             hm = _heatmaps(nets, inputs.from_rgb(crops), heatmaps)
             coords, maxvals = heatmaps.decode(hm, center, scale, tf.zeros([n]))
             kps = tf.gather(tf.concat([coords, maxvals[..., None]], -1), coco_from_union, axis=1)

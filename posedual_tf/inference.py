@@ -258,32 +258,25 @@ class _TFLite:
             raise PredictError(f"model: {path}: takes {inp['dtype'].__name__}{list(shape)}; expected the uint8 "
                                "[1, H, W, 3] crop of a posedual_tf TFLite export")
         self.size = (shape[2], shape[1])
-        self.input, self.output = inp["index"], self.interp.get_output_details()[0]["index"]
         self.visibility, self.what = visibility, f"TFLite {path}"
 
     def __call__(self, image: LoadedImage, boxes: np.ndarray):
         import tensorflow as tf
 
-        from posedual_tf import export, geometry
+        from posedual_tf import export
         from posedual_tf.data import records
 
         w, h = self.size
         img = tf.cast(records.decode_image(tf.constant(image.data)), tf.float32)
         size = tf.cast(tf.shape(img)[:2], tf.float32)
         clipped, valid = export.clip_boxes(tf.constant(boxes, tf.float32), size[1], size[0])
-        n = len(boxes)
-        if n == 0:
+        if len(boxes) == 0:
             return np.zeros([0, NUM_JOINTS, 3], np.float32), np.zeros([0], np.float32), valid.numpy()
-        center, scale = geometry.tf_box_to_center_scale(clipped, w / h)
-        inv = geometry.tf_affine_matrix(center, scale, tf.zeros([n]), (w, h), inverse=True)
-        crops = geometry.tf_warp(tf.tile(img[None], [n, 1, 1, 1]), inv, (w, h))
+        crops, _, _, inv = export.cut_people(img, clipped, (w, h))
+        from posedual_tf import tflite
+
         crops = tf.cast(tf.clip_by_value(tf.round(crops), 0.0, 255.0), tf.uint8).numpy()
-        kps = []
-        for crop in crops:
-            self.interp.set_tensor(self.input, crop[None])
-            self.interp.invoke()
-            kps.append(self.interp.get_tensor(self.output)[0])
-        kps = np.stack(kps).astype(np.float64)                       # [N, 17, 3]: y, x normalised, score
+        kps = tflite.run_interpreter(self.interp, crops).astype(np.float64)   # [N, 17, 3]: y, x normalised, score
         crop_xy1 = np.stack([kps[..., 1] * w, kps[..., 0] * h, np.ones(kps.shape[:2])], -1)
         xy = np.einsum("nij,nkj->nki", inv.numpy().astype(np.float64), crop_xy1)   # crop pixels -> image pixels
         visible = kps[..., 2] > self.visibility
@@ -293,8 +286,30 @@ class _TFLite:
         return out.astype(np.float32), (scores * keep).astype(np.float32), keep
 
 
+#: The runners of models given by path, the last few, keyed by what they were made from (the path, the
+#: modification time of what they read, the network): a notebook calling predict image by image loads a
+#: SavedModel, a .tflite file or a workdir's networks once, and again when that file changes.
+_RUNNERS: dict = {}
+_KEEP = 4
+
+
 def model_runner(model, cfg=None, net: str = "best", say=print):
     """The computation of ``model`` (module docstring): ``(image, boxes) -> keypoints, scores, valid``."""
+    if not isinstance(model, _PATH) or cfg is not None:
+        return _runner(model, cfg, net, say)
+    path = os.path.realpath(os.fspath(model))
+    read = [os.path.join(path, n) for n in ("saved_model.pb", "final", "train_result.json")] + [path]
+    key = (path, net, tuple(os.stat(p).st_mtime_ns for p in read if os.path.exists(p)))
+    if key not in _RUNNERS:
+        runner = _runner(model, cfg, net, say)
+        if len(_RUNNERS) >= _KEEP:
+            del _RUNNERS[next(iter(_RUNNERS))]          # the oldest
+        _RUNNERS[key] = runner
+    return _RUNNERS[key]
+
+
+def _runner(model, cfg, net: str, say):
+    """:func:`model_runner`, made anew."""
     from posedual_tf import config as config_module
 
     if isinstance(model, _PATH):
@@ -310,7 +325,7 @@ def model_runner(model, cfg=None, net: str = "best", say=print):
 
             return _signature(tf.saved_model.load(path), path)
         if os.path.isfile(os.path.join(path, "config.yaml")):          # a training workdir
-            from posedual_tf import checkpoints, export
+            from posedual_tf import checkpoints
 
             cfg = cfg or config_module.load(os.path.join(path, "config.yaml"))
             weights = os.path.join(path, "final") if os.path.isdir(os.path.join(path, "final")) else path
@@ -320,30 +335,26 @@ def model_runner(model, cfg=None, net: str = "best", say=print):
 
                 for line in [f"predict: {files.shown_path(path)}"] + best_net.describe(chosen, why):
                     say(line)
-            return _Function(export.serving_functions(cfg, nets, cfg.test.flip_test, cfg.test.post_process)[1],
-                             f"networks of {path}")
+            return _networks(cfg, nets, f"networks of {path}")
         raise PredictError(f"model: {path}: expected a training workdir (config.yaml), a SavedModel folder "
                            "(saved_model.pb) or a .tflite file")
     if hasattr(model, "signatures"):
         return _signature(model, "the loaded SavedModel")
-    nets = list(model) if isinstance(model, (list, tuple)) else [model]
-    import keras
-
-    if not nets or not all(isinstance(n, keras.Model) for n in nets):
-        raise TypeError(f"model: expected a workdir, a SavedModel, a .tflite file or Keras networks, got "
-                        f"{type(model).__name__}")
+    _check_kinds(model, None)
     if cfg is None:
         raise PredictError("model: Keras networks need their config: predict(nets, images, cfg=cfg)")
-    if net in ("1", "2"):
-        if int(net) > len(nets):
-            raise PredictError(f"net {net}: {len(nets)} network(s) given")
-        nets = [nets[int(net) - 1]]
-    elif net == "best":
-        nets = nets[:1]                 # no run to read the rule from: the first network
+    from posedual_tf import best_net
+
+    nets = list(model) if isinstance(model, (list, tuple)) else [model]
+    chosen = "1" if net == "best" else best_net.resolve(net, "", len(nets))[0]    # no run holds the rule's record
+    return _networks(cfg, nets if chosen == "ensemble" else [nets[int(chosen) - 1]], "the given networks")
+
+
+def _networks(cfg, nets, what: str) -> _Function:
+    """The SavedModel's ``predict_image`` function, built for ``nets`` in this process."""
     from posedual_tf import export
 
-    return _Function(export.serving_functions(cfg, nets, cfg.test.flip_test, cfg.test.post_process)[1],
-                     "the given networks")
+    return _Function(export.serving_functions(cfg, nets, cfg.test.flip_test, cfg.test.post_process)[1], what)
 
 
 def _signature(loaded, what: str) -> _Function:
@@ -359,13 +370,10 @@ def _signature(loaded, what: str) -> _Function:
 def people_finder(detector) -> tuple[Callable[[np.ndarray], list], str]:
     """``rgb -> [(box, score)]`` and its name for ``detector`` (module docstring)."""
     if detector is None or detector == "hog":
-        from posedual_tf import predict as predict_cli
+        from posedual_tf.detector import hog_people, hog_too_small
 
-        def hog(rgb):
-            h, w = rgb.shape[:2]
-            if h < predict_cli.HOG_WINDOW[1] or w < predict_cli.HOG_WINDOW[0]:
-                return []
-            return predict_cli.hog_people(np.ascontiguousarray(rgb[..., ::-1]))
+        def hog(rgb):           # an image under its window finds nobody (predict says why)
+            return [] if hog_too_small(rgb.shape) else hog_people(np.ascontiguousarray(rgb[..., ::-1]))
         return hog, "hog"
     if detector == "whole":
         return (lambda rgb: [([0.0, 0.0, float(rgb.shape[1]), float(rgb.shape[0])], 1.0)]), "whole"
@@ -434,6 +442,9 @@ def predict(model, images, boxes=None, detector=None, *, cfg=None, net: str = "b
         outside = tuple(k for k, ok in enumerate(valid) if not ok)
         results.append(ImagePoses(persons, (image.rgb.shape[1], image.rgb.shape[0]), source, outside))
         if source == "hog" and not people:
+            from posedual_tf.detector import hog_too_small
+
+            why = hog_too_small(image.rgb.shape) or "it finds upright people of 100 px or more"
             print(f"warning: predict: OpenCV's HOG detector found nobody in image {i + 1}\n"
-                  "  (it finds upright people of 100 px or more); give boxes= or detector=", file=sys.stderr)
+                  f"  ({why}); give boxes= or detector=", file=sys.stderr)
     return results if many else results[0]

@@ -11,8 +11,8 @@
 
 Example:
     >>> from posedual_tf.monitoring import scalar_meaning
-    >>> scalar_meaning("collapse_2")[0]
-    'collapse/net2_peak_height'
+    >>> scalar_meaning("collapse_2")[0]               # in the run of net 2 (head_meaning)
+    'collapse/peak_height'
     >>> scalar_meaning("cons_JOCO")[0]
     'paths/JOCO/loss_consistency'
 """
@@ -51,8 +51,6 @@ _TRAIN = (
     (r"acc", "train/accuracy_labelled", "The reference's training accuracy on labelled people: fraction of joints "
                                         "whose predicted argmax lies within 0.5 x (heatmap size / 10) of the "
                                         "target's. For logs only; validation AP is the measure."),
-    (r"collapse_(\d+)", "collapse/net{0}_peak_height", _PEAK.format(who="net {0}")),
-    (r"low_peaks_(\d+)", "collapse/net{0}_low_peak_fraction", _LOW.format(who="net {0}")),
     (r"cons_(.+)", "paths/{0}/loss_consistency", "Consistency MSE of the hard path {0}, summed over the networks."),
     (r"collapse_(.+)", "paths/{0}/peak_height", _PEAK.format(who="the networks (mean)").replace(
         "hard views", "hard views of path {0}")),
@@ -74,7 +72,11 @@ _SETS = {"val": "data.val", "unlabelled": "the unlabelled people scored with the
 
 
 def scalar_meaning(key: str) -> tuple[str, str]:
-    """(TensorBoard tag, description) of a training log key (``loss``, ``collapse_1``, ``cons_JC`` ...)."""
+    """(TensorBoard tag, description) of a training log key (``loss``, ``collapse_1``, ``cons_JC`` ...); a
+    network's own (``collapse_1``) is written into that network's run (:func:`head_meaning`)."""
+    own = head_meaning(key)
+    if own is not None:
+        return own[1:]
     for pattern, tag, description in _TRAIN:
         m = re.fullmatch(pattern, key)
         if m:
@@ -263,7 +265,7 @@ class ScalarLogger(StepCallback):
     """Step scalars (losses, lr, accuracy, collapse indicators) with their descriptions to TensorBoard
     every N steps (and at step 1)."""
 
-    def __init__(self, writer, every: int, peak_threshold: float, heads: HeadWriters | None = None):
+    def __init__(self, writer, every: int, peak_threshold: float, heads: HeadWriters):
         super().__init__()
         self.writer, self.every, self.threshold, self.heads = writer, max(1, every), peak_threshold, heads
 
@@ -272,18 +274,12 @@ class ScalarLogger(StepCallback):
             return
         lr = self.model.optimizer.learning_rate
         values = dict(logs or {}, lr=float(lr.numpy() if hasattr(lr, "numpy") else lr))
-        own = {k: head_meaning(k) for k in values} if self.heads is not None else {}
-        for k, meaning in own.items():
-            if meaning is not None:           # one network's: into its run, so the networks differ in colour
-                head, tag, description = meaning
-                with self.heads(head).as_default(step=step):
-                    tf.summary.scalar(tag, float(values[k]), description=description)
-        with self.writer.as_default(step=step):
-            for k, v in values.items():
-                if own.get(k) is not None:
-                    continue
-                tag, description = scalar_meaning(k)
+        for k, v in values.items():
+            tag, description = scalar_meaning(k)
+            own = head_meaning(k)             # one network's: into its run, so the networks differ in colour
+            with (self.heads(own[0]) if own else self.writer).as_default(step=step):
                 tf.summary.scalar(tag, float(v), description=description)
+        with self.writer.as_default(step=step):
             if any(k.startswith("collapse_") for k in values):
                 tf.summary.scalar("collapse/low_peak_threshold", self.threshold,
                                   description="test.peak_threshold: a heatmap peak below this line is a low peak.")

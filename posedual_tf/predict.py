@@ -227,34 +227,17 @@ def plan_outputs(paths: list[str], output: str) -> dict[str, str]:
     return plan
 
 
-#: The window of OpenCV's default people detector (w, h): on a smaller image it aborts the process.
-HOG_WINDOW = (64, 128)
-
-
-def hog_people(img, min_score: float = 0.0, max_side: int = 800) -> list[tuple[list[float], float]]:
-    """People boxes ``(x, y, w, h)`` and scores from OpenCV's HOG + linear SVM pedestrian detector
-    (Dalal and Triggs), run on the image scaled to ``max_side``; score = sigmoid(SVM margin)."""
-    import cv2
-    import numpy as np
-
-    hog = cv2.HOGDescriptor()
-    hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
-    s = min(1.0, max_side / max(img.shape[:2]))
-    small = cv2.resize(img, (round(img.shape[1] * s), round(img.shape[0] * s))) if s < 1 else img
-    rects, weights = hog.detectMultiScale(small, winStride=(8, 8), padding=(8, 8), scale=1.05)
-    return [([float(v) / s for v in r], 1.0 / (1.0 + math.exp(-float(w))))
-            for r, w in zip(rects, np.asarray(weights).ravel()) if float(w) > min_score]
-
-
 def run(saved_model: str, paths: list[str], output: str, boxes: dict | None, progress: bool = True,
         whole_image: bool = False, min_hog_score: float = 0.0, detector=None) -> list[dict]:
     """Predict every image; returns the COCO results entries it wrote. People come from ``boxes``
     (per file name), else ``detector`` (``bgr image -> [(box, score)]``, e.g. a
-    :class:`~posedual_tf.detector.ODDetector`), else the whole image, else :func:`hog_people`."""
+    :class:`~posedual_tf.detector.ODDetector`), else the whole image, else
+    :func:`~posedual_tf.detector.hog_people`."""
     import cv2
     import numpy as np
     import tensorflow as tf
     from posedual_tf import inference, joints
+    from posedual_tf.detector import hog_people, hog_too_small
     from posedual_tf.progress import Progress
     from posedual_tf.drawing import draw_person
 
@@ -292,9 +275,8 @@ def run(saved_model: str, paths: list[str], output: str, boxes: dict | None, pro
                 entry["detector"] = "--detector"
             elif whole_image:
                 people = [([0.0, 0.0, float(img.shape[1]), float(img.shape[0])], 1.0)]
-            elif img.shape[0] < HOG_WINDOW[1] or img.shape[1] < HOG_WINDOW[0]:
-                entry["skipped"] = (f"{img.shape[1]}x{img.shape[0]} px is smaller than the HOG detector's "
-                                    f"{HOG_WINDOW[0]}x{HOG_WINDOW[1]} window; give --boxes or --whole-image")
+            elif hog_too_small(img.shape):
+                entry["skipped"] = f"{hog_too_small(img.shape)}; give --boxes or --whole-image"
                 continue
             else:
                 people = hog_people(img, min_hog_score)

@@ -189,7 +189,11 @@ def interpreter(path: str, threads: int | None = None):
 
 def run_tflite(path: str, crops: np.ndarray, threads: int | None = None) -> np.ndarray:
     """``[N, 17, 3]`` keypoints of uint8 crops ``[N, H, W, 3]`` through the ``.tflite`` file, one at a time."""
-    interp = interpreter(path, threads)
+    return run_interpreter(interpreter(path, threads), crops)
+
+
+def run_interpreter(interp, crops: np.ndarray) -> np.ndarray:
+    """:func:`run_tflite` with an interpreter already made (:func:`interpreter`)."""
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
     result = []
     for crop in crops:

@@ -180,6 +180,10 @@ def assert_close(x, y, what, rtol=2e-4, atol=2e-6):
     np.testing.assert_allclose(y, x, rtol=rtol, atol=atol * max(scale, 1.0), err_msg=what)
 
 
+#: A line of TensorFlow, absl, Keras or Python warnings (commands show them only with --verbose).
+FOREIGN_WARNING = r"^[WEF]\d{4} |^WARNING|Warning:|warnings\.warn|tensorflow|keras|absl"
+
+
 def run_in_pty(args, cwd, columns: int = 80, timeout: float = 900):
     """``(status, output)`` of a command run as in a terminal of ``columns`` columns (a pty: progress bars
     and TensorFlow's logs behave as a user sees them), stdout and stderr together, escapes removed, lines

@@ -117,7 +117,7 @@ def test_every_command_fits_80_columns_and_shows_no_foreign_warning(tiny_export,
     TensorFlow, absl or Keras warning line."""
     import re
 
-    from tests.conftest import TINY_SETS, run_in_pty
+    from tests.conftest import FOREIGN_WARNING, TINY_SETS, run_in_pty
 
     import shutil
 
@@ -140,7 +140,7 @@ def test_every_command_fits_80_columns_and_shows_no_foreign_warning(tiny_export,
         ["posedual_tf.rest_request", "--sample", "--output", "runs/request.json"],
         ["posedual_tf.config", "--config", "coco1k_dual"],
     ]
-    foreign = re.compile(r"^[WEF]\d{4} |^WARNING|Warning:|tensorflow|keras|absl", re.I)
+    foreign = re.compile(FOREIGN_WARNING, re.I)
     for command in commands:
         status, lines = run_in_pty([sys.executable, "-m", *command], cwd=tmp_path, timeout=600)
         assert status == 0, (command, lines[-20:])

@@ -49,14 +49,10 @@ def test_synthetic_converts_through_coco_tool(tmp_path):
     assert recs[0]["image/encoded"] == (tmp_path / "val" / ann["images"][0]["file_name"]).read_bytes()
 
 
-#: Lines of TensorFlow, absl, Keras or Python warnings (the command shows them only with --verbose).
-FOREIGN_WARNING = re.compile(r"^[WEF]\d{4} |^WARNING|Warning:|warnings\.warn|tensorflow|keras|absl", re.I)
-
-
 def test_demo_command_end_to_end_reduced(tmp_path):
     """The demo as a user runs it in an 80-column terminal, from a fresh folder: every line fits, no
     TensorFlow/absl/Keras warning, everything under runs/."""
-    from tests.conftest import run_in_pty
+    from tests.conftest import FOREIGN_WARNING, run_in_pty
 
     workdir = tmp_path / "runs" / "demo_dual"
     args = [sys.executable, "-m", "posedual_tf.train", "--config", "demo_dual", "--set=train.epochs=2",
@@ -66,7 +62,7 @@ def test_demo_command_end_to_end_reduced(tmp_path):
     out = "\n".join(lines)
     assert status == 0, out[-3000:]
     assert [line for line in lines if len(line) > 80] == []
-    assert [line for line in lines if FOREIGN_WARNING.search(line)] == []
+    assert [line for line in lines if re.search(FOREIGN_WARNING, line, re.I)] == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
     proc = subprocess.CompletedProcess(args, status, out, out)
     metrics = json.loads((workdir / "metrics.json").read_text())

@@ -4,6 +4,7 @@ rule (the better network of the run's last validation) followed and printed by e
 from __future__ import annotations
 
 import json
+import os
 
 import cv2
 import numpy as np
@@ -113,7 +114,9 @@ def test_without_boxes_a_detector_finds_the_people(run, capsys):
     small = np.zeros((60, 40, 3), np.uint8)
     nobody = posedual_tf.predict(saved, small)
     assert nobody.people_from == "hog" and len(nobody) == 0
-    assert "HOG detector found nobody in image 1" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "HOG detector found nobody in image 1" in err
+    assert "(40x60 px is smaller than the HOG detector's 64x128 window)" in err
 
 
 def test_results_are_typed_coco_entries_and_drawings(run):
@@ -291,3 +294,19 @@ def test_the_export_rule(tmp_path):
         best_net.resolve("ensemble", str(final), 1)
     with pytest.raises(ValueError, match=r"^--net 2: this config has 1 network\(s\)$"):
         best_net.resolve("2", str(final), 1)
+
+
+def test_a_model_given_by_path_is_loaded_once_until_it_changes(run, tmp_path):
+    """predict image by image (a notebook's loop) loads a SavedModel once; a new export at that path is
+    loaded again."""
+    import shutil
+
+    from posedual_tf import inference
+
+    saved = tmp_path / "saved"
+    shutil.copytree(run[3], saved)
+    first = inference.model_runner(str(saved))
+    assert inference.model_runner(str(saved)) is first
+    assert inference.model_runner(str(saved) + "/") is first                 # the same folder, spelled otherwise
+    os.utime(saved / "saved_model.pb", ns=(1, 1))                            # written again
+    assert inference.model_runner(str(saved)) is not first
