@@ -55,6 +55,7 @@ DR, HD, RST = "tests/test_draws.py", "tests/test_heads.py", "tests/test_resume_s
 OWR, ERN = "tests/test_one_writer.py", "tests/test_errors_named.py"
 PW = "tests/test_peer_waits.py"
 PA = "tests/test_predict_api.py"
+RP = "tests/test_reproduce.py"
 
 MUTANTS = [
     # ---- the eight that survived the suite before (issue list, in its order)
@@ -730,6 +731,49 @@ MUTANTS = [
     m("export_lines_wide", "posedual_tf/best_net.py", '    first, _, rest = why.partition("; ")',
       '    first, rest = why, ""', PA + "::test_the_export_rule",
       "an export prints its choice on one line of over 80 columns"),
+    # ---- #44: each paper table one command away
+    m("table_after_ignored", "posedual_tf/paper_tables.py",
+      "        ready = [n for n in after if n not in order and after[n] <= set(order)]",
+      "        ready = [n for n in after if n not in order]", RP + "::test_dependencies_first_and_cycles_refused",
+      "a table's runs are planned in the table's order, before the runs they need"),
+    m("run_started_before_its_dependency", "posedual_tf/reproduce.py",
+      '                if any(runs[a].status != "done" for a in run.after):\n                    continue\n', "",
+      RP + "::test_hosts_and_gpus_scheduling_and_the_report",
+      "a run starts while the run it is after still trains"),
+    m("finished_run_trained_again", "posedual_tf/reproduce.py",
+      '        elif progress.state == "done":\n            run.status = "done"\n',
+      '        elif False:\n            run.status = "done"\n',
+      RP + "::test_demo_table_runs_resumes_after_a_kill_and_prints_the_table",
+      "started again, reproduce trains the finished runs again"),
+    m("run_started_without_its_data", "posedual_tf/reproduce.py", "            if problems:\n                run.status",
+      "            if False:\n                run.status", RP + "::test_a_run_with_missing_data_or_weights_is_not_started",
+      "a run whose data are missing is started (and fails in TensorFlow) instead of being refused in one line"),
+    m("dual_compared_by_net1", "posedual_tf/table_runs.py", '    elif compare == "mean":', "    elif False:",
+      RP + "::test_hosts_and_gpus_scheduling_and_the_report",
+      "MultiAugs' Dual numbers (the two networks' mean) are compared with our net 1"),
+    m("recipe_gpus_ignored", "posedual_tf/reproduce.py",
+      "        n = max(d for d in range(1, min(want, len(on_host)) + 1) if want % d == 0)", "        n = 1",
+      RP + "::test_gpus_per_run_follow_the_recipe", "a 4 x 32 recipe trains on one GPU while three are free"),
+    m("gpu_hours_ignore_the_gpu", "posedual_tf/reproduce.py",
+      "steps * tflop / gpu_tflops / 3600", "steps * tflop / 25.0 / 3600",
+      RP + "::test_dry_run_gpu_hours_from_steps_and_tflops", "--gpu-tflops does not change the estimate"),
+    m("epoch_steps_floored", "posedual_tf/table_runs.py", "t.epochs * math.ceil(people / t.batch_size)",
+      "t.epochs * (people // t.batch_size)", RP + "::test_dry_run_gpu_hours_from_steps_and_tflops",
+      "the dry run drops each epoch's last, partial batch (the reference keeps it)"),
+    m("half_run_counted_done", "posedual_tf/table_runs.py", "        if total and steps >= total:", "        if total:",
+      RP + "::test_a_run_is_done_only_with_every_step", "a run stopped half way is reported done and never resumed"),
+    m("failure_line_lost", "posedual_tf/reproduce.py",
+      '(table_runs.tail(run.log) or ["it stopped without a line"])[-1][:300]', '""',
+      RP + "::test_a_failed_run_reports_its_last_line_and_its_dependents_wait",
+      "a failed run is reported without the line that says why"),
+    m("dependent_of_a_failure_started", "posedual_tf/reproduce.py",
+      '                blocked = [a for a in run.after if runs[a].status in ("failed", "missing", "not selected")]',
+      "                blocked = []", RP + "::test_a_failed_run_reports_its_last_line_and_its_dependents_wait",
+      "a run whose dependency failed waits for ever (the command never ends)"),
+    m("any_process_adopted", "posedual_tf/reproduce.py",
+      '    return b"posedual_tf.train" in cmdline and name.encode() in cmdline', "    return True",
+      RP + "::test_a_run_left_by_a_killed_reproduce_is_recognised",
+      "a process that reused a killed run's pid is taken for the run, which then never resumes"),
     # ---- #41, rule 5: every wait on a peer is bounded and explained
     m("service_wait_unbounded", "posedual_tf/data/service.py",
       "        return arrived.get(timeout=min(notice_s, timeout_s))", "        return arrived.get()", PW,

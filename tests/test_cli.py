@@ -22,6 +22,7 @@ HELP = {
     "tfrecords_tools.aic": ["--annotations", "--images", "--output", "--num-shards"],
     "tfrecords_tools.mpii": ["--annotations", "--images", "--output", "--workers"],
     "tfrecords_tools.inspect": ["--draw", "--limit", "--verify"],
+    "posedual_tf.reproduce": ["--table", "--gpus", "--hosts", "--dry-run", "--only", "--runs", "--output", "--set"],
 }
 
 
@@ -139,6 +140,7 @@ def test_every_command_fits_80_columns_and_shows_no_foreign_warning(tiny_export,
          "--output", "runs/predict_hog"],
         ["posedual_tf.rest_request", "--sample", "--output", "runs/request.json"],
         ["posedual_tf.config", "--config", "coco1k_dual"],
+        ["posedual_tf.reproduce", "--table", "coco_wild", "--dry-run"],
     ]
     foreign = re.compile(FOREIGN_WARNING, re.I)
     for command in commands:

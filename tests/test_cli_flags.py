@@ -10,7 +10,7 @@ import sys
 import pytest
 
 COMMANDS = ["posedual_tf.train", "posedual_tf.evaluate", "posedual_tf.export", "posedual_tf.predict",
-            "posedual_tf.rest_request",
+            "posedual_tf.rest_request", "posedual_tf.reproduce",
             "posedual_tf.convert_torch", "posedual_tf.data_service", "tfrecords_tools.coco", "tfrecords_tools.aic",
             "tfrecords_tools.mpii", "tfrecords_tools.detections", "tfrecords_tools.synthetic", "tfrecords_tools.inspect"]
 

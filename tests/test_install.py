@@ -33,6 +33,10 @@ def test_the_wheel_installed_in_a_fresh_venv_loads_configs_and_trains_through_th
     assert {"posedual_tf/samples/coco_000000000785.jpg", "posedual_tf/samples/coco_000000000785.boxes.json",
             "posedual_tf/samples/ATTRIBUTION.md"} <= names
     assert "CC BY 2.0" in zipfile.ZipFile(wheel).read("posedual_tf/samples/ATTRIBUTION.md").decode()
+    from posedual_tf import paper_tables
+
+    assert {f"posedual_tf/tables/{t}.yaml" for t in paper_tables.names()} | {"posedual_tf/tables/step_costs.json"} \
+        <= names
 
     # A fresh venv. Its dependencies (TensorFlow & co.) are this environment's, reached through a plain path
     # entry: the .pth files there are not run, so this checkout's editable posedual_tf is not importable.
@@ -60,6 +64,9 @@ def test_the_wheel_installed_in_a_fresh_venv_loads_configs_and_trains_through_th
     shown = run("-m", "posedual_tf.config", "--config", "coco1k_dual")
     assert shown.returncode == 0, shown.stderr[-2000:]
     assert "name: coco1k_dual" in shown.stdout and "batch_size: 32" in shown.stdout
+    planned = run("-m", "posedual_tf.reproduce", "--table", "posedual_coco", "--dry-run")     # the tables ship
+    assert planned.returncode == 0, planned.stderr[-2000:]
+    assert "9. coco1k_dual_jointcut" in planned.stdout and "? TFLOP/step" not in planned.stdout
     code = ("import posedual_tf\n"
             "cfg = posedual_tf.load_config('demo_dual', ['workdir=run', 'train.epochs=1', 'train.steps_per_epoch=2',\n"
             "    'train.batch_size=4', 'data.synthetic.labelled_images=12', 'data.synthetic.unlabelled_images=12',\n"
