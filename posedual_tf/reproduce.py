@@ -138,7 +138,7 @@ def dry_run(table, runs: dict, gpu_tflops: float, gpus: list[str], hosts: list[s
         problems.update(absent)
     places = _places(gpus, hosts)
     lines += ["", f"GPU-hours: {total:,.1f} for {len(runs) - len(unknown)} of {len(runs)} runs"
-              + (f"; not counted (epoch size unknown until their data are converted): {', '.join(unknown)}"
+              + (f"; not counted (epoch size unknown until their data exist): {', '.join(unknown)}"
                  if unknown else "")]
     if total and places[0][1] is not None:
         lines.append(f"  at least {total / len(places):,.1f} h of wall time on {len(places)} GPU(s)")
