@@ -76,7 +76,7 @@ def main(argv):
     del argv
     from posedual_tf import config
 
-    cli.required("table", hint=f" ({', '.join(paper_tables.names())})")
+    cli.required("table", hint=f"one of {', '.join(paper_tables.names())}")
     table = paper_tables.load(FLAGS.table)
     order = paper_tables.plan(table)
     unknown = [n for n in FLAGS.only if n not in order]

@@ -61,7 +61,7 @@ def main(argv):
 
         image, boxes_file = samples.IMAGE, samples.BOXES_FILE
     else:
-        cli.required("boxes", hint=" (predict's format: {\"a.jpg\": [[x, y, w, h], ...]})")
+        cli.required("boxes", hint="predict's format: {\"a.jpg\": [[x, y, w, h], ...]}")
         image, boxes_file = f.image, f.boxes
     if not os.path.isfile(image):
         raise inference.PredictError(f"--image {image}: no such file")

@@ -362,3 +362,15 @@ def test_a_failed_run_reports_its_last_line_and_its_dependents_wait(tmp_path):
     cells = json.loads((tmp_path / "runs" / "table_t" / "t.json").read_text())["cells"]
     assert [(c["status"], c["why"]) for c in cells] == [
         ("failed", "error: data.val.records: broken"), ("failed", "not started: demo_sup did not finish")]
+
+
+@pytest.mark.parametrize("command, args, line", [
+    ("posedual_tf.reproduce", [], "error: --table is required (one of coco_wild, demo, mpii_aic, multiaugs_coco, "
+                                  "posedual_coco); --help lists every flag"),
+    ("posedual_tf.rest_request", ["--image", "a.jpg", "--output", "r.json"],
+     'error: --boxes is required (predict\'s format: {"a.jpg": [[x, y, w, h], ...]}); --help lists every flag'),
+])
+def test_a_missing_flag_is_one_line_with_what_to_give(command, args, line, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", command, *args], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [line], proc.stderr[-1000:]
