@@ -93,12 +93,6 @@ def main(argv):
     for run in runs.values():
         run.log = os.path.join(out, "logs", f"{run.name}.log")
     if FLAGS["dry-run"].value:
-        for run in runs.values():          # the table's status column: done, missing (what), or waiting
-            absent = table_runs.missing(run.cfg)
-            if table_runs.progress(run.cfg).state == "done":
-                run.status = "done"
-            elif absent:
-                run.status, run.why = "missing", next(iter(absent))
         print(dry_run(table, runs, FLAGS["gpu-tflops"].value, FLAGS.gpus, FLAGS.hosts))
         return
     with files.writing(out, "reproduce", setting="--output"):
@@ -133,6 +127,10 @@ def dry_run(table, runs: dict, gpu_tflops: float, gpus: list[str], hosts: list[s
         if run.after:
             lines.append(f"    after: {', '.join(run.after)}")
         absent = table_runs.missing(cfg)
+        if state.state == "done":           # the table's status column: done, missing (what), or waiting
+            run.status = "done"
+        elif absent:
+            run.status, run.why = "missing", next(iter(absent))
         for setting, path in table_runs.prerequisites(cfg):
             lines.append(f"    needs {path} ({setting})" + (": MISSING" if path in absent else ""))
         problems.update(absent)

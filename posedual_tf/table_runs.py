@@ -70,9 +70,7 @@ def missing(cfg: Config) -> dict[str, str]:
     for setting, path in prerequisites(cfg):
         role = setting.split(".")[1]
         if setting.endswith(".records") and not os.path.isfile(records.manifest_path(path)):
-            source = getattr(cfg.data, role).source
-            cmd = sources.CONVERT_COMMANDS.get(source, sources.CONVERT_COMMANDS["coco"]).format(prefix=path)
-            out.setdefault(path, f"{setting}: no TFRecords at {path}; create them with: {cmd}")
+            out.setdefault(path, sources.no_records_line(getattr(cfg.data, role), role))
         elif setting == "data.val.annotations" and not os.path.isfile(path):
             out[path] = f"{setting}: {path} not found (the dataset's ground-truth file, as downloaded)"
     try:

@@ -59,6 +59,12 @@ class Source:
     index: record_index.RecordIndex
 
 
+def no_records_line(ds_cfg: DatasetConfig, role: str) -> str:
+    """The one line for ``data.<role>`` whose records are not converted: the converter command that makes them."""
+    cmd = CONVERT_COMMANDS.get(ds_cfg.source, CONVERT_COMMANDS["coco"]).format(prefix=ds_cfg.records)
+    return f"data.{role}.records: no TFRecords at {ds_cfg.records}; create them with: {cmd}"
+
+
 def open_source(ds_cfg: DatasetConfig, role: str) -> Source:
     """Read a dataset's manifest and index its shards; a missing one is a one-line error with the
     converter command."""
@@ -68,8 +74,7 @@ def open_source(ds_cfg: DatasetConfig, role: str) -> Source:
     try:
         manifest = records.read_manifest(prefix)
     except FileNotFoundError:
-        cmd = CONVERT_COMMANDS.get(ds_cfg.source, CONVERT_COMMANDS["coco"]).format(prefix=prefix)
-        raise MissingRecordsError(f"data.{role}.records: no TFRecords at {prefix}; create them with: {cmd}") from None
+        raise MissingRecordsError(no_records_line(ds_cfg, role)) from None
     try:
         index = record_index.load(prefix, manifest)
     except record_index.ShardMismatchError as e:
