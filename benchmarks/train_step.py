@@ -6,6 +6,14 @@ shape, all in one run.
     python benchmarks/train_step.py --methods dual dual_pernet dual_fused torch_dual multiaugs multiaugs_pernet \
         multiaugs_fused --batches 32
     python benchmarks/train_step.py --one dual 32 mixed_bfloat16 --steps 3
+    python benchmarks/train_step.py --precision-report [--steps 3]     # #45: fp32 vs bf16 vs ceiling vs torch
+
+``--precision-report``: one PoseDual step (ResNet-18 256x192, batch 32) in float32 and bfloat16 (and
+float16 where the CPU has float16 arithmetic: avx512_fp16 or amx_fp16), the dense matmul ceiling of
+each, PyTorch's PoseDual step in its two precisions where torch is installed, and what
+``train.mixed_precision=auto`` chooses (measured afresh); the last line is JSON (``fp32_s``, ``bf16_s``,
+``ceiling_*_tflops``, ``mfu_*`` = the step's TFLOP/s over its precision's ceiling, ``auto_choice``,
+``faster``, ``vs_torch_best`` = PyTorch's faster step over ours in auto's choice).
 
 Each combination runs in its own process (clean precision policy and peak RSS). Two untimed steps (the
 first traces; the second still grows the allocator's pools), then the median of ``--steps`` timed steps.
@@ -21,6 +29,7 @@ compared with this machine's dense matmul throughput measured in the same run (`
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import pathlib
 import statistics
@@ -123,12 +132,12 @@ def step_flops(method: str, cfg, net, batch: int) -> float:
     return 2.0 * batch * nets * per_net
 
 
-def matmul_tflops() -> dict:
-    """Dense 8192^2 matmul throughput of TensorFlow on this machine, fp32 and bf16 (best of 3)."""
+def matmul_tflops(float16: bool = False) -> dict:
+    """Dense 8192^2 matmul throughput of TensorFlow on this machine, fp32 and bf16 (and fp16; best of 3)."""
     import tensorflow as tf
 
     out = {}
-    for dtype in (tf.float32, tf.bfloat16):
+    for dtype in (tf.float32, tf.bfloat16) + ((tf.float16,) if float16 else ()):
         a = tf.cast(tf.random.normal([8192, 8192]), dtype)
         f = tf.function(lambda: tf.reduce_sum(tf.cast(tf.matmul(a, a)[:1, :1], tf.float32)))
         f()
@@ -183,10 +192,72 @@ def _run(args: list[str]) -> dict | str:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def cpu_has_float16() -> bool:
+    """Float16 arithmetic in the CPU (AVX512-FP16, AMX-FP16): elsewhere TensorFlow emulates it, far slower."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = set(f.read().split())
+    except OSError:
+        return False
+    return bool(flags & {"avx512_fp16", "amx_fp16"})
+
+
+def precision_report(steps: int) -> None:
+    """#45's numbers in one run (module docstring); the last line is JSON."""
+    import importlib.util
+
+    from posedual_tf import config, precision
+
+    fp16 = cpu_has_float16()
+    peak = _run(["--matmul"] + (["--float16"] if fp16 else []))
+    if isinstance(peak, str):
+        sys.exit(f"matmul measurement {peak}")
+    names = {"none": "fp32", "mixed_bfloat16": "bf16", "mixed_float16": "fp16"}
+    ceiling = {"none": peak["float32"], "mixed_bfloat16": peak["bfloat16"], "mixed_float16": peak.get("float16")}
+    policies = ["none", "mixed_bfloat16"] + (["mixed_float16"] if fp16 else [])
+    ours = {p: _run(["--one", "dual", "32", p, "--steps", str(steps)]) for p in policies}
+    has_torch = importlib.util.find_spec("torch") is not None
+    torch = {p: _run(["--one", "torch_dual", "32", p, "--steps", str(steps)]) for p in policies[:2]} if has_torch else {}
+    cfg = config.load("coco1k_dual")
+    spec = precision.probe_spec(dataclasses.asdict(cfg.model), cfg.data.image_size, cfg.data.heatmap_size,
+                                cfg.train.replica_batch or cfg.train.batch_size)
+    probe = precision._measure_elsewhere(spec)                  # afresh: no cached answer
+    auto = min(probe, key=probe.get)
+    print("dense matmul ceiling: " + ", ".join(f"{names[p]} {ceiling[p]:.3f}" for p in policies) + " TFLOP/s")
+    out = {"cpu": precision.machine_key().get("model", ""), "steps": steps}
+    for p in policies:
+        r, short = ours[p], names[p]
+        if isinstance(r, str):
+            print(f"ours {short}: {r}")
+            out[f"{short}_s"] = None
+            continue
+        mfu = r["tflops"] / ceiling[p]
+        print(f"ours {short}: {r['s_per_step']} s/step ({' '.join(map(str, r['step_times']))}), {r['tflops']} TFLOP/s "
+              f"of {r['tflop_per_step']} TFLOP/step, {100 * mfu:.1f} % of the {short} matmul ceiling")
+        out.update({f"{short}_s": r["s_per_step"], f"ceiling_{short}_tflops": round(ceiling[p], 4),
+                    f"mfu_{short}": round(mfu, 3)})
+    for p, r in torch.items():
+        print(f"PyTorch PoseDual {names[p]}: " + (r if isinstance(r, str) else f"{r['s_per_step']} s/step"))
+        out[f"torch_{names[p]}_s"] = None if isinstance(r, str) else r["s_per_step"]
+    timed = {p: r["s_per_step"] for p, r in ours.items() if not isinstance(r, str)}
+    faster = min((p for p in timed if p in probe), key=timed.get)       # of the two that auto chooses from on a CPU
+    print(f"auto's probe: bf16 {probe['none'] / probe['mixed_bfloat16']:.2f}x fp32 -> {auto}; the faster step: {faster}")
+    out.update({"probe_s": {k: round(v, 4) for k, v in probe.items()}, "auto_choice": auto, "faster": faster,
+                "auto_is_faster": auto == faster})
+    best_torch = [r["s_per_step"] for r in torch.values() if not isinstance(r, str)]
+    if best_torch and auto in timed:
+        out["vs_torch_best"] = round(min(best_torch) / timed[auto], 3)
+        print(f"PyTorch's best / ours in auto's choice: {out['vs_torch_best']:.2f}x")
+    print(json.dumps(out))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--one", nargs=3, metavar=("METHOD", "BATCH", "PRECISION"))
     ap.add_argument("--matmul", action="store_true", help="print the dense matmul throughput only")
+    ap.add_argument("--float16", action="store_true", help="with --matmul: float16 too")
+    ap.add_argument("--precision-report", action="store_true",
+                    help="#45: PoseDual batch 32 in each precision, ceilings, PyTorch, auto's choice; JSON last")
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--deterministic", action="store_true", help="with --one: enable_op_determinism()")
     ap.add_argument("--jit", action="store_true", help="with --one: the step compiled with XLA (jit_compile=True)")
@@ -195,7 +266,10 @@ def main() -> None:
     ap.add_argument("--precisions", nargs="+", default=["none", "mixed_bfloat16"])
     args = ap.parse_args()
     if args.matmul:
-        print(json.dumps(matmul_tflops()))
+        print(json.dumps(matmul_tflops(args.float16)))
+        return
+    if args.precision_report:
+        precision_report(args.steps)
         return
     if args.one:
         print(json.dumps(one(args.one[0], int(args.one[1]), args.one[2], args.steps, args.deterministic, args.jit)))

@@ -209,7 +209,13 @@ class TrainConfig(Checked):
     #: Steps per epoch; 0 = the reference epoch (the unlabelled set, or the labelled set, in batches,
     #: the last one partial). Set, every batch is full.
     steps_per_epoch: int = 0
-    mixed_precision: Literal["none", "mixed_bfloat16", "mixed_float16"] = "none"
+    #: ``none`` (float32, as the references train: the paper configs), ``mixed_bfloat16``,
+    #: ``mixed_float16`` (loss scaling), or ``auto``: the faster for the machine (a GPU: bfloat16 from
+    #: Ampere on, else float16; a CPU: bfloat16 if a measurement, made once and cached, finds it at
+    #: least 5 % faster; posedual_tf.precision), said in a line
+    #: and kept in train_result.json. The demo configs use auto; a paper config opts in with
+    #: ``--set train.mixed_precision=auto``.
+    mixed_precision: Literal["none", "mixed_bfloat16", "mixed_float16", "auto"] = "none"
     jit_compile: Literal["auto", "true", "false"] = "auto"
     #: Under XLA, one replica's short batches (an epoch's last; one short of a damaged record) are filled
     #: with empty places and a mask, so the step compiles once; their losses, BatchNorm statistics, draws

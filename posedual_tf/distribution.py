@@ -142,7 +142,7 @@ def cpu_precision_problem(policy: str, environ=None) -> str | None:
     onednn = environ.get("TF_ENABLE_ONEDNN_OPTS", "1").strip().lower() not in ("0", "false")
     if policy != "mixed_bfloat16" or cap not in CAPS_WITHOUT_BF16 or not onednn:
         return None
-    if tf.config.list_logical_devices("GPU"):
+    if tf.config.list_physical_devices("GPU"):        # leaves the runtime unstarted (a strategy may follow)
         return None
     return (f"train.mixed_precision=mixed_bfloat16 with ONEDNN_MAX_CPU_ISA={cap}: oneDNN has no bfloat16 "
             f"convolution below AVX512_CORE, yet TensorFlow sends it bfloat16 ones; unset ONEDNN_MAX_CPU_ISA, "

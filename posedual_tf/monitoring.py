@@ -190,15 +190,17 @@ def hparams_of(cfg: Config, labelled_people: int) -> dict:
             "seed": str(cfg.train.seed)}
 
 
-def write_header(writer, cfg: Config, heads: list[str], labelled_people: int) -> None:
-    """At a run's start (step 0): the resolved config as text, the custom-scalars layout, the hparams
-    (the run's name is the trial's) with each head's ``accuracy/val`` (in its own run) as the metrics."""
+def write_header(writer, cfg: Config, heads: list[str], labelled_people: int, notes: tuple[str, ...] = ()) -> None:
+    """At a run's start (step 0): the resolved config as text (``notes`` above it as comments, e.g. what
+    ``train.mixed_precision=auto`` chose), the custom-scalars layout, the hparams (the run's name is the
+    trial's) with each head's ``accuracy/val`` (in its own run) as the metrics."""
     from tensorboard.plugins.custom_scalar import summary as cs_summary
     from tensorboard.plugins.hparams import api as hp
 
     values = hparams_of(cfg, labelled_people)
     with writer.as_default(step=0):
-        tf.summary.text("config", "```yaml\n" + dump(cfg) + "```",
+        comments = "".join(f"# {line.strip()}\n" for n in notes for line in n.splitlines())
+        tf.summary.text("config", "```yaml\n" + comments + dump(cfg) + "```",
                         description=f"The resolved config {cfg.name!r} this run trains (also config.yaml in the workdir)"
                         + (f": {cfg.description}." if cfg.description else "."))
         tf.summary.experimental.write_raw_pb(cs_summary.pb(_layout()).SerializeToString(), step=0)

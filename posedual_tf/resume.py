@@ -77,6 +77,16 @@ RESUME_FIXED_TRAIN = {"train.batch_size", "train.steps_per_epoch", "train.seed",
                       "train.pass_schedule", "train.deterministic", "train.replica_batch", "train.shared_draws"}
 
 
+def saved_setting(cfg: Config, key: str):
+    """``key`` (dotted, e.g. ``train.mixed_precision``) in the ``config.yaml`` of the run that ``cfg``
+    resumes; None when it starts afresh or the file does not say."""
+    saved = os.path.join(cfg.workdir, "config.yaml")
+    if resume_point(cfg) is None or not os.path.exists(saved):
+        return None
+    with open(saved) as f:
+        return _flat(yaml.safe_load(f) or {}).get(key)
+
+
 def check_resume(cfg: Config) -> list[str]:
     """Refuse, in one line, to resume a workdir's run with a different model, data or method config, or
     with a train setting that changes which data a step sees (RESUME_FIXED_TRAIN); return the other

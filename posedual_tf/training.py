@@ -19,7 +19,7 @@ import keras
 import tensorflow as tf
 
 from posedual_tf import callbacks as run_callbacks
-from posedual_tf import best_net, checkpoints, distribution, files, monitoring, peers, resume
+from posedual_tf import best_net, checkpoints, distribution, files, monitoring, peers, precision, resume
 from posedual_tf.config import Config, ConfigError, dump
 from posedual_tf.data import corrupt
 from posedual_tf.evaluation.runner import primary
@@ -33,26 +33,45 @@ class NonFiniteLoss(RuntimeError):
 
 @dataclasses.dataclass
 class Preflight:
-    """What :func:`preflight` found: the checkpoint a run resumes from (None: afresh) and the settings
-    that changed since that run (each a printable line)."""
+    """What :func:`preflight` found: the checkpoint a run resumes from (None: afresh), the settings
+    that changed since that run (each a printable line) and the precision it trains in."""
 
     latest: str | None
     changed: list[str]
+    precision: precision.Choice
+
+    def applied(self, cfg: Config) -> Config:
+        """``cfg`` training in the chosen precision (``auto`` resolved)."""
+        return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, mixed_precision=self.precision.policy))
+
+
+def choose_precision(cfg: Config) -> precision.Choice:
+    """``train.mixed_precision`` for this machine (:mod:`precision`); ``auto`` on a resumed run keeps the
+    precision its ``config.yaml`` records."""
+    t = cfg.train
+    resumed = resume.saved_setting(cfg, "train.mixed_precision") if t.mixed_precision == "auto" else None
+    spec = precision.probe_spec(dataclasses.asdict(cfg.model), cfg.data.image_size, cfg.data.heatmap_size,
+                                t.replica_batch or t.batch_size)
+    return precision.resolve(t.mixed_precision, spec, resumed, distribution.cluster_tasks())
 
 
 def preflight(cfg: Config) -> Preflight:
     """The checks before any data or TensorFlow work, each a one-line error: the workdir's earlier run
     is one this config may resume (:func:`resume.check_resume`), its checkpoint exists, and a run that
     starts afresh has its initial weights file (never random weights by accident), and its precision can
-    run on this CPU (:func:`distribution.cpu_precision_problem`)."""
-    problem = distribution.cpu_precision_problem(cfg.train.mixed_precision)
+    run on this CPU (:func:`distribution.cpu_precision_problem`; ``auto`` resolved first,
+    :func:`choose_precision`)."""
+    choice = choose_precision(cfg)
+    problem = distribution.cpu_precision_problem(choice.policy)
     if problem:
         raise ConfigError(problem)
-    changed = resume.check_resume(cfg)
-    latest = resume.resume_point(cfg)
-    if latest is None:
+    checked = Preflight(None, [], choice)
+    cfg = checked.applied(cfg)
+    checked.changed = resume.check_resume(cfg)
+    checked.latest = resume.resume_point(cfg)
+    if checked.latest is None:
         checkpoints.check_pretrained(cfg)
-    return Preflight(latest, changed)
+    return checked
 
 
 def write_run_config(cfg: Config, workdir: str) -> None:
@@ -71,14 +90,18 @@ def run(cfg: Config, progress: str = "epochs", strategy: tf.distribute.Strategy 
     created before any other TF op, so the CLI makes it first). ``checked``: the :func:`preflight` the
     caller already ran (run once).
 
-    Process-wide state: Keras' dtype policy is ``train.mixed_precision`` during the run and restored
+    Process-wide state: Keras' dtype policy is ``train.mixed_precision`` (``auto`` resolved by
+    :func:`preflight`, said in a line and kept in ``train_result.json``) during the run and restored
     after it; Python's, NumPy's and TensorFlow's global seeds are set to ``train.seed``, and
     ``train.deterministic`` turns TensorFlow's op determinism on for the rest of the process
     (TensorFlow has no way to turn it off).
     """
-    t = cfg.train
     files.claim(cfg.workdir, "train", accepts=("evaluate",), setting="workdir", create=False)
     checked = checked or preflight(cfg)
+    if cfg.train.mixed_precision == "auto":
+        print(checked.precision.line())
+    cfg = checked.applied(cfg)
+    t = cfg.train
     if checked.latest and checked.changed:
         print(f"resuming with changed settings: {'; '.join(checked.changed)}")
     with builder.precision(t.mixed_precision), contextlib.ExitStack() as held:
@@ -94,12 +117,12 @@ def run(cfg: Config, progress: str = "epochs", strategy: tf.distribute.Strategy 
                   f"{groups} group(s) on each of {strategy.num_replicas_in_sync} replica(s)")
         task = PoseTask(cfg)
         if distribution.is_chief(strategy):
-            return _run(task, cfg.workdir, checked.latest, progress, strategy)
+            return _run(task, cfg.workdir, checked.latest, progress, strategy, checked.precision)
         # Another worker of a cluster: it takes part in every save (they are collective) but writes into a
         # folder of its own that it removes, so that only the chief writes the shared workdir.
         scratch = tempfile.mkdtemp(prefix="posedual-worker-")
         try:
-            return _run(task, scratch, checked.latest, "none", strategy)
+            return _run(task, scratch, checked.latest, "none", strategy, checked.precision)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)          # ours: made by mkdtemp above
 
@@ -133,14 +156,14 @@ def _restore(model: Model, workdir: str, latest: str | None, keep: int, steps: i
 
 
 def _callbacks(task: PoseTask, model: Model, workdir: str, saves: _Saves, counter, progress: str,
-               strategy: tf.distribute.Strategy) -> tuple[list, dict]:
+               strategy: tf.distribute.Strategy, chosen: precision.Choice) -> tuple[list, dict]:
     """The run's callbacks, and the ones :func:`_run` reads afterwards (``guard``, ``monitor``, ``validation``)."""
     cfg, t = task.cfg, task.cfg.train
     steps = task.epoch_steps
     run_dir = os.path.join(files.own(workdir, monitoring.TB_FOLDER), cfg.name)
     writer = tf.summary.create_file_writer(run_dir)
     heads = monitoring.HeadWriters(run_dir)
-    monitoring.write_header(writer, cfg, task.head_names, task.sources.labelled.num_instances)
+    monitoring.write_header(writer, cfg, task.head_names, task.sources.labelled.num_instances, (chosen.line(),))
     guard = run_callbacks.FiniteGuard()
     saves.state.add("corrupt", counter)       # the stop rule divides the run's counts by its reads
     monitor = run_callbacks.CorruptionMonitor(counter, writer, cfg.data.max_corrupt_fraction,
@@ -194,9 +217,10 @@ def _fit(task: PoseTask, model: Model, strategy, counter, step: int, callbacks: 
     return history
 
 
-def _run(task: PoseTask, workdir: str, latest: str | None, progress: str, strategy: tf.distribute.Strategy) -> dict:
+def _run(task: PoseTask, workdir: str, latest: str | None, progress: str, strategy: tf.distribute.Strategy,
+         chosen: precision.Choice) -> dict:
     """:func:`run` writing into ``workdir`` (the config's, or a worker's scratch folder), resuming from
-    the training checkpoint ``latest`` when there is one."""
+    the training checkpoint ``latest`` when there is one; ``chosen``: its precision, for the record."""
     cfg, t = task.cfg, task.cfg.train
     with contextlib.ExitStack() as held:     # the workdir lock, from the moment the run begins
         keras.utils.set_random_seed(t.seed)
@@ -217,7 +241,7 @@ def _run(task: PoseTask, workdir: str, latest: str | None, progress: str, strate
             print(f"resumed from {files.shown_path(latest)}\n  (epoch {saves.step // steps + 1} of {t.epochs}, step "
                   f"{saves.step % steps} of {steps}; global step {saves.step})")
         counter = corrupt.CorruptionCounter()
-        callbacks, named = _callbacks(task, model, workdir, saves, counter, progress, strategy)
+        callbacks, named = _callbacks(task, model, workdir, saves, counter, progress, strategy, chosen)
         guard, monitor, validation = named["guard"], named["monitor"], named["validation"]
         write_run_config(cfg, workdir)          # only now: training actually starts
         start = time.time()
@@ -233,6 +257,7 @@ def _run(task: PoseTask, workdir: str, latest: str | None, progress: str, strate
         if validation and not metrics:  # nothing left to train (a finished run re-started): report it anyway
             metrics = task.validate(model.nets, workdir)
         result = _result(task, strategy, model, start, history, metrics, counter, validation)
+        result["precision"] = chosen.record()
         files.write_json_atomic(files.own(workdir, "train_result.json"), result)
         return result
 

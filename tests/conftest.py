@@ -1,16 +1,24 @@
 """Shared fixtures: paths to the real samples in ../shared/data and converted records."""
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import pathlib
 import shutil
+import tempfile
 
 import numpy as np
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# train.mixed_precision=auto (the demo configs) answers float32 on a CPU without measuring, so that the demo
+# runs of the suite compute the same on every machine; tests/test_precision.py measures. Set it to
+# mixed_bfloat16 to run them in bfloat16. The cache of measurements is the suite's own, never the user's.
+os.environ.setdefault("POSEDUAL_AUTO_PRECISION", "none")
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="posedual-test-cache-")
+atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], True)
 REPO = pathlib.Path(__file__).resolve().parent.parent
 SHARED = pathlib.Path(os.environ.get("POSEDUAL_SHARED_DATA", REPO.parent / "shared" / "data"))
 

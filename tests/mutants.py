@@ -56,6 +56,7 @@ OWR, ERN = "tests/test_one_writer.py", "tests/test_errors_named.py"
 PW = "tests/test_peer_waits.py"
 PA = "tests/test_predict_api.py"
 RP = "tests/test_reproduce.py"
+PR = "tests/test_precision.py"
 
 MUTANTS = [
     # ---- the eight that survived the suite before (issue list, in its order)
@@ -731,6 +732,33 @@ MUTANTS = [
     m("export_lines_wide", "posedual_tf/best_net.py", '    first, _, rest = why.partition("; ")',
       '    first, rest = why, ""', PA + "::test_the_export_rule",
       "an export prints its choice on one line of over 80 columns"),
+    # ---- #45: train.mixed_precision: auto
+    m("auto_picks_the_slower", "posedual_tf/precision.py",
+      '    policy = "mixed_bfloat16" if ratio >= MARGIN else "none"', '    policy = "none" if ratio >= MARGIN else "mixed_bfloat16"',
+      PR + "::test_a_cpu_trains_in_the_faster_measured_precision_and_says_by_how_much",
+      "auto trains in the slower precision of the two measured"),
+    m("auto_trades_precision_for_noise", "posedual_tf/precision.py", "ratio >= MARGIN else", "ratio > 1 else",
+      PR + "::test_a_cpu_trains_in_the_faster_measured_precision_and_says_by_how_much",
+      "a 3 % bfloat16 lead, within the measurement's noise, gives up float32"),
+    m("ampere_in_float16", "posedual_tf/precision.py", "    if tuple(capability) >= (8, 0):",
+      "    if tuple(capability) > (8, 0):", PR + "::test_a_gpu_trains_in_bfloat16_from_ampere_on_else_float16",
+      "an A100 (8.0) trains in float16 with loss scaling instead of bfloat16"),
+    m("cache_blind_to_the_network", "posedual_tf/precision.py",
+      '    text = json.dumps({"machine": machine_key(environ), "spec": spec}, sort_keys=True)',
+      '    text = json.dumps({"machine": machine_key(environ)}, sort_keys=True)',
+      PR + "::test_the_measurement_is_cached_per_network_and_per_onednn_setting",
+      "one cached answer serves every network (a tiny demo's tie decides for HRNet-W48)"),
+    m("resumed_run_changes_precision", "posedual_tf/precision.py", "    if resumed and resumed != \"auto\":",
+      "    if False:", PR + "::test_a_run_on_auto_says_records_and_keeps_its_choice_when_resumed",
+      "a resumed auto run measures again and stops with a changed-precision error, or trains on in another"),
+    m("cluster_measures_per_task", "posedual_tf/precision.py", "    if cluster_tasks > 1:", "    if False:",
+      PR + "::test_what_keeps_auto_from_measuring",
+      "each task of a CPU cluster measures for itself (the tasks may train in different precisions)"),
+    m("auto_not_applied", "posedual_tf/training.py",
+      "train=dataclasses.replace(cfg.train, mixed_precision=self.precision.policy))",
+      "train=dataclasses.replace(cfg.train, mixed_precision=\"none\"))",
+      PR + "::test_a_run_on_auto_says_records_and_keeps_its_choice_when_resumed",
+      "the chosen precision is printed and recorded, but the run trains in float32"),
     # ---- #44: each paper table one command away
     m("table_after_ignored", "posedual_tf/paper_tables.py",
       "        ready = [n for n in after if n not in order and after[n] <= set(order)]",
