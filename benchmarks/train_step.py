@@ -225,6 +225,9 @@ def precision_report(steps: int) -> None:
     auto = min(probe, key=probe.get)
     print("dense matmul ceiling: " + ", ".join(f"{names[p]} {ceiling[p]:.3f}" for p in policies) + " TFLOP/s")
     out = {"cpu": precision.machine_key().get("model", ""), "steps": steps}
+    if not fp16:
+        print("fp16: not measured: this CPU has no float16 arithmetic (avx512_fp16, amx_fp16); TensorFlow would emulate it")
+        out["fp16_s"] = None
     for p in policies:
         r, short = ours[p], names[p]
         if isinstance(r, str):

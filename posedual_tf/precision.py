@@ -220,6 +220,16 @@ def _measure_elsewhere(spec: dict) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _seconds(entry) -> dict | None:
+    """``{"none": s, "mixed_bfloat16": s}`` from a measurement or a cache entry, or None unless both are
+    positive numbers."""
+    try:
+        seconds = {p: float(entry[p]) for p in ("none", "mixed_bfloat16")}
+    except (TypeError, KeyError, ValueError):
+        return None
+    return seconds if all(0 < s < float("inf") for s in seconds.values()) else None
+
+
 def resolve(setting: str, spec: dict, resumed: str | None = None, cluster_tasks: int = 1,
             environ=None, measure_fn=None, say=print) -> Choice:
     """The precision ``setting`` trains in on this machine (:class:`Choice`); anything but ``auto`` is
@@ -254,13 +264,16 @@ def resolve(setting: str, spec: dict, resumed: str | None = None, cluster_tasks:
     entries, unreadable = _read_cache(path)
     key = _cache_key(spec, environ)
     notes = [unreadable] if unreadable else []
-    cached = isinstance(entries.get(key), dict) and {"none", "mixed_bfloat16"} <= set(entries[key])
-    if cached:
-        seconds = {p: float(entries[key][p]) for p in ("none", "mixed_bfloat16")}
-    else:
+    seconds = _seconds(entries.get(key))
+    cached = seconds is not None
+    if not cached:
+        if key in entries:
+            notes.append(f"{path}: its entry for this machine holds no two positive times; measured again")
         say("train.mixed_precision=auto: timing the network in float32 and bfloat16 on this CPU (once; cached)")
         try:
-            seconds = (measure_fn or _measure_elsewhere)(spec)
+            seconds = _seconds((measure_fn or _measure_elsewhere)(spec))
+            if seconds is None:
+                raise ValueError("no two positive times")
         except (RuntimeError, subprocess.TimeoutExpired, ValueError) as e:
             return Choice(setting, "none", f"the bfloat16 measurement failed ({str(e)[:200]}); float32")
         entries[key] = {**{p: round(s, 5) for p, s in seconds.items()}, "measured": time.strftime("%Y-%m-%d"),

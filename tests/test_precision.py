@@ -81,6 +81,23 @@ def test_an_unreadable_cache_is_measured_again_and_said_and_a_folder_not_ours_is
     assert (cache / "precision.json").read_text() == "{half"
 
 
+def test_a_cache_entry_without_two_positive_times_is_measured_again(tmp_path):
+    """An entry edited or cut short (a string, a zero, a missing precision) is measured again, and said;
+    a measurement that returns such times trains in float32."""
+    env = _env(tmp_path)
+    precision.resolve("auto", SPEC, environ=env, measure_fn=Timer(2.0, 1.0))
+    path = tmp_path / "cache" / "posedual_tf" / "precision.json"
+    for broken in ({"none": "fast", "mixed_bfloat16": 1.0}, {"none": 0, "mixed_bfloat16": 1.0}, {"none": 1.0}):
+        entries = json.loads(path.read_text())
+        path.write_text(json.dumps({key: broken for key in entries}))
+        timer = Timer(1.0, 2.0)
+        choice = precision.resolve("auto", SPEC, environ=env, measure_fn=timer)
+        assert (timer.calls, choice.cached, choice.policy) == (1, False, "none")
+        assert "holds no two positive times; measured again" in choice.why
+    zero = precision.resolve("auto", {**SPEC, "batch": 3}, environ=env, measure_fn=Timer(0.0, 1.0))
+    assert zero.policy == "none" and "measurement failed (no two positive times)" in zero.why
+
+
 def test_what_keeps_auto_from_measuring(tmp_path):
     def refuse(spec):
         raise AssertionError("measured")
