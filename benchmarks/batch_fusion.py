@@ -12,19 +12,10 @@ from __future__ import annotations
 
 import argparse
 import pathlib
-import statistics
 import sys
-import time
 
-
-def _median(fn, repeats=3) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from common import median_time  # noqa: E402
 
 
 def tensorflow_rows(groups, batch):
@@ -46,7 +37,7 @@ def tensorflow_rows(groups, batch):
                     outs = [net(part, training=True) for part in tf.split(x, splits)]
                     loss = tf.add_n([tf.reduce_mean(tf.square(tf.cast(o, tf.float32))) for o in outs])
                 return tape.gradient(loss, net.trainable_variables)[0][0, 0, 0, 0]
-            rows.append(("tensorflow", "cpu", precision, len(splits), _median(step)))
+            rows.append(("tensorflow", "cpu", precision, len(splits), median_time(step, 3)))
     return rows
 
 
@@ -69,7 +60,7 @@ def torch_rows(groups, batch):
                     loss = sum((o.float() ** 2).mean() for o in map(net, x.chunk(parts)))
                 loss.backward()
                 sync()
-            rows.append(("torch", device, precision, parts, _median(step)))
+            rows.append(("torch", device, precision, parts, median_time(step, 3)))
     return rows
 
 

@@ -6,6 +6,7 @@ import os
 import pathlib
 import resource
 import shutil
+import statistics
 import time
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -23,6 +24,18 @@ def timed(fn, repeats: int) -> float:
     for _ in range(repeats):
         fn()
     return (time.perf_counter() - start) / repeats
+
+
+def median_time(fn, repeats: int, warmups: int = 1) -> float:
+    """The median seconds of ``repeats`` calls of ``fn``, after ``warmups`` untimed calls."""
+    for _ in range(warmups):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def one_thread_cpu_us(make_dataset, items: int) -> float:

@@ -13,19 +13,12 @@ of ``--rounds`` after two untimed calls; the dense matmul ceiling of the same ru
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+import pathlib
+import sys
 
-
-def _timed(fn, rounds: int) -> float:
-    fn()
-    fn()
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from common import median_time  # noqa: E402
+from train_step import matmul_tflops  # noqa: E402
 
 
 def main() -> None:
@@ -39,8 +32,7 @@ def main() -> None:
     dt, n = (tf.bfloat16 if args.precision == "bf16" else tf.float32), args.batch
     tol = 2e-2 if args.precision == "bf16" else 1e-4
     rand = lambda shape: tf.cast(tf.random.normal(shape), dt)            # noqa: E731
-    a = rand([8192, 8192])
-    ceiling = 2 * 8192 ** 3 / _timed(tf.function(lambda: tf.matmul(a, a)[:1, :1]), 3) / 1e12
+    ceiling = matmul_tflops()["bfloat16" if args.precision == "bf16" else "float32"]
     print(f"{args.precision}, batch {n}; dense matmul ceiling {ceiling:.3f} TFLOP/s\n")
     print("| shape (output) | forward | input gradient | weight gradient | weight gradient as matmuls |")
     print("|---|---|---|---|---|")
@@ -87,7 +79,7 @@ def _row(label: str, passes: dict, flops: float, rounds: int, tol: float) -> Non
     error = float(tf.reduce_max(tf.abs(ours - theirs)) / tf.reduce_max(tf.abs(theirs)))
     if error > tol:
         raise SystemExit(f"{label}: the matmul weight gradient differs from TensorFlow's by {error:.2e}")
-    cells = [f"{flops / _timed(fns[name], rounds) / 1e12:.3f}" for name in ("forward", "input", "weight", "matmuls")]
+    cells = [f"{flops / median_time(fns[name], rounds, warmups=2) / 1e12:.3f}" for name in ("forward", "input", "weight", "matmuls")]
     print(f"| {label} | " + " | ".join(cells) + " |", flush=True)
 
 

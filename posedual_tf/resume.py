@@ -77,14 +77,20 @@ RESUME_FIXED_TRAIN = {"train.batch_size", "train.steps_per_epoch", "train.seed",
                       "train.pass_schedule", "train.deterministic", "train.replica_batch", "train.shared_draws"}
 
 
-def saved_setting(cfg: Config, key: str):
-    """``key`` (dotted, e.g. ``train.mixed_precision``) in the ``config.yaml`` of the run that ``cfg``
-    resumes; None when it starts afresh or the file does not say."""
+def _resumed_config(cfg: Config) -> dict | None:
+    """The ``config.yaml`` (as read from YAML) of the run that ``cfg`` resumes; None when it starts afresh
+    or the workdir holds none."""
     saved = os.path.join(cfg.workdir, "config.yaml")
     if resume_point(cfg) is None or not os.path.exists(saved):
         return None
     with open(saved) as f:
-        return _flat(yaml.safe_load(f) or {}).get(key)
+        return yaml.safe_load(f) or {}
+
+
+def saved_setting(cfg: Config, key: str):
+    """``key`` (dotted, e.g. ``train.mixed_precision``) in the ``config.yaml`` of the run that ``cfg``
+    resumes; None when it starts afresh or the file does not say."""
+    return _flat(_resumed_config(cfg) or {}).get(key)
 
 
 def check_resume(cfg: Config) -> list[str]:
@@ -92,13 +98,11 @@ def check_resume(cfg: Config) -> list[str]:
     with a train setting that changes which data a step sees (RESUME_FIXED_TRAIN); return the other
     changed settings as ``key: before -> now`` lines, which the run prints (never a silent change).
     Paths inside a moved workdir are compared relative to it."""
-    saved = os.path.join(cfg.workdir, "config.yaml")
-    if resume_point(cfg) is None or not os.path.exists(saved):
+    raw_before = _resumed_config(cfg)
+    if raw_before is None:
         return []
     from posedual_tf.config import dump
 
-    with open(saved) as f:
-        raw_before = yaml.safe_load(f) or {}
     raw_now = yaml.safe_load(dump(cfg))
     old_root = str(raw_before.get("workdir", ""))
 

@@ -29,6 +29,16 @@ def need_shared() -> pathlib.Path:
     return SHARED
 
 
+def need_bfloat16() -> None:
+    """Skip, saying why, where bfloat16 convolutions cannot run here (a oneDNN ISA cap below them:
+    tests/isa_matrix.sh at AVX2)."""
+    from posedual_tf import distribution
+
+    problem = distribution.cpu_precision_problem("mixed_bfloat16")
+    if problem:
+        pytest.skip(problem)
+
+
 @pytest.fixture(scope="session")
 def shared() -> pathlib.Path:
     return need_shared()

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 TESTS=(tests/test_xla.py tests/test_full_batches.py tests/test_any_machine.py
        "tests/test_training.py::test_bf16_step_equals_the_float32_step_to_bf16_precision"
        "tests/test_distribution.py::test_float16_overflow_on_one_replica_skips_the_step_on_both"
-       tests/test_fused_passes.py tests/test_replica_groups.py tests/test_models.py)
+       tests/test_fused_passes.py tests/test_replica_groups.py tests/test_models.py tests/test_precision.py)
 flags=" $(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | cut -d: -f2) "
 has() { for f in "$@"; do [[ "$flags" == *" $f "* ]] || return 1; done; }
 needs() {   # the CPU flags each cap needs

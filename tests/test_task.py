@@ -8,7 +8,7 @@ import pytest
 from posedual_tf import codec, config, demo, training
 from posedual_tf.data import record_index, records
 from posedual_tf.task import PoseTask
-from tests.conftest import SMALL_DEMO
+from tests.conftest import SMALL_DEMO, need_bfloat16
 
 
 def _small_dual(tmp_path, *extra):
@@ -23,6 +23,7 @@ def test_one_training_run_with_validation_opens_each_source_once_per_role(tmp_pa
     run's bfloat16 policy is gone when it returns."""
     import keras
 
+    need_bfloat16()
     cfg = _small_dual(tmp_path, "train.mixed_precision=mixed_bfloat16")
     demo.prepare_data(cfg)
     reads, scans = collections.Counter(), collections.Counter()
@@ -81,7 +82,7 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 sys.path.insert(0, ".")
 from posedual_tf import config, demo
 from posedual_tf.task import PoseTask
-from tests.conftest import SMALL_DEMO
+from tests.conftest import SMALL_DEMO, need_bfloat16
 cfg = config.load("demo_dual", [f"workdir={sys.argv[1]}", *[s.removeprefix("--set=") for s in SMALL_DEMO]])
 demo.prepare_data(cfg)
 task = PoseTask(cfg)

@@ -23,7 +23,7 @@ from posedual_tf.models import builder
 from posedual_tf.data.settings import TrainDataSettings
 
 from tests.conftest import SMALL_DEMO, TINY, TINY_SETS, mse_np as _mse_np, run_python as _run, tiny_batch as _batch, \
-    tiny_method as _method
+    tiny_method as _method, need_bfloat16
 
 
 def test_joints_mse_matches_reference_formula():
@@ -140,10 +140,7 @@ def test_supervised_loss_goes_down_on_real_records(coco_records):
 def test_bf16_step_equals_the_float32_step_to_bf16_precision():
     """mixed_bfloat16 computes in bf16 (8 bits of mantissa) with float32 variables and outputs: one step's
     losses agree with the float32 step to bf16 rounding, far tighter than any wrong term would allow."""
-    from posedual_tf import distribution
-
-    if distribution.cpu_precision_problem("mixed_bfloat16"):                # tests/isa_matrix.sh at AVX2
-        pytest.skip(distribution.cpu_precision_problem("mixed_bfloat16"))
+    need_bfloat16()
     lab, unl = _batch(5)
     _, nets32, m32 = _method("coco1k_cons", "method.mask_joint_num=2")
     initial = [net.get_weights() for net in nets32]
