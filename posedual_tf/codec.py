@@ -187,8 +187,13 @@ class TrainingInputs:
         return cls(heatmaps or HeatmapCodec.from_config(cfg), InputNormaliser.from_config(cfg.data))
 
     def __call__(self, part: dict) -> dict:
-        """One stream's batch (a dict): every uint8 ``image*`` normalised; ``target``/``weight`` from
-        ``joints``/``vis`` where the batch has joints and no targets. Anything else passes through."""
+        """One stream's batch (a dict): ``image`` warped from ``window``/``inverse`` where the pipeline
+        shipped decoded windows (``data.crops_on=device``, :func:`crops_from_windows`); every uint8
+        ``image*`` normalised; ``target``/``weight`` from ``joints``/``vis`` where the batch has joints and
+        no targets. Anything else passes through."""
+        if "window" in part:
+            crops = crops_from_windows(part["window"], part["inverse"], self.heatmaps.image_size, self.inputs)
+            part = {**{k: v for k, v in part.items() if k not in ("window", "inverse")}, "image": crops}
         out = dict(part)
         for key, value in part.items():
             if key.startswith("image") and value.dtype == tf.uint8:
@@ -196,6 +201,33 @@ class TrainingInputs:
         if "joints" in part and "target" not in part:
             out["target"], out["weight"] = self.heatmaps.encode(part["joints"], part["vis"])
         return out
+
+
+def _compiling_with_xla() -> bool:
+    """Whether the graph being built is compiled by XLA (``tf.function(jit_compile=True)``, Keras'
+    ``jit_compile``). TensorFlow offers no public test; where its private one is missing, True (the
+    gathers compile everywhere and are exact everywhere)."""
+    try:
+        from tensorflow.python.framework import ops
+        from tensorflow.python.ops import control_flow_util
+    except ImportError:                                  # pragma: no cover - a TF without the helper
+        return True
+    return bool(control_flow_util.GraphOrParentsInXlaContext(ops.get_default_graph()))
+
+
+def crops_from_windows(windows, inverse, image_size: Sequence[int], inputs: InputNormaliser):
+    """The uint8 crops of a batch from the decoded parts of its images (``data.crops_on=device``):
+    ``windows [B, h, w, 3]`` RGB uint8 (zero-padded beyond each window), ``inverse [B, 2, 3]`` crop pixel
+    -> window pixel. Bilinear with a black border, rounded to grey levels as ``cv2.warpAffine`` writes
+    uint8, in the network's channel order: the crops the host path makes (within a grey level where
+    float rounding puts a sample on the other side of a half). Inside an XLA-compiled function it is
+    written as gathers (:func:`geometry.tf_gather_warp`: TF 2.21 has no XLA kernel for the warp op),
+    elsewhere it is the warp op the host path uses (7x faster than the gathers without XLA on a CPU,
+    docs/benchmarks.md)."""
+    warp = geometry.tf_gather_warp if _compiling_with_xla() else geometry.tf_warp
+    crops = tf.round(warp(windows, inverse, image_size))
+    crops = inputs.to_model_order(crops, levels=True)
+    return tf.cast(tf.clip_by_value(crops, 0.0, 255.0), tf.uint8)
 
 
 def encode_heatmaps(joints, joints_vis, image_size: Sequence[int], heatmap_size: Sequence[int],

@@ -174,6 +174,9 @@ def _problems(cfg: Config) -> list[tuple[str, str]]:
          "easy_hard when method.paths has several paths (same/reversed pair one hard path)"),
         (cfg.method.consistency_pair == "easy_hard" or t.pass_schedule == "reference", "train.pass_schedule",
          f"reference with method.consistency_pair={cfg.method.consistency_pair}"),
+        (d.crops_on == "host" or cfg.method.name == "supervised" or not aug_paths.image_policies(cfg.method),
+         "data.crops_on", "host when a hard path starts from a RandAugment or TrivialAugment copy "
+                          "(method.rand_aug, RA/TA/YOCO paths): those copies are made on the host"),
         (0 <= cfg.test.peak_threshold <= 1, "test.peak_threshold", "a float in [0, 1]"),
         (all(v > 0 for v in cfg.test.oks_sigmas), "test.oks_sigmas", "positive floats, one per joint"),
     ]

@@ -113,6 +113,11 @@ class DataConfig(Checked):
     #: (replacement when mixed with unlabelled data, else permutation).
     labelled_sampling: Literal["auto", "permutation", "replacement"] = "auto"
     num_parallel_calls: int = -1
+    #: Where training crops are warped: ``host`` (the input pipeline ships crops, as the reference's
+    #: loader) or ``device`` (it ships the decoded part of each image as uint8, padded to 128-pixel
+    #: steps, and the training step warps it, under XLA too; the same crops within a grey level). Not
+    #: with RandAugment/TrivialAugment copies (method.rand_aug, RA/TA/YOCO paths), made on the host.
+    crops_on: Literal["host", "device"] = "host"
     #: Records that fail to parse or decode are dropped, counted and reported; training stops (one line
     #: naming the worst shard) once they exceed this fraction of the people read.
     max_corrupt_fraction: float = 0.001

@@ -204,7 +204,7 @@ class PoseTask:
         maker = pipeline.SampleMaker(self.cfg.data, self.heatmaps)
         parse = pipeline.unlabelled_parser(maker, self.cfg.method, self.sources.labelled.joint_set.union_mask())
         ds = tf.data.Dataset.zip((sources.instances(self.sources.unlabelled).take(n), tf.data.Dataset.range(n)))
-        batch = next(iter(ds.map(parse).batch(n)), None)
+        batch = next(iter(pipeline.batch_people(ds.map(parse), n)), None)
         return None if batch is None else codec.TrainingInputs.from_config(self.cfg, self.heatmaps)(batch)
 
     def validate(self, nets, workdir: str | None = None, split: str = "val", tag: str = "",

@@ -57,6 +57,7 @@ PW = "tests/test_peer_waits.py"
 PA = "tests/test_predict_api.py"
 RP = "tests/test_reproduce.py"
 PR = "tests/test_precision.py"
+DC = "tests/test_device_crops.py"
 
 MUTANTS = [
     # ---- the eight that survived the suite before (issue list, in its order)
@@ -829,6 +830,26 @@ MUTANTS = [
       '        service.check_reachable(FLAGS.dispatcher, setting="--dispatcher")', "        pass",
       "tests/test_data_service.py::test_data_service_command_serves_a_dispatcher_and_a_worker",
       "a worker whose --dispatcher does not answer starts and retries without a word"),
+    m("device_crops_in_rgb", "posedual_tf/codec.py", "    crops = inputs.to_model_order(crops, levels=True)\n",
+      "    crops = crops\n", DC + "::test_device_crops_equal_the_host_crops_joints_and_targets",
+      "crops warped on the device reach the network in RGB where it reads BGR"),
+    m("window_padded_before", "posedual_tf/data/pipeline.py",
+      "    return {**part, \"window\": tf.pad(w, [[0, 0], [0, rows], [0, cols], [0, 0]])}",
+      "    return {**part, \"window\": tf.pad(w, [[0, 0], [rows, 0], [cols, 0], [0, 0]])}",
+      DC + "::test_device_crops_equal_the_host_crops_joints_and_targets",
+      "a window padded to its bucket above and left, so the warp reads the image shifted"),
+    m("device_crops_truncated", "posedual_tf/codec.py", "    crops = tf.round(warp(windows, inverse, image_size))",
+      "    crops = warp(windows, inverse, image_size)", DC + "::test_device_crops_equal_the_host_crops_joints_and_targets",
+      "device crops truncated to grey levels where cv2.warpAffine (and the host path) rounds"),
+    m("device_warp_without_xla_kernel", "posedual_tf/codec.py",
+      "    warp = geometry.tf_gather_warp if _compiling_with_xla() else geometry.tf_warp",
+      "    warp = geometry.tf_warp", DC + "::test_device_warp_compiles_under_xla_and_equals_itself",
+      "a step compiled with XLA (every GPU run) fails on the warp op XLA has no kernel for"),
+    m("device_crops_with_host_copies", "posedual_tf/config.py",
+      '        (d.crops_on == "host" or cfg.method.name == "supervised" or not aug_paths.image_policies(cfg.method),',
+      '        (True or not aug_paths.image_policies(cfg.method),',
+      DC + "::test_crops_on_device_refuses_copies_made_from_a_host_crop",
+      "data.crops_on=device with RandAugment copies starts, and the copies are never made"),
     m("collective_unbounded", "posedual_tf/distribution.py",
       "CommunicationOptions(timeout_seconds=peer_timeout_s)", "CommunicationOptions()", PW,
       "a task lost mid-run: the others wait for TensorFlow's health check (30-60 s, not configurable)"),

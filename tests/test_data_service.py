@@ -38,8 +38,10 @@ def _arrays(batch):
     return tf.nest.map_structure(np.asarray, batch)
 
 
-def test_data_service_batches_and_training_equal_the_local_pipeline(tmp_path, service):
-    local_cfg = _cfg(tmp_path, "local")
+@pytest.mark.parametrize("crops_on", ["host", "device"])
+def test_data_service_batches_and_training_equal_the_local_pipeline(tmp_path, service, crops_on):
+    """With ``data.crops_on=device`` the workers ship the decoded windows (#43): the same as locally."""
+    local_cfg = _cfg(tmp_path, "local", f"data.crops_on={crops_on}")
     demo.prepare_data(local_cfg)
     served_cfg = dataclasses.replace(local_cfg, workdir=str(tmp_path / "served"),     # the same records
                                      train=dataclasses.replace(local_cfg.train, data_service=service))
@@ -53,6 +55,9 @@ def test_data_service_batches_and_training_equal_the_local_pipeline(tmp_path, se
             np.testing.assert_array_equal(x, y)          # people, crops (easy and hard copies), targets
     people = [tuple(b[1]["person"]) for b in local]     # 4 steps across an epoch end: 4 different groups
     assert len(set(people)) == 4
+    assert ("window" in local[0][1]) == (crops_on == "device")
+    if crops_on == "device":
+        return                                          # training on device crops: tests/test_device_crops.py
 
     ran = training.run(local_cfg, progress="none")
     through_service = training.run(served_cfg, progress="none")

@@ -82,9 +82,10 @@ class CorruptionCounter:
 
 
 def _placeholder(spec):
+    shape = [0 if d is None else d for d in spec.shape]     # a decoded window's size varies: empty here
     if spec.dtype == tf.string:
-        return tf.fill(spec.shape, "")
-    return tf.zeros(spec.shape, spec.dtype)
+        return tf.fill(shape, "")
+    return tf.zeros(shape, spec.dtype)
 
 
 def _element(_, elem):

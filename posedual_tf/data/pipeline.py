@@ -65,6 +65,8 @@ class SampleMaker:
         self.image_size = self.codec.image_size
         self.aspect = self.image_size[0] / self.image_size[1]
         self.inputs = codec.InputNormaliser.from_config(data)
+        #: ``data.crops_on=device``: the training parsers ship decoded windows, the step warps them
+        self.on_device = data.crops_on == "device"
 
     def normalise(self, crop):
         return self.inputs.normalise(crop)
@@ -99,11 +101,10 @@ class SampleMaker:
         _, s = geometry.tf_box_to_center_scale(tf.concat([lo, wh], 0), self.aspect, enlarge=1.5)
         return tf.where(fire, c, center), tf.where(fire, s, scale)
 
-    def crop(self, elem, scale_mult, rot, flip, rng=None, half_body: bool = False):
-        """Crop one person; returns the crop (float, integer values as the reference's uint8 warp), joints in crop space, visibility, c, s.
-
-        Only the part of the image that the crop samples is decoded (JPEG partial decode).
-        """
+    def place(self, elem, scale_mult, rot, flip, rng=None, half_body: bool = False):
+        """Where one person's crop samples its image, without decoding it: ``(window, inverse, joints, vis,
+        center, scale)``: ``window = [y, x, h, w]`` (int32) the part of the image the crop reads,
+        ``inverse [2, 3]`` crop pixel -> window pixel (a flip folded in), joints in crop space."""
         size = elem["size"]
         height, width = tf.cast(size[0], tf.float32), tf.cast(size[1], tf.float32)
         center, scale = geometry.tf_box_to_center_scale(elem["box"], self.aspect)
@@ -122,17 +123,33 @@ class SampleMaker:
         shift = tf.where(flip, tf.stack([width - 1.0, 0.0]), tf.zeros([2]))
         inv = tf.concat([mirror @ inv[:, :2], (mirror @ inv[:, 2:]) + shift[:, None]], axis=1)
         lo, window = geometry.tf_sampled_window(inv, width, height, self.image_size)
-        img = tf.cast(records.decode_window(elem["encoded"], window), tf.float32)
         inv = tf.concat([inv[:, :2], inv[:, 2:] - lo[:, None]], axis=1)
+        moved = geometry.tf_transform_points(joints[None], m[None])[0]
+        joints = tf.where(vis[:, None] > 0, moved, joints)
+        return window, inv, joints, vis, center, scale
+
+    def crop(self, elem, scale_mult, rot, flip, rng=None, half_body: bool = False):
+        """Crop one person; returns the crop (float, integer values as the reference's uint8 warp), joints in crop space, visibility, c, s.
+
+        Only the part of the image that the crop samples is decoded (JPEG partial decode).
+        """
+        window, inv, joints, vis, center, scale = self.place(elem, scale_mult, rot, flip, rng, half_body)
+        img = tf.cast(records.decode_window(elem["encoded"], window), tf.float32)
         # cv2.warpAffine writes uint8: the reference's crops (and so its RandAugment input) are rounded.
         # The channels are put in the network's order after the warp (per channel: the same pixels), on
         # the crop rather than the bigger window.
         crop = tf.round(geometry.tf_warp(img[None], inv[None], self.image_size)[0])
         crop = self.inputs.to_model_order(crop, levels=True)
         crop.set_shape([self.image_size[1], self.image_size[0], 3])
-        moved = geometry.tf_transform_points(joints[None], m[None])[0]
-        joints = tf.where(vis[:, None] > 0, moved, joints)
         return crop, joints, vis, center, scale
+
+    def window(self, elem, scale_mult, rot, flip, rng=None, half_body: bool = False):
+        """The host's part of a crop made on the device (``data.crops_on=device``): ``{window, inverse,
+        joints, vis}``, the decoded window (uint8, RGB) and what :class:`codec.DeviceCrops` needs to
+        warp it into the crop :meth:`crop` makes."""
+        window, inv, joints, vis, _, _ = self.place(elem, scale_mult, rot, flip, rng, half_body)
+        return {"window": records.decode_window(elem["encoded"], window), "inverse": inv,
+                "joints": joints, "vis": vis}
 
     def targets(self, joints, vis):
         return self.codec.encode(joints, vis)
@@ -147,13 +164,16 @@ def pixels(crop):
 def labelled_parser(maker: SampleMaker):
     """``(elem, seed) -> {image, joints, vis, person}`` with the reference training augmentation: the
     uint8 crop, its crop-space joints and visibility (the training step encodes the targets from them,
-    :class:`codec.TrainingInputs`) and ``person``, the person's number in file order."""
+    :class:`codec.TrainingInputs`) and ``person``, the person's number in file order. With
+    ``data.crops_on=device`` the crop is ``window`` and ``inverse`` instead (:meth:`SampleMaker.window`)."""
 
     def parse(elem, seed):
         rng = augment.StatelessRng(tf.stack([seed, 11]))
         scale, rot, flip = maker.draw_geometry(rng)
-        crop, joints, vis, _, _ = maker.crop(elem, scale, rot, flip, rng,
-                                             half_body=maker.data.prob_half_body > 0)
+        half_body = maker.data.prob_half_body > 0
+        if maker.on_device:
+            return {**maker.window(elem, scale, rot, flip, rng, half_body), "person": elem["person"]}
+        crop, joints, vis, _, _ = maker.crop(elem, scale, rot, flip, rng, half_body=half_body)
         return {"image": pixels(crop), "joints": joints, "vis": vis, "person": elem["person"]}
 
     return parse
@@ -164,6 +184,8 @@ def unlabelled_parser(maker: SampleMaker, method: MethodConfig, labelled_mask: n
     the hard paths start from (RA, TA, YOCORA, YOCOTA: MultiAugs lib/dataset/JointsDataset.py and lib/utils/augments.py: ``random_YOCO``), with the easy view's geometry.
 
     ``weight`` is 1 on every union id of the labelled set (reference lib/dataset/mix_coco_coco.py: ``Mixed_COCO_COCO_Dataset.__getitem__``).
+    With ``data.crops_on=device`` the easy view is ``window`` and ``inverse`` instead (no dataset copies:
+    the config check allows none).
     """
     m = method
     weight = tf.constant(labelled_mask, tf.float32)
@@ -172,6 +194,10 @@ def unlabelled_parser(maker: SampleMaker, method: MethodConfig, labelled_mask: n
     def parse(elem, seed):
         rng = augment.StatelessRng(tf.stack([seed, 23]))
         scale, rot, flip = maker.draw_geometry(rng)
+        if maker.on_device:
+            placed = maker.window(elem, scale, rot, flip)
+            return {"window": placed["window"], "inverse": placed["inverse"], "weight": weight,
+                    "person": elem["person"]}
         crop, _, _, _, _ = maker.crop(elem, scale, rot, flip)
         out = {"image": pixels(crop), "weight": weight, "person": elem["person"]}
         copy = {"RA": lambda: augment.rand_augment(crop, rng, m.rand_aug_num_ops, m.rand_magnitude),
@@ -201,6 +227,34 @@ def eval_parser(maker: SampleMaker):
                 "target": target, "weight": weight}
 
     return parse
+
+
+# ------------------------------------------------------------------------------ batches of people
+
+#: Decoded windows (``data.crops_on=device``) are padded to multiples of this many pixels in each
+#: direction, so that a compiled step sees a bounded number of shapes (640-pixel images: at most 5 x 5).
+WINDOW_BUCKET = 128
+
+
+def _bucketed(part: dict) -> dict:
+    """A batch's ``window`` padded (zeros, bottom and right) to the next multiple of :data:`WINDOW_BUCKET`."""
+    if "window" not in part:
+        return part
+    w = part["window"]
+    shape = tf.shape(w)
+    rows = (-shape[1]) % WINDOW_BUCKET
+    cols = (-shape[2]) % WINDOW_BUCKET
+    return {**part, "window": tf.pad(w, [[0, 0], [0, rows], [0, cols], [0, 0]])}
+
+
+def batch_people(ds: tf.data.Dataset, size: int) -> tf.data.Dataset:
+    """``ds`` (people, or tuples of streams' people) in batches of ``size``; decoded windows of
+    ``data.crops_on=device`` are padded to the batch's largest, then to :data:`WINDOW_BUCKET` steps
+    (zeros read as the black border, which is what the warp gives outside the image)."""
+    spec = ds.element_spec
+    if not any("window" in part for part in (spec if isinstance(spec, tuple) else (spec,))):
+        return ds.batch(size)
+    return ds.padded_batch(size).map(lambda *b: tuple(_bucketed(p) for p in b) if len(b) > 1 else _bucketed(b[0]))
 
 
 # ------------------------------------------------------------------------------ datasets
@@ -293,7 +347,7 @@ def train_dataset(settings: TrainDataSettings, sources: Sources | None = None, *
 
     def one_epoch(epoch):
         parts = tuple(stream(s, epoch) for s in streams)
-        return (parts[0] if len(parts) == 1 else tf.data.Dataset.zip(parts)).batch(per_replica)
+        return batch_people(parts[0] if len(parts) == 1 else tf.data.Dataset.zip(parts), per_replica)
 
     ds = tf.data.Dataset.range(first_epoch, 1 << 62).flat_map(one_epoch)
     return ds.prefetch(AUTOTUNE).with_options(_options())
@@ -345,8 +399,8 @@ def step_batches(settings: TrainDataSettings, sources: Sources | None = None, *,
         order = epoch_order(s.source.num_instances, size, s.seed, epoch, s.sampling)
         seeds = _element_seeds(tf.constant(size, tf.int64), s.seed + 7, epoch)
         ds = tf.data.Dataset.from_tensor_slices((order[lo:hi], seeds[lo:hi]))
-        made = ds.map(lambda i, e_seed: s.parse(s.fetch(i), e_seed), num_parallel_calls=calls,
-                      deterministic=True).ignore_errors().batch(global_batch).get_single_element()
+        made = batch_people(ds.map(lambda i, e_seed: s.parse(s.fetch(i), e_seed), num_parallel_calls=calls,
+                                   deterministic=True).ignore_errors(), global_batch).get_single_element()
         return made, (hi - lo) - tf.shape(made["person"], out_type=tf.int64)[0]
 
     def batch_of(step):
