@@ -2,9 +2,13 @@
 training step warps it. The crops, joints and targets equal the host path's on the real COCO samples
 (labelled people with flips, rotations and half-body crops; unlabelled easy views), the windows come in
 128-pixel steps, the warp compiles under XLA (the CPU stand-in for a GPU) and equals itself without
-it, a training run on device crops is the host run, and the config refuses the dataset copies that
-need a crop on the host."""
+it, a training run on device crops is the host run (on one device and on two replicas), and the config
+refuses the dataset copies that need a crop on the host."""
 from __future__ import annotations
+
+import json
+import os
+import textwrap
 
 import numpy as np
 import pytest
@@ -13,6 +17,7 @@ import tensorflow as tf
 from posedual_tf import codec, config, demo, training
 from posedual_tf.data import pipeline
 from posedual_tf.data.settings import TrainDataSettings
+from tests.conftest import run_python
 
 BATCHES = 4
 
@@ -82,6 +87,39 @@ def test_a_run_on_device_crops_trains_as_the_host_run(tmp_path):
     assert runs["device"]["final_step"] == runs["host"]["final_step"] == 2
     losses = {w: r["history"]["loss"] for w, r in runs.items()}
     np.testing.assert_allclose(losses["device"], losses["host"], rtol=1e-3)
+
+
+MIRRORED_RUNS = textwrap.dedent("""
+    import json, sys
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    sys.path.insert(0, ".")
+    from posedual_tf import config, demo, training
+    out = {}
+    for where in ("host", "device"):
+        cfg = config.load("demo_dual", [f"workdir={sys.argv[1]}/{where}", "data.image_size=[64,96]",
+                                        "data.heatmap_size=[16,24]", "model.width_multiplier=0.125",
+                                        "train.batch_size=4", "train.steps_per_epoch=2", "train.epochs=1",
+                                        "train.val_interval=10", "data.synthetic.labelled_images=8",
+                                        "data.synthetic.unlabelled_images=8", "data.synthetic.val_images=2",
+                                        "train.strategy=mirrored", f"data.crops_on={where}"])
+        demo.prepare_data(cfg)
+        r = training.run(cfg, progress="none")
+        out[where] = {"replicas": r["num_replicas"], "loss": r["history"]["loss"]}
+    print(json.dumps(out))
+""")
+
+
+def test_two_replicas_train_on_device_crops_as_on_host_crops(tmp_path):
+    """MirroredStrategy on 2 logical CPUs: Keras builds a model under a strategy by calling it on the first
+    raw batch, which has no ``image`` with device crops; the run trains, as the host-crop run does."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = run_python(["-c", MIRRORED_RUNS, str(tmp_path)], timeout=900, cwd=root)
+    assert out.returncode == 0, out.stderr[-3000:]
+    runs = json.loads(out.stdout.strip().splitlines()[-1])
+    assert runs["host"]["replicas"] == runs["device"]["replicas"] == 2
+    np.testing.assert_allclose(runs["device"]["loss"], runs["host"]["loss"], rtol=1e-3)
 
 
 @pytest.mark.parametrize("extra", [["method.rand_aug=true"], ["method.paths=[RA+JC]"], ["method.paths=[YOCOTA]"]])

@@ -116,10 +116,13 @@ class PoseMethod(keras.Model):
         self.trackers = {n: keras.metrics.Mean(name=n) for n in self.metric_names}
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        """Under MultiWorkerMirroredStrategy Keras's symbolic build reduces a sample batch with
-        ``strategy.reduce``, which fails for dict batches; our networks and optimiser are built
-        before ``fit``, so it is skipped there."""
-        if isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        """Under a strategy Keras builds a model by calling it on the first raw batch, before
+        :attr:`prepare` has made it network input (a ``data.crops_on=device`` batch has no ``image``;
+        under MultiWorkerMirroredStrategy ``strategy.reduce`` fails on dict batches). Skipped where the
+        optimiser is built before ``fit`` (``PoseTask.build_model`` builds it, after the networks), and
+        always under MultiWorkerMirroredStrategy."""
+        built = self.optimizer is not None and self.optimizer.built
+        if built or isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
             return None
         return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
